@@ -1,0 +1,154 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The one configuration module. Every entry point (worker, webhook adapter, CLI, codec server,
+ * dev stack) reads its settings here, from the environment merged over `.devstack/env`.
+ * Real environment variables take precedence over the file (DESIGN.md, "Environment").
+ */
+
+const hostPort = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port');
+const port = z.coerce.number().int().min(0).max(65535);
+const url = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+const nonEmpty = z.string().min(1, 'must not be empty');
+/** Durations like `90s`, `2m`, `1h`, `1d`, or plain milliseconds. */
+export const Duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h|d)?$/, 'must be a duration such as 30s, 2m, 1h')
+  .transform(parseDurationMs);
+
+export function parseDurationMs(text: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!match) throw new Error(`invalid duration "${text}"`);
+  const value = Number(match[1]);
+  const unit = match[2] ?? 'ms';
+  const factor = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit] ?? 1;
+  return value * factor;
+}
+
+const sections = {
+  temporal: z.object({
+    TEMPORAL_ADDRESS: hostPort.default('127.0.0.1:7233'),
+    TEMPORAL_NAMESPACE: nonEmpty.default('default'),
+    TEMPORAL_TASK_QUEUE: nonEmpty.default('device-ops'),
+    TEMPORAL_API_KEY: z.string().optional(),
+    TEMPORAL_TLS: z.enum(['true', 'false']).default('false'),
+  }),
+  emqx: z.object({
+    EMQX_API_URL: url.default('http://127.0.0.1:18083/api/v5'),
+    EMQX_API_KEY: nonEmpty,
+    EMQX_API_SECRET: nonEmpty,
+    EMQX_REQUEST_TIMEOUT: Duration.default(10_000),
+  }),
+  mongo: z.object({
+    MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// URI').default('mongodb://127.0.0.1:27017'),
+    MONGODB_DB: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,62}$/, 'must be letters, digits and _').default('device_ops'),
+  }),
+  webhook: z.object({
+    WEBHOOK_HOST: nonEmpty.default('127.0.0.1'),
+    WEBHOOK_PORT: port.default(8080),
+    WEBHOOK_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+  }),
+  codec: z.object({
+    PAYLOAD_ENCRYPTION_KEYS: z.string().regex(
+      /^[A-Za-z0-9_-]+:[A-Za-z0-9+/=]+(,[A-Za-z0-9_-]+:[A-Za-z0-9+/=]+)*$/,
+      'must be id:base64key[,id:base64key...]',
+    ),
+  }),
+  alarm: z.object({
+    ALARM_GRACE_PERIOD: Duration.default(120_000),
+    ALARM_ESCALATION_STEPS: z
+      .string()
+      .default('15m,1h')
+      .transform((text, ctx) => {
+        try {
+          return text.split(',').filter(Boolean).map((step) => parseDurationMs(step));
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'must be a comma-separated list of durations' });
+          return z.NEVER;
+        }
+      }),
+    ALARM_WEBHOOK_URL: url.optional(),
+  }),
+} as const;
+
+type Sections = typeof sections;
+export type SectionName = keyof Sections;
+export type Config<S extends SectionName> = { [K in S]: z.infer<Sections[K]> };
+
+export class ConfigError extends Error {
+  readonly type = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Finds the repository root (the folder with our package.json), whether running from src or dist. */
+export function projectRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const candidate = path.join(dir, 'package.json');
+    if (existsSync(candidate)) {
+      const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string };
+      if (pkg.name === 'emqx-device-ops') return dir;
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return process.cwd();
+    dir = parent;
+  }
+}
+
+export function devstackEnvPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DEVICE_OPS_ENV_FILE ?? path.join(projectRoot(), '.devstack', 'env');
+}
+
+/** Parses `KEY=value` lines; `#` comments and blank lines are ignored. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** The effective environment: `.devstack/env` (when present) overlaid by the real environment. */
+export function effectiveEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
+  const file = devstackEnvPath(env);
+  const fromFile = existsSync(file) ? parseEnvFile(readFileSync(file, 'utf8')) : {};
+  return { ...fromFile, ...env };
+}
+
+/**
+ * Reads the named sections, failing with every missing or invalid variable listed at once.
+ * Messages name the variable and the reason, never its value (values may be secrets).
+ */
+export function loadConfig<S extends SectionName>(
+  names: readonly S[],
+  env: Record<string, string | undefined> = effectiveEnv(),
+): Config<S> {
+  const problems: string[] = [];
+  const result: Partial<Record<SectionName, unknown>> = {};
+  for (const name of names) {
+    const schema: z.ZodType = sections[name];
+    const parsed = schema.safeParse(env);
+    if (parsed.success) {
+      result[name] = parsed.data;
+      continue;
+    }
+    for (const issue of parsed.error.issues) {
+      const variable = issue.path.join('.');
+      const reason = issue.code === 'invalid_type' && env[variable] === undefined ? 'is required' : issue.message;
+      problems.push(`${variable}: ${reason}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return result as Config<S>;
+}

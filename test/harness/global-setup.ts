@@ -1,0 +1,51 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { ensureFerretDb, ensureTemporalCli } from '../../devstack/binaries';
+import { freePort, startFerretDb, startTemporal, type ServiceProcess } from '../../devstack/services';
+
+/**
+ * Starts the expensive real servers once per test run, on free ports, so tests never depend on a
+ * running `npm run dev` or on fixed ports: a Temporal dev server (in memory, headless, with the
+ * project's search attributes) and FerretDB (SQLite in a temporary directory). A missing binary is
+ * installed, never skipped; a failure here fails the whole run loudly.
+ */
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    temporalAddress: string;
+    temporalNamespace: string;
+    mongoUri: string;
+    temporalCliPath: string;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const progress = (message: string): void => console.log(`[test harness] ${message}`);
+  const [temporalCli, ferretDb] = await Promise.all([ensureTemporalCli(progress), ensureFerretDb(progress)]);
+
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-test-'));
+  const host = '127.0.0.1';
+  const services: ServiceProcess[] = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(services.map((s) => s.stop()));
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  try {
+    const [temporal, mongo] = await Promise.all([
+      startTemporal({ binary: temporalCli, host, port: await freePort(), namespace: 'default', logDir: workDir }),
+      startFerretDb({ binary: ferretDb, host, port: await freePort(), dataDir: path.join(workDir, 'ferretdb'), logDir: workDir }),
+    ]);
+    services.push(temporal, mongo);
+    project.provide('temporalAddress', temporal.address);
+    project.provide('temporalNamespace', 'default');
+    project.provide('mongoUri', mongo.uri);
+    project.provide('temporalCliPath', temporalCli);
+    progress(`Temporal ${temporal.address}, MongoDB-wire ${mongo.uri}`);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  return stopAll;
+}
