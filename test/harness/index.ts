@@ -52,7 +52,7 @@ export async function waitFor<T>(check: () => Promise<T> | T, options: { timeout
   for (;;) {
     try {
       const value = await check();
-      if (value) return value as NonNullable<T>;
+      if (value) return value;
     } catch (err) {
       lastError = err;
     }

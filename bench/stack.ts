@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { ensureFerretDb, ensureTemporalCli } from '../devstack/binaries';
+import { startBroker, type RunningBroker } from '../devstack/broker';
+import { freePort, startFerretDb, startTemporal } from '../devstack/services';
+import { createDataConverter } from '../src/codec/data-converter';
+import { createEmqxClient, type EmqxClient } from '../src/emqx';
+import { connectHistory, type History } from '../src/history';
+import { DeviceOps } from '../src/starter/client';
+import { createDeviceOpsWorker } from '../src/worker';
+
+/** A private, complete stack for one benchmark run, on free ports; `close()` stops everything. */
+export interface BenchStack {
+  broker: RunningBroker;
+  emqx: EmqxClient;
+  history: History;
+  ops: DeviceOps;
+  temporal: Client;
+  worker: Worker;
+  close(): Promise<void>;
+}
+
+export async function startBenchStack(): Promise<BenchStack> {
+  const progress = (m: string): void => console.error(`[bench] ${m}`);
+  const [cli, ferret] = await Promise.all([ensureTemporalCli(progress), ensureFerretDb(progress)]);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-bench-'));
+  const host = '127.0.0.1';
+  const [temporalServer, mongoServer] = await Promise.all([
+    startTemporal({ binary: cli, host, port: await freePort(), namespace: 'default', logDir: dir }),
+    startFerretDb({ binary: ferret, host, port: await freePort(), dataDir: path.join(dir, 'ferretdb'), logDir: dir }),
+  ]);
+  const apiKey = 'bench';
+  const apiSecret = randomBytes(12).toString('hex');
+  const broker = await startBroker({ apiKey, apiSecret });
+  const emqx = createEmqxClient({ baseUrl: broker.apiUrl, apiKey, apiSecret });
+  const mongo = await connectHistory(mongoServer.uri, 'bench');
+  const dataConverter = createDataConverter(`bench:${randomBytes(32).toString('base64')}`);
+  const nativeConnection = await NativeConnection.connect({ address: temporalServer.address });
+  const taskQueue = 'bench';
+  const worker = await createDeviceOpsWorker({
+    connection: nativeConnection,
+    namespace: 'default',
+    taskQueue,
+    deps: { emqx, history: mongo.history },
+    dataConverter,
+  });
+  const running = worker.run();
+  const connection = await Connection.connect({ address: temporalServer.address });
+  const temporal = new Client({ connection, dataConverter });
+  const ops = new DeviceOps({ temporal, taskQueue, emqx, history: mongo.history });
+  return {
+    broker,
+    emqx,
+    history: mongo.history,
+    ops,
+    temporal,
+    worker,
+    async close() {
+      worker.shutdown();
+      await running;
+      await nativeConnection.close();
+      await connection.close();
+      await emqx.close();
+      await mongo.close();
+      await broker.close();
+      await Promise.all([temporalServer.stop(), mongoServer.stop()]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}

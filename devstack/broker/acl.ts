@@ -1,0 +1,138 @@
+import { z } from 'zod';
+import { topicMatchesFilter } from './topic';
+
+/**
+ * EMQX built-in database authorization rules (reference §3): per client id, per username and
+ * for all. Checked in that order, the first matching rule wins; with no match the caller applies
+ * `authorization.no_match` (default allow).
+ */
+
+export const MAX_RULES = 100;
+
+const Qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+
+export const AclRuleInput = z.object({
+  topic: z.string().min(1, 'must not be empty'),
+  permission: z.enum(['allow', 'deny']),
+  action: z.enum(['publish', 'subscribe', 'all']),
+  qos: z.union([Qos.transform((q) => [q]), z.array(Qos)]).optional(),
+  retain: z.union([z.boolean(), z.literal('all')]).optional(),
+});
+
+/** A rule as stored and returned by the API: `qos` and `retain` filled with their defaults. */
+export interface AclRule {
+  topic: string;
+  permission: 'allow' | 'deny';
+  action: 'publish' | 'subscribe' | 'all';
+  qos: (0 | 1 | 2)[];
+  retain: boolean | 'all';
+}
+
+export function normalizeRule(input: z.infer<typeof AclRuleInput>): AclRule {
+  return {
+    topic: input.topic,
+    permission: input.permission,
+    action: input.action,
+    qos: input.qos ?? [0, 1, 2],
+    retain: input.retain ?? 'all',
+  };
+}
+
+export interface AuthzSubject {
+  clientid: string;
+  username: string | undefined;
+}
+
+export interface AuthzRequest {
+  action: 'publish' | 'subscribe';
+  /** The topic name for publish, the topic filter for subscribe. */
+  topic: string;
+  qos: number;
+  retain?: boolean;
+}
+
+export type AuthzDecision = 'allow' | 'deny' | 'nomatch';
+
+export class AclRuleStore {
+  private readonly byClientId = new Map<string, AclRule[]>();
+  private readonly byUsername = new Map<string, AclRule[]>();
+  private forAll: AclRule[] = [];
+
+  clientRules(): { clientid: string; rules: AclRule[] }[] {
+    return sortedEntries(this.byClientId).map(([clientid, rules]) => ({ clientid, rules }));
+  }
+
+  userRules(): { username: string; rules: AclRule[] }[] {
+    return sortedEntries(this.byUsername).map(([username, rules]) => ({ username, rules }));
+  }
+
+  getClientRules(clientid: string): AclRule[] | undefined {
+    return this.byClientId.get(clientid);
+  }
+
+  getUserRules(username: string): AclRule[] | undefined {
+    return this.byUsername.get(username);
+  }
+
+  setClientRules(clientid: string, rules: AclRule[]): void {
+    this.byClientId.set(clientid, rules);
+  }
+
+  setUserRules(username: string, rules: AclRule[]): void {
+    this.byUsername.set(username, rules);
+  }
+
+  deleteClientRules(clientid: string): boolean {
+    return this.byClientId.delete(clientid);
+  }
+
+  deleteUserRules(username: string): boolean {
+    return this.byUsername.delete(username);
+  }
+
+  getAllRules(): AclRule[] {
+    return this.forAll;
+  }
+
+  setAllRules(rules: AclRule[]): void {
+    this.forAll = rules;
+  }
+
+  /** First match over client rules, then user rules, then the rules for all. */
+  check(subject: AuthzSubject, request: AuthzRequest): AuthzDecision {
+    const candidates = [
+      ...(this.byClientId.get(subject.clientid) ?? []),
+      ...(subject.username !== undefined ? (this.byUsername.get(subject.username) ?? []) : []),
+      ...this.forAll,
+    ];
+    const match = candidates.find((rule) => ruleMatches(rule, subject, request));
+    return match ? match.permission : 'nomatch';
+  }
+}
+
+function sortedEntries<V>(map: Map<string, V>): [string, V][] {
+  return [...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function ruleMatches(rule: AclRule, subject: AuthzSubject, request: AuthzRequest): boolean {
+  if (rule.action !== 'all' && rule.action !== request.action) return false;
+  if (!rule.qos.includes(request.qos as 0 | 1 | 2)) return false;
+  if (request.action === 'publish' && rule.retain !== 'all' && rule.retain !== (request.retain ?? false)) return false;
+  return ruleTopicMatches(rule.topic, subject, request.topic);
+}
+
+/** `eq <filter>` matches literally and is not rendered; otherwise placeholders, then wildcards. */
+function ruleTopicMatches(ruleTopic: string, subject: AuthzSubject, topic: string): boolean {
+  if (ruleTopic.startsWith('eq ')) return topic === ruleTopic.slice(3);
+  const rendered = renderPlaceholders(ruleTopic, subject);
+  return rendered !== undefined && topicMatchesFilter(topic, rendered);
+}
+
+/**
+ * `${clientid}` and `${username}`. A rule naming `${username}` cannot match a client that has
+ * no username (EMQX renders nothing useful for it either).
+ */
+function renderPlaceholders(ruleTopic: string, subject: AuthzSubject): string | undefined {
+  if (ruleTopic.includes('${username}') && subject.username === undefined) return undefined;
+  return ruleTopic.replaceAll('${clientid}', subject.clientid).replaceAll('${username}', subject.username ?? '');
+}

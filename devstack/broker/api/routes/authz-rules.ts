@@ -1,0 +1,128 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AclRuleInput, MAX_RULES, normalizeRule, type AclRule } from '../../acl';
+import type { ApiContext } from '../context';
+import { apiError, badRequest, clientNotFound, notFound, parseBody } from '../errors';
+import { pageRequest, paginate, queryValue, type Query } from '../pagination';
+
+/**
+ * Built-in database authorization rules, 5.1+ paths (reference §3), and the authz cache
+ * endpoints. Nothing is cached here (every check reads the rules), but the endpoints exist and
+ * answer like EMQX.
+ */
+
+const BASE = '/api/v5/authorization/sources/built_in_database/rules';
+const Rules = z.array(AclRuleInput);
+const ClientRulesBody = z.object({ clientid: z.string().min(1), rules: Rules });
+const UserRulesBody = z.object({ username: z.string().min(1), rules: Rules });
+const AllRulesBody = z.object({ rules: Rules });
+
+const SOURCE = { type: 'built_in_database', enable: true, max_rules: MAX_RULES };
+
+function checkedRules(rules: z.infer<typeof Rules>, owner: string): AclRule[] {
+  if (rules.length > MAX_RULES) throw badRequest(`The rules length of ${owner} exceeds the maximum limit.`);
+  return rules.map(normalizeRule);
+}
+
+export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }: ApiContext): void {
+  app.get('/api/v5/authorization/sources', () => ({ sources: [SOURCE] }));
+  app.get('/api/v5/authorization/sources/built_in_database', () => SOURCE);
+
+  app.get<{ Querystring: Query }>(`${BASE}/clients`, (request) => {
+    const page = pageRequest(request.query);
+    const like = queryValue(request.query, 'like_clientid');
+    const entries = acl.clientRules().filter((e) => like === undefined || e.clientid.includes(like));
+    return paginate(entries, page, { withCount: like === undefined });
+  });
+
+  app.post(`${BASE}/clients`, (request, reply) => {
+    const entries = parseBody(z.array(ClientRulesBody), request.body);
+    const prepared = entries.map((e) => ({ clientid: e.clientid, rules: checkedRules(e.rules, `Client '${e.clientid}'`) }));
+    const existing = prepared.filter((e) => acl.getClientRules(e.clientid) !== undefined).map((e) => e.clientid);
+    if (existing.length > 0) throw apiError(409, 'ALREADY_EXISTS', `Client '${existing.join(',')}' already exist`);
+    for (const e of prepared) acl.setClientRules(e.clientid, e.rules);
+    void reply.code(204).send();
+  });
+
+  app.get<{ Params: { clientid: string } }>(`${BASE}/clients/:clientid`, (request) => {
+    const rules = acl.getClientRules(request.params.clientid);
+    if (!rules) throw notFound('Not Found');
+    return { clientid: request.params.clientid, rules };
+  });
+
+  app.put<{ Params: { clientid: string } }>(`${BASE}/clients/:clientid`, (request, reply) => {
+    const body = parseBody(ClientRulesBody, request.body);
+    if (body.clientid !== request.params.clientid) throw badRequest('clientid in the body must match the path');
+    acl.setClientRules(body.clientid, checkedRules(body.rules, `Client '${body.clientid}'`));
+    void reply.code(204).send();
+  });
+
+  app.delete<{ Params: { clientid: string } }>(`${BASE}/clients/:clientid`, (request, reply) => {
+    if (!acl.deleteClientRules(request.params.clientid)) throw notFound('ClientID Not Found');
+    void reply.code(204).send();
+  });
+
+  app.get<{ Querystring: Query }>(`${BASE}/users`, (request) => {
+    const page = pageRequest(request.query);
+    const like = queryValue(request.query, 'like_username');
+    const entries = acl.userRules().filter((e) => like === undefined || e.username.includes(like));
+    return paginate(entries, page, { withCount: like === undefined });
+  });
+
+  app.post(`${BASE}/users`, (request, reply) => {
+    const entries = parseBody(z.array(UserRulesBody), request.body);
+    const prepared = entries.map((e) => ({ username: e.username, rules: checkedRules(e.rules, `User '${e.username}'`) }));
+    const existing = prepared.filter((e) => acl.getUserRules(e.username) !== undefined).map((e) => e.username);
+    if (existing.length > 0) throw apiError(409, 'ALREADY_EXISTS', `User '${existing.join(',')}' already exist`);
+    for (const e of prepared) acl.setUserRules(e.username, e.rules);
+    void reply.code(204).send();
+  });
+
+  app.get<{ Params: { username: string } }>(`${BASE}/users/:username`, (request) => {
+    const rules = acl.getUserRules(request.params.username);
+    if (!rules) throw notFound('Not Found');
+    return { username: request.params.username, rules };
+  });
+
+  app.put<{ Params: { username: string } }>(`${BASE}/users/:username`, (request, reply) => {
+    const body = parseBody(UserRulesBody, request.body);
+    if (body.username !== request.params.username) throw badRequest('username in the body must match the path');
+    acl.setUserRules(body.username, checkedRules(body.rules, `User '${body.username}'`));
+    void reply.code(204).send();
+  });
+
+  app.delete<{ Params: { username: string } }>(`${BASE}/users/:username`, (request, reply) => {
+    if (!acl.deleteUserRules(request.params.username)) throw notFound('Username Not Found');
+    void reply.code(204).send();
+  });
+
+  app.get(`${BASE}/all`, () => ({ rules: acl.getAllRules() }));
+
+  app.post(`${BASE}/all`, (request, reply) => {
+    const body = parseBody(AllRulesBody, request.body);
+    acl.setAllRules(checkedRules(body.rules, 'All'));
+    void reply.code(204).send();
+  });
+
+  app.delete(`${BASE}/all`, (_request, reply) => {
+    acl.setAllRules([]);
+    void reply.code(204).send();
+  });
+
+  /** Purging needs the source disabled first; it is always enabled here. */
+  app.delete(BASE, () => {
+    throw badRequest("'built_in_database' type source must be disabled before purge.");
+  });
+
+  app.delete('/api/v5/authorization/cache', (_request, reply) => reply.code(204).send());
+
+  app.get<{ Params: { clientid: string } }>('/api/v5/clients/:clientid/authorization/cache', (request) => {
+    if (!sessions.get(request.params.clientid)) throw clientNotFound();
+    return [];
+  });
+
+  app.delete<{ Params: { clientid: string } }>('/api/v5/clients/:clientid/authorization/cache', (request, reply) => {
+    if (!sessions.get(request.params.clientid)) throw clientNotFound();
+    void reply.code(204).send();
+  });
+}

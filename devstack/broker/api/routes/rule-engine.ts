@@ -1,0 +1,227 @@
+import type { FastifyInstance } from 'fastify';
+import { NODE_NAME, rfc3339 } from '../../emqx-formats';
+import {
+  HttpActionConfig,
+  HttpActionCreate,
+  HttpConnectorConfig,
+  HttpConnectorCreate,
+  parseResourceId,
+} from '../../rule-engine/http-resources';
+import { RuleInput, type RuleEngine, type StoredRule } from '../../rule-engine/rule-engine';
+import { RuleSqlError } from '../../rule-engine/sql';
+import type { ApiContext } from '../context';
+import { apiError, badRequest, notFound, parseBody } from '../errors';
+import { booleanParam, pageRequest, paginate, queryValue, type Query } from '../pagination';
+
+/** Connectors, actions and rules: enough of the rule engine for an HTTP webhook (reference §8.2). */
+
+type IdParams = { Params: { id: string } };
+const CONNECTED = { status: 'connected', status_reason: '', node_status: [{ node: NODE_NAME, status: 'connected' }] };
+
+function httpResourceName(id: string, kind: 'connector' | 'action'): string {
+  const parsed = parseResourceId(id);
+  if (!parsed) throw badRequest(`Invalid ${kind} ID, expected <type>:<name>`);
+  if (parsed.type !== 'http') throw notFound(kind === 'connector' ? 'Connector not found' : 'Action not found');
+  return parsed.name;
+}
+
+function withoutIdentity(body: unknown): unknown {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return body;
+  const { type: _type, name: _name, ...rest } = body as Record<string, unknown>;
+  return rest;
+}
+
+export function registerRuleEngineRoutes(app: FastifyInstance, { ruleEngine }: ApiContext): void {
+  registerConnectorRoutes(app, ruleEngine);
+  registerActionRoutes(app, ruleEngine);
+  registerRuleRoutes(app, ruleEngine);
+}
+
+function registerConnectorRoutes(app: FastifyInstance, ruleEngine: RuleEngine): void {
+  const { resources } = ruleEngine;
+  const view = (name: string): Record<string, unknown> => {
+    const record = resources.getConnector(name);
+    if (!record) throw notFound('Connector not found');
+    return { type: 'http', name, ...record.config, ...CONNECTED, actions: resources.actionsUsingConnector(name) };
+  };
+
+  app.get('/api/v5/connectors', () => resources.listConnectors().map((c) => view(c.name)));
+
+  app.post('/api/v5/connectors', (request, reply) => {
+    const { type: _type, name, ...config } = parseBody(HttpConnectorCreate, request.body);
+    if (resources.getConnector(name)) throw apiError(400, 'ALREADY_EXISTS', 'Connector already exists');
+    resources.putConnector(name, config);
+    reply.code(201);
+    return view(name);
+  });
+
+  app.get<IdParams>('/api/v5/connectors/:id', (request) => view(httpResourceName(request.params.id, 'connector')));
+
+  app.put<IdParams>('/api/v5/connectors/:id', (request) => {
+    const name = httpResourceName(request.params.id, 'connector');
+    const config = parseBody(HttpConnectorConfig, withoutIdentity(request.body));
+    if (!resources.getConnector(name)) throw notFound('Connector not found');
+    resources.putConnector(name, config);
+    return view(name);
+  });
+
+  app.delete<IdParams>('/api/v5/connectors/:id', (request, reply) => {
+    const name = httpResourceName(request.params.id, 'connector');
+    if (!resources.getConnector(name)) throw notFound('Connector not found');
+    if (resources.actionsUsingConnector(name).length > 0) {
+      throw badRequest('Cannot delete connector while there are active channels defined for this connector');
+    }
+    resources.deleteConnector(name);
+    void reply.code(204).send();
+  });
+}
+
+function registerActionRoutes(app: FastifyInstance, ruleEngine: RuleEngine): void {
+  const { resources } = ruleEngine;
+  const view = (name: string): Record<string, unknown> => {
+    const record = resources.getAction(name);
+    if (!record) throw notFound('Action not found');
+    return {
+      type: 'http',
+      name,
+      ...record.config,
+      ...CONNECTED,
+      created_at: record.createdAt,
+      last_modified_at: record.lastModifiedAt,
+    };
+  };
+  const requireConnector = (connector: string): void => {
+    if (!resources.getConnector(connector)) throw badRequest(`connector http:${connector} not found`);
+  };
+
+  app.get('/api/v5/actions', () => resources.listActions().map((a) => view(a.name)));
+
+  app.post('/api/v5/actions', (request, reply) => {
+    const { type: _type, name, ...config } = parseBody(HttpActionCreate, request.body);
+    if (resources.getAction(name)) throw apiError(400, 'ALREADY_EXISTS', 'Action already exists');
+    requireConnector(config.connector);
+    resources.putAction(name, config);
+    reply.code(201);
+    return view(name);
+  });
+
+  app.get<IdParams>('/api/v5/actions/:id', (request) => view(httpResourceName(request.params.id, 'action')));
+
+  app.put<IdParams>('/api/v5/actions/:id', (request) => {
+    const name = httpResourceName(request.params.id, 'action');
+    const config = parseBody(HttpActionConfig, withoutIdentity(request.body));
+    if (!resources.getAction(name)) throw notFound('Action not found');
+    requireConnector(config.connector);
+    resources.putAction(name, config);
+    return view(name);
+  });
+
+  app.delete<IdParams & { Querystring: Query }>('/api/v5/actions/:id', (request, reply) => {
+    const name = httpResourceName(request.params.id, 'action');
+    if (!resources.getAction(name)) throw notFound('Action not found');
+    const actionId = `http:${name}`;
+    const dependents = ruleEngine.rulesUsingAction(actionId);
+    if (dependents.length > 0 && booleanParam(request.query, 'also_delete_dep_actions') !== true) {
+      throw badRequest(`Cannot delete action while active rules are depending on it: ${dependents.join(', ')}`);
+    }
+    ruleEngine.removeActionFromRules(actionId);
+    resources.deleteAction(name);
+    ruleEngine.forgetAction(name);
+    void reply.code(204).send();
+  });
+
+  app.get<IdParams>('/api/v5/actions/:id/metrics', (request) => {
+    const name = httpResourceName(request.params.id, 'action');
+    if (!resources.getAction(name)) throw notFound('Action not found');
+    const metrics = ruleEngine.actionMetrics(name);
+    return { metrics, node_metrics: [{ node: NODE_NAME, metrics }] };
+  });
+
+  app.put<IdParams>('/api/v5/actions/:id/metrics/reset', (request, reply) => {
+    const name = httpResourceName(request.params.id, 'action');
+    if (!resources.getAction(name)) throw notFound('Action not found');
+    ruleEngine.resetActionMetrics(name);
+    void reply.code(204).send();
+  });
+}
+
+function ruleView(rule: StoredRule): Record<string, unknown> {
+  return {
+    id: rule.id,
+    name: rule.name,
+    sql: rule.sql,
+    actions: rule.actions,
+    enable: rule.enable,
+    description: rule.description,
+    metadata: rule.metadata,
+    from: rule.from,
+    created_at: rfc3339(rule.createdAt),
+    last_modified_at: rfc3339(rule.lastModifiedAt),
+  };
+}
+
+function checkActionRefs(actions: RuleInput['actions']): void {
+  for (const action of actions) {
+    if (typeof action === 'string' && !parseResourceId(action)) throw badRequest(`actions: invalid action id ${action}`);
+  }
+}
+
+function storeRule(ruleEngine: RuleEngine, id: string, input: RuleInput): StoredRule {
+  checkActionRefs(input.actions);
+  try {
+    return ruleEngine.putRule(id, input);
+  } catch (err) {
+    if (err instanceof RuleSqlError) throw badRequest(`sql: ${err.message}`);
+    throw err;
+  }
+}
+
+function registerRuleRoutes(app: FastifyInstance, ruleEngine: RuleEngine): void {
+  app.get<{ Querystring: Query }>('/api/v5/rules', (request) => {
+    const page = pageRequest(request.query);
+    const likeId = queryValue(request.query, 'like_id');
+    const enable = booleanParam(request.query, 'enable');
+    const rules = ruleEngine
+      .listRules()
+      .filter((r) => (likeId === undefined || r.id.includes(likeId)) && (enable === undefined || r.enable === enable));
+    const result = paginate(rules, page, { withCount: likeId === undefined });
+    return { ...result, data: result.data.map(ruleView) };
+  });
+
+  app.post('/api/v5/rules', (request, reply) => {
+    const input = parseBody(RuleInput, request.body);
+    const id = input.id ?? ruleEngine.newRuleId();
+    if (ruleEngine.getRule(id)) throw badRequest('rule id already exists');
+    reply.code(201);
+    return ruleView(storeRule(ruleEngine, id, input));
+  });
+
+  app.get<IdParams>('/api/v5/rules/:id', (request) => {
+    const rule = ruleEngine.getRule(request.params.id);
+    if (!rule) throw notFound('Rule Id Not Found');
+    return ruleView(rule);
+  });
+
+  /** Fields left out keep their current values. */
+  app.put<IdParams>('/api/v5/rules/:id', (request) => {
+    const current = ruleEngine.getRule(request.params.id);
+    if (!current) throw notFound('Rule Id Not Found');
+    const body = request.body !== null && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {};
+    const input = parseBody(RuleInput, {
+      sql: current.sql,
+      actions: current.actions,
+      enable: current.enable,
+      description: current.description,
+      metadata: current.metadata,
+      name: current.name,
+      ...body,
+      id: undefined,
+    });
+    return ruleView(storeRule(ruleEngine, current.id, input));
+  });
+
+  app.delete<IdParams>('/api/v5/rules/:id', (request, reply) => {
+    if (!ruleEngine.deleteRule(request.params.id)) throw notFound('Rule Id Not Found');
+    void reply.code(204).send();
+  });
+}

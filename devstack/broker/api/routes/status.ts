@@ -1,0 +1,16 @@
+import type { FastifyInstance } from 'fastify';
+import { EMQX_VERSION, NODE_NAME } from '../../emqx-formats';
+import { queryValue, type Query } from '../pagination';
+
+/** `GET /api/v5/status` (no auth): text by default, JSON with `?format=json` (reference §1.4). */
+export function registerStatusRoutes(app: FastifyInstance): void {
+  const status = (request: { query: Query }, reply: { type(t: string): unknown }): unknown => {
+    if (queryValue(request.query, 'format') === 'json') {
+      return { rel_vsn: EMQX_VERSION, node_name: NODE_NAME, broker_status: 'started', app_status: 'running' };
+    }
+    reply.type('text/plain');
+    return `Node ${NODE_NAME} is started\nemqx is running`;
+  };
+  app.get<{ Querystring: Query }>('/api/v5/status', status);
+  app.get<{ Querystring: Query }>('/status', status);
+}

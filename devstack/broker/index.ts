@@ -1,0 +1,159 @@
+import { Aedes } from 'aedes';
+import { createServer } from 'aedes-server-factory';
+import type { EventEmitter } from 'node:events';
+import pino, { type Logger } from 'pino';
+import { Agent } from 'undici';
+import { AclRuleStore } from './acl';
+import { buildApiServer } from './api/server';
+import { FaultSwitchboard, type FaultConfig } from './faults';
+import { bindListener, PortInUseError, type BoundListener } from './listeners';
+import { BrokerMetrics, MessageRateSampler } from './metrics';
+import { installAccessControl } from './mqtt-access';
+import { followBrokerEvents } from './mqtt-events';
+import { MessagePublisher } from './publish';
+import { RuleEngine } from './rule-engine/rule-engine';
+import type { ActionMetrics } from './rule-engine/webhook-delivery';
+import { SessionRegistry } from './sessions';
+import { BrokerStats } from './stats';
+import { AuthnUserStore } from './users';
+
+/**
+ * An EMQX-compatible broker for development and tests: a real MQTT broker (aedes) plus the subset
+ * of the EMQX 5 REST API the project uses (reference/emqx-v5-api.md), so the project runs and is
+ * tested without EMQX.
+ *
+ * Limits, on purpose:
+ * - MQTT 3.1 and 3.1.1 only. aedes 1.x refuses MQTT 5 CONNECTs ("Unacceptable protocol
+ *   version"), so MQTT 5 properties, reason codes and session expiry cannot be exercised here.
+ * - One node (`emqx@127.0.0.1`); no clustering, shared subscriptions, bridges or TLS.
+ * - Only connected clients appear in the clients, subscriptions and topics APIs; aedes keeps
+ *   the sessions of disconnected `clean_session=false` clients for queued messages, but they
+ *   are not listed, and REST subscribe on their behalf answers 404.
+ * - State lives in memory and is lost on close.
+ */
+
+export type { FaultConfig } from './faults';
+export { faultsFromEnv } from './faults';
+export { PortInUseError } from './listeners';
+export type { ActionMetrics } from './rule-engine/webhook-delivery';
+
+export interface BrokerOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** 0 = pick a free port (default 0). */
+  mqttPort?: number;
+  /** MQTT over WebSocket (path /mqtt accepted); 0 = free port. */
+  wsPort?: number;
+  /** REST API; 0 = free port. */
+  apiPort?: number;
+  apiKey: string;
+  apiSecret: string;
+  /** `authorization.no_match`; default 'allow' like EMQX. */
+  authzNoMatch?: 'allow' | 'deny';
+  /** Default true: built-in database authentication with user_id_type username. */
+  authenticationEnabled?: boolean;
+  faults?: Partial<FaultConfig>;
+  /** Optional; default silent. */
+  logger?: Logger;
+}
+
+export interface RunningBroker {
+  host: string;
+  mqttPort: number;
+  wsPort: number;
+  apiPort: number;
+  /** mqtt://127.0.0.1:<port> */
+  mqttUrl: string;
+  /** ws://127.0.0.1:<port>/mqtt */
+  wsUrl: string;
+  /** http://127.0.0.1:<port>/api/v5 */
+  apiUrl: string;
+  faults: { get(): FaultConfig; set(patch: Partial<FaultConfig>): void; reset(): void };
+  /** Webhook delivery counters per HTTP action id (`http:<name>`), as `GET /actions/{id}/metrics` reports them. */
+  webhookMetrics(): Record<string, ActionMetrics>;
+  /** Closes every listener and client and stops webhook delivery; idempotent. */
+  close(): Promise<void>;
+}
+
+export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
+  const host = opts.host ?? '127.0.0.1';
+  const logger = opts.logger ?? pino({ level: 'silent' });
+  const faults = new FaultSwitchboard(opts.faults ?? {});
+  const sessions = new SessionRegistry();
+  const users = new AuthnUserStore();
+  const acl = new AclRuleStore();
+  const metrics = new BrokerMetrics();
+  const stats = new BrokerStats(sessions);
+  const dispatcher = new Agent({ connect: { timeout: 15_000 }, connections: 64 });
+  const ruleEngine = new RuleEngine({ dispatcher, faults, logger: logger.child({ component: 'rule-engine' }) });
+
+  const aedes = await Aedes.createBroker();
+  const brokerEvents: EventEmitter = aedes;
+  brokerEvents.on('error', (err: Error) => logger.error({ err }, 'mqtt broker error'));
+  const publisher = new MessagePublisher(aedes, sessions);
+  installAccessControl(aedes, {
+    users,
+    acl,
+    sessions,
+    metrics,
+    authenticationEnabled: opts.authenticationEnabled ?? true,
+    authzNoMatch: opts.authzNoMatch ?? 'allow',
+  });
+  followBrokerEvents(aedes, { sessions, metrics, stats, ruleEngine, publisher });
+  const rates = new MessageRateSampler(metrics);
+
+  const api = buildApiServer(
+    { aedes, sessions, users, acl, metrics, stats, rates, publisher, ruleEngine, faults, startedAt: Date.now() },
+    { apiKey: opts.apiKey, apiSecret: opts.apiSecret, logger: logger.child({ component: 'api' }) },
+  );
+
+  const listeners: BoundListener[] = [];
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= shutDown();
+    return closing;
+  };
+  const shutDown = async (): Promise<void> => {
+    ruleEngine.stop();
+    rates.stop();
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    await Promise.all(listeners.map((l) => l.close()));
+    await api.close();
+    await dispatcher.close();
+  };
+
+  try {
+    const mqtt = await bindListener(createServer(aedes), host, opts.mqttPort ?? 0);
+    listeners.push(mqtt);
+    const ws = await bindListener(createServer(aedes, { ws: true }), host, opts.wsPort ?? 0);
+    listeners.push(ws);
+    const apiPort = await listenApi(api, host, opts.apiPort ?? 0);
+    logger.info({ mqttPort: mqtt.port, wsPort: ws.port, apiPort }, 'EMQX-compatible dev broker started');
+    return {
+      host,
+      mqttPort: mqtt.port,
+      wsPort: ws.port,
+      apiPort,
+      mqttUrl: `mqtt://${host}:${mqtt.port}`,
+      wsUrl: `ws://${host}:${ws.port}/mqtt`,
+      apiUrl: `http://${host}:${apiPort}/api/v5`,
+      faults: { get: () => faults.get(), set: (patch) => faults.set(patch), reset: () => faults.reset() },
+      webhookMetrics: () => ruleEngine.deliveryStats(),
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+async function listenApi(api: ReturnType<typeof buildApiServer>, host: string, port: number): Promise<number> {
+  try {
+    await api.listen({ host, port });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new PortInUseError(port);
+    throw err;
+  }
+  const address = api.server.address();
+  return typeof address === 'object' && address ? address.port : port;
+}

@@ -1,0 +1,144 @@
+import type { Aedes, AuthenticateError, Client, PublishPacket } from 'aedes';
+import type { AclRuleStore, AuthzRequest } from './acl';
+import type { BrokerMetrics } from './metrics';
+import type { SessionRegistry } from './sessions';
+import { isSystemTopic } from './topic';
+import type { AuthnUserStore } from './users';
+
+/**
+ * Authentication and authorization on the MQTT side, as EMQX does them for MQTT 3.1.1 clients:
+ * CONNECT checked against the built-in database users; PUBLISH and SUBSCRIBE checked against the
+ * ACL rules (superusers skip them); a denied PUBLISH is dropped without disconnecting (QoS 1/2
+ * still acknowledged, EMQX's `deny_action = ignore`); a denied SUBSCRIBE gets SUBACK 0x80.
+ */
+
+export interface AccessControlOptions {
+  users: AuthnUserStore;
+  acl: AclRuleStore;
+  sessions: SessionRegistry;
+  metrics: BrokerMetrics;
+  authenticationEnabled: boolean;
+  authzNoMatch: 'allow' | 'deny';
+}
+
+/** CONNACK return codes (MQTT 3.1.1 §3.2.2.3). */
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+
+type PublishFn = (packet: PublishPacket, client: Client | null | ((err?: Error) => void), done?: (err?: Error) => void) => void;
+
+export function installAccessControl(aedes: Aedes, options: AccessControlOptions): void {
+  const { users, sessions, metrics } = options;
+  const deniedPublishes = new WeakSet<PublishPacket>();
+
+  aedes.preConnect = (client, packet, callback) => {
+    sessions.noteConnectPacket(client, packet);
+    metrics.inc('client.connect');
+    callback(null, true);
+  };
+
+  aedes.authenticate = (client, username, password, callback) => {
+    metrics.inc('client.authenticate');
+    const refuse = (returnCode: number, message: string): void => {
+      metrics.inc('authentication.failure');
+      const error = new Error(message) as AuthenticateError;
+      error.returnCode = returnCode;
+      callback(error, false);
+    };
+    const accept = (isSuperuser: boolean): void => {
+      metrics.inc('authentication.success');
+      sessions.noteAuthenticated(client, isSuperuser);
+      noteSessionTakeover(client);
+      callback(null, true);
+    };
+    if (!options.authenticationEnabled) {
+      metrics.inc('authentication.success.anonymous');
+      return accept(false);
+    }
+    if (username === undefined || username === '') return refuse(NOT_AUTHORIZED, 'not authorized');
+    if (password === undefined) return refuse(BAD_USERNAME_OR_PASSWORD, 'bad username or password');
+    const check = users.checkPassword(username, password);
+    if (check.result === 'ok') return accept(check.isSuperuser);
+    // An unknown user makes the built-in database authenticator "ignore" the client, and the end
+    // of the chain answers not_authorized (emqx_authn_chains:do_authenticate/3).
+    return refuse(check.result === 'not_found' ? NOT_AUTHORIZED : BAD_USERNAME_OR_PASSWORD, 'bad username or password');
+  };
+
+  /**
+   * A new connection with the client id of a live one ends the old connection: `discarded` when
+   * it starts clean, `takenover` when it resumes the session (emqx_cm:open_session/3).
+   */
+  function noteSessionTakeover(client: Client): void {
+    const previous = sessions.get(client.id);
+    if (!previous || previous.client === client) return;
+    const reason = client.clean ? 'discarded' : 'takenover';
+    sessions.markDisconnectReason(client.id, reason);
+    metrics.inc(reason === 'discarded' ? 'session.discarded' : 'session.takenover');
+  }
+
+  function authorize(client: Client, request: AuthzRequest): boolean {
+    metrics.inc('client.authorize');
+    const subject = sessions.subjectOf(client);
+    if (subject.isSuperuser) {
+      metrics.inc('authorization.superuser');
+      return true;
+    }
+    const decision = options.acl.check(subject, request);
+    const allowed = decision === 'nomatch' ? options.authzNoMatch === 'allow' : decision === 'allow';
+    metrics.inc(allowed ? 'authorization.allow' : 'authorization.deny');
+    return allowed;
+  }
+
+  aedes.authorizePublish = (client, packet, callback) => {
+    // Wills re-published by aedes at startup carry no client; nothing to check against.
+    if (!client) return callback(null);
+    if (!client.closed) countReceived(client, packet);
+    const allowed =
+      !isSystemTopic(packet.topic) &&
+      authorize(client, { action: 'publish', topic: packet.topic, qos: packet.qos, retain: packet.retain });
+    if (!allowed) {
+      metrics.inc('packets.publish.auth_error');
+      deniedPublishes.add(packet);
+    }
+    callback(null);
+  };
+
+  aedes.authorizeSubscribe = (client, subscription, callback) => {
+    const allowed = authorize(client, { action: 'subscribe', topic: subscription.topic, qos: subscription.qos });
+    callback(null, allowed ? subscription : null);
+  };
+
+  aedes.authorizeForward = (client, packet) => {
+    metrics.inc('messages.sent');
+    metrics.inc(qosMetric(packet.qos, 'sent'));
+    const session = sessions.of(client);
+    if (session) session.sendMsg++;
+    return packet;
+  };
+
+  // aedes closes the connection when authorizePublish reports an error; EMQX drops the message and
+  // keeps the client. So a denied packet is let through the hook and skipped here, where aedes
+  // hands it on for routing (after the PUBACK/PUBREC has been written).
+  const routePublish = aedes.publish.bind(aedes) as PublishFn;
+  const publishUnlessDenied: PublishFn = (packet, client, done) => {
+    if (deniedPublishes.delete(packet)) {
+      const callback = typeof client === 'function' ? client : done;
+      callback?.();
+      return;
+    }
+    routePublish(packet, client, done);
+  };
+  (aedes as unknown as { publish: PublishFn }).publish = publishUnlessDenied;
+
+  function countReceived(client: Client, packet: PublishPacket): void {
+    metrics.inc('messages.received');
+    metrics.inc(qosMetric(packet.qos, 'received'));
+    const session = sessions.of(client);
+    if (session) session.recvMsg++;
+  }
+}
+
+function qosMetric(qos: number, direction: 'received' | 'sent'): `messages.qos${0 | 1 | 2}.${'received' | 'sent'}` {
+  const level = qos === 2 ? 2 : qos === 1 ? 1 : 0;
+  return `messages.qos${level}.${direction}`;
+}

@@ -1,0 +1,127 @@
+import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
+import { newMessageId } from './emqx-formats';
+import type { BrokerMetrics } from './metrics';
+import type { MessagePublisher } from './publish';
+import {
+  clientConnectedEvent,
+  clientDisconnectedEvent,
+  messagePublishEvent,
+  sessionSubscribedEvent,
+  sessionUnsubscribedEvent,
+} from './rule-engine/events';
+import type { RuleEngine } from './rule-engine/rule-engine';
+import type { DisconnectReason, SessionRegistry } from './sessions';
+import type { BrokerStats } from './stats';
+import { isSystemTopic } from './topic';
+
+/**
+ * Follows aedes' connection and traffic events to keep the session registry, the counters and
+ * the rule engine up to date.
+ */
+
+export interface BrokerEventDeps {
+  sessions: SessionRegistry;
+  metrics: BrokerMetrics;
+  stats: BrokerStats;
+  ruleEngine: RuleEngine;
+  publisher: MessagePublisher;
+}
+
+/** aedes' per-client internals this module reads (not in aedes' types). */
+interface ClientInternals {
+  /** Set when the client sent DISCONNECT. */
+  _disconnected?: boolean;
+  subscriptions?: Record<string, { qos: number; nl?: boolean; rap?: boolean; rh?: number }>;
+}
+
+export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
+  const { sessions, metrics, stats, ruleEngine, publisher } = deps;
+
+  aedes.on('client', (client) => {
+    const session = sessions.register(client);
+    // A resumed session's subscriptions are restored by aedes without a `subscribe` event.
+    for (const [topic, sub] of Object.entries(internals(client).subscriptions ?? {})) {
+      session.subscriptions.set(topic, { qos: sub.qos, nl: sub.nl ? 1 : 0, rap: sub.rap ? 1 : 0, rh: sub.rh ?? 0 });
+    }
+    stats.observe();
+  });
+
+  aedes.on('clientReady', (client) => {
+    const session = sessions.of(client);
+    if (!session) return;
+    metrics.inc('client.connected');
+    metrics.inc('client.connack');
+    metrics.inc('session.created');
+    ruleEngine.fireEvent('$events/client_connected', clientConnectedEvent(session));
+  });
+
+  aedes.on('keepaliveTimeout', (client) => markReason(client, 'keepalive_timeout'));
+
+  aedes.on('clientDisconnect', (client) => {
+    const session = sessions.unregister(client);
+    if (!session) return;
+    const reason = session.disconnectReason ?? (internals(client)._disconnected ? 'normal' : 'tcp_closed');
+    metrics.inc('client.disconnected');
+    metrics.inc('session.terminated');
+    ruleEngine.fireEvent('$events/client_disconnected', clientDisconnectedEvent(session, reason, Date.now()));
+    stats.observe();
+  });
+
+  aedes.on('subscribe', (subscriptions: Subscription[], client: Client) => {
+    const session = sessions.of(client);
+    if (!session) return;
+    for (const sub of subscriptions) {
+      metrics.inc('client.subscribe');
+      if ((sub.qos as number) === 128) continue;
+      session.subscriptions.set(sub.topic, { qos: sub.qos, nl: sub.nl ? 1 : 0, rap: sub.rap ? 1 : 0, rh: sub.rh ?? 0 });
+      ruleEngine.fireEvent('$events/session_subscribed', sessionSubscribedEvent(session, sub.topic, sub.qos));
+    }
+    stats.observe();
+  });
+
+  aedes.on('unsubscribe', (topics: string[], client: Client) => {
+    // aedes also "unsubscribes" everything when a clean session closes; EMQX fires no events then.
+    if (client.closed) return;
+    const session = sessions.of(client);
+    if (!session) return;
+    for (const topic of topics) {
+      metrics.inc('client.unsubscribe');
+      const previous = session.subscriptions.get(topic);
+      if (!previous) continue;
+      session.subscriptions.delete(topic);
+      ruleEngine.fireEvent('$events/session_unsubscribed', sessionUnsubscribedEvent(session, topic, previous.qos));
+    }
+  });
+
+  aedes.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
+    if (isSystemTopic(packet.topic)) return;
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    metrics.inc('messages.publish');
+    if (packet.retain) stats.noteRetained(packet.topic, payload.length);
+    if (!sessions.hasSubscriberFor(packet.topic)) {
+      metrics.inc('messages.dropped');
+      metrics.inc('messages.dropped.no_subscribers');
+    }
+    ruleEngine.fireMessagePublish(
+      packet.topic,
+      messagePublishEvent({
+        id: publisher.messageIdOf(packet) ?? newMessageId(),
+        session: client ? sessions.of(client) : undefined,
+        topic: packet.topic,
+        payload,
+        qos: packet.qos,
+        retain: packet.retain,
+        dup: packet.dup,
+        receivedAt: Date.now(),
+      }),
+    );
+  });
+
+  function markReason(client: Client, reason: DisconnectReason): void {
+    if (sessions.of(client)) sessions.markDisconnectReason(client.id, reason);
+  }
+}
+
+function internals(client: Client): ClientInternals {
+  return client as unknown as ClientInternals;
+}

@@ -1,0 +1,97 @@
+import type { Aedes, PublishPacket } from 'aedes';
+import { z } from 'zod';
+import { newMessageId } from './emqx-formats';
+import type { SessionRegistry } from './sessions';
+import { isValidTopicName } from './topic';
+
+/**
+ * `POST /publish` and `/publish/bulk` (reference §5). Messages come from the internal sender
+ * `http_api` and skip authorization. 200 with the message id when a subscriber matched, 202
+ * `no_matching_subscribers` otherwise (a retained message is still stored).
+ */
+
+export const PublishRequest = z.looseObject({
+  topic: z.string(),
+  payload: z.string(),
+  payload_encoding: z.enum(['plain', 'base64']).default('plain'),
+  qos: z.number().int().min(0).max(2).default(0),
+  retain: z.boolean().default(false),
+  /** MQTT 5 properties: accepted and ignored, MQTT 3.1.1 clients cannot receive them. */
+  properties: z.record(z.string(), z.unknown()).optional(),
+  /** Deprecated since 5.0.14 and ignored by EMQX. */
+  clientid: z.string().optional(),
+});
+
+export type PublishResult =
+  | { delivered: true; body: { id: string } }
+  | { delivered: false; body: { reason_code: 16; message: 'no_matching_subscribers' } };
+
+/** A message rejected before publishing; `body` is the EMQX error body to answer 400 with. */
+export class PublishRejected extends Error {
+  constructor(readonly body: { code: string; message: string } | { reason_code: number; message: string }) {
+    super(body.message);
+  }
+}
+
+interface PreparedMessage {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+}
+
+/** mqtt.max_packet_size default. */
+const MAX_PACKET_SIZE = 1024 * 1024;
+
+export class MessagePublisher {
+  private readonly messageIds = new WeakMap<object, string>();
+
+  constructor(
+    private readonly aedes: Aedes,
+    private readonly sessions: SessionRegistry,
+  ) {}
+
+  /** Validates one request body; throws PublishRejected. */
+  prepare(body: unknown): PreparedMessage {
+    const parsed = PublishRequest.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = issue?.path.join('.') ?? '';
+      const missing = issue?.code === 'invalid_type' && issue.input === undefined;
+      const message = missing ? `Missing required parameter: ${field}` : `${field ? `${field}: ` : ''}${issue?.message ?? 'invalid body'}`;
+      throw new PublishRejected({ code: 'BAD_REQUEST', message });
+    }
+    const request = parsed.data;
+    if (!isValidTopicName(request.topic)) throw new PublishRejected({ reason_code: 144, message: 'topic_name_invalid' });
+    const payload = decodePayload(request.payload, request.payload_encoding);
+    if (payload.length + Buffer.byteLength(request.topic) > MAX_PACKET_SIZE) {
+      throw new PublishRejected({ reason_code: 151, message: 'packet_too_large' });
+    }
+    return { topic: request.topic, payload, qos: request.qos as 0 | 1 | 2, retain: request.retain };
+  }
+
+  async publish(message: PreparedMessage): Promise<PublishResult> {
+    const matched = this.sessions.hasSubscriberFor(message.topic);
+    const id = newMessageId();
+    const packet: PublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false };
+    this.messageIds.set(packet, id);
+    await new Promise<void>((resolve, reject) => this.aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
+    return matched
+      ? { delivered: true, body: { id } }
+      : { delivered: false, body: { reason_code: 16, message: 'no_matching_subscribers' } };
+  }
+
+  /** The id returned to the REST caller, so the `message.publish` event carries the same one. */
+  messageIdOf(packet: object): string | undefined {
+    return this.messageIds.get(packet);
+  }
+}
+
+function decodePayload(payload: string, encoding: 'plain' | 'base64'): Buffer {
+  if (encoding === 'plain') return Buffer.from(payload, 'utf8');
+  const compact = payload.replace(/\s+/g, '');
+  if (compact.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(compact)) {
+    throw new PublishRejected({ reason_code: 131, message: 'payload_base64_decode_failed' });
+  }
+  return Buffer.from(compact, 'base64');
+}

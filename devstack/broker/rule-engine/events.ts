@@ -1,0 +1,115 @@
+import type { DisconnectReason, LiveSession } from '../sessions';
+
+/**
+ * Rule-engine event bodies as EMQX 5 emits them for `SELECT *` (reference §8.1), minus the
+ * common fields (`event`, `timestamp`, `node`, `metadata`) that the rule engine adds when a rule
+ * fires. Absent usernames and mountpoints are the string "undefined", as in EMQX.
+ */
+
+export type EventBody = Record<string, unknown>;
+
+/** MQTT 3.1.1 carries no properties; EMQX still sends an empty User-Property map. */
+const NO_PROPERTIES = { 'User-Property': {} } as const;
+/** EMQX reports its `max_inflight` (32) as receive_maximum for MQTT 3.1.1 clients. */
+const V3_RECEIVE_MAXIMUM = 32;
+
+function peername(session: LiveSession): string {
+  return `${session.ipAddress}:${session.port}`;
+}
+
+function usernameField(username: string | undefined): string {
+  return username ?? 'undefined';
+}
+
+export function clientConnectedEvent(session: LiveSession): EventBody {
+  return {
+    clientid: session.clientid,
+    username: usernameField(session.username),
+    mountpoint: 'undefined',
+    peername: peername(session),
+    sockname: session.sockName,
+    proto_name: session.protoName,
+    proto_ver: session.protoVer,
+    keepalive: session.keepalive,
+    clean_start: session.cleanStart,
+    receive_maximum: V3_RECEIVE_MAXIMUM,
+    expiry_interval: session.expiryInterval,
+    is_bridge: false,
+    conn_props: NO_PROPERTIES,
+    connected_at: session.connectedAt,
+    client_attrs: {},
+  };
+}
+
+export function clientDisconnectedEvent(session: LiveSession, reason: DisconnectReason, disconnectedAt: number): EventBody {
+  return {
+    reason,
+    clientid: session.clientid,
+    username: usernameField(session.username),
+    peername: peername(session),
+    sockname: session.sockName,
+    proto_name: session.protoName,
+    proto_ver: session.protoVer,
+    disconn_props: NO_PROPERTIES,
+    disconnected_at: disconnectedAt,
+    connected_at: session.connectedAt,
+    client_attrs: {},
+  };
+}
+
+export function sessionSubscribedEvent(session: LiveSession, topic: string, qos: number): EventBody {
+  return {
+    clientid: session.clientid,
+    username: usernameField(session.username),
+    peerhost: session.ipAddress,
+    peername: peername(session),
+    topic,
+    qos,
+    sub_props: NO_PROPERTIES,
+    client_attrs: {},
+  };
+}
+
+export function sessionUnsubscribedEvent(session: LiveSession, topic: string, qos: number): EventBody {
+  return {
+    clientid: session.clientid,
+    username: usernameField(session.username),
+    peerhost: session.ipAddress,
+    peername: peername(session),
+    topic,
+    qos,
+    unsub_props: NO_PROPERTIES,
+    client_attrs: {},
+  };
+}
+
+export interface PublishedMessage {
+  id: string;
+  /** The publishing client, or undefined for messages published through the REST API. */
+  session: LiveSession | undefined;
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: boolean;
+  dup: boolean;
+  receivedAt: number;
+}
+
+/** REST-published messages come from the internal sender `http_api` (reference §5.1). */
+export function messagePublishEvent(message: PublishedMessage): EventBody {
+  const session = message.session;
+  return {
+    id: message.id,
+    clientid: session?.clientid ?? 'http_api',
+    username: usernameField(session?.username),
+    payload: message.payload.toString('utf8'),
+    peerhost: session?.ipAddress ?? 'undefined',
+    peername: session ? peername(session) : 'undefined',
+    topic: message.topic,
+    qos: message.qos,
+    flags: { retain: message.retain, dup: message.dup },
+    pub_props: NO_PROPERTIES,
+    publish_received_at: message.receivedAt,
+    client_attrs: {},
+  };
+}

@@ -1,0 +1,208 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { request, type Dispatcher } from 'undici';
+import type { FaultSwitchboard } from '../faults';
+import { joinUrl, type WebhookTarget } from './http-resources';
+import { renderBody, renderTemplate } from './template';
+
+/**
+ * Asynchronous delivery of rule-engine events for one HTTP action, with EMQX's semantics
+ * (reference §8.2): any 2xx is success; 429, 503 and connection errors are retried up to
+ * `max_retries` within `request_ttl`; other statuses fail permanently. Up to `inflight_window`
+ * requests run at once, the rest wait in a queue. Injected faults drop, duplicate or reorder
+ * deliveries, as real EMQX sometimes does.
+ */
+
+/** EMQX action metric names (`GET /actions/{id}/metrics`), plus `duplicated` for injected copies. */
+export interface ActionMetrics {
+  matched: number;
+  success: number;
+  failed: number;
+  dropped: number;
+  'dropped.expired': number;
+  'dropped.queue_full': number;
+  'dropped.resource_stopped': number;
+  'dropped.resource_not_found': number;
+  'dropped.other': number;
+  retried: number;
+  'retried.success': number;
+  'retried.failed': number;
+  queuing: number;
+  inflight: number;
+  received: number;
+  late_reply: number;
+  duplicated: number;
+}
+
+interface QueuedEvent {
+  body: Record<string, unknown>;
+  enqueuedAt: number;
+}
+
+type Outcome = 'success' | 'retryable' | 'permanent' | 'aborted';
+
+const MAX_QUEUE_LENGTH = 100_000;
+const REORDER_GATHER_MS = 25;
+
+export class WebhookDeliveryQueue {
+  private readonly queue: QueuedEvent[] = [];
+  private inflight = 0;
+  private counters = emptyCounters();
+  private pumpScheduled = false;
+  private readonly stopController = new AbortController();
+
+  constructor(
+    private readonly actionId: string,
+    private readonly resolveTarget: () => WebhookTarget | undefined,
+    private readonly deps: { dispatcher: Dispatcher; faults: FaultSwitchboard; logger: Logger },
+  ) {}
+
+  enqueue(body: Record<string, unknown>): void {
+    if (this.stopController.signal.aborted) return;
+    this.counters.matched++;
+    const target = this.resolveTarget();
+    if (!target) return this.countDrop('dropped.resource_not_found');
+    if (!target.enabled) return this.countDrop('dropped.resource_stopped');
+    if (this.deps.faults.shouldDropWebhook()) return this.countDrop('dropped.other');
+    const copies = this.deps.faults.shouldDuplicateWebhook() ? 2 : 1;
+    if (copies === 2) this.counters.duplicated++;
+    for (let i = 0; i < copies; i++) {
+      if (this.queue.length >= MAX_QUEUE_LENGTH) {
+        this.countDrop('dropped.queue_full');
+        continue;
+      }
+      this.queue.push({ body, enqueuedAt: Date.now() });
+    }
+    this.schedulePump();
+  }
+
+  metrics(): ActionMetrics {
+    return { ...this.counters, queuing: this.queue.length, inflight: this.inflight };
+  }
+
+  resetMetrics(): void {
+    this.counters = emptyCounters();
+  }
+
+  /** Stops delivery: queued events are discarded and in-flight requests aborted. */
+  stop(): void {
+    this.stopController.abort();
+    this.queue.length = 0;
+  }
+
+  private countDrop(reason: 'dropped.expired' | 'dropped.queue_full' | 'dropped.resource_stopped' | 'dropped.resource_not_found' | 'dropped.other'): void {
+    this.counters.dropped++;
+    this.counters[reason]++;
+  }
+
+  /** With reordering on, waits briefly so events fired together are shuffled together. */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    const run = (): void => {
+      this.pumpScheduled = false;
+      this.pump();
+    };
+    if (this.deps.faults.get().webhookReorder) setTimeout(run, REORDER_GATHER_MS).unref();
+    else setImmediate(run);
+  }
+
+  private pump(): void {
+    if (this.stopController.signal.aborted) return;
+    const window = this.resolveTarget()?.inflightWindow ?? 1;
+    const free = Math.max(0, window - this.inflight);
+    const batch = this.queue.splice(0, free);
+    if (this.deps.faults.get().webhookReorder) shuffle(batch);
+    for (const item of batch) {
+      this.inflight++;
+      void this.deliver(item)
+        .catch((err: unknown) => this.deps.logger.error({ err, action: this.actionId }, 'webhook delivery crashed'))
+        .finally(() => {
+          this.inflight--;
+          if (this.queue.length > 0) this.schedulePump();
+        });
+    }
+  }
+
+  private async deliver(item: QueuedEvent): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const target = this.resolveTarget();
+      if (!target) return this.countDrop('dropped.resource_not_found');
+      if (Date.now() - item.enqueuedAt > target.requestTtlMs) return this.countDrop('dropped.expired');
+      const outcome = await this.send(target, item.body);
+      if (outcome === 'aborted') return;
+      if (outcome === 'success') {
+        this.counters.success++;
+        if (attempt > 0) this.counters['retried.success']++;
+        return;
+      }
+      if (outcome === 'permanent' || attempt >= target.maxRetries) {
+        this.counters.failed++;
+        if (attempt > 0) this.counters['retried.failed']++;
+        return;
+      }
+      this.counters.retried++;
+      const waited = await delay(retryBackoffMs(attempt), true, { signal: this.stopController.signal }).catch(() => false);
+      if (!waited) return;
+    }
+  }
+
+  private async send(target: WebhookTarget, event: Record<string, unknown>): Promise<Outcome> {
+    const url = joinUrl(target.baseUrl, renderTemplate(target.path, event));
+    const headers = Object.fromEntries(Object.entries(target.headers).map(([k, v]) => [k, renderTemplate(v, event)]));
+    try {
+      const response = await request(url, {
+        method: target.method.toUpperCase(),
+        headers,
+        body: target.method === 'get' ? undefined : renderBody(target.bodyTemplate, event),
+        dispatcher: this.deps.dispatcher,
+        headersTimeout: target.requestTimeoutMs,
+        bodyTimeout: target.requestTimeoutMs,
+        signal: this.stopController.signal,
+      });
+      await response.body.dump();
+      const status = response.statusCode;
+      if (status >= 200 && status < 300) return 'success';
+      this.deps.logger.debug({ action: this.actionId, status }, 'webhook rejected');
+      return status === 429 || status === 503 ? 'retryable' : 'permanent';
+    } catch (err) {
+      if (this.stopController.signal.aborted) return 'aborted';
+      this.deps.logger.debug({ action: this.actionId, err: (err as Error).message }, 'webhook request failed');
+      return 'retryable';
+    }
+  }
+}
+
+/** Short exponential backoff (100 ms, 200 ms, ... capped at 2 s): fast enough for tests. */
+function retryBackoffMs(attempt: number): number {
+  return Math.min(2_000, 100 * 2 ** attempt);
+}
+
+function shuffle<T>(items: T[]): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+}
+
+function emptyCounters(): ActionMetrics {
+  return {
+    matched: 0,
+    success: 0,
+    failed: 0,
+    dropped: 0,
+    'dropped.expired': 0,
+    'dropped.queue_full': 0,
+    'dropped.resource_stopped': 0,
+    'dropped.resource_not_found': 0,
+    'dropped.other': 0,
+    retried: 0,
+    'retried.success': 0,
+    'retried.failed': 0,
+    queuing: 0,
+    inflight: 0,
+    received: 0,
+    late_reply: 0,
+    duplicated: 0,
+  };
+}

@@ -1,0 +1,193 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ensureFerretDb, ensureTemporalCli } from './binaries';
+import { assertPortFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
+import { faultsFromEnv, startBroker, type RunningBroker } from './broker';
+import { parseEnvFile, projectRoot } from '../src/config';
+
+/**
+ * `npm run dev`: the whole local stack on one machine, no Docker. Every piece is a real server:
+ * the Temporal dev server with its Web UI (SQLite under .devstack/, so workflows and timers survive
+ * a restart), FerretDB (or MONGODB_URI), and the EMQX-compatible broker. It writes the settings it
+ * generates to .devstack/env, which every entry point loads.
+ */
+
+const DEV_API_KEY = 'device-ops-dev';
+const DEV_API_SECRET = 'device-ops-dev-secret';
+const DEV_WEBHOOK_TOKEN = 'device-ops-dev-token';
+
+interface Ports {
+  temporal: number;
+  temporalUi: number;
+  mongo: number;
+  mqtt: number;
+  mqttWs: number;
+  emqxApi: number;
+  webhook: number;
+  codec: number;
+}
+
+/** Each port with the variable that moves it. */
+const PORT_VARIABLES: Record<keyof Ports, [string, number]> = {
+  temporal: ['TEMPORAL_PORT', 7233],
+  temporalUi: ['TEMPORAL_UI_PORT', 8233],
+  mongo: ['MONGODB_PORT', 27017],
+  mqtt: ['MQTT_PORT', 1883],
+  mqttWs: ['MQTT_WS_PORT', 8083],
+  emqxApi: ['EMQX_API_PORT', 18083],
+  webhook: ['WEBHOOK_PORT', 8080],
+  codec: ['CODEC_SERVER_PORT', 8888],
+};
+
+function readPorts(env: NodeJS.ProcessEnv): Ports {
+  const problems: string[] = [];
+  const ports = {} as Ports;
+  for (const [key, [variable, fallback]] of Object.entries(PORT_VARIABLES) as [keyof Ports, [string, number]][]) {
+    const raw = env[variable];
+    const value = raw === undefined ? fallback : Number(raw);
+    if (!Number.isInteger(value) || value < 1 || value > 65535) problems.push(`${variable}: must be a port number (1-65535)`);
+    ports[key] = value;
+  }
+  if (problems.length) throw new Error(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  return ports;
+}
+
+/** Keeps the payload key across restarts: history encrypted yesterday must still decrypt today. */
+function payloadKeys(envFile: string, env: NodeJS.ProcessEnv): string {
+  if (env.PAYLOAD_ENCRYPTION_KEYS) return env.PAYLOAD_ENCRYPTION_KEYS;
+  if (existsSync(envFile)) {
+    const previous = parseEnvFile(readFileSync(envFile, 'utf8')).PAYLOAD_ENCRYPTION_KEYS;
+    if (previous) return previous;
+  }
+  return `dev-${randomBytes(3).toString('hex')}:${randomBytes(32).toString('base64')}`;
+}
+
+function writeEnvFile(file: string, settings: Record<string, string>): void {
+  const lines = [
+    '# Written by `npm run dev`; every entry point loads it. Real environment variables take precedence.',
+    ...Object.entries(settings).map(([k, v]) => `${k}=${v}`),
+  ];
+  writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o600 });
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const env = process.env;
+  const root = projectRoot();
+  const stateDir = path.join(root, '.devstack');
+  const logDir = path.join(stateDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const host = env.DEVSTACK_HOST ?? '127.0.0.1';
+  const ports = readPorts(env);
+  const externalMongo = env.MONGODB_URI;
+
+  for (const key of Object.keys(ports) as (keyof Ports)[]) {
+    if (key === 'mongo' && externalMongo) continue;
+    if (key === 'webhook' || key === 'codec') continue; // not started by the stack yet
+    const [variable] = PORT_VARIABLES[key];
+    await assertPortFree(host, ports[key], variable);
+  }
+
+  const progress = (message: string): void => console.log(`[devstack] ${message}`);
+  const [temporalCli, ferretDb] = await Promise.all([
+    ensureTemporalCli(progress),
+    externalMongo ? Promise.resolve(undefined) : ensureFerretDb(progress),
+  ]);
+
+  const services: ServiceProcess[] = [];
+  let broker: RunningBroker | undefined;
+  let stopping = false;
+  const stopAll = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    progress('stopping ...');
+    await broker?.close();
+    await Promise.all(services.map((s) => s.stop()));
+    progress('stopped');
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      stopAll().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          console.error(err);
+          process.exit(1);
+        },
+      );
+    });
+  }
+
+  try {
+    progress('starting Temporal, MongoDB-wire store and broker ...');
+    const [temporal, mongo, runningBroker] = await Promise.all([
+      startTemporal({
+        binary: temporalCli,
+        host,
+        port: ports.temporal,
+        uiPort: ports.temporalUi,
+        dbFile: path.join(stateDir, 'temporal.sqlite'),
+        namespace: env.TEMPORAL_NAMESPACE ?? 'default',
+        logDir,
+      }).then((s) => (services.push(s), s)),
+      ferretDb
+        ? startFerretDb({ binary: ferretDb, host, port: ports.mongo, dataDir: path.join(stateDir, 'ferretdb'), logDir }).then(
+            (s) => (services.push(s), s),
+          )
+        : undefined,
+      startBroker({
+        host,
+        mqttPort: ports.mqtt,
+        wsPort: ports.mqttWs,
+        apiPort: ports.emqxApi,
+        apiKey: env.EMQX_API_KEY ?? DEV_API_KEY,
+        apiSecret: env.EMQX_API_SECRET ?? DEV_API_SECRET,
+        authzNoMatch: env.BROKER_AUTHZ_NO_MATCH === 'deny' ? 'deny' : 'allow',
+        faults: faultsFromEnv(env),
+      }).then((b) => (broker = b)),
+    ]);
+
+    const envFile = path.join(stateDir, 'env');
+    const settings: Record<string, string> = {
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: env.TEMPORAL_NAMESPACE ?? 'default',
+      TEMPORAL_TASK_QUEUE: env.TEMPORAL_TASK_QUEUE ?? 'device-ops',
+      EMQX_API_URL: runningBroker.apiUrl,
+      EMQX_API_KEY: env.EMQX_API_KEY ?? DEV_API_KEY,
+      EMQX_API_SECRET: env.EMQX_API_SECRET ?? DEV_API_SECRET,
+      MQTT_URL: runningBroker.mqttUrl,
+      MONGODB_URI: externalMongo ?? mongo?.uri ?? '',
+      MONGODB_DB: env.MONGODB_DB ?? 'device_ops',
+      WEBHOOK_HOST: env.WEBHOOK_HOST ?? host,
+      WEBHOOK_PORT: String(ports.webhook),
+      WEBHOOK_TOKEN: env.WEBHOOK_TOKEN ?? DEV_WEBHOOK_TOKEN,
+      PAYLOAD_ENCRYPTION_KEYS: payloadKeys(envFile, env),
+    };
+    writeEnvFile(envFile, settings);
+
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    console.log(
+      [
+        '',
+        `emqx-device-ops local stack is up (${seconds}s)`,
+        `  Temporal Web UI     http://${host}:${ports.temporalUi}`,
+        `  Temporal gRPC       ${temporal.address}  (namespace ${settings.TEMPORAL_NAMESPACE}, task queue ${settings.TEMPORAL_TASK_QUEUE})`,
+        `  MongoDB             ${settings.MONGODB_URI}  (database ${settings.MONGODB_DB})${externalMongo ? '  [external MONGODB_URI]' : '  [FerretDB]'}`,
+        `  MQTT                ${runningBroker.mqttUrl}`,
+        `  MQTT over WebSocket ${runningBroker.wsUrl}`,
+        `  EMQX REST API       ${runningBroker.apiUrl}  (API key ${settings.EMQX_API_KEY} / secret ${settings.EMQX_API_SECRET})`,
+        `  settings written to ${envFile}`,
+        `  logs in ${logDir}`,
+        'Press Ctrl-C to stop everything.',
+      ].join('\n'),
+    );
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`[devstack] ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,17 @@
+import type { EmqxClient } from '../emqx';
+import type { History } from '../history';
+import { createDeviceAdminActivities } from './device-admin';
+import { createFleetActivities } from './fleet';
+
+export interface ActivityDeps {
+  emqx: EmqxClient;
+  history: History;
+}
+
+/** Every activity the worker registers, closed over its dependencies (no globals). */
+export const createActivities = (deps: ActivityDeps) => ({
+  ...createDeviceAdminActivities(deps),
+  ...createFleetActivities(deps),
+});
+
+export type Activities = ReturnType<typeof createActivities>;

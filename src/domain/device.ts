@@ -1,0 +1,145 @@
+import { z } from 'zod';
+
+/**
+ * Device-administration shapes, declared once and shared by the starter (which validates at the
+ * boundary), activities and workflows (which trust what passed it). Pure: no I/O, safe to bundle
+ * into workflow code.
+ */
+
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+/** EMQX accepts long client ids, but a device id is also a workflow id and a Mongo key: keep it sane. */
+export const ClientId = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters')
+  .refine((v) => !/[+#/]/.test(v), 'must not contain "+", "#" or "/"')
+  .refine((v) => v.trim() === v, 'must not start or end with whitespace');
+export type ClientId = z.infer<typeof ClientId>;
+
+export const Username = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters');
+
+export const Password = z
+  .string()
+  .min(8, 'must be at least 8 characters')
+  .max(256, 'must be at most 256 characters')
+  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters');
+
+export const Qos = z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'must be 0, 1 or 2' });
+
+function topicLevelsValid(topic: string, allowWildcards: boolean): boolean {
+  const levels = topic.split('/');
+  return levels.every((level, i) => {
+    if (!allowWildcards) return !level.includes('+') && !level.includes('#');
+    if (level.includes('#')) return level === '#' && i === levels.length - 1;
+    if (level.includes('+')) return level === '+';
+    return true;
+  });
+}
+
+/** A topic filter: wildcards allowed where MQTT allows them; `${clientid}`/`${username}` placeholders pass through. */
+export const TopicFilter = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(1024, 'must be at most 1024 characters')
+  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters')
+  .refine((v) => topicLevelsValid(v.replace(/^eq /, ''), true), 'wildcards must fill a whole level; "#" only last');
+
+/** A topic name to publish to: no wildcards. */
+export const TopicName = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(1024, 'must be at most 1024 characters')
+  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters')
+  .refine((v) => topicLevelsValid(v, false), 'must not contain wildcards ("+" or "#")');
+
+export const AclRule = z.object({
+  permission: z.enum(['allow', 'deny']),
+  action: z.enum(['publish', 'subscribe', 'all']),
+  topic: TopicFilter,
+});
+export type AclRule = z.infer<typeof AclRule>;
+
+export const Subscription = z.object({ topic: TopicFilter, qos: Qos.default(0) });
+export type Subscription = z.infer<typeof Subscription>;
+
+/** Parses the CLI form `"<allow|deny> <publish|subscribe|all> <topic>"`. */
+export function parseAclRule(text: string): AclRule {
+  const match = /^\s*(\S+)\s+(\S+)\s+(\S.*?)\s*$/.exec(text);
+  if (!match) throw new Error(`ACL rule "${text}": expected "<allow|deny> <publish|subscribe|all> <topic>"`);
+  const [, permission, action, topic] = match;
+  const parsed = AclRule.safeParse({ permission, action, topic });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`ACL rule "${text}": ${issue?.path.join('.') ?? 'rule'} ${issue?.message ?? 'is invalid'}`);
+  }
+  return parsed.data;
+}
+
+/** Parses the CLI form `"<topic>[:qos]"`. */
+export function parseSubscription(text: string): Subscription {
+  const match = /^(.*?)(?::([0-9]+))?$/.exec(text.trim());
+  const topic = match?.[1] ?? '';
+  const qos = match?.[2] === undefined ? 0 : Number(match[2]);
+  const parsed = Subscription.safeParse({ topic, qos });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`subscription "${text}": ${issue?.path.join('.') ?? 'topic'} ${issue?.message ?? 'is invalid'}`);
+  }
+  return parsed.data;
+}
+
+export const AlarmPolicy = z.object({
+  graceMs: z.number().int().min(0).max(30 * 86_400_000),
+  escalationMs: z.array(z.number().int().min(1_000).max(30 * 86_400_000)).max(10),
+});
+export type AlarmPolicy = z.infer<typeof AlarmPolicy>;
+
+export const ProvisionInput = z
+  .object({
+    clientId: ClientId,
+    username: Username.optional(),
+    password: Password.optional(),
+    generatePassword: z.boolean().default(false),
+    acl: z.array(AclRule).max(99, 'at most 99 rules (EMQX keeps 100 per client, one is the final deny)').default([]),
+    subscriptions: z.array(Subscription).max(100).default([]),
+    alarmPolicy: AlarmPolicy.optional(),
+    tags: z.array(z.string().min(1).max(64)).max(32).default([]),
+  })
+  .refine((v) => (v.password !== undefined) !== v.generatePassword, {
+    message: 'give exactly one of password or generatePassword',
+    path: ['password'],
+  });
+export type ProvisionInput = z.output<typeof ProvisionInput>;
+
+/** The MQTT username a device logs in with: its client id unless given (DESIGN.md, CLI). */
+export function usernameOf(input: { clientId: string; username?: string }): string {
+  return input.username ?? input.clientId;
+}
+
+/**
+ * Least privilege: the device's own rules, then a final deny of everything else for this client,
+ * because EMQX's `authorization.no_match` defaults to allow (reference emqx-v5-api.md §3).
+ */
+export function effectiveAcl(rules: AclRule[]): AclRule[] {
+  return [...rules, { permission: 'deny', action: 'all', topic: '#' }];
+}
+
+/** The non-secret state of a device as this project records it. */
+export interface DeviceRecord {
+  clientId: string;
+  username: string;
+  acl: AclRule[];
+  subscriptions: Subscription[];
+  alarmPolicy?: AlarmPolicy;
+  tags: string[];
+  status: 'active' | 'deprovisioned';
+  provisionedAt: string;
+  updatedAt: string;
+  credentialsRotatedAt?: string;
+}

@@ -1,0 +1,194 @@
+/**
+ * Shapes of EMQX 5 answers, declared once; the types are derived. Objects are loose: EMQX adds fields
+ * between versions and EMQX Cloud adds its own (reference §4.2), so only what we rely on is checked.
+ * Field names are EMQX's own (snake_case), as in the reference.
+ */
+import { z } from 'zod';
+
+// ---- pagination (reference §0) ----
+
+export const PageMeta = z.looseObject({
+  page: z.number().optional(),
+  limit: z.number().optional(),
+  /** Absent with `like_*` filters; never used to decide whether to continue. */
+  count: z.number().optional(),
+  hasnext: z.boolean(),
+});
+export type PageMeta = z.infer<typeof PageMeta>;
+
+export function pageOf<T extends z.ZodType>(item: T) {
+  return z.object({ data: z.array(item), meta: PageMeta });
+}
+export interface Page<T> {
+  data: T[];
+  meta: PageMeta;
+}
+
+// ---- authentication users (reference §2) ----
+
+export const AuthUser = z.looseObject({
+  user_id: z.string(),
+  is_superuser: z.boolean().default(false),
+});
+export type AuthUser = z.infer<typeof AuthUser>;
+
+/** `import_users` counts, returned by 5.8.2+ (older versions answer 204). */
+export const ImportUsersCounts = z.looseObject({
+  total: z.number(),
+  success: z.number(),
+  override: z.number(),
+  skipped: z.number(),
+  failed: z.number(),
+});
+export type ImportUsersCounts = z.infer<typeof ImportUsersCounts>;
+
+// ---- authorization rules (reference §3) ----
+
+export const AclPermission = z.enum(['allow', 'deny']);
+export const AclAction = z.enum(['publish', 'subscribe', 'all']);
+
+export const AclRule = z.looseObject({
+  topic: z.string(),
+  permission: AclPermission,
+  action: AclAction,
+  qos: z.array(z.number()).optional(),
+  retain: z.union([z.boolean(), z.literal('all')]).optional(),
+});
+export type AclRule = z.infer<typeof AclRule>;
+
+export const ClientAclRules = z.looseObject({ clientid: z.string(), rules: z.array(AclRule) });
+export type ClientAclRules = z.infer<typeof ClientAclRules>;
+
+export const UsernameAclRules = z.looseObject({ username: z.string(), rules: z.array(AclRule) });
+export type UsernameAclRules = z.infer<typeof UsernameAclRules>;
+
+export const GlobalAclRules = z.looseObject({ rules: z.array(AclRule) });
+
+// ---- clients and subscriptions (reference §4) ----
+
+export const ClientInfo = z.looseObject({
+  clientid: z.string(),
+  /** `null` when the client sent no username. */
+  username: z.string().nullish(),
+  node: z.string().optional(),
+  connected: z.boolean().optional(),
+  connected_at: z.string().optional(),
+  disconnected_at: z.string().optional(),
+  created_at: z.string().optional(),
+  ip_address: z.string().optional(),
+  port: z.number().optional(),
+  proto_name: z.string().optional(),
+  proto_ver: z.number().optional(),
+  keepalive: z.number().optional(),
+  clean_start: z.boolean().optional(),
+  expiry_interval: z.number().optional(),
+  subscriptions_cnt: z.number().optional(),
+  mqueue_len: z.number().optional(),
+  inflight_cnt: z.number().optional(),
+  recv_msg: z.number().optional(),
+  send_msg: z.number().optional(),
+});
+export type ClientInfo = z.infer<typeof ClientInfo>;
+
+export const Subscription = z.looseObject({
+  topic: z.string(),
+  qos: z.number(),
+  clientid: z.string().optional(),
+  node: z.string().optional(),
+  nl: z.number().optional(),
+  rap: z.number().optional(),
+  rh: z.number().optional(),
+  durable: z.boolean().optional(),
+});
+export type Subscription = z.infer<typeof Subscription>;
+
+/**
+ * `POST /clients/{id}/subscribe/bulk`: an array of results, or `{succeed, failed}` when some failed,
+ * where each failure lists the requested subscriptions (`data`, one object or an array) and a `reason`.
+ */
+export const SubscribeBulkBody = z.union([
+  z.array(Subscription),
+  z.looseObject({
+    succeed: z.array(Subscription).default([]),
+    failed: z
+      .array(
+        z.looseObject({
+          data: z.union([z.array(z.looseObject({ topic: z.string() })), z.looseObject({ topic: z.string() })]),
+          reason: z.unknown(),
+        }),
+      )
+      .default([]),
+  }),
+]);
+
+// ---- publish (reference §5) ----
+
+export const PublishAccepted = z.looseObject({ id: z.string() });
+/** 202 (`reason_code` 16, no subscriber), 400 and 503 bodies of `/publish`. */
+export const PublishReason = z.looseObject({ reason_code: z.number(), message: z.string().default('') });
+
+// ---- stats, metrics, nodes, status (reference §1.4, §6) ----
+
+function numericFields(record: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [key, value] of Object.entries(record)) {
+    if (typeof value === 'number') out[key] = value;
+  }
+  return out;
+}
+
+/** Counter name → value, e.g. `{"live_connections.count": 3, "messages.received": 10}`. */
+export const Counters = z.record(z.string(), z.unknown()).transform(numericFields);
+export type Counters = z.infer<typeof Counters>;
+
+export const NodeCounters = z
+  .looseObject({ node: z.string() })
+  .transform(({ node, ...rest }) => ({ node, counters: numericFields(rest) }));
+export type NodeCounters = z.infer<typeof NodeCounters>;
+
+export const NodeInfo = z.looseObject({
+  node: z.string(),
+  node_status: z.string().optional(),
+  version: z.string().optional(),
+  edition: z.string().optional(),
+  role: z.string().optional(),
+  uptime: z.number().optional(),
+  connections: z.number().optional(),
+  live_connections: z.number().optional(),
+});
+export type NodeInfo = z.infer<typeof NodeInfo>;
+
+export const StatusJson = z.looseObject({
+  rel_vsn: z.string().optional(),
+  node_name: z.string().optional(),
+  broker_status: z.string().optional(),
+  app_status: z.string().optional(),
+});
+
+// ---- connectors, actions, rules (reference §8.2) ----
+
+export const Connector = z.looseObject({
+  type: z.string(),
+  name: z.string(),
+  enable: z.boolean().optional(),
+  status: z.string().optional(),
+});
+export type Connector = z.infer<typeof Connector>;
+
+export const Action = z.looseObject({
+  type: z.string(),
+  name: z.string(),
+  connector: z.string().optional(),
+  enable: z.boolean().optional(),
+  status: z.string().optional(),
+});
+export type Action = z.infer<typeof Action>;
+
+export const Rule = z.looseObject({
+  id: z.string(),
+  sql: z.string().optional(),
+  actions: z.array(z.unknown()).optional(),
+  enable: z.boolean().optional(),
+  description: z.string().optional(),
+});
+export type Rule = z.infer<typeof Rule>;

@@ -1,0 +1,126 @@
+import { MongoClient, type Collection, type Db } from 'mongodb';
+import type { DeviceRecord } from '../domain/device';
+
+/**
+ * The one MongoDB access layer. Every write is an upsert on a unique key, because activities run at
+ * least once (DESIGN.md, "Rules"). Works on MongoDB 7 and FerretDB 1.24 (no transactions, no TTL
+ * indexes, no `.` or leading `$` in keys: reference dev-stack-dependencies.md §1).
+ */
+
+export interface AuditEntry {
+  /** Stable per logical step (workflow run id + step), so a retried activity writes once. */
+  key: string;
+  clientId: string;
+  operation: string;
+  outcome: 'succeeded' | 'failed' | 'compensated';
+  at: string;
+  workflowId?: string;
+  details?: Record<string, string | number | boolean | null>;
+}
+
+export interface FleetResult {
+  fleetId: string;
+  clientId: string;
+  status: 'provisioned' | 'failed';
+  error?: string;
+  at: string;
+}
+
+export interface ConnectionEvent {
+  key: string;
+  clientId: string;
+  event: 'connected' | 'disconnected';
+  at: string;
+  reason?: string;
+  connectedAt?: number;
+}
+
+type WithId<T> = T & { _id: string };
+
+export class History {
+  readonly devices: Collection<WithId<DeviceRecord>>;
+  readonly audit: Collection<WithId<AuditEntry>>;
+  readonly fleetResults: Collection<WithId<FleetResult>>;
+  readonly connectionEvents: Collection<WithId<ConnectionEvent>>;
+
+  constructor(readonly db: Db) {
+    this.devices = db.collection('devices');
+    this.audit = db.collection('audit');
+    this.fleetResults = db.collection('fleet_results');
+    this.connectionEvents = db.collection('connection_events');
+  }
+
+  async ensureIndexes(): Promise<void> {
+    await Promise.all([
+      this.audit.createIndex({ clientId: 1, at: -1 }),
+      this.fleetResults.createIndex({ fleetId: 1, clientId: 1 }),
+      this.connectionEvents.createIndex({ clientId: 1, at: -1 }),
+    ]);
+  }
+
+  async getDevice(clientId: string): Promise<DeviceRecord | null> {
+    const doc = await this.devices.findOne({ _id: clientId }, { projection: { _id: 0 } });
+    return doc ?? null;
+  }
+
+  /** Stores the device's full record (replace semantics, keyed by client id). */
+  async saveDevice(record: DeviceRecord): Promise<void> {
+    await this.devices.replaceOne({ _id: record.clientId }, record, { upsert: true });
+  }
+
+  async saveDevices(records: DeviceRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.devices.bulkWrite(
+      records.map((record) => ({
+        replaceOne: { filter: { _id: record.clientId }, replacement: record, upsert: true },
+      })),
+      { ordered: false },
+    );
+  }
+
+  async deleteDevice(clientId: string): Promise<void> {
+    await this.devices.deleteOne({ _id: clientId });
+  }
+
+  async updateDevice(clientId: string, patch: Partial<DeviceRecord>): Promise<boolean> {
+    const result = await this.devices.updateOne({ _id: clientId }, { $set: patch });
+    return result.matchedCount > 0;
+  }
+
+  async recordAudit(entry: AuditEntry): Promise<void> {
+    await this.audit.updateOne({ _id: entry.key }, { $setOnInsert: { _id: entry.key, ...entry } }, { upsert: true });
+  }
+
+  async auditOf(clientId: string, limit = 50): Promise<AuditEntry[]> {
+    return this.audit.find({ clientId }, { projection: { _id: 0 } }).sort({ at: -1 }).limit(limit).toArray();
+  }
+
+  async recordFleetResults(results: FleetResult[]): Promise<void> {
+    if (results.length === 0) return;
+    await this.fleetResults.bulkWrite(
+      results.map((r) => {
+        const _id = `${r.fleetId}/${r.clientId}`;
+        return { replaceOne: { filter: { _id }, replacement: r, upsert: true } };
+      }),
+      { ordered: false },
+    );
+  }
+
+  async fleetResultsOf(fleetId: string, status?: FleetResult['status']): Promise<FleetResult[]> {
+    const filter = status ? { fleetId, status } : { fleetId };
+    return this.fleetResults.find(filter, { projection: { _id: 0 } }).sort({ clientId: 1 }).toArray();
+  }
+
+  async connectionHistory(clientId: string, limit = 50): Promise<ConnectionEvent[]> {
+    return this.connectionEvents.find({ clientId }, { projection: { _id: 0 } }).sort({ at: -1 }).limit(limit).toArray();
+  }
+}
+
+/** Connects, ensures indexes, and returns the layer with its `close`. */
+export async function connectHistory(uri: string, dbName: string): Promise<{ history: History; close(): Promise<void> }> {
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
+  await client.connect();
+  const history = new History(client.db(dbName));
+  await history.ensureIndexes();
+  return { history, close: () => client.close() };
+}

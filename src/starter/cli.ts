@@ -1,0 +1,335 @@
+import { readFileSync } from 'node:fs';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError } from '../config';
+import { parseAclRule, parseSubscription } from '../domain/device';
+import { InputError } from '../domain/input-error';
+import type { DeviceOps } from './client';
+import { fleetFormatOf, parseFleetFile } from './fleet-file';
+
+/**
+ * The `device-ops` CLI. Reads print JSON with `--json`; every failure exits non-zero with a
+ * one-line reason; bad input is rejected before anything starts (exit 2).
+ */
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  readStdin: () => Promise<string>;
+  connect: () => Promise<{ ops: DeviceOps; close(): Promise<void> }>;
+}
+
+class CommandFailed extends Error {}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** The reason a workflow failed, from the innermost cause (the failure message of our own code). */
+export function failureReason(err: unknown): string {
+  let current: unknown = err;
+  let message = err instanceof Error ? err.message : String(err);
+  while (current instanceof Error) {
+    if (current.message) message = current.message;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return message.split('\n')[0] ?? message;
+}
+
+async function readPassword(io: CliIo, opts: { passwordStdin?: boolean; generatePassword?: boolean }): Promise<{ password?: string; generatePassword: boolean }> {
+  if (Boolean(opts.passwordStdin) === Boolean(opts.generatePassword)) {
+    throw new InputError(['password: give exactly one of --password-stdin or --generate-password']);
+  }
+  if (opts.generatePassword) return { generatePassword: true };
+  const text = (await io.readStdin()).replace(/\r?\n$/, '');
+  if (!text) throw new InputError(['--password-stdin: no password on standard input']);
+  return { password: text, generatePassword: false };
+}
+
+function parseEach<T>(values: string[], parse: (text: string) => T): T[] {
+  const problems: string[] = [];
+  const parsed: T[] = [];
+  for (const value of values) {
+    try {
+      parsed.push(parse(value));
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  if (problems.length > 0) throw new InputError(problems);
+  return parsed;
+}
+
+export function buildCli(io: CliIo): Command {
+  const program = new Command('device-ops')
+    .description('Durable device operations for EMQX, on Temporal')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+
+  const print = (json: boolean | undefined, value: unknown, human: () => string): void => {
+    io.stdout(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
+  };
+
+  const withOps = async <T>(work: (ops: DeviceOps) => Promise<T>): Promise<T> => {
+    const connected = await io.connect();
+    try {
+      return await work(connected.ops);
+    } finally {
+      await connected.close();
+    }
+  };
+
+  /** Waits for a workflow and prints its outcome; a failed workflow prints status failed and exits 1. */
+  const finish = async <R extends object>(
+    handle: WorkflowHandle,
+    json: boolean | undefined,
+    clientId: string,
+    describe: (result: R) => string,
+  ): Promise<void> => {
+    try {
+      const result = (await handle.result()) as R;
+      print(json, { clientId, workflowId: handle.workflowId, ...result, status: 'completed' }, () => describe(result));
+    } catch (err) {
+      if (!(err instanceof WorkflowFailedError)) throw err;
+      const reason = failureReason(err);
+      if (json) print(true, { clientId, workflowId: handle.workflowId, status: 'failed', error: reason }, () => '');
+      throw new CommandFailed(reason);
+    }
+  };
+
+  const started = (json: boolean | undefined, clientId: string, handle: WorkflowHandle): void =>
+    print(json, { clientId, workflowId: handle.workflowId, status: 'started' }, () => `started ${handle.workflowId}`);
+
+  program
+    .command('provision')
+    .description('create or update a device: credentials, ACL, desired subscriptions')
+    .argument('<clientId>')
+    .option('--username <username>', 'MQTT username (default: the client id)')
+    .option('--password-stdin', 'read the password from standard input')
+    .option('--generate-password', 'generate a password and print it once (implies --wait)')
+    .option('--acl <rule>', 'ACL rule "<allow|deny> <publish|subscribe|all> <topic>" (repeatable)', collect, [])
+    .option('--subscribe <topic>', 'desired proxy subscription "<topic>[:qos]" (repeatable)', collect, [])
+    .option('--alarm-grace <duration>', 'offline alarm grace period for this device, e.g. 5m')
+    .option('--alarm-escalation <durations>', 'escalation delays for this device, e.g. 15m,1h')
+    .option('--tag <tag>', 'tag for campaign selection (repeatable)', collect, [])
+    .option('--wait', 'wait for the workflow to finish')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: Record<string, unknown>) => {
+      const secret = await readPassword(io, opts);
+      const acl = parseEach(opts.acl as string[], parseAclRule);
+      const subscriptions = parseEach(opts.subscribe as string[], parseSubscription);
+      const alarmPolicy = alarmPolicyOf(opts.alarmGrace as string | undefined, opts.alarmEscalation as string | undefined);
+      const input = {
+        clientId,
+        ...(opts.username ? { username: opts.username as string } : {}),
+        ...secret,
+        acl,
+        subscriptions,
+        tags: opts.tag as string[],
+        ...(alarmPolicy ? { alarmPolicy } : {}),
+      };
+      await withOps(async (ops) => {
+        const handle = await ops.startProvisioning(input);
+        if (!opts.wait && !secret.generatePassword) return started(opts.json as boolean, clientId, handle);
+        await finish<{ username: string; online: boolean; generatedPassword?: string }>(handle, opts.json as boolean, clientId, (r) =>
+          [
+            `provisioned ${clientId} (username ${r.username}, ${r.online ? 'online: subscriptions applied' : 'offline'})`,
+            ...(r.generatedPassword ? [`password: ${r.generatedPassword}`, 'store it now: it is not shown again'] : []),
+          ].join('\n'),
+        );
+      });
+    });
+
+  program
+    .command('provision-fleet')
+    .description('provision many devices from a CSV or NDJSON file')
+    .requiredOption('--file <file>', 'devices.csv or devices.ndjson')
+    .option('--wait', 'wait for the import to finish')
+    .option('--json', 'print JSON')
+    .action(async (opts: { file: string; wait?: boolean; json?: boolean }) => {
+      const format = fleetFormatOf(opts.file);
+      let text: string;
+      try {
+        text = readFileSync(opts.file, 'utf8');
+      } catch (err) {
+        throw new InputError([`--file: cannot read ${opts.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`]);
+      }
+      const devices = parseFleetFile(text, format);
+      await withOps(async (ops) => {
+        const { fleetId, handle } = await ops.startFleetProvisioning(devices, (sent, total) => {
+          if (!opts.json) io.stderr(`sent chunk ${sent}/${total}\n`);
+        });
+        if (!opts.wait) {
+          print(opts.json, { fleetId, workflowId: handle.workflowId, total: devices.length, status: 'started' }, () => `started ${handle.workflowId} (${devices.length} devices)`);
+          return;
+        }
+        const result = await handle.result();
+        print(opts.json, { ...result, workflowId: handle.workflowId }, () =>
+          [
+            `fleet ${fleetId}: ${result.provisioned} provisioned, ${result.failed} failed of ${result.total}`,
+            ...result.failures.map((f) => `  ${f.clientId}: ${f.error}`),
+          ].join('\n'),
+        );
+        if (result.failed > 0) throw new CommandFailed(`${result.failed} of ${result.total} devices failed`);
+      });
+    });
+
+  program
+    .command('deprovision')
+    .argument('<clientId>')
+    .description('remove credentials, ACL and desired subscriptions; kick the device')
+    .option('--wait', 'wait for the workflow to finish')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: { wait?: boolean; json?: boolean }) => {
+      await withOps(async (ops) => {
+        const handle = await ops.startDeprovisioning(clientId);
+        if (!opts.wait) return started(opts.json, clientId, handle);
+        await finish<{ kicked: boolean }>(handle, opts.json, clientId, (r) => `deprovisioned ${clientId}${r.kicked ? ' (kicked)' : ''}`);
+      });
+    });
+
+  program
+    .command('rotate-credentials')
+    .argument('<clientId>')
+    .option('--password-stdin', 'read the new password from standard input')
+    .option('--generate-password', 'generate a password and print it once (implies --wait)')
+    .option('--kick', 'disconnect the device so it reconnects with the new password')
+    .option('--wait', 'wait for the workflow to finish')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: Record<string, unknown>) => {
+      const secret = await readPassword(io, opts);
+      await withOps(async (ops) => {
+        const handle = await ops.startRotation({ clientId, ...secret, kick: Boolean(opts.kick) });
+        if (!opts.wait && !secret.generatePassword) return started(opts.json as boolean, clientId, handle);
+        await finish<{ kicked: boolean; generatedPassword?: string }>(handle, opts.json as boolean, clientId, (r) =>
+          [`rotated credentials of ${clientId}${r.kicked ? ' (kicked)' : ''}`, ...(r.generatedPassword ? [`password: ${r.generatedPassword}`] : [])].join('\n'),
+        );
+      });
+    });
+
+  program
+    .command('kick')
+    .argument('<clientId>')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: { json?: boolean }) => {
+      const result = await withOps((ops) => ops.kick(clientId));
+      print(opts.json, result, () => (result.kicked ? `kicked ${clientId}` : `${clientId} was not connected`));
+    });
+
+  const acl = program.command('acl').description("show or set a device's ACL rules");
+  acl
+    .command('show')
+    .argument('<clientId>')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: { json?: boolean }) => {
+      const result = await withOps((ops) => ops.acl(clientId));
+      print(opts.json, result, () =>
+        result.emqx === null
+          ? `${clientId}: no ACL rules in EMQX`
+          : result.emqx.map((r) => `${r.permission} ${r.action} ${r.topic}`).join('\n'),
+      );
+    });
+  acl
+    .command('set')
+    .argument('<clientId>')
+    .option('--acl <rule>', 'ACL rule "<allow|deny> <publish|subscribe|all> <topic>" (repeatable)', collect, [])
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: { acl: string[]; json?: boolean }) => {
+      const rules = parseEach(opts.acl, parseAclRule);
+      const result = await withOps((ops) => ops.setAcl(clientId, rules));
+      print(opts.json, result, () => `set ${result.rules.length} ACL rules for ${clientId} (plus a final deny)`);
+    });
+
+  const subs = program.command('subscriptions').description("show or set a device's desired proxy subscriptions");
+  subs
+    .command('show')
+    .argument('<clientId>')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: { json?: boolean }) => {
+      const result = await withOps((ops) => ops.subscriptions(clientId));
+      print(opts.json, result, () =>
+        [
+          `desired: ${result.desired.map((s) => `${s.topic}:${s.qos}`).join(', ') || '(none)'}`,
+          `live:    ${result.live === null ? '(device offline)' : result.live.map((s) => `${s.topic}:${s.qos}`).join(', ') || '(none)'}`,
+        ].join('\n'),
+      );
+    });
+  subs
+    .command('set')
+    .argument('<clientId>')
+    .option('--subscribe <topic>', 'desired subscription "<topic>[:qos]" (repeatable; none clears)', collect, [])
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: { subscribe: string[]; json?: boolean }) => {
+      const subscriptions = parseEach(opts.subscribe, parseSubscription);
+      const result = await withOps((ops) => ops.setSubscriptions(clientId, subscriptions));
+      print(opts.json, result, () => `set ${subscriptions.length} desired subscriptions for ${clientId} (${result.online ? 'applied now' : 'device offline: applied on connect'})`);
+    });
+
+  program
+    .command('status')
+    .argument('<clientId>')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: { json?: boolean }) => {
+      const s = await withOps((ops) => ops.status(clientId));
+      const disagree = s.presence !== 'unknown' && (s.presence === 'online') !== s.online;
+      print(opts.json, { ...s, ...(disagree ? { note: 'EMQX live view and recorded presence disagree' } : {}) }, () =>
+        [
+          `${clientId}: ${s.online ? 'online' : 'offline'} in EMQX; recorded presence ${s.presence}${disagree ? ' (disagrees: reconciliation will correct it)' : ''}`,
+          `provisioned: ${s.provisioned ? 'yes' : 'no'}${s.username ? ` (username ${s.username})` : ''}`,
+          `alarm: ${s.alarm ? `level ${s.alarm.level}, ${s.alarm.state}` : 'none'}`,
+        ].join('\n'),
+      );
+    });
+
+  program
+    .command('history')
+    .argument('<clientId>')
+    .option('--limit <n>', 'how many events', (v) => Number(v), 50)
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, opts: { limit: number; json?: boolean }) => {
+      if (!Number.isInteger(opts.limit) || opts.limit < 1 || opts.limit > 10_000) {
+        throw new InputError(['--limit: must be a whole number from 1 to 10000']);
+      }
+      const events = await withOps((ops) => ops.history(clientId, opts.limit));
+      const out = events.map((e) => ({ event: e.event, at: e.at, ...(e.reason ? { reason: e.reason } : {}) }));
+      print(opts.json, out, () => (out.length ? out.map((e) => `${e.at}  ${e.event}${e.reason ? ` (${e.reason})` : ''}`).join('\n') : `no events recorded for ${clientId}`));
+    });
+
+  program.addOption(new Option('--no-color').hideHelp());
+  return program;
+}
+
+function alarmPolicyOf(grace?: string, escalation?: string): { graceMs: number; escalationMs: number[] } | undefined {
+  if (grace === undefined && escalation === undefined) return undefined;
+  const toMs = (text: string, flag: string): number => {
+    const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
+    if (!match) throw new InputError([`${flag}: "${text}" must be a duration such as 30s, 2m, 1h`]);
+    const factor = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms'];
+    return Number(match[1]) * factor;
+  };
+  return {
+    graceMs: grace === undefined ? 120_000 : toMs(grace, '--alarm-grace'),
+    escalationMs: escalation === undefined ? [900_000, 3_600_000] : escalation.split(',').map((s) => toMs(s, '--alarm-escalation')),
+  };
+}
+
+/** Runs the CLI; returns the exit code (0 ok, 1 failed, 2 bad input or configuration). */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const program = buildCli(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof InputError) {
+      io.stderr(`error: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      io.stderr(`error: ${err.message}\n`);
+      return 2;
+    }
+    io.stderr(`error: ${failureReason(err)}\n`);
+    return 1;
+  }
+}

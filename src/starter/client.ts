@@ -1,0 +1,250 @@
+import { randomBytes } from 'node:crypto';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
+import { z } from 'zod';
+import { createDataConverter } from '../codec/data-converter';
+import { loadConfig } from '../config';
+import { AclRule, ClientId, ProvisionInput, Password, Subscription, usernameOf, type DeviceRecord } from '../domain/device';
+import { InputError, parseInput } from '../domain/input-error';
+import { DeviceIdKey, DeviceOperationKey } from '../domain/search-attributes';
+import { createEmqxClientFromConfig, type EmqxClient } from '../emqx';
+import { connectHistory, type ConnectionEvent, type History } from '../history';
+import {
+  deprovisionDevice,
+  kickDevice,
+  provisionDevice,
+  rotateCredentials,
+  setDesiredSubscriptions,
+  setDeviceAcl,
+  type ProvisionRequest,
+} from '../workflows/device-admin';
+import { FLEET_CHUNK_SIZE, fleetChunkSignal, fleetProgressQuery, provisionFleet, type FleetDevice, type FleetProgress } from '../workflows/fleet';
+
+/**
+ * The client library a platform imports: typed, validated entry points that start and steer the
+ * device workflows, and reads of the recorded and live state. Input is validated here, at the
+ * boundary, before anything starts.
+ */
+
+export interface DeviceOpsDeps {
+  temporal: Client;
+  taskQueue: string;
+  emqx: EmqxClient;
+  history: History;
+}
+
+export class WorkflowAlreadyRunningError extends Error {
+  readonly type = 'WorkflowAlreadyRunningError';
+  constructor(readonly workflowId: string) {
+    super(`workflow ${workflowId} is already running; wait for it or cancel it in the Temporal UI`);
+    this.name = 'WorkflowAlreadyRunningError';
+  }
+}
+
+const RotateInput = z
+  .object({
+    clientId: ClientId,
+    password: Password.optional(),
+    generatePassword: z.boolean().default(false),
+    kick: z.boolean().default(false),
+  })
+  .refine((v) => (v.password !== undefined) !== v.generatePassword, {
+    message: 'give exactly one of password or generatePassword',
+    path: ['password'],
+  });
+
+export interface DeviceStatus {
+  clientId: string;
+  /** EMQX's live view. */
+  online: boolean;
+  /** What this project recorded from webhook events. */
+  presence: 'online' | 'offline' | 'unknown';
+  alarm: null | { level: number; state: 'active' | 'acknowledged' | 'cleared' };
+  provisioned: boolean;
+  username?: string;
+  connectedAt?: string;
+  disconnectedAt?: string;
+  ipAddress?: string;
+}
+
+export class DeviceOps {
+  constructor(private readonly deps: DeviceOpsDeps) {}
+
+  private async start<A extends unknown[], R>(
+    workflow: (...args: A) => Promise<R>,
+    operation: string,
+    workflowId: string,
+    clientId: string,
+    args: A,
+    memo: Record<string, unknown>,
+  ): Promise<WorkflowHandle<(...args: A) => Promise<R>>> {
+    try {
+      return await this.deps.temporal.workflow.start(workflow, {
+        workflowId,
+        taskQueue: this.deps.taskQueue,
+        args,
+        workflowIdConflictPolicy: 'FAIL',
+        typedSearchAttributes: [
+          { key: DeviceIdKey, value: clientId },
+          { key: DeviceOperationKey, value: operation },
+        ],
+        memo,
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new WorkflowAlreadyRunningError(workflowId);
+      throw err;
+    }
+  }
+
+  async startProvisioning(input: z.input<typeof ProvisionInput>): Promise<WorkflowHandle<typeof provisionDevice>> {
+    const parsed = parseInput(ProvisionInput, input);
+    const request: ProvisionRequest = { ...parsed };
+    return this.start(provisionDevice, 'provision', `provision/${parsed.clientId}`, parsed.clientId, [request], {
+      clientId: parsed.clientId,
+      username: usernameOf(parsed),
+    });
+  }
+
+  async provision(input: z.input<typeof ProvisionInput>) {
+    return (await this.startProvisioning(input)).result();
+  }
+
+  async startDeprovisioning(clientId: string): Promise<WorkflowHandle<typeof deprovisionDevice>> {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    return this.start(deprovisionDevice, 'deprovision', `deprovision/${id}`, id, [{ clientId: id }], { clientId: id });
+  }
+
+  async startRotation(input: z.input<typeof RotateInput>): Promise<WorkflowHandle<typeof rotateCredentials>> {
+    const parsed = parseInput(RotateInput, input);
+    return this.start(rotateCredentials, 'rotate-credentials', `rotate/${parsed.clientId}`, parsed.clientId, [parsed], {
+      clientId: parsed.clientId,
+      kick: parsed.kick,
+    });
+  }
+
+  async kick(clientId: string) {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    return (await this.start(kickDevice, 'kick', `kick/${id}`, id, [{ clientId: id }], { clientId: id })).result();
+  }
+
+  async setAcl(clientId: string, rules: unknown[]) {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    const parsed = parseInput(z.array(AclRule).max(99), rules, 'acl');
+    return (await this.start(setDeviceAcl, 'set-acl', `acl/${id}`, id, [{ clientId: id, rules: parsed }], { clientId: id })).result();
+  }
+
+  async setSubscriptions(clientId: string, subscriptions: unknown[]) {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    const parsed = parseInput(z.array(Subscription).max(100), subscriptions, 'subscriptions');
+    return (
+      await this.start(setDesiredSubscriptions, 'set-subscriptions', `subscriptions/${id}`, id, [{ clientId: id, subscriptions: parsed }], {
+        clientId: id,
+      })
+    ).result();
+  }
+
+  /**
+   * Starts fleet provisioning and hands the devices over in chunks. Devices must already be
+   * validated (see fleet-file.ts); the returned handle's result lists per-device failures.
+   */
+  async startFleetProvisioning(
+    devices: FleetDevice[],
+    onProgress?: (sentChunks: number, totalChunks: number) => void,
+  ): Promise<{ fleetId: string; handle: WorkflowHandle<typeof provisionFleet> }> {
+    if (devices.length === 0) throw new InputError(['devices: the fleet file has no devices']);
+    const fleetId = `fleet-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
+    const chunkCount = Math.ceil(devices.length / FLEET_CHUNK_SIZE);
+    const handle = await this.deps.temporal.workflow.start(provisionFleet, {
+      workflowId: `provision-fleet/${fleetId}`,
+      taskQueue: this.deps.taskQueue,
+      args: [{ fleetId, total: devices.length, chunkCount }],
+      typedSearchAttributes: [{ key: DeviceOperationKey, value: 'provision-fleet' }],
+      memo: { fleetId, devices: devices.length },
+    });
+    for (let index = 0; index < chunkCount; index++) {
+      await handle.signal(fleetChunkSignal, { index, devices: devices.slice(index * FLEET_CHUNK_SIZE, (index + 1) * FLEET_CHUNK_SIZE) });
+      onProgress?.(index + 1, chunkCount);
+    }
+    return { fleetId, handle };
+  }
+
+  async fleetProgress(handle: WorkflowHandle<typeof provisionFleet>): Promise<FleetProgress> {
+    return handle.query(fleetProgressQuery);
+  }
+
+  async device(clientId: string): Promise<DeviceRecord | null> {
+    return this.deps.history.getDevice(parseInput(ClientId, clientId, 'clientId'));
+  }
+
+  /** Recorded rules and the rules EMQX holds now (with the final deny this project adds). */
+  async acl(clientId: string): Promise<{ clientId: string; recorded: AclRule[] | null; emqx: AclRule[] | null }> {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    const [record, live] = await Promise.all([this.deps.history.getDevice(id), this.deps.emqx.getAclRules({ clientid: id })]);
+    return {
+      clientId: id,
+      recorded: record?.acl ?? null,
+      emqx: live?.map((r) => ({ permission: r.permission, action: r.action, topic: r.topic })) ?? null,
+    };
+  }
+
+  async subscriptions(clientId: string): Promise<{ clientId: string; desired: Subscription[]; live: Subscription[] | null }> {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    const [record, live] = await Promise.all([this.deps.history.getDevice(id), this.deps.emqx.getClientSubscriptions(id)]);
+    return { clientId: id, desired: record?.subscriptions ?? [], live: live?.map((s) => ({ topic: s.topic, qos: s.qos as Subscription['qos'] })) ?? null };
+  }
+
+  async status(clientId: string): Promise<DeviceStatus> {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    const [record, live, last] = await Promise.all([
+      this.deps.history.getDevice(id),
+      this.deps.emqx.getClient(id),
+      this.deps.history.connectionHistory(id, 1),
+    ]);
+    const latest = last[0];
+    return {
+      clientId: id,
+      online: live?.connected === true,
+      presence: latest ? (latest.event === 'connected' ? 'online' : 'offline') : 'unknown',
+      alarm: null,
+      provisioned: record?.status === 'active',
+      ...(record ? { username: record.username } : {}),
+      ...(live?.connected_at ? { connectedAt: live.connected_at } : {}),
+      ...(live?.disconnected_at ? { disconnectedAt: live.disconnected_at } : {}),
+      ...(live?.ip_address ? { ipAddress: live.ip_address } : {}),
+    };
+  }
+
+  async history(clientId: string, limit = 50): Promise<ConnectionEvent[]> {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    const n = parseInput(z.number().int().min(1).max(10_000), limit, 'limit');
+    return this.deps.history.connectionHistory(id, n);
+  }
+}
+
+/** Connects to Temporal (with the payload codec), EMQX and MongoDB from the configuration. */
+export async function connectDeviceOps(
+  env?: Record<string, string | undefined>,
+): Promise<{ ops: DeviceOps; close(): Promise<void> }> {
+  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec'], env);
+  const dataConverter: DataConverter = createDataConverter(config.codec.PAYLOAD_ENCRYPTION_KEYS);
+  const connection = await Connection.connect({
+    address: config.temporal.TEMPORAL_ADDRESS,
+    ...(config.temporal.TEMPORAL_TLS === 'true' || config.temporal.TEMPORAL_API_KEY ? { tls: true } : {}),
+    ...(config.temporal.TEMPORAL_API_KEY ? { apiKey: config.temporal.TEMPORAL_API_KEY } : {}),
+  });
+  const temporal = new Client({ connection, namespace: config.temporal.TEMPORAL_NAMESPACE, dataConverter });
+  const emqx = createEmqxClientFromConfig(config.emqx);
+  const mongo = await connectHistory(config.mongo.MONGODB_URI, config.mongo.MONGODB_DB);
+  const ops = new DeviceOps({ temporal, taskQueue: config.temporal.TEMPORAL_TASK_QUEUE, emqx, history: mongo.history });
+  return {
+    ops,
+    async close() {
+      await Promise.allSettled([mongo.close(), emqx.close(), connection.close()]);
+    },
+  };
+}

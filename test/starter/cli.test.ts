@@ -1,0 +1,162 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, type CliIo } from '../../src/starter/cli';
+import { projectRoot } from '../../src/config';
+import { stackEndpoints, waitFor } from '../harness';
+import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
+
+let env: DeviceOpsTestEnv;
+
+beforeAll(async () => {
+  env = await startDeviceOpsEnv();
+});
+
+afterAll(async () => {
+  await env?.close();
+});
+
+/** Runs the CLI in-process against this file's system; connecting counts, so bad input can be shown to start nothing. */
+async function cli(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string; connected: boolean }> {
+  let stdout = '';
+  let stderr = '';
+  let connected = false;
+  const io: CliIo = {
+    stdout: (t) => (stdout += t),
+    stderr: (t) => (stderr += t),
+    readStdin: () => Promise.resolve(stdin),
+    connect: () => {
+      connected = true;
+      return Promise.resolve({ ops: env.ops, close: () => Promise.resolve() });
+    },
+  };
+  const code = await runCli(args, io);
+  return { code, stdout, stderr, connected };
+}
+
+describe('device-ops CLI, end to end', () => {
+  it('provisions, enforces ACL, proxies subscriptions, rotates with kick and deprovisions', async () => {
+    const provisioned = await cli(
+      ['provision', 'cli-dev', '--password-stdin', '--acl', 'allow publish devices/${clientid}/up', '--acl', 'allow subscribe devices/${clientid}/cmd', '--subscribe', 'devices/cli-dev/cmd:1', '--wait', '--json'],
+      'cli-password-1\n',
+    );
+    expect(provisioned.stderr).toBe('');
+    expect(provisioned.code).toBe(0);
+    expect(JSON.parse(provisioned.stdout)).toMatchObject({ clientId: 'cli-dev', workflowId: 'provision/cli-dev', status: 'completed' });
+
+    const device = await connectDevice(env.broker, 'cli-dev', 'cli-dev', 'cli-password-1');
+    const monitor = await env.ops.provision({ clientId: 'cli-monitor', password: 'monitor-password', acl: [{ permission: 'allow', action: 'subscribe', topic: 'devices/#' }], subscriptions: [] })
+      .then(() => connectDevice(env.broker, 'cli-monitor', 'cli-monitor', 'monitor-password'));
+    try {
+      await monitor.subscribeAsync('devices/#');
+      // Allowed publish arrives; a denied one sent before it never does (same connection, in order).
+      const seen: string[] = [];
+      monitor.on('message', (topic) => seen.push(topic));
+      device.publish('devices/other/up', 'denied');
+      await device.publishAsync('devices/cli-dev/up', 'allowed', { qos: 1 });
+      await waitFor(() => seen.includes('devices/cli-dev/up'), { what: 'allowed publish' });
+      expect(seen).not.toContain('devices/other/up');
+
+      // The desired subscription was stored while offline; set it again now that the device is online.
+      const subs = await cli(['subscriptions', 'set', 'cli-dev', '--subscribe', 'devices/cli-dev/cmd:1', '--json']);
+      expect(JSON.parse(subs.stdout)).toMatchObject({ online: true, applied: 1 });
+      const received = nextMessage(device, 'devices/cli-dev/cmd');
+      await env.emqx.publish({ topic: 'devices/cli-dev/cmd', payload: 'hello' });
+      expect(await received).toBe('hello');
+
+      const status = await cli(['status', 'cli-dev', '--json']);
+      expect(JSON.parse(status.stdout)).toMatchObject({ clientId: 'cli-dev', online: true, provisioned: true });
+      const acl = await cli(['acl', 'show', 'cli-dev', '--json']);
+      expect(JSON.parse(acl.stdout).emqx.at(-1)).toEqual({ permission: 'deny', action: 'all', topic: '#' });
+
+      const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
+      const rotated = await cli(['rotate-credentials', 'cli-dev', '--password-stdin', '--kick', '--wait', '--json'], 'cli-password-2');
+      expect(JSON.parse(rotated.stdout)).toMatchObject({ status: 'completed', kicked: true });
+      await closed;
+      await expect(connectDevice(env.broker, 'cli-dev', 'cli-dev', 'cli-password-1')).rejects.toThrow();
+      const reconnected = await connectDevice(env.broker, 'cli-dev', 'cli-dev', 'cli-password-2');
+      const kickedAgain = new Promise<void>((resolve) => reconnected.once('close', () => resolve()));
+
+      const deprovisioned = await cli(['deprovision', 'cli-dev', '--wait', '--json']);
+      expect(JSON.parse(deprovisioned.stdout)).toMatchObject({ status: 'completed', kicked: true });
+      await kickedAgain;
+      await expect(connectDevice(env.broker, 'cli-dev', 'cli-dev', 'cli-password-2')).rejects.toThrow();
+    } finally {
+      await Promise.allSettled([device.endAsync(true), monitor.endAsync()]);
+    }
+  });
+
+  it('rejects bad input before anything starts, naming the field', async () => {
+    const cases: [string[], RegExp][] = [
+      [['provision', '', '--generate-password'], /clientId: must not be empty/],
+      [['provision', 'x'.repeat(200), '--generate-password'], /clientId: must be at most 128/],
+      [['provision', 'ok', '--generate-password', '--acl', 'allow publish'], /expected "<allow\|deny>/],
+      [['provision', 'ok', '--generate-password', '--acl', 'maybe publish a'], /permission/],
+      [['provision', 'ok', '--generate-password', '--subscribe', 'a/b:7'], /qos must be 0, 1 or 2/],
+      [['provision', 'ok'], /exactly one of --password-stdin or --generate-password/],
+      [['provision-fleet', '--file', 'devices.txt'], /--file/],
+      [['history', 'ok', '--limit', '0'], /limit/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await cli(args);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    const noWorkflow = await cli(['provision', 'ok', '--generate-password', '--acl', 'allow publish a/#/b']);
+    expect(noWorkflow.connected).toBe(false);
+  });
+
+  it('reports a failed workflow with status failed and a non-zero exit', async () => {
+    const result = await cli(['rotate-credentials', 'never-provisioned', '--generate-password', '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({ status: 'failed', error: expect.stringMatching(/not provisioned/) });
+    expect(result.stderr).toMatch(/^error: .*not provisioned/);
+  });
+
+  it('works as the real binary, configured from the environment', async () => {
+    const { temporalAddress, mongoUri } = stackEndpoints();
+    const childEnv = {
+      ...process.env,
+      DEVICE_OPS_ENV_FILE: path.join(projectRoot(), 'no-such-env-file'),
+      TEMPORAL_ADDRESS: temporalAddress,
+      TEMPORAL_TASK_QUEUE: env.taskQueue,
+      EMQX_API_URL: env.broker.apiUrl,
+      EMQX_API_KEY: API_KEY,
+      EMQX_API_SECRET: API_SECRET,
+      MONGODB_URI: mongoUri,
+      MONGODB_DB: env.dbName,
+      PAYLOAD_ENCRYPTION_KEYS: env.keys,
+    };
+    const run = (args: string[], stdin: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/starter/main.ts'), ...args], { env: childEnv });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+        child.stdin.end(stdin);
+      });
+    const provisioned = await run(['provision', 'bin-dev', '--password-stdin', '--wait', '--json'], 'bin-password-1\n');
+    expect(provisioned.stderr).toBe('');
+    expect(JSON.parse(provisioned.stdout)).toMatchObject({ clientId: 'bin-dev', status: 'completed' });
+    const device = await connectDevice(env.broker, 'bin-dev', 'bin-dev', 'bin-password-1');
+    await device.endAsync();
+
+    const missing = await run(['status', 'bin-dev'], '');
+    expect(missing.code).toBe(0);
+    const broken = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/starter/main.ts'), 'status', 'x'], {
+        env: { ...childEnv, EMQX_API_KEY: '', TEMPORAL_ADDRESS: 'nope' },
+      });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toMatch(/TEMPORAL_ADDRESS: must be host:port/);
+    expect(broken.stderr).toMatch(/EMQX_API_KEY: must not be empty/);
+  });
+});

@@ -1,0 +1,124 @@
+import { randomBytes } from 'node:crypto';
+import { Client } from '@temporalio/client';
+import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import mqtt, { type MqttClient } from 'mqtt';
+import { startBroker, type RunningBroker } from '../../devstack/broker';
+import { createDataConverter } from '../../src/codec/data-converter';
+import { createEmqxClient, type EmqxClient } from '../../src/emqx';
+import { History } from '../../src/history';
+import { DeviceOps } from '../../src/starter/client';
+import { createDeviceOpsWorker } from '../../src/worker';
+import { freshDatabase, stackEndpoints, temporalClient, uniqueName, workerConnection } from '../harness';
+
+/**
+ * A complete device-ops system for one test file, all real: its own EMQX-compatible broker, a fresh
+ * database on the shared FerretDB, a worker on its own task queue of the shared Temporal server, and
+ * the client library wired to them.
+ */
+export interface DeviceOpsTestEnv {
+  broker: RunningBroker;
+  emqx: EmqxClient;
+  history: History;
+  ops: DeviceOps;
+  temporal: Client;
+  taskQueue: string;
+  keys: string;
+  dbName: string;
+  /** Starts another worker on another task queue with its own EMQX client (e.g. a faulty one). */
+  extraWorker(emqx: EmqxClient): Promise<{ ops: DeviceOps; stop(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+export const API_KEY = 'test-key';
+export const API_SECRET = 'test-secret-not-for-production';
+
+let runtimeInstalled = false;
+
+/** Worker logs at WARN, so test output shows problems, not every state change. */
+function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+}
+
+export async function startDeviceOpsEnv(): Promise<DeviceOpsTestEnv> {
+  quietRuntime();
+  const broker = await startBroker({ apiKey: API_KEY, apiSecret: API_SECRET });
+  const database = await freshDatabase('ops');
+  const history = new History(database.db);
+  await history.ensureIndexes();
+  const emqx = createEmqxClient({ baseUrl: broker.apiUrl, apiKey: API_KEY, apiSecret: API_SECRET });
+  const keys = `test:${randomBytes(32).toString('base64')}`;
+  const dataConverter = createDataConverter(keys);
+  const connection = await workerConnection();
+  const { connection: clientConnection, close: closeClient } = await temporalClient();
+  const temporal = new Client({ connection: clientConnection, namespace: stackEndpoints().namespace, dataConverter });
+
+  const running: { worker: Worker; run: Promise<void> }[] = [];
+  const launch = async (taskQueue: string, workerEmqx: EmqxClient): Promise<() => Promise<void>> => {
+    const worker = await createDeviceOpsWorker({
+      connection,
+      namespace: stackEndpoints().namespace,
+      taskQueue,
+      deps: { emqx: workerEmqx, history },
+      dataConverter,
+    });
+    const entry = { worker, run: worker.run() };
+    running.push(entry);
+    return async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await entry.run;
+    };
+  };
+
+  const taskQueue = uniqueName('device-ops');
+  await launch(taskQueue, emqx);
+  const ops = new DeviceOps({ temporal, taskQueue, emqx, history });
+
+  return {
+    broker,
+    emqx,
+    history,
+    ops,
+    temporal,
+    taskQueue,
+    keys,
+    dbName: database.name,
+    async extraWorker(workerEmqx) {
+      const queue = uniqueName('device-ops-extra');
+      const stop = await launch(queue, workerEmqx);
+      return { ops: new DeviceOps({ temporal, taskQueue: queue, emqx: workerEmqx, history }), stop };
+    },
+    async close() {
+      for (const { worker } of running) if (worker.getState() === 'RUNNING') worker.shutdown();
+      await Promise.allSettled(running.map((r) => r.run));
+      await connection.close();
+      await closeClient();
+      await emqx.close();
+      await broker.close();
+      await database.close();
+    },
+  };
+}
+
+/** A real MQTT device; connection failures reject (no automatic reconnects). */
+export async function connectDevice(broker: RunningBroker, clientId: string, username: string, password: string): Promise<MqttClient> {
+  return mqtt.connectAsync(broker.mqttUrl, { clientId, username, password, reconnectPeriod: 0, connectTimeout: 5_000 });
+}
+
+/** Resolves with the next message on `topic`, or null if none arrives within `ms`. */
+export function nextMessage(client: MqttClient, topic: string, ms = 3_000): Promise<string | null> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      client.removeListener('message', onMessage);
+      resolve(null);
+    }, ms);
+    const onMessage = (t: string, payload: Buffer): void => {
+      if (t !== topic) return;
+      clearTimeout(timer);
+      client.removeListener('message', onMessage);
+      resolve(payload.toString());
+    };
+    client.on('message', onMessage);
+  });
+}
