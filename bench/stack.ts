@@ -13,7 +13,7 @@ import { connectHistory, type History } from '../src/history';
 import { DeviceOps } from '../src/starter/client';
 import { createDeviceOpsWorker } from '../src/worker';
 
-/** A private, complete stack for one benchmark run, on free ports; `close()` stops everything. */
+/** A private, complete stack for one benchmark (or history-recording) run, on free ports; `close()` stops everything. */
 export interface BenchStack {
   broker: RunningBroker;
   emqx: EmqxClient;
@@ -24,7 +24,7 @@ export interface BenchStack {
   close(): Promise<void>;
 }
 
-export async function startBenchStack(): Promise<BenchStack> {
+export async function startBenchStack(options: { payloadEncryptionKeys?: string } = {}): Promise<BenchStack> {
   const progress = (m: string): void => console.error(`[bench] ${m}`);
   const [cli, ferret] = await Promise.all([ensureTemporalCli(progress), ensureFerretDb(progress)]);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-bench-'));
@@ -38,7 +38,7 @@ export async function startBenchStack(): Promise<BenchStack> {
   const broker = await startBroker({ apiKey, apiSecret });
   const emqx = createEmqxClient({ baseUrl: broker.apiUrl, apiKey, apiSecret });
   const mongo = await connectHistory(mongoServer.uri, 'bench');
-  const dataConverter = createDataConverter(`bench:${randomBytes(32).toString('base64')}`);
+  const dataConverter = createDataConverter(options.payloadEncryptionKeys ?? `bench:${randomBytes(32).toString('base64')}`);
   const nativeConnection = await NativeConnection.connect({ address: temporalServer.address });
   const taskQueue = 'bench';
   const worker = await createDeviceOpsWorker({
