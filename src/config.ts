@@ -58,6 +58,25 @@ const sections = {
       'must be id:base64key[,id:base64key...]',
     ),
   }),
+  codecServer: z.object({
+    CODEC_SERVER_HOST: nonEmpty.default('127.0.0.1'),
+    CODEC_SERVER_PORT: port.default(8888),
+    /** Optional: the local Temporal UI has no login to pass a token, so the dev stack runs without one. */
+    CODEC_SERVER_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    CODEC_CORS_ORIGINS: z
+      .string()
+      .default('http://127.0.0.1:8233,http://localhost:8233')
+      .transform((text) => text.split(',').map((o) => o.trim()).filter(Boolean)),
+  }),
+  worker: z.object({
+    WORKER_SHUTDOWN_GRACE: Duration.default(30_000),
+    WORKER_METRICS_ADDRESS: hostPort.optional(),
+    WORKFLOW_BUNDLE_PATH: z.string().optional(),
+    LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
+  }),
+  stats: z.object({
+    STATS_SNAPSHOT_INTERVAL: Duration.default(60_000),
+  }),
   alarm: z.object({
     ALARM_GRACE_PERIOD: Duration.default(120_000),
     ALARM_ESCALATION_STEPS: z
@@ -151,4 +170,14 @@ export function loadConfig<S extends SectionName>(
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return result as Config<S>;
+}
+
+/** Temporal Cloud: an API key implies TLS; TEMPORAL_TLS=true for self-hosted TLS. */
+export function temporalConnectionOptions(config: Config<'temporal'>['temporal']): { address: string; tls?: true; apiKey?: string } {
+  const tls = config.TEMPORAL_TLS === 'true' || config.TEMPORAL_API_KEY !== undefined;
+  return {
+    address: config.TEMPORAL_ADDRESS,
+    ...(tls ? { tls: true } : {}),
+    ...(config.TEMPORAL_API_KEY ? { apiKey: config.TEMPORAL_API_KEY } : {}),
+  };
 }

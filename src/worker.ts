@@ -1,12 +1,14 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogEntry, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
 import { createDataConverter } from './codec/data-converter';
-import { loadConfig } from './config';
+import { loadConfig, projectRoot, temporalConnectionOptions } from './config';
 import { createEmqxClientFromConfig } from './emqx';
 import { connectHistory } from './history';
+import { ensureStatsSchedule } from './starter/schedules';
 
 /** The workflow entry point, from src (tsx, tests) or dist (built). */
 export function workflowsPath(): string {
@@ -17,6 +19,19 @@ export function workflowsPath(): string {
   throw new Error(`no workflow entry point in ${path.join(__dirname, 'workflows')}`);
 }
 
+/**
+ * Production runs the prebuilt bundle (WORKFLOW_BUNDLE_PATH, or dist/workflow-bundle.js when running
+ * from dist); development and tests bundle from source at start.
+ */
+function workflowSource(bundlePath: string | undefined): Pick<WorkerOptions, 'workflowsPath' | 'workflowBundle'> {
+  const prebuilt = bundlePath ?? (__dirname.includes(`${path.sep}dist${path.sep}`) ? path.join(projectRoot(), 'dist', 'workflow-bundle.js') : undefined);
+  if (prebuilt) {
+    if (!existsSync(prebuilt)) throw new Error(`WORKFLOW_BUNDLE_PATH: ${prebuilt} does not exist (run npm run build)`);
+    return { workflowBundle: { codePath: prebuilt } };
+  }
+  return { workflowsPath: workflowsPath() };
+}
+
 /** Builds the device-ops worker; tests call it with their own connection, task queue and dependencies. */
 export async function createDeviceOpsWorker(options: {
   connection: NativeConnection;
@@ -24,38 +39,69 @@ export async function createDeviceOpsWorker(options: {
   taskQueue: string;
   deps: ActivityDeps;
   dataConverter: DataConverter;
+  bundlePath?: string;
   overrides?: Partial<WorkerOptions>;
 }): Promise<Worker> {
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace,
     taskQueue: options.taskQueue,
-    workflowsPath: workflowsPath(),
+    ...workflowSource(options.bundlePath),
     activities: createActivities(options.deps),
     dataConverter: options.dataConverter,
     ...options.overrides,
   });
 }
 
+/** One JSON object per line on stdout, for log shippers. Metadata never carries secrets (see activities). */
+function jsonLog(entry: LogEntry): void {
+  const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
+  const meta = Object.fromEntries(
+    Object.entries(entry.meta ?? {}).map(([k, v]) => [k, v instanceof Error ? { name: v.name, message: v.message } : v]),
+  );
+  process.stdout.write(`${JSON.stringify({ time, level: entry.level.toLowerCase(), msg: entry.message, ...meta })}\n`);
+}
+
 async function main(): Promise<void> {
-  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec']);
-  const connection = await NativeConnection.connect({ address: config.temporal.TEMPORAL_ADDRESS });
+  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec', 'worker', 'stats']);
+  Runtime.install({
+    logger: new DefaultLogger(config.worker.LOG_LEVEL, jsonLog),
+    telemetryOptions: config.worker.WORKER_METRICS_ADDRESS
+      ? { metrics: { prometheus: { bindAddress: config.worker.WORKER_METRICS_ADDRESS } } }
+      : {},
+    shutdownSignals: ['SIGINT', 'SIGTERM'],
+  });
+  const log = Runtime.instance().logger;
+  const dataConverter = createDataConverter(config.codec.PAYLOAD_ENCRYPTION_KEYS);
+  const connectionOptions = temporalConnectionOptions(config.temporal);
+  const nativeConnection = await NativeConnection.connect(connectionOptions);
+  const connection = await Connection.connect(connectionOptions);
   const emqx = createEmqxClientFromConfig(config.emqx);
   const mongo = await connectHistory(config.mongo.MONGODB_URI, config.mongo.MONGODB_DB);
   try {
+    const client = new Client({ connection, namespace: config.temporal.TEMPORAL_NAMESPACE, dataConverter });
+    const taskQueue = config.temporal.TEMPORAL_TASK_QUEUE;
+    const stats = await ensureStatsSchedule(client, { taskQueue, intervalMs: config.stats.STATS_SNAPSHOT_INTERVAL });
+    log.info(`statistics schedule ${stats}`, { intervalMs: config.stats.STATS_SNAPSHOT_INTERVAL });
+
     const worker = await createDeviceOpsWorker({
-      connection,
+      connection: nativeConnection,
       namespace: config.temporal.TEMPORAL_NAMESPACE,
-      taskQueue: config.temporal.TEMPORAL_TASK_QUEUE,
+      taskQueue,
       deps: { emqx, history: mongo.history },
-      dataConverter: createDataConverter(config.codec.PAYLOAD_ENCRYPTION_KEYS),
+      dataConverter,
+      bundlePath: config.worker.WORKFLOW_BUNDLE_PATH,
+      // SIGTERM: stop polling, let in-flight activities finish within the grace time, then exit.
+      overrides: { shutdownGraceTime: config.worker.WORKER_SHUTDOWN_GRACE },
     });
-    console.log(`worker polling task queue ${config.temporal.TEMPORAL_TASK_QUEUE} on ${config.temporal.TEMPORAL_ADDRESS}`);
+    log.info('worker polling', { taskQueue, address: config.temporal.TEMPORAL_ADDRESS });
     await worker.run();
+    log.info('worker stopped');
   } finally {
     await mongo.close();
     await emqx.close();
     await connection.close();
+    await nativeConnection.close();
   }
 }
 

@@ -2,6 +2,7 @@ import type { EmqxClient } from '../emqx';
 import type { History } from '../history';
 import { createDeviceAdminActivities } from './device-admin';
 import { createFleetActivities } from './fleet';
+import { createStatsActivities } from './stats';
 
 export interface ActivityDeps {
   emqx: EmqxClient;
@@ -12,6 +13,7 @@ export interface ActivityDeps {
 export const createActivities = (deps: ActivityDeps) => ({
   ...createDeviceAdminActivities(deps),
   ...createFleetActivities(deps),
+  ...createStatsActivities(deps),
 });
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -1,5 +1,6 @@
 import { MongoClient, type Collection, type Db } from 'mongodb';
 import type { DeviceRecord } from '../domain/device';
+import { StatsStore } from './stats';
 
 /**
  * The one MongoDB access layer. Every write is an upsert on a unique key, because activities run at
@@ -42,12 +43,14 @@ export class History {
   readonly audit: Collection<WithId<AuditEntry>>;
   readonly fleetResults: Collection<WithId<FleetResult>>;
   readonly connectionEvents: Collection<WithId<ConnectionEvent>>;
+  readonly stats: StatsStore;
 
   constructor(readonly db: Db) {
     this.devices = db.collection('devices');
     this.audit = db.collection('audit');
     this.fleetResults = db.collection('fleet_results');
     this.connectionEvents = db.collection('connection_events');
+    this.stats = new StatsStore(db);
   }
 
   async ensureIndexes(): Promise<void> {
@@ -55,6 +58,7 @@ export class History {
       this.audit.createIndex({ clientId: 1, at: -1 }),
       this.fleetResults.createIndex({ fleetId: 1, clientId: 1 }),
       this.connectionEvents.createIndex({ clientId: 1, at: -1 }),
+      this.stats.ensureIndexes(),
     ]);
   }
 

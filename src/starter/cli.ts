@@ -6,6 +6,7 @@ import { parseAclRule, parseSubscription } from '../domain/device';
 import { InputError } from '../domain/input-error';
 import type { DeviceOps } from './client';
 import { fleetFormatOf, parseFleetFile } from './fleet-file';
+import { registerOpsCommands } from './ops-cli';
 
 /**
  * The `device-ops` CLI. Reads print JSON with `--json`; every failure exits non-zero with a
@@ -295,6 +296,7 @@ export function buildCli(io: CliIo): Command {
       print(opts.json, out, () => (out.length ? out.map((e) => `${e.at}  ${e.event}${e.reason ? ` (${e.reason})` : ''}`).join('\n') : `no events recorded for ${clientId}`));
     });
 
+  registerOpsCommands(program, io);
   program.addOption(new Option('--no-color').hideHelp());
   return program;
 }

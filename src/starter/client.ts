@@ -8,12 +8,13 @@ import {
 import type { DataConverter } from '@temporalio/common';
 import { z } from 'zod';
 import { createDataConverter } from '../codec/data-converter';
-import { loadConfig } from '../config';
+import { loadConfig, temporalConnectionOptions } from '../config';
 import { AclRule, ClientId, ProvisionInput, Password, Subscription, usernameOf, type DeviceRecord } from '../domain/device';
 import { InputError, parseInput } from '../domain/input-error';
 import { DeviceIdKey, DeviceOperationKey } from '../domain/search-attributes';
 import { createEmqxClientFromConfig, type EmqxClient } from '../emqx';
 import { connectHistory, type ConnectionEvent, type History } from '../history';
+import { currentBrokerStats, trendOf, type BrokerStatsReport, type StatsTrend } from './stats';
 import {
   deprovisionDevice,
   kickDevice,
@@ -219,6 +220,17 @@ export class DeviceOps {
     };
   }
 
+  /** EMQX's live figures and message rates (DESIGN.md capability 10). */
+  async brokerStats(): Promise<BrokerStatsReport> {
+    return currentBrokerStats(this.deps);
+  }
+
+  /** Trends from the stored snapshots since `sinceMs` ago. */
+  async statsTrend(sinceMs: number): Promise<StatsTrend> {
+    const since = new Date(Date.now() - sinceMs);
+    return trendOf(await this.deps.history.stats.since(since), since);
+  }
+
   async history(clientId: string, limit = 50): Promise<ConnectionEvent[]> {
     const id = parseInput(ClientId, clientId, 'clientId');
     const n = parseInput(z.number().int().min(1).max(10_000), limit, 'limit');
@@ -232,11 +244,7 @@ export async function connectDeviceOps(
 ): Promise<{ ops: DeviceOps; close(): Promise<void> }> {
   const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec'], env);
   const dataConverter: DataConverter = createDataConverter(config.codec.PAYLOAD_ENCRYPTION_KEYS);
-  const connection = await Connection.connect({
-    address: config.temporal.TEMPORAL_ADDRESS,
-    ...(config.temporal.TEMPORAL_TLS === 'true' || config.temporal.TEMPORAL_API_KEY ? { tls: true } : {}),
-    ...(config.temporal.TEMPORAL_API_KEY ? { apiKey: config.temporal.TEMPORAL_API_KEY } : {}),
-  });
+  const connection = await Connection.connect(temporalConnectionOptions(config.temporal));
   const temporal = new Client({ connection, namespace: config.temporal.TEMPORAL_NAMESPACE, dataConverter });
   const emqx = createEmqxClientFromConfig(config.emqx);
   const mongo = await connectHistory(config.mongo.MONGODB_URI, config.mongo.MONGODB_DB);

@@ -1,3 +1,4 @@
 // The workflow bundle's entry point: every workflow the worker runs is exported here.
 export * from './device-admin';
 export * from './fleet';
+export * from './stats';

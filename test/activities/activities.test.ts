@@ -48,7 +48,7 @@ describe('activities', () => {
         return Promise.resolve({ succeeded: [], failed: [] });
       },
     });
-    const result = await new MockActivityEnvironment().run(acts.applySubscriptions, { clientId: 'd', desired: [{ topic: 't', qos: 1 }], previous: [] });
+    const result = await new MockActivityEnvironment().run(acts.applySubscriptions, { clientId: 'd', desired: [{ topic: 't', qos: 1 as const }], previous: [] });
     expect(result).toEqual({ online: false, applied: 0 });
     expect(subscribed).toBe(0);
   });

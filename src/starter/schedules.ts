@@ -1,0 +1,37 @@
+import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import { snapshotBrokerStats } from '../workflows/stats';
+
+export const STATS_SCHEDULE_ID = 'broker-stats';
+
+/**
+ * Creates a schedule, or updates it to these options if it exists: safe to run at every start of
+ * every worker. Catch-up is limited so a worker that was down for hours does not run a backlog.
+ */
+export async function ensureSchedule(client: Client, options: ScheduleOptions): Promise<'created' | 'updated'> {
+  try {
+    await client.schedule.create(options);
+    return 'created';
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    await client.schedule.getHandle(options.scheduleId).update((previous) => ({
+      ...previous,
+      spec: options.spec,
+      action: options.action,
+      policies: { ...previous.policies, ...options.policies },
+    }));
+    return 'updated';
+  }
+}
+
+/** The statistics snapshot schedule (DESIGN.md capability 10), every `intervalMs`. */
+export function ensureStatsSchedule(
+  client: Client,
+  options: { taskQueue: string; intervalMs: number; scheduleId?: string },
+): Promise<'created' | 'updated'> {
+  return ensureSchedule(client, {
+    scheduleId: options.scheduleId ?? STATS_SCHEDULE_ID,
+    spec: { intervals: [{ every: options.intervalMs }] },
+    action: { type: 'startWorkflow', workflowType: snapshotBrokerStats, args: [], taskQueue: options.taskQueue, workflowId: options.scheduleId ?? STATS_SCHEDULE_ID },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
+  });
+}
