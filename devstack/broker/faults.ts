@@ -78,6 +78,14 @@ export class FaultSwitchboard {
     return this.roll(this.current.webhookDuplicateRate);
   }
 
+  /** Fisher-Yates in place, with the switchboard's random source (so tests can fix it). */
+  shuffle<T>(items: T[]): void {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = Math.floor(this.random() * (i + 1));
+      [items[i], items[j]] = [items[j] as T, items[i] as T];
+    }
+  }
+
   private roll(probability: number): boolean {
     return probability > 0 && this.random() < probability;
   }

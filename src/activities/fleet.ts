@@ -8,6 +8,14 @@ import { asActivityFailure, emqxStep, mapPooled } from './failures';
 /** How many EMQX requests one batch activity keeps in flight (the client's pool is 16 by default). */
 const CONCURRENCY = 16;
 
+/** Writes in slices of 100 with a heartbeat after each, so a slow store shows progress, not a hung activity. */
+async function inSlices<T>(items: T[], write: (slice: T[]) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += 100) {
+    await write(items.slice(i, i + 100));
+    heartbeat({ written: Math.min(items.length, i + 100) });
+  }
+}
+
 /**
  * Batched fleet steps: one activity handles a whole chunk, heartbeating as it goes, so a fleet
  * import costs a few activities per chunk, not a few per device.
@@ -50,7 +58,8 @@ export function createFleetActivities(deps: { emqx: EmqxClient; history: History
       devices: { clientId: string; username: string; acl: AclRule[]; subscriptions: Subscription[]; tags: string[] }[];
     }): Promise<void> {
       const now = new Date().toISOString();
-      await history.saveDevices(input.devices.map((d) => ({ ...d, status: 'active' as const, provisionedAt: now, updatedAt: now })));
+      const records = input.devices.map((d) => ({ ...d, status: 'active' as const, provisionedAt: now, updatedAt: now }));
+      await inSlices(records, (slice) => history.saveDevices(slice));
     },
 
     /** Applies desired subscriptions to the devices that are online now; the rest get them on connect. */
@@ -73,7 +82,7 @@ export function createFleetActivities(deps: { emqx: EmqxClient; history: History
       results: { clientId: string; status: 'provisioned' | 'failed'; error?: string }[];
     }): Promise<void> {
       const at = new Date().toISOString();
-      await history.recordFleetResults(input.results.map((r) => ({ ...r, fleetId: input.fleetId, at })));
+      await inSlices(input.results.map((r) => ({ ...r, fleetId: input.fleetId, at })), (slice) => history.recordFleetResults(slice));
     },
   };
 }

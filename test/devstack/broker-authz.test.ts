@@ -192,6 +192,22 @@ describe('enforcement on MQTT traffic', () => {
     }
   });
 
+  it('renders ${username} in the rules of a client', async () => {
+    const { clientId, client } = await device();
+    const scope = unique('users');
+    await api.put(`${AUTHZ_RULES}/clients/${clientId}`, {
+      clientid: clientId,
+      rules: [
+        { topic: `${scope}/\${username}/#`, permission: 'allow', action: 'subscribe' },
+        { topic: `${scope}/#`, permission: 'deny', action: 'subscribe' },
+      ],
+    });
+    const own = `${scope}/${clientId}/inbox`;
+    const foreign = `${scope}/someone-else/inbox`;
+    expect(await subscribeGranted(client, { [own]: 1, [foreign]: 1 })).toEqual({ [own]: 1, [foreign]: 128 });
+    await client.endAsync();
+  });
+
   it('checks client rules before user rules before rules for all, first match wins', async () => {
     const { clientId, client } = await device();
     const base = unique('order');

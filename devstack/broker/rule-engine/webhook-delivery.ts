@@ -112,7 +112,7 @@ export class WebhookDeliveryQueue {
     const window = this.resolveTarget()?.inflightWindow ?? 1;
     const free = Math.max(0, window - this.inflight);
     const batch = this.queue.splice(0, free);
-    if (this.deps.faults.get().webhookReorder) shuffle(batch);
+    if (this.deps.faults.get().webhookReorder) this.deps.faults.shuffle(batch);
     for (const item of batch) {
       this.inflight++;
       void this.deliver(item)
@@ -176,13 +176,6 @@ export class WebhookDeliveryQueue {
 /** Short exponential backoff (100 ms, 200 ms, ... capped at 2 s): fast enough for tests. */
 function retryBackoffMs(attempt: number): number {
   return Math.min(2_000, 100 * 2 ** attempt);
-}
-
-function shuffle<T>(items: T[]): void {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [items[i], items[j]] = [items[j] as T, items[i] as T];
-  }
 }
 
 function emptyCounters(): ActionMetrics {

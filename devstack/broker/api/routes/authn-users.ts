@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { ApiContext } from '../context';
 import { apiError, badRequest, notFound, parseBody } from '../errors';
 import { booleanParam, pageRequest, paginate, queryValue, type Query } from '../pagination';
+import { noContent } from '../replies';
 
 /**
  * Built-in database authentication users (reference §2). The authenticator id appears URL-encoded
@@ -97,7 +98,7 @@ export function registerAuthnUserRoutes(app: FastifyInstance, { users }: ApiCont
   app.delete<{ Params: UserParams }>('/api/v5/authentication/:authenticator/users/:userId', (request, reply) => {
     requireBuiltInDatabase(request.params.authenticator);
     if (!users.delete(request.params.userId)) throw notFound('User not found');
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   /** 5.8.2+ behaviour: 200 with counts; `type` is required; an empty list is an error. */

@@ -4,6 +4,7 @@ import { AclRuleInput, MAX_RULES, normalizeRule, type AclRule } from '../../acl'
 import type { ApiContext } from '../context';
 import { apiError, badRequest, clientNotFound, notFound, parseBody } from '../errors';
 import { pageRequest, paginate, queryValue, type Query } from '../pagination';
+import { noContent } from '../replies';
 
 /**
  * Built-in database authorization rules, 5.1+ paths (reference §3), and the authz cache
@@ -41,7 +42,7 @@ export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }:
     const existing = prepared.filter((e) => acl.getClientRules(e.clientid) !== undefined).map((e) => e.clientid);
     if (existing.length > 0) throw apiError(409, 'ALREADY_EXISTS', `Client '${existing.join(',')}' already exist`);
     for (const e of prepared) acl.setClientRules(e.clientid, e.rules);
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   app.get<{ Params: { clientid: string } }>(`${BASE}/clients/:clientid`, (request) => {
@@ -54,12 +55,12 @@ export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }:
     const body = parseBody(ClientRulesBody, request.body);
     if (body.clientid !== request.params.clientid) throw badRequest('clientid in the body must match the path');
     acl.setClientRules(body.clientid, checkedRules(body.rules, `Client '${body.clientid}'`));
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   app.delete<{ Params: { clientid: string } }>(`${BASE}/clients/:clientid`, (request, reply) => {
     if (!acl.deleteClientRules(request.params.clientid)) throw notFound('ClientID Not Found');
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   app.get<{ Querystring: Query }>(`${BASE}/users`, (request) => {
@@ -75,7 +76,7 @@ export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }:
     const existing = prepared.filter((e) => acl.getUserRules(e.username) !== undefined).map((e) => e.username);
     if (existing.length > 0) throw apiError(409, 'ALREADY_EXISTS', `User '${existing.join(',')}' already exist`);
     for (const e of prepared) acl.setUserRules(e.username, e.rules);
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   app.get<{ Params: { username: string } }>(`${BASE}/users/:username`, (request) => {
@@ -88,12 +89,12 @@ export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }:
     const body = parseBody(UserRulesBody, request.body);
     if (body.username !== request.params.username) throw badRequest('username in the body must match the path');
     acl.setUserRules(body.username, checkedRules(body.rules, `User '${body.username}'`));
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   app.delete<{ Params: { username: string } }>(`${BASE}/users/:username`, (request, reply) => {
     if (!acl.deleteUserRules(request.params.username)) throw notFound('Username Not Found');
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   app.get(`${BASE}/all`, () => ({ rules: acl.getAllRules() }));
@@ -101,12 +102,12 @@ export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }:
   app.post(`${BASE}/all`, (request, reply) => {
     const body = parseBody(AllRulesBody, request.body);
     acl.setAllRules(checkedRules(body.rules, 'All'));
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   app.delete(`${BASE}/all`, (_request, reply) => {
     acl.setAllRules([]);
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   /** Purging needs the source disabled first; it is always enabled here. */
@@ -123,6 +124,6 @@ export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }:
 
   app.delete<{ Params: { clientid: string } }>('/api/v5/clients/:clientid/authorization/cache', (request, reply) => {
     if (!sessions.get(request.params.clientid)) throw clientNotFound();
-    void reply.code(204).send();
+    noContent(reply);
   });
 }

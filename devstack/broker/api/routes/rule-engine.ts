@@ -12,6 +12,7 @@ import { RuleSqlError } from '../../rule-engine/sql';
 import type { ApiContext } from '../context';
 import { apiError, badRequest, notFound, parseBody } from '../errors';
 import { booleanParam, pageRequest, paginate, queryValue, type Query } from '../pagination';
+import { noContent } from '../replies';
 
 /** Connectors, actions and rules: enough of the rule engine for an HTTP webhook (reference §8.2). */
 
@@ -72,7 +73,7 @@ function registerConnectorRoutes(app: FastifyInstance, ruleEngine: RuleEngine): 
       throw badRequest('Cannot delete connector while there are active channels defined for this connector');
     }
     resources.deleteConnector(name);
-    void reply.code(204).send();
+    noContent(reply);
   });
 }
 
@@ -127,7 +128,7 @@ function registerActionRoutes(app: FastifyInstance, ruleEngine: RuleEngine): voi
     ruleEngine.removeActionFromRules(actionId);
     resources.deleteAction(name);
     ruleEngine.forgetAction(name);
-    void reply.code(204).send();
+    noContent(reply);
   });
 
   app.get<IdParams>('/api/v5/actions/:id/metrics', (request) => {
@@ -141,7 +142,7 @@ function registerActionRoutes(app: FastifyInstance, ruleEngine: RuleEngine): voi
     const name = httpResourceName(request.params.id, 'action');
     if (!resources.getAction(name)) throw notFound('Action not found');
     ruleEngine.resetActionMetrics(name);
-    void reply.code(204).send();
+    noContent(reply);
   });
 }
 
@@ -222,6 +223,6 @@ function registerRuleRoutes(app: FastifyInstance, ruleEngine: RuleEngine): void 
 
   app.delete<IdParams>('/api/v5/rules/:id', (request, reply) => {
     if (!ruleEngine.deleteRule(request.params.id)) throw notFound('Rule Id Not Found');
-    void reply.code(204).send();
+    noContent(reply);
   });
 }

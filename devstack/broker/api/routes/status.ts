@@ -1,10 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EMQX_VERSION, NODE_NAME } from '../../emqx-formats';
 import { queryValue, type Query } from '../pagination';
 
 /** `GET /api/v5/status` (no auth): text by default, JSON with `?format=json` (reference §1.4). */
 export function registerStatusRoutes(app: FastifyInstance): void {
-  const status = (request: { query: Query }, reply: { type(t: string): unknown }): unknown => {
+  const status = (request: FastifyRequest<{ Querystring: Query }>, reply: FastifyReply): unknown => {
     if (queryValue(request.query, 'format') === 'json') {
       return { rel_vsn: EMQX_VERSION, node_name: NODE_NAME, broker_status: 'started', app_status: 'running' };
     }
