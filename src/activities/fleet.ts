@@ -6,7 +6,7 @@ import { effectiveAcl } from '../domain/device';
 import { asActivityFailure, emqxStep, mapPooled } from './failures';
 
 /** How many EMQX requests one batch activity keeps in flight (the client's pool is 16 by default). */
-const CONCURRENCY = 16;
+const CONCURRENCY = 32;
 
 /** Writes in slices of 100 with a heartbeat after each, so a slow store shows progress, not a hung activity. */
 async function inSlices<T>(items: T[], write: (slice: T[]) => Promise<void>): Promise<void> {

@@ -20,8 +20,8 @@ import type { AclRule, Subscription } from '../domain/device';
  * (reference limits-and-semantics.md §1).
  */
 
-export const FLEET_CHUNK_SIZE = 500;
-const MAX_CHILDREN_IN_FLIGHT = 2;
+export const FLEET_CHUNK_SIZE = 1000;
+const MAX_CHILDREN_IN_FLIGHT = 4;
 const CHUNK_ARRIVAL_TIMEOUT = '10 minutes';
 
 export interface FleetDevice {

@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { upsertMany } from '../../src/history/bulk-upsert';
+import { freshDatabase } from '../harness';
+
+describe('upsertMany (on the real FerretDB)', () => {
+  it('inserts new documents, replaces existing ones, and survives a concurrent insert of the same key', async () => {
+    const database = await freshDatabase('upsert');
+    try {
+      const col = database.db.collection<{ _id: string; v: number; extra?: string }>('docs');
+      await col.insertOne({ _id: 'a', v: 0, extra: 'old' });
+      await upsertMany(col, [{ _id: 'a', v: 1 }, { _id: 'b', v: 2 }]);
+      expect(await col.find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a', v: 1 }, { _id: 'b', v: 2 }]);
+      // Two writers racing on the same new keys: both succeed, and one value wins per key.
+      await Promise.all([upsertMany(col, [{ _id: 'c', v: 3 }]), upsertMany(col, [{ _id: 'c', v: 4 }])]);
+      expect([3, 4]).toContain((await col.findOne({ _id: 'c' }))?.v);
+      expect(await col.countDocuments()).toBe(3);
+    } finally {
+      await database.close();
+    }
+  });
+});
