@@ -48,7 +48,7 @@ describe('codec server', () => {
     const plain = { payloads: [{ metadata: { encoding: Buffer.from('json/plain').toString('base64') }, data: Buffer.from('"hi"').toString('base64') }] };
     const auth = { authorization: `Bearer ${TOKEN}` };
     const encoded = (await (await post('/encode', plain, auth)).json()) as typeof plain;
-    expect(Buffer.from(encoded.payloads[0]!.metadata.encoding!, 'base64').toString()).toBe('binary/encrypted');
+    expect(Buffer.from(encoded.payloads[0]!.metadata.encoding, 'base64').toString()).toBe('binary/encrypted');
     const decoded = (await (await post('/decode', encoded, auth)).json()) as typeof plain;
     expect(decoded).toEqual(plain);
   });
