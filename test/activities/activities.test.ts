@@ -1,13 +1,15 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import { createActivities } from '../../src/activities';
+import { createDeviceAdminActivities } from '../../src/activities/device-admin';
+import { createFleetActivities } from '../../src/activities/fleet';
 import { EmqxBadRequestError, EmqxNotFoundError, EmqxUnavailableError, type EmqxClient } from '../../src/emqx';
 import type { History } from '../../src/history';
 
 /** Unit tests of single activities with a fake EMQX client; the integration tests use the real broker. */
 function activitiesWith(emqx: Partial<EmqxClient>) {
-  return createActivities({ emqx: emqx as EmqxClient, history: {} as History });
+  const deps = { emqx: emqx as EmqxClient, history: {} as History };
+  return { ...createDeviceAdminActivities(deps), ...createFleetActivities(deps) };
 }
 
 describe('activities', () => {
