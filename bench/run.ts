@@ -1,3 +1,5 @@
+import { benchCampaign } from './campaign';
+import { benchPresence } from './presence';
 import { benchProvision } from './provision';
 
 /**
@@ -6,6 +8,8 @@ import { benchProvision } from './provision';
  */
 const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   provision: benchProvision,
+  presence: benchPresence,
+  campaign: benchCampaign,
 };
 
 async function main(): Promise<void> {

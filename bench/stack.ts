@@ -20,11 +20,14 @@ export interface BenchStack {
   history: History;
   ops: DeviceOps;
   temporal: Client;
-  worker: Worker;
+  /** Absent with `inProcessWorker: false` (the benchmark runs its own worker process). */
+  worker?: Worker;
+  /** What a worker or adapter process needs to join this stack, as environment variables. */
+  env: Record<string, string>;
   close(): Promise<void>;
 }
 
-export async function startBenchStack(options: { payloadEncryptionKeys?: string } = {}): Promise<BenchStack> {
+export async function startBenchStack(options: { payloadEncryptionKeys?: string; inProcessWorker?: boolean } = {}): Promise<BenchStack> {
   const progress = (m: string): void => console.error(`[bench] ${m}`);
   const [cli, ferret] = await Promise.all([ensureTemporalCli(progress), ensureFerretDb(progress)]);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-bench-'));
@@ -38,17 +41,21 @@ export async function startBenchStack(options: { payloadEncryptionKeys?: string 
   const broker = await startBroker({ apiKey, apiSecret });
   const emqx = createEmqxClient({ baseUrl: broker.apiUrl, apiKey, apiSecret });
   const mongo = await connectHistory(mongoServer.uri, 'bench');
-  const dataConverter = createDataConverter(options.payloadEncryptionKeys ?? `bench:${randomBytes(32).toString('base64')}`);
+  const keys = options.payloadEncryptionKeys ?? `bench:${randomBytes(32).toString('base64')}`;
+  const dataConverter = createDataConverter(keys);
   const nativeConnection = await NativeConnection.connect({ address: temporalServer.address });
   const taskQueue = 'bench';
-  const worker = await createDeviceOpsWorker({
-    connection: nativeConnection,
-    namespace: 'default',
-    taskQueue,
-    deps: { emqx, history: mongo.history },
-    dataConverter,
-  });
-  const running = worker.run();
+  const worker =
+    options.inProcessWorker === false
+      ? undefined
+      : await createDeviceOpsWorker({
+          connection: nativeConnection,
+          namespace: 'default',
+          taskQueue,
+          deps: { emqx, history: mongo.history },
+          dataConverter,
+        });
+  const running = worker?.run();
   const connection = await Connection.connect({ address: temporalServer.address });
   const temporal = new Client({ connection, dataConverter });
   const ops = new DeviceOps({ temporal, taskQueue, emqx, history: mongo.history });
@@ -58,9 +65,20 @@ export async function startBenchStack(options: { payloadEncryptionKeys?: string 
     history: mongo.history,
     ops,
     temporal,
-    worker,
+    ...(worker ? { worker } : {}),
+    env: {
+      TEMPORAL_ADDRESS: temporalServer.address,
+      TEMPORAL_NAMESPACE: 'default',
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      EMQX_API_URL: broker.apiUrl,
+      EMQX_API_KEY: apiKey,
+      EMQX_API_SECRET: apiSecret,
+      MONGODB_URI: mongoServer.uri,
+      MONGODB_DB: 'bench',
+      PAYLOAD_ENCRYPTION_KEYS: keys,
+    },
     async close() {
-      worker.shutdown();
+      worker?.shutdown();
       await running;
       await nativeConnection.close();
       await connection.close();

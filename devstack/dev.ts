@@ -4,6 +4,7 @@ import path from 'node:path';
 import { ensureFerretDb, ensureTemporalCli } from './binaries';
 import { assertPortFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
 import { faultsFromEnv, startBroker, type RunningBroker } from './broker';
+import { startAppProcesses } from './app-processes';
 import { parseEnvFile, projectRoot } from '../src/config';
 
 /**
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
 
   for (const key of Object.keys(ports) as (keyof Ports)[]) {
     if (key === 'mongo' && externalMongo) continue;
-    if (key === 'webhook' || key === 'codec') continue; // not started by the stack yet
+    if (key === 'codec') continue; // not started by the stack yet
     const [variable] = PORT_VARIABLES[key];
     await assertPortFree(host, ports[key], variable);
   }
@@ -165,6 +166,10 @@ async function main(): Promise<void> {
     };
     writeEnvFile(envFile, settings);
 
+    progress('starting the worker and the webhook adapter, and pointing the broker at the adapter ...');
+    const apps = await startAppProcesses({ root, logDir, host, webhookPort: ports.webhook, settings, emqxApiUrl: runningBroker.apiUrl });
+    services.push(...apps.services);
+
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     console.log(
       [
@@ -176,6 +181,8 @@ async function main(): Promise<void> {
         `  MQTT                ${runningBroker.mqttUrl}`,
         `  MQTT over WebSocket ${runningBroker.wsUrl}`,
         `  EMQX REST API       ${runningBroker.apiUrl}  (API key ${settings.EMQX_API_KEY} / secret ${settings.EMQX_API_SECRET})`,
+        `  webhook adapter     ${apps.webhookUrl}  (EMQX rule ${apps.ruleId} posts device events to it)`,
+        `  worker              task queue ${settings.TEMPORAL_TASK_QUEUE}`,
         `  settings written to ${envFile}`,
         `  logs in ${logDir}`,
         'Press Ctrl-C to stop everything.',

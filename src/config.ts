@@ -29,6 +29,16 @@ export function parseDurationMs(text: string): number {
   return value * factor;
 }
 
+/** Sizes like `1mb`, `256kb`, or plain bytes. */
+const ByteSize = z
+  .string()
+  .regex(/^\d+(b|kb|mb)?$/i, 'must be a size such as 256kb or 1mb')
+  .transform((text) => {
+    const match = /^(\d+)(b|kb|mb)?$/i.exec(text) as RegExpExecArray;
+    const factor = { b: 1, kb: 1_024, mb: 1_048_576 }[(match[2] ?? 'b').toLowerCase() as 'b'];
+    return Number(match[1]) * factor;
+  });
+
 const sections = {
   temporal: z.object({
     TEMPORAL_ADDRESS: hostPort.default('127.0.0.1:7233'),
@@ -51,6 +61,19 @@ const sections = {
     WEBHOOK_HOST: nonEmpty.default('127.0.0.1'),
     WEBHOOK_PORT: port.default(8080),
     WEBHOOK_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+    /** Largest request body the adapter reads; larger ones get 413. */
+    WEBHOOK_BODY_LIMIT: ByteSize.default(1_048_576),
+    /** Signal-with-start calls the adapter runs at once (one per device at a time). */
+    WEBHOOK_SIGNAL_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(32),
+    /** Events accepted but not yet signalled above which the adapter answers 503, so EMQX holds them. */
+    WEBHOOK_INBOX_LIMIT: z.coerce.number().int().min(1).default(100_000),
+    /** The URL EMQX posts to (setup-webhook); default http://WEBHOOK_HOST:WEBHOOK_PORT/emqx/events. */
+    WEBHOOK_PUBLIC_URL: url.optional(),
+    /** Message topic filters whose publishes EMQX also sends (stored as device events), comma-separated. */
+    WEBHOOK_MESSAGE_TOPICS: z
+      .string()
+      .default('')
+      .transform((text) => text.split(',').map((t) => t.trim()).filter(Boolean)),
   }),
   codec: z.object({
     PAYLOAD_ENCRYPTION_KEYS: z.string().regex(
@@ -72,6 +95,8 @@ const sections = {
     WORKER_SHUTDOWN_GRACE: Duration.default(30_000),
     WORKER_METRICS_ADDRESS: hostPort.optional(),
     WORKFLOW_BUNDLE_PATH: z.string().optional(),
+    /** Workflows kept in memory (default: the SDK's, from the heap size); each device workflow is one. */
+    WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).optional(),
     LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
   }),
   stats: z.object({
@@ -91,6 +116,23 @@ const sections = {
         }
       }),
     ALARM_WEBHOOK_URL: url.optional(),
+    /** This many disconnects inside ALARM_FLAP_WINDOW raise one flapping alarm. */
+    ALARM_FLAP_THRESHOLD: z.coerce.number().int().min(2).max(1_000).default(5),
+    ALARM_FLAP_WINDOW: Duration.default(600_000),
+  }),
+  presence: z.object({
+    /** How often the reconciliation schedule compares EMQX's live clients with recorded presence. */
+    PRESENCE_RECONCILE_INTERVAL: Duration.default(300_000),
+    /** Device workflows continue as new after this many signals and updates. */
+    PRESENCE_CONTINUE_AS_NEW_AFTER: z.coerce.number().int().min(10).max(5_000).default(1_000),
+  }),
+  campaign: z.object({
+    /** The broker the worker publishes campaign messages to when a campaign's transport is `mqtt`; unset = REST only. */
+    CAMPAIGN_MQTT_URL: z.string().regex(/^(mqtts?|wss?):\/\//, 'must be an mqtt://, mqtts://, ws:// or wss:// URL').optional(),
+    CAMPAIGN_MQTT_USERNAME: z.string().optional(),
+    CAMPAIGN_MQTT_PASSWORD: z.string().optional(),
+    /** 5 lets EMQX report "no matching subscribers" per message; the dev broker speaks only 4 (3.1.1). */
+    CAMPAIGN_MQTT_PROTOCOL_VERSION: z.enum(['4', '5']).default('4').transform(Number).pipe(z.union([z.literal(4), z.literal(5)])),
   }),
 } as const;
 

@@ -1,14 +1,17 @@
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogEntry, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
+import type { PresenceSettings } from './activities/presence';
 import { createDataConverter } from './codec/data-converter';
-import { loadConfig, projectRoot, temporalConnectionOptions } from './config';
+import { loadConfig, projectRoot, temporalConnectionOptions, type Config } from './config';
 import { createEmqxClientFromConfig } from './emqx';
+import { mqttPublisherFromConfig } from './emqx/mqtt-publisher';
 import { connectHistory } from './history';
-import { ensureStatsSchedule } from './starter/schedules';
+import { ensurePresenceReconcileSchedule, ensureStatsSchedule } from './starter/schedules';
 
 /** The workflow entry point, from src (tsx, tests) or dist (built). */
 export function workflowsPath(): string {
@@ -62,8 +65,21 @@ function jsonLog(entry: LogEntry): void {
   process.stdout.write(`${JSON.stringify({ time, level: entry.level.toLowerCase(), msg: entry.message, ...meta })}\n`);
 }
 
+/** The ALARM_* variables as the presence activities take them. */
+export function presenceSettings(alarm: Config<'alarm'>['alarm']): PresenceSettings {
+  return {
+    defaults: {
+      graceMs: alarm.ALARM_GRACE_PERIOD,
+      escalationMs: alarm.ALARM_ESCALATION_STEPS,
+      flapThreshold: alarm.ALARM_FLAP_THRESHOLD,
+      flapWindowMs: alarm.ALARM_FLAP_WINDOW,
+    },
+    ...(alarm.ALARM_WEBHOOK_URL ? { alarmWebhookUrl: alarm.ALARM_WEBHOOK_URL } : {}),
+  };
+}
+
 async function main(): Promise<void> {
-  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec', 'worker', 'stats']);
+  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec', 'worker', 'stats', 'alarm', 'presence', 'campaign']);
   Runtime.install({
     logger: new DefaultLogger(config.worker.LOG_LEVEL, jsonLog),
     telemetryOptions: config.worker.WORKER_METRICS_ADDRESS
@@ -78,26 +94,33 @@ async function main(): Promise<void> {
   const connection = await Connection.connect(connectionOptions);
   const emqx = createEmqxClientFromConfig(config.emqx);
   const mongo = await connectHistory(config.mongo.MONGODB_URI, config.mongo.MONGODB_DB);
+  const mqttPublisher = mqttPublisherFromConfig(config.campaign, `device-ops-campaigns-${hostname()}-${process.pid}`);
   try {
     const client = new Client({ connection, namespace: config.temporal.TEMPORAL_NAMESPACE, dataConverter });
     const taskQueue = config.temporal.TEMPORAL_TASK_QUEUE;
     const stats = await ensureStatsSchedule(client, { taskQueue, intervalMs: config.stats.STATS_SNAPSHOT_INTERVAL });
     log.info(`statistics schedule ${stats}`, { intervalMs: config.stats.STATS_SNAPSHOT_INTERVAL });
+    const reconcile = await ensurePresenceReconcileSchedule(client, { taskQueue, intervalMs: config.presence.PRESENCE_RECONCILE_INTERVAL });
+    log.info(`presence reconciliation schedule ${reconcile}`, { intervalMs: config.presence.PRESENCE_RECONCILE_INTERVAL });
 
     const worker = await createDeviceOpsWorker({
       connection: nativeConnection,
       namespace: config.temporal.TEMPORAL_NAMESPACE,
       taskQueue,
-      deps: { emqx, history: mongo.history },
+      deps: { emqx, history: mongo.history, presence: presenceSettings(config.alarm), ...(mqttPublisher ? { mqttPublisher } : {}) },
       dataConverter,
       bundlePath: config.worker.WORKFLOW_BUNDLE_PATH,
       // SIGTERM: stop polling, let in-flight activities finish within the grace time, then exit.
-      overrides: { shutdownGraceTime: config.worker.WORKER_SHUTDOWN_GRACE },
+      overrides: {
+        shutdownGraceTime: config.worker.WORKER_SHUTDOWN_GRACE,
+        ...(config.worker.WORKER_MAX_CACHED_WORKFLOWS !== undefined ? { maxCachedWorkflows: config.worker.WORKER_MAX_CACHED_WORKFLOWS } : {}),
+      },
     });
     log.info('worker polling', { taskQueue, address: config.temporal.TEMPORAL_ADDRESS });
     await worker.run();
     log.info('worker stopped');
   } finally {
+    await mqttPublisher?.close();
     await mongo.close();
     await emqx.close();
     await connection.close();

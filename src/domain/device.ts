@@ -97,6 +97,9 @@ export function parseSubscription(text: string): Subscription {
 export const AlarmPolicy = z.object({
   graceMs: z.number().int().min(0).max(30 * 86_400_000),
   escalationMs: z.array(z.number().int().min(1_000).max(30 * 86_400_000)).max(10),
+  /** Flapping detection for this device (default: ALARM_FLAP_THRESHOLD, ALARM_FLAP_WINDOW). */
+  flapThreshold: z.number().int().min(2).max(1_000).optional(),
+  flapWindowMs: z.number().int().min(1_000).max(86_400_000).optional(),
 });
 export type AlarmPolicy = z.infer<typeof AlarmPolicy>;
 

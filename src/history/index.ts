@@ -1,6 +1,11 @@
 import { MongoClient, type Collection, type Db } from 'mongodb';
 import type { DeviceRecord } from '../domain/device';
+import { AlarmStore } from './alarms';
+import { EventInbox } from './event-inbox';
 import { StatsStore } from './stats';
+import { upsertMany } from './bulk-upsert';
+
+export type { DeviceEvent, StoredConnectionEvent } from './event-inbox';
 
 /**
  * The one MongoDB access layer. Every write is an upsert on a unique key, because activities run at
@@ -44,6 +49,9 @@ export class History {
   readonly fleetResults: Collection<WithId<FleetResult>>;
   readonly connectionEvents: Collection<WithId<ConnectionEvent>>;
   readonly stats: StatsStore;
+  readonly alarms: AlarmStore;
+  /** Webhook events: connection history doubling as the durable inbox, and device events. */
+  readonly inbox: EventInbox;
 
   constructor(readonly db: Db) {
     this.devices = db.collection('devices');
@@ -51,6 +59,8 @@ export class History {
     this.fleetResults = db.collection('fleet_results');
     this.connectionEvents = db.collection('connection_events');
     this.stats = new StatsStore(db);
+    this.alarms = new AlarmStore(db);
+    this.inbox = new EventInbox(db);
   }
 
   async ensureIndexes(): Promise<void> {
@@ -59,6 +69,8 @@ export class History {
       this.fleetResults.createIndex({ fleetId: 1, clientId: 1 }),
       this.connectionEvents.createIndex({ clientId: 1, at: -1 }),
       this.stats.ensureIndexes(),
+      this.alarms.ensureIndexes(),
+      this.inbox.ensureIndexes(),
     ]);
   }
 
@@ -74,12 +86,7 @@ export class History {
 
   async saveDevices(records: DeviceRecord[]): Promise<void> {
     if (records.length === 0) return;
-    await this.devices.bulkWrite(
-      records.map((record) => ({
-        replaceOne: { filter: { _id: record.clientId }, replacement: record, upsert: true },
-      })),
-      { ordered: false },
-    );
+    await upsertMany(this.devices, records.map((record) => ({ _id: record.clientId, ...record })));
   }
 
   async deleteDevice(clientId: string): Promise<void> {
@@ -101,13 +108,7 @@ export class History {
 
   async recordFleetResults(results: FleetResult[]): Promise<void> {
     if (results.length === 0) return;
-    await this.fleetResults.bulkWrite(
-      results.map((r) => {
-        const _id = `${r.fleetId}/${r.clientId}`;
-        return { replaceOne: { filter: { _id }, replacement: r, upsert: true } };
-      }),
-      { ordered: false },
-    );
+    await upsertMany(this.fleetResults, results.map((r) => ({ _id: `${r.fleetId}/${r.clientId}`, ...r })));
   }
 
   async fleetResultsOf(fleetId: string, status?: FleetResult['status']): Promise<FleetResult[]> {
@@ -116,7 +117,8 @@ export class History {
   }
 
   async connectionHistory(clientId: string, limit = 50): Promise<ConnectionEvent[]> {
-    return this.connectionEvents.find({ clientId }, { projection: { _id: 0 } }).sort({ at: -1 }).limit(limit).toArray();
+    // The receive time is the adapter's bookkeeping, not history.
+    return this.connectionEvents.find({ clientId }, { projection: { _id: 0, receivedAt: 0 } }).sort({ at: -1 }).limit(limit).toArray();
   }
 }
 

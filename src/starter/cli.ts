@@ -6,7 +6,9 @@ import { parseAclRule, parseSubscription } from '../domain/device';
 import { InputError } from '../domain/input-error';
 import type { DeviceOps } from './client';
 import { fleetFormatOf, parseFleetFile } from './fleet-file';
+import { registerCampaignCommands } from './campaign-cli';
 import { registerOpsCommands } from './ops-cli';
+import { registerPresenceCommands } from './presence-cli';
 
 /**
  * The `device-ops` CLI. Reads print JSON with `--json`; every failure exits non-zero with a
@@ -297,6 +299,8 @@ export function buildCli(io: CliIo): Command {
     });
 
   registerOpsCommands(program, io);
+  registerPresenceCommands(program, io);
+  registerCampaignCommands(program, io);
   program.addOption(new Option('--no-color').hideHelp());
   return program;
 }

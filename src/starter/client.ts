@@ -3,17 +3,20 @@ import {
   Client,
   Connection,
   WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
   type WorkflowHandle,
 } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { z } from 'zod';
 import { createDataConverter } from '../codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../config';
-import { AclRule, ClientId, ProvisionInput, Password, Subscription, usernameOf, type DeviceRecord } from '../domain/device';
+import { AclRule, ClientId, ProvisionInput, Password, Subscription, TopicFilter, usernameOf, type DeviceRecord } from '../domain/device';
+import { AlarmAction, presenceWorkflowId, type Alarm } from '../domain/presence';
 import { InputError, parseInput } from '../domain/input-error';
 import { DeviceIdKey, DeviceOperationKey } from '../domain/search-attributes';
-import { createEmqxClientFromConfig, type EmqxClient } from '../emqx';
+import { createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type EmqxClient, type EventWebhookResult } from '../emqx';
 import { connectHistory, type ConnectionEvent, type History } from '../history';
+import { CampaignOps } from './campaigns';
 import { currentBrokerStats, trendOf, type BrokerStatsReport, type StatsTrend } from './stats';
 import {
   deprovisionDevice,
@@ -25,6 +28,10 @@ import {
   type ProvisionRequest,
 } from '../workflows/device-admin';
 import { FLEET_CHUNK_SIZE, fleetChunkSignal, fleetProgressQuery, provisionFleet, type FleetDevice, type FleetProgress } from '../workflows/fleet';
+import { acknowledgeAlarmUpdate, clearAlarmUpdate, devicePresence, presenceQuery, recentEventsQuery } from '../workflows/presence';
+import type { AlarmView, PresenceView, RecentEvent } from '../workflows/presence-machine';
+import { reconcilePresence } from '../workflows/presence-reconcile';
+import type { ReconcileReport } from '../activities/presence-reconcile';
 
 /**
  * The client library a platform imports: typed, validated entry points that start and steer the
@@ -65,7 +72,9 @@ export interface DeviceStatus {
   online: boolean;
   /** What this project recorded from webhook events. */
   presence: 'online' | 'offline' | 'unknown';
-  alarm: null | { level: number; state: 'active' | 'acknowledged' | 'cleared' };
+  alarm: null | { level: number; state: 'active' | 'acknowledged' | 'cleared'; kind: Alarm['kind']; raisedAt: string };
+  /** Where `presence` comes from: the device workflow, or (when it cannot answer) the last stored event. */
+  presenceSource: 'workflow' | 'history';
   provisioned: boolean;
   username?: string;
   connectedAt?: string;
@@ -73,8 +82,42 @@ export interface DeviceStatus {
   ipAddress?: string;
 }
 
+/** No device workflow exists for the client: EMQX never reported it and reconciliation has not seen it. */
+export class NoPresenceWorkflowError extends Error {
+  readonly type = 'NoPresenceWorkflowError';
+  constructor(readonly clientId: string) {
+    super(`no presence workflow for ${clientId}: no connect or disconnect has been recorded`);
+    this.name = 'NoPresenceWorkflowError';
+  }
+}
+
+/** A row of `alarms --json` (DESIGN.md). */
+export interface AlarmSummary {
+  clientId: string;
+  level: number;
+  state: Alarm['state'];
+  raisedAt: string;
+  kind: Alarm['kind'];
+  alarmId: string;
+  clearedBy?: Alarm['clearedBy'];
+}
+
+const WebhookSetup = z.strictObject({
+  url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+  token: z.string().min(16, 'must be at least 16 characters'),
+  messageTopics: z.array(TopicFilter).max(50).default([]),
+});
+
+/** How long a read waits for the device workflow before falling back to stored history. */
+const QUERY_DEADLINE_MS = 5_000;
+
 export class DeviceOps {
-  constructor(private readonly deps: DeviceOpsDeps) {}
+  /** Publish campaigns: start, progress, pause / resume / cancel, results (campaigns.ts). */
+  readonly campaigns: CampaignOps;
+
+  constructor(private readonly deps: DeviceOpsDeps) {
+    this.campaigns = new CampaignOps({ temporal: deps.temporal, taskQueue: deps.taskQueue, history: deps.history });
+  }
 
   private async start<A extends unknown[], R>(
     workflow: (...args: A) => Promise<R>,
@@ -201,17 +244,22 @@ export class DeviceOps {
 
   async status(clientId: string): Promise<DeviceStatus> {
     const id = parseInput(ClientId, clientId, 'clientId');
-    const [record, live, last] = await Promise.all([
+    const [record, live, last, view, alarms] = await Promise.all([
       this.deps.history.getDevice(id),
       this.deps.emqx.getClient(id),
       this.deps.history.connectionHistory(id, 1),
+      this.presenceOf(id).catch(() => undefined),
+      this.deps.history.alarms.ofDevice(id, 1),
     ]);
     const latest = last[0];
+    const stored = alarms[0];
+    const alarm = view?.alarm ?? (stored ? { level: stored.level, state: stored.state, kind: stored.kind, raisedAt: stored.raisedAt } : null);
     return {
       clientId: id,
       online: live?.connected === true,
-      presence: latest ? (latest.event === 'connected' ? 'online' : 'offline') : 'unknown',
-      alarm: null,
+      presence: view ? view.presence : latest ? (latest.event === 'connected' ? 'online' : 'offline') : 'unknown',
+      alarm: alarm ? { level: alarm.level, state: alarm.state, kind: alarm.kind, raisedAt: alarm.raisedAt } : null,
+      presenceSource: view ? 'workflow' : 'history',
       provisioned: record?.status === 'active',
       ...(record ? { username: record.username } : {}),
       ...(live?.connected_at ? { connectedAt: live.connected_at } : {}),
@@ -229,6 +277,89 @@ export class DeviceOps {
   async statsTrend(sinceMs: number): Promise<StatsTrend> {
     const since = new Date(Date.now() - sinceMs);
     return trendOf(await this.deps.history.stats.since(since), since);
+  }
+
+  /**
+   * The device workflow's view (presence, alarm, counters); null when there is no workflow.
+   * Rejects when the workflow cannot answer within a few seconds (no worker running).
+   */
+  async presenceOf(clientId: string): Promise<PresenceView | null> {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    const handle = this.deps.temporal.workflow.getHandle<typeof devicePresence>(presenceWorkflowId(id));
+    try {
+      return await this.deps.temporal.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(presenceQuery));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  /** The last presence events the device workflow received, newest first, with what it made of each. */
+  async recentPresenceEvents(clientId: string): Promise<RecentEvent[]> {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    return this.deps.temporal.workflow.getHandle(presenceWorkflowId(id)).query(recentEventsQuery);
+  }
+
+  /** Recorded alarms, newest first; `open` keeps those not cleared (active or acknowledged). */
+  async alarms(options: { open?: boolean; limit?: number } = {}): Promise<AlarmSummary[]> {
+    const limit = parseInput(z.int().min(1).max(10_000), options.limit ?? 100, 'limit');
+    const alarms = await this.deps.history.alarms.list({ open: options.open === true, limit });
+    return alarms.map((a) => ({
+      clientId: a.clientId,
+      level: a.level,
+      state: a.state,
+      raisedAt: a.raisedAt,
+      kind: a.kind,
+      alarmId: a.alarmId,
+      ...(a.clearedBy ? { clearedBy: a.clearedBy } : {}),
+    }));
+  }
+
+  /** Acknowledges the device's active alarm: escalation stops; reconnect or clear ends it. */
+  async acknowledgeAlarm(clientId: string, action: { note?: string } = {}): Promise<AlarmView> {
+    return this.alarmUpdate('acknowledge', clientId, action);
+  }
+
+  /** Clears the device's open alarm by hand. */
+  async clearAlarm(clientId: string, action: { note?: string } = {}): Promise<AlarmView> {
+    return this.alarmUpdate('clear', clientId, action);
+  }
+
+  private async alarmUpdate(kind: 'acknowledge' | 'clear', clientId: string, action: { note?: string }): Promise<AlarmView> {
+    const id = parseInput(ClientId, clientId, 'clientId');
+    const parsed = parseInput(AlarmAction, action);
+    const handle = this.deps.temporal.workflow.getHandle(presenceWorkflowId(id));
+    try {
+      return await handle.executeUpdate(kind === 'acknowledge' ? acknowledgeAlarmUpdate : clearAlarmUpdate, { args: [parsed] });
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new NoPresenceWorkflowError(id);
+      throw err;
+    }
+  }
+
+  /** One reconciliation of EMQX's live clients with recorded presence, now (the schedule runs the same). */
+  async reconcilePresence(): Promise<ReconcileReport> {
+    return this.deps.temporal.workflow.execute(reconcilePresence, {
+      workflowId: `presence-reconcile/manual-${Date.now()}`,
+      taskQueue: this.deps.taskQueue,
+      args: [],
+      typedSearchAttributes: [{ key: DeviceOperationKey, value: 'presence-reconcile' }],
+    });
+  }
+
+  /**
+   * Creates (or updates) EMQX's connector, HTTP action and rule that POST device events to the
+   * webhook adapter with the shared token (reference §8.2). Idempotent.
+   */
+  async setupEventWebhook(input: { url: string; token: string; messageTopics?: string[] }): Promise<EventWebhookResult & { url: string; topics: string[] }> {
+    const parsed = parseInput(WebhookSetup, input);
+    const topics = [...DEFAULT_EVENT_TOPICS, ...parsed.messageTopics];
+    // The adapter's address alone (`http://webhook:8080`) means its events endpoint.
+    const target = new URL(parsed.url);
+    if (target.pathname === '/') target.pathname = '/emqx/events';
+    const url = target.toString();
+    const result = await this.deps.emqx.ensureEventWebhook({ url, token: parsed.token, topics });
+    return { ...result, url, topics };
   }
 
   async history(clientId: string, limit = 50): Promise<ConnectionEvent[]> {

@@ -27,7 +27,7 @@ function splitList(value: string | undefined): string[] {
 }
 
 /** Minimal RFC 4180 line splitter: quoted fields may hold commas and doubled quotes. */
-function splitCsvLine(line: string): string[] {
+export function splitCsvLine(line: string): string[] {
   const fields: string[] = [];
   let field = '';
   let quoted = false;

@@ -1,7 +1,9 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import { reconcilePresence } from '../workflows/presence-reconcile';
 import { snapshotBrokerStats } from '../workflows/stats';
 
 export const STATS_SCHEDULE_ID = 'broker-stats';
+export const PRESENCE_RECONCILE_SCHEDULE_ID = 'presence-reconcile';
 
 /**
  * Creates a schedule, or updates it to these options if it exists: safe to run at every start of
@@ -32,6 +34,19 @@ export function ensureStatsSchedule(
     scheduleId: options.scheduleId ?? STATS_SCHEDULE_ID,
     spec: { intervals: [{ every: options.intervalMs }] },
     action: { type: 'startWorkflow', workflowType: snapshotBrokerStats, args: [], taskQueue: options.taskQueue, workflowId: options.scheduleId ?? STATS_SCHEDULE_ID },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
+  });
+}
+
+/**
+ * Presence reconciliation every `intervalMs` (PRESENCE_RECONCILE_INTERVAL): a webhook EMQX dropped
+ * is corrected within one period. One run at a time; a run that overlaps the next is skipped.
+ */
+export function ensurePresenceReconcileSchedule(client: Client, options: { taskQueue: string; intervalMs: number }): Promise<'created' | 'updated'> {
+  return ensureSchedule(client, {
+    scheduleId: PRESENCE_RECONCILE_SCHEDULE_ID,
+    spec: { intervals: [{ every: options.intervalMs }] },
+    action: { type: 'startWorkflow', workflowType: reconcilePresence, args: [], taskQueue: options.taskQueue, workflowId: PRESENCE_RECONCILE_SCHEDULE_ID },
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
   });
 }

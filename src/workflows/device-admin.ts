@@ -1,13 +1,17 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { effectiveAcl, usernameOf, type AclRule, type AlarmPolicy, type DeviceRecord, type Subscription } from '../domain/device';
+import { presenceWorkflowId } from '../domain/presence';
+import { deviceRecordChangedSignal } from './presence';
 
 /**
  * Device-administration workflows: provision (a saga), deprovision, rotate credentials, kick, set
@@ -68,6 +72,20 @@ async function runCompensations(compensations: (() => Promise<unknown>)[]): Prom
   });
 }
 
+/**
+ * Tells the device's presence workflow that its record changed (alarm policy, deprovisioning), so
+ * it reloads it. A device without one (never connected) reads the record when its workflow starts.
+ * Behind a patch: histories recorded before this step replay without it.
+ */
+async function tellPresenceWorkflow(clientId: string): Promise<void> {
+  if (!patched('tell-presence-workflow')) return;
+  try {
+    await getExternalWorkflowHandle(presenceWorkflowId(clientId)).signal(deviceRecordChangedSignal);
+  } catch {
+    // No presence workflow running: nothing to tell.
+  }
+}
+
 function auditKey(step: string): string {
   const info = workflowInfo();
   return `${info.workflowId}/${info.runId}/${step}`;
@@ -114,6 +132,7 @@ export async function provisionDevice(request: ProvisionRequest): Promise<Provis
       desired: request.subscriptions,
       previous: previous?.subscriptions ?? [],
     });
+    await tellPresenceWorkflow(clientId);
 
     await steps.recordAudit({
       key: auditKey('provision'),
@@ -160,6 +179,7 @@ export async function deprovisionDevice(request: { clientId: string }): Promise<
     await steps.saveDeviceRecord({
       record: { ...record, status: 'deprovisioned', subscriptions: [], acl: [], updatedAt: new Date(Date.now()).toISOString() },
     });
+    await tellPresenceWorkflow(clientId);
   }
   await steps.recordAudit({
     key: auditKey('deprovision'),
@@ -254,6 +274,7 @@ export async function setDesiredSubscriptions(request: {
     desired: request.subscriptions,
     previous: record.subscriptions,
   });
+  await tellPresenceWorkflow(request.clientId);
   await steps.recordAudit({
     key: auditKey('subscriptions'),
     clientId: request.clientId,

@@ -2,3 +2,6 @@
 export * from './device-admin';
 export * from './fleet';
 export * from './stats';
+export * from './presence';
+export * from './presence-reconcile';
+export * from './campaign';

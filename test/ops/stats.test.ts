@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCliWith, type CliRun } from '../support/cli-runner';
 import { ensureStatsSchedule } from '../../src/starter/schedules';
-import { runCli } from '../../src/starter/cli';
 import { uniqueName, waitFor } from '../harness';
 import { connectDevice, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
@@ -14,16 +14,8 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(args, {
-    stdout: (t) => (stdout += t),
-    stderr: (t) => (stderr += t),
-    readStdin: () => Promise.resolve(''),
-    connect: () => Promise.resolve({ ops: env.ops, close: () => Promise.resolve() }),
-  });
-  return { code, stdout, stderr };
+async function cli(args: string[], stdin = ''): Promise<CliRun> {
+  return runCliWith(env.ops, args, stdin);
 }
 
 describe('statistics snapshots', () => {

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliIo } from '../../src/starter/cli';
+import { runCliWith, type CliRun } from '../support/cli-runner';
 import { projectRoot } from '../../src/config';
 import { stackEndpoints, waitFor } from '../harness';
 import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
@@ -16,22 +16,8 @@ afterAll(async () => {
   await env?.close();
 });
 
-/** Runs the CLI in-process against this file's system; connecting counts, so bad input can be shown to start nothing. */
-async function cli(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string; connected: boolean }> {
-  let stdout = '';
-  let stderr = '';
-  let connected = false;
-  const io: CliIo = {
-    stdout: (t) => (stdout += t),
-    stderr: (t) => (stderr += t),
-    readStdin: () => Promise.resolve(stdin),
-    connect: () => {
-      connected = true;
-      return Promise.resolve({ ops: env.ops, close: () => Promise.resolve() });
-    },
-  };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr, connected };
+async function cli(args: string[], stdin = ''): Promise<CliRun> {
+  return runCliWith(env.ops, args, stdin);
 }
 
 describe('device-ops CLI, end to end', () => {

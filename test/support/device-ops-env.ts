@@ -3,6 +3,7 @@ import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startBroker, type RunningBroker } from '../../devstack/broker';
+import type { PresenceSettings } from '../../src/activities/presence';
 import { createDataConverter } from '../../src/codec/data-converter';
 import { createEmqxClient, type EmqxClient } from '../../src/emqx';
 import { History } from '../../src/history';
@@ -41,7 +42,7 @@ function quietRuntime(): void {
   Runtime.install({ logger: new DefaultLogger('WARN') });
 }
 
-export async function startDeviceOpsEnv(): Promise<DeviceOpsTestEnv> {
+export async function startDeviceOpsEnv(options: { presence?: PresenceSettings } = {}): Promise<DeviceOpsTestEnv> {
   quietRuntime();
   const broker = await startBroker({ apiKey: API_KEY, apiSecret: API_SECRET });
   const database = await freshDatabase('ops');
@@ -60,7 +61,7 @@ export async function startDeviceOpsEnv(): Promise<DeviceOpsTestEnv> {
       connection,
       namespace: stackEndpoints().namespace,
       taskQueue,
-      deps: { emqx: workerEmqx, history },
+      deps: { emqx: workerEmqx, history, ...(options.presence ? { presence: options.presence } : {}) },
       dataConverter,
     });
     const entry = { worker, run: worker.run() };

@@ -1,19 +1,25 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startBenchStack } from '../../bench/stack';
+import type { PresenceEvent } from '../../src/domain/presence';
+import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
 import { REPLAY_FIXTURE_KEYS } from './replay-key';
 
 /**
  * Records one history per workflow into test/fixtures/histories, for the replay test.
  * Run after a deliberate workflow change that old histories need not survive:
- *   npx tsx test/support/record-histories.ts
+ *   npx tsx test/support/record-histories.ts              # every workflow
+ *   npx tsx test/support/record-histories.ts devicePresence   # only the named ones (the others are kept)
  */
 async function main(): Promise<void> {
+  const only = new Set(process.argv.slice(2));
+  const wanted = (name: string): boolean => only.size === 0 || only.has(name);
   const stack = await startBenchStack({ payloadEncryptionKeys: REPLAY_FIXTURE_KEYS });
   const out = path.join(__dirname, '..', 'fixtures', 'histories');
   mkdirSync(out, { recursive: true });
-  const manifest: Record<string, string> = {};
+  const manifestFile = path.join(out, 'workflow-ids.json');
+  const manifest: Record<string, string> = only.size > 0 && existsSync(manifestFile) ? (JSON.parse(readFileSync(manifestFile, 'utf8')) as Record<string, string>) : {};
   const save = async (name: string, workflowId: string): Promise<void> => {
     manifest[name] = workflowId;
     const history = await stack.temporal.workflow.getHandle(workflowId).fetchHistory();
@@ -21,28 +27,56 @@ async function main(): Promise<void> {
     console.log(`saved ${name} (${history.events?.length ?? 0} events)`);
   };
   try {
-    const { ops } = stack;
-    await ops.provision({ clientId: 'replay-1', password: 'replay-password', acl: [{ permission: 'allow', action: 'publish', topic: 'a/${clientid}' }], subscriptions: [{ topic: 'c/replay-1', qos: 1 }] });
-    await save('provisionDevice', 'provision/replay-1');
-    await ops.setAcl('replay-1', [{ permission: 'allow', action: 'all', topic: 'b/#' }]);
-    await save('setDeviceAcl', 'acl/replay-1');
-    await ops.setSubscriptions('replay-1', [{ topic: 'c/x', qos: 0 }]);
-    await save('setDesiredSubscriptions', 'subscriptions/replay-1');
-    await (await ops.startRotation({ clientId: 'replay-1', generatePassword: true, kick: true })).result();
-    await save('rotateCredentials', 'rotate/replay-1');
-    await ops.kick('replay-1');
-    await save('kickDevice', 'kick/replay-1');
-    await (await ops.startDeprovisioning('replay-1')).result();
-    await save('deprovisionDevice', 'deprovision/replay-1');
-    const devices = Array.from({ length: 3 }, (_, i) => ({ clientId: `rf-${i}`, username: `rf-${i}`, password: `password-${i}-x`, acl: [], subscriptions: [], tags: [] }));
-    const { handle } = await ops.startFleetProvisioning(devices);
-    await handle.result();
-    await save('provisionFleet', handle.workflowId);
-    await save('provisionFleetChunk', `${handle.workflowId}/chunk-0`);
-    writeFileSync(path.join(out, 'workflow-ids.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    if (wanted('devicePresence')) await recordPresence(stack, save);
+    if (only.size === 0) await recordDeviceAdministration(stack, save);
+    writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   } finally {
     await stack.close();
   }
+}
+
+async function recordDeviceAdministration(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
+  const { ops } = stack;
+  await ops.provision({ clientId: 'replay-1', password: 'replay-password', acl: [{ permission: 'allow', action: 'publish', topic: 'a/${clientid}' }], subscriptions: [{ topic: 'c/replay-1', qos: 1 }] });
+  await save('provisionDevice', 'provision/replay-1');
+  await ops.setAcl('replay-1', [{ permission: 'allow', action: 'all', topic: 'b/#' }]);
+  await save('setDeviceAcl', 'acl/replay-1');
+  await ops.setSubscriptions('replay-1', [{ topic: 'c/x', qos: 0 }]);
+  await save('setDesiredSubscriptions', 'subscriptions/replay-1');
+  await (await ops.startRotation({ clientId: 'replay-1', generatePassword: true, kick: true })).result();
+  await save('rotateCredentials', 'rotate/replay-1');
+  await ops.kick('replay-1');
+  await save('kickDevice', 'kick/replay-1');
+  await (await ops.startDeprovisioning('replay-1')).result();
+  await save('deprovisionDevice', 'deprovision/replay-1');
+  const devices = Array.from({ length: 3 }, (_, i) => ({ clientId: `rf-${i}`, username: `rf-${i}`, password: `password-${i}-x`, acl: [], subscriptions: [], tags: [] }));
+  const { handle } = await ops.startFleetProvisioning(devices);
+  await handle.result();
+  await save('provisionFleet', handle.workflowId);
+  await save('provisionFleetChunk', `${handle.workflowId}/chunk-0`);
+}
+
+/** A device workflow through connect, an offline alarm escalated to level 2, ack, reconnect. */
+async function recordPresence(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
+  const clientId = 'replay-presence';
+  const taskQueue = stack.env.TEMPORAL_TASK_QUEUE ?? 'bench';
+  await stack.ops.provision({ clientId, password: 'replay-password', acl: [], subscriptions: [], alarmPolicy: { graceMs: 500, escalationMs: [1_000] } });
+  const t = Date.now();
+  const send = (events: PresenceEvent[]) => deliverPresenceEvents(stack.temporal, { clientId, taskQueue, events });
+  const until = async (check: () => Promise<boolean>): Promise<void> => {
+    const deadline = Date.now() + 30_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error('presence workflow did not get there');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  await send([{ kind: 'connected', key: `${clientId}|connected|${t}`, connectedAt: t }]);
+  await send([{ kind: 'disconnected', key: `${clientId}|disconnected|${t}`, connectedAt: t, disconnectedAt: t + 10, reason: 'keepalive_timeout' }]);
+  await until(async () => (await stack.ops.presenceOf(clientId))?.alarm?.level === 2);
+  await stack.ops.acknowledgeAlarm(clientId, { note: 'replay' });
+  await send([{ kind: 'connected', key: `${clientId}|connected|${t + 5_000}`, connectedAt: t + 5_000 }]);
+  await until(async () => (await stack.ops.presenceOf(clientId))?.presence === 'online');
+  await save('devicePresence', `device/${clientId}`);
 }
 
 main().catch((err: unknown) => {

@@ -19,7 +19,7 @@ const fixtures = readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'wo
 describe('workflow replay', () => {
   it('has a saved history for every device-administration workflow', () => {
     expect(fixtures.map((f) => f.replace('.json', '')).sort()).toEqual(
-      expect.arrayContaining(['deprovisionDevice', 'kickDevice', 'provisionDevice', 'provisionFleet', 'provisionFleetChunk', 'rotateCredentials', 'setDesiredSubscriptions', 'setDeviceAcl']),
+      expect.arrayContaining(['deprovisionDevice', 'devicePresence', 'kickDevice', 'provisionDevice', 'provisionFleet', 'provisionFleetChunk', 'rotateCredentials', 'setDesiredSubscriptions', 'setDeviceAcl']),
     );
   });
 

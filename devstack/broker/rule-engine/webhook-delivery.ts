@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { request, type Dispatcher } from 'undici';
@@ -55,7 +56,10 @@ export class WebhookDeliveryQueue {
     private readonly actionId: string,
     private readonly resolveTarget: () => WebhookTarget | undefined,
     private readonly deps: { dispatcher: Dispatcher; faults: FaultSwitchboard; logger: Logger },
-  ) {}
+  ) {
+    // Every request in flight listens on the one stop signal; more than 10 is normal, not a leak.
+    setMaxListeners(Number.POSITIVE_INFINITY, this.stopController.signal);
+  }
 
   enqueue(body: Record<string, unknown>): void {
     if (this.stopController.signal.aborted) return;

@@ -1,0 +1,210 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import mqtt from 'mqtt';
+import { workerPolling } from '../devstack/app-processes';
+import { startProcess, type ServiceProcess } from '../devstack/services';
+import { projectRoot } from '../src/config';
+import type { PublishMessage } from '../src/emqx';
+import { startBenchStack, type BenchStack } from './stack';
+
+/**
+ * bench/campaign: publish campaigns on a private stack (Temporal dev server, FerretDB, the
+ * EMQX-compatible broker), with the worker as its own process (src/worker.ts, as in production)
+ * and one MQTT subscriber on `bench/+/cmd`, so every message is really dispatched.
+ *
+ * For each size in BENCH_CAMPAIGN_SIZES (default 10000,100000): a campaign with no rate limit,
+ * timed from `campaigns.start` (targets stored in MongoDB, workflow started) to its result; then,
+ * in the same run, the same messages sent straight to /publish/bulk in the same batches (the
+ * ceiling on this machine), and BENCH_CAMPAIGN_NAIVE single /publish calls one after another.
+ * Reports targets/min, worker RSS, Temporal history events per 1,000 targets (all runs).
+ * Targets (issue): >= 60,000 targets/min, >= half the direct bulk rate, >= 20x the naive loop.
+ *
+ * The broker runs in the benchmark's process, so a REST call costs no network round trip; with
+ * BENCH_CAMPAIGN_REST_LATENCY_MS every REST call (campaign, direct bulk, naive loop alike) waits that
+ * long first, as over a network to EMQX. Other knobs: BENCH_CAMPAIGN_BATCH (500),
+ * BENCH_CAMPAIGN_CONCURRENCY (4), BENCH_CAMPAIGN_NAIVE (3000 calls).
+ */
+
+function progress(message: string): void {
+  console.error(`[bench campaign] ${message}`);
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+function memoryOf(service: ServiceProcess): { rssMb: number; peakMb: number } | null {
+  const pid = service.child.pid;
+  if (!pid) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+    return { rssMb: round(kb('VmRSS') / 1024), peakMb: round(kb('VmHWM') / 1024) };
+  } catch {
+    return null;
+  }
+}
+
+async function startWorker(stack: BenchStack, dir: string): Promise<ServiceProcess> {
+  const startedAt = Date.now();
+  return startProcess({
+    name: 'worker',
+    command: process.execPath,
+    args: ['--import', 'tsx', path.join(projectRoot(), 'src', 'worker.ts')],
+    env: {
+      ...process.env,
+      ...stack.env,
+      // The bench's own settings only: not .devstack/env of a running dev stack.
+      DEVICE_OPS_ENV_FILE: path.join(dir, 'no-env-file'),
+      STATS_SNAPSHOT_INTERVAL: '1h',
+      PRESENCE_RECONCILE_INTERVAL: '1h',
+      LOG_LEVEL: 'WARN',
+    },
+    logDir: dir,
+    readyTimeoutMs: 180_000,
+    ready: () => workerPolling(stack.env.TEMPORAL_ADDRESS ?? '', 'default', stack.env.TEMPORAL_TASK_QUEUE ?? '', startedAt),
+  });
+}
+
+/** Events over every run of the campaign, following the continue-as-new chain from the first run. */
+async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number }> {
+  let runId: string | undefined = firstRunId;
+  let events = 0;
+  let runs = 0;
+  while (runId) {
+    const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await stack.temporal.workflow.getHandle(workflowId, runId).fetchHistory();
+    const list = history.events ?? [];
+    events += list.length;
+    runs += 1;
+    runId = list.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+  }
+  return { events, runs };
+}
+
+function benchTopic(prefix: string, i: number): string {
+  return `bench/${prefix}-${i}/cmd`;
+}
+
+async function campaignRun(stack: BenchStack, worker: ServiceProcess, size: number, batchSize: number, concurrency: number): Promise<Record<string, unknown>> {
+  const prefix = `t${size}`;
+  const targets = Array.from({ length: size }, (_, i) => ({ clientId: `${prefix}-${i}` }));
+  const t0 = performance.now();
+  const started = await stack.ops.campaigns.start({
+    campaignId: `bench-${size}-${Date.now()}`,
+    targets: { list: targets },
+    message: { topic: 'bench/${clientid}/cmd', payload: { format: 'json', text: '{"cmd":"update","device":"${clientid}"}' }, qos: 1 },
+    rollout: { batchSize, concurrency },
+  });
+  const setupSeconds = (performance.now() - t0) / 1000;
+  const handle = stack.ops.campaigns.handle(started.campaignId);
+  let peakRss = 0;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, memoryOf(worker)?.rssMb ?? 0)), 500);
+  const summary = await handle.result().finally(() => clearInterval(sampler));
+  const seconds = (performance.now() - t0) / 1000;
+  const history = await historyEvents(stack, started.workflowId, started.runId);
+  return {
+    targets: size,
+    delivered: summary.counts.delivered,
+    seconds: round(seconds),
+    setupSeconds: round(setupSeconds),
+    targetsPerMinute: Math.round((size / seconds) * 60),
+    batches: summary.batches,
+    historyEvents: history.events,
+    runs: history.runs,
+    historyEventsPer1000Targets: round((history.events / size) * 1000),
+    workerRssMb: memoryOf(worker)?.rssMb ?? null,
+    workerPeakRssMbDuringRun: peakRss,
+  };
+}
+
+async function directBulk(stack: BenchStack, size: number, batchSize: number): Promise<{ messages: number; seconds: number; messagesPerMinute: number }> {
+  const t0 = performance.now();
+  for (let from = 0; from < size; from += batchSize) {
+    const batch: PublishMessage[] = [];
+    for (let i = from; i < Math.min(size, from + batchSize); i++) {
+      batch.push({ topic: benchTopic('direct', i), payload: `{"cmd":"update","device":"direct-${i}"}`, qos: 1 });
+    }
+    await stack.emqx.publishBulk(batch);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { messages: size, seconds: round(seconds), messagesPerMinute: Math.round((size / seconds) * 60) };
+}
+
+async function naiveLoop(stack: BenchStack, count: number): Promise<{ messages: number; seconds: number; messagesPerMinute: number }> {
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    await stack.emqx.publish({ topic: benchTopic('naive', i), payload: `{"cmd":"update","device":"naive-${i}"}`, qos: 1 });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { messages: count, seconds: round(seconds), messagesPerMinute: Math.round((count / seconds) * 60) };
+}
+
+export async function benchCampaign(): Promise<Record<string, unknown>> {
+  const sizes = (process.env.BENCH_CAMPAIGN_SIZES ?? '10000,100000').split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
+  const batchSize = Number(process.env.BENCH_CAMPAIGN_BATCH ?? 500);
+  const concurrency = Number(process.env.BENCH_CAMPAIGN_CONCURRENCY ?? 4);
+  const naiveCount = Number(process.env.BENCH_CAMPAIGN_NAIVE ?? 3_000);
+  const restLatencyMs = Number(process.env.BENCH_CAMPAIGN_REST_LATENCY_MS ?? 0);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-bench-campaign-'));
+  const stack = await startBenchStack({ inProcessWorker: false });
+  let worker: ServiceProcess | undefined;
+  let subscriber: mqtt.MqttClient | undefined;
+  try {
+    worker = await startWorker(stack, dir);
+    await stack.emqx.importUsers('plain', [{ user_id: 'bench-subscriber', password: 'bench-subscriber-password' }]);
+    subscriber = await mqtt.connectAsync(stack.broker.mqttUrl, { clientId: 'bench-subscriber', username: 'bench-subscriber', password: 'bench-subscriber-password', reconnectPeriod: 0 });
+    let received = 0;
+    subscriber.on('message', () => (received += 1));
+    await subscriber.subscribeAsync('bench/+/cmd', { qos: 0 });
+
+    // Warm-up: the worker's first workflow tasks and the JIT are not what we measure.
+    const warm = await stack.ops.campaigns.start({ targets: { list: Array.from({ length: 200 }, (_, i) => ({ clientId: `warm-${i}` })) }, message: { topic: 'bench/${clientid}/cmd', payload: { format: 'text', text: 'w' } } });
+    await stack.ops.campaigns.handle(warm.campaignId).result();
+
+    if (restLatencyMs > 0) stack.broker.faults.set({ restLatencyMs });
+    const runs = [];
+    for (const size of sizes) {
+      progress(`campaign of ${size} targets`);
+      const campaign = await campaignRun(stack, worker, size, batchSize, concurrency);
+      progress(`  ${String(campaign.targetsPerMinute)} targets/min; direct /publish/bulk with the same batches`);
+      const direct = await directBulk(stack, size, batchSize);
+      const campaignRate = campaign.targetsPerMinute as number;
+      runs.push({
+        campaign,
+        directBulk: direct,
+        campaignShareOfDirectBulk: round((campaignRate / direct.messagesPerMinute) * 100) / 100,
+      });
+    }
+    progress(`naive loop of ${naiveCount} single /publish calls`);
+    const naive = await naiveLoop(stack, naiveCount);
+    const results = runs.map((r) => {
+      const rate = r.campaign.targetsPerMinute as number;
+      return {
+        ...r,
+        timesNaive: round(rate / naive.messagesPerMinute),
+        targets: {
+          atLeast60000PerMinute: rate >= 60_000,
+          atLeastHalfOfDirectBulk: r.campaignShareOfDirectBulk >= 0.5,
+          atLeast20TimesNaive: rate >= 20 * naive.messagesPerMinute,
+        },
+      };
+    });
+    return {
+      benchmark: 'campaign',
+      batchSize,
+      concurrency,
+      restLatencyMs,
+      cpus: os.cpus().length,
+      loadAverage: os.loadavg().map(round),
+      runs: results,
+      naiveSinglePublish: naive,
+      messagesReceivedBySubscriber: received,
+    };
+  } finally {
+    await subscriber?.endAsync().catch(() => undefined);
+    await worker?.stop();
+    await stack.close();
+  }
+}

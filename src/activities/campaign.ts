@@ -1,0 +1,299 @@
+import { ApplicationFailure, getClient, heartbeat } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { campaignWorkflowId, isFinal, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
+import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
+import { ChunkLedger } from '../domain/campaign-chunk';
+import { applyOutcome, cancel, expire, isDue, wake, type AttemptOutcome, type TargetState } from '../domain/campaign-target-state';
+import { TemplateError } from '../domain/campaign-template';
+import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
+import type { MqttPublisher } from '../emqx/mqtt-publisher';
+import type { History } from '../history';
+import { CampaignStore, finalRecord, type WaitingEntry } from '../history/campaigns';
+import { deviceOnlineSignal } from '../workflows/campaign';
+import { asActivityFailure, mapPooled } from './failures';
+
+/**
+ * Campaign steps. The publishing activity handles one batch of one chunk: it reads the chunk's
+ * targets and states, publishes the due targets in one /publish/bulk request (or over MQTT),
+ * applies the retry policy to each outcome, inserts the final records and rewrites the chunk's
+ * state. It owns its chunk while it runs (the workflow never runs two on one chunk), and a retried
+ * run recognises a batch already applied by its id, so nothing is published twice by us; only a
+ * crash between EMQX's answer and the state write re-sends that batch (at-least-once, like EMQX's
+ * own QoS 1 delivery; the first final record written for a target is the one kept).
+ */
+
+export interface CampaignActivityDeps {
+  emqx: EmqxClient;
+  history: History;
+  /** Needed only for campaigns with transport `mqtt`. */
+  mqttPublisher?: MqttPublisher;
+}
+
+export interface PublishBatchInput {
+  campaignId: string;
+  chunk: number;
+  /** At most this many targets (the rollout allowance). */
+  limit: number;
+  transport: Transport;
+  policy: TargetPolicy;
+  /** Chunk positions of targets whose device reconnected: tried again now. */
+  wake?: number[];
+  /** Unique per batch (workflow run id + sequence): a retried activity does not publish the batch again. */
+  batchId: string;
+}
+
+export type CampaignEnding = 'expire' | 'cancel';
+
+/** How many EMQX /publish calls run at once when a bulk request must be split to find a bad message. */
+const SINGLE_PUBLISH_CONCURRENCY = 16;
+const CACHED_CHUNKS = 64;
+
+/** A small insertion-ordered cache for immutable data (message templates, chunk target lists). */
+class BoundedCache<V> {
+  private readonly entries = new Map<string, V>();
+  constructor(private readonly capacity: number) {}
+  async get(key: string, load: () => Promise<V>): Promise<V> {
+    const hit = this.entries.get(key);
+    if (hit !== undefined) return hit;
+    const value = await load();
+    if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value as string);
+    this.entries.set(key, value);
+    return value;
+  }
+}
+
+function outcomeOfRest(outcome: PublishOutcome): AttemptOutcome {
+  if (outcome.status === 'delivered') return { kind: 'delivered', messageId: outcome.id };
+  if (outcome.status === 'no_subscriber') return { kind: 'no_subscriber' };
+  // 131 failed_to_dispatch: subscribers matched but dispatch failed (e.g. a node restarting), worth retrying.
+  if (outcome.reasonCode === 131) return { kind: 'transient', error: `EMQX could not dispatch: ${outcome.message}` };
+  return { kind: 'rejected', error: `EMQX rejected the message: reason code ${outcome.reasonCode} ${outcome.message}` };
+}
+
+function toRestMessage(m: RenderedMessage): PublishMessage {
+  const properties =
+    m.messageExpiryInterval !== undefined || m.userProperties
+      ? {
+          ...(m.messageExpiryInterval !== undefined ? { message_expiry_interval: m.messageExpiryInterval } : {}),
+          ...(m.userProperties ? { user_properties: m.userProperties } : {}),
+        }
+      : undefined;
+  return {
+    topic: m.topic,
+    payload: m.payload,
+    ...(m.binary ? { payload_encoding: 'base64' as const } : {}),
+    qos: m.qos,
+    retain: m.retain,
+    ...(properties ? { properties } : {}),
+  };
+}
+
+export function createCampaignActivities(deps: CampaignActivityDeps) {
+  // Created on first use: unit tests of other activities build the whole set with a fake History.
+  let campaignStore: CampaignStore | undefined;
+  const storeOf = (): CampaignStore => (campaignStore ??= new CampaignStore(deps.history.db));
+  const templates = new BoundedCache<MessageTemplate>(32);
+  const chunkTargets = new BoundedCache<CampaignTarget[]>(CACHED_CHUNKS);
+
+  const templateOf = (campaignId: string): Promise<MessageTemplate> =>
+    templates.get(campaignId, async () => {
+      const message = await storeOf().messageOf(campaignId);
+      if (!message) throw ApplicationFailure.nonRetryable(`campaign ${campaignId} does not exist`, 'CampaignNotFound');
+      return message;
+    });
+  const targetsOf = (campaignId: string, chunk: number): Promise<CampaignTarget[]> =>
+    chunkTargets.get(`${campaignId}/${chunk}`, () => storeOf().readChunkTargets(campaignId, chunk));
+
+  /** One bulk request; a whole-batch 400 is split into single publishes to find the bad message(s). */
+  async function publishRest(messages: PublishMessage[]): Promise<AttemptOutcome[]> {
+    try {
+      return (await deps.emqx.publishBulk(messages)).map(outcomeOfRest);
+    } catch (err) {
+      if (err instanceof EmqxBadRequestError && messages.length > 1) {
+        return mapPooled(messages, SINGLE_PUBLISH_CONCURRENCY, async (message) => {
+          const [outcome] = await publishRest([message]);
+          heartbeat();
+          return outcome as AttemptOutcome;
+        });
+      }
+      if (err instanceof EmqxBadRequestError) return [{ kind: 'rejected', error: err.message }];
+      if (err instanceof EmqxError && err.retryable) return messages.map(() => ({ kind: 'transient', error: err.message }));
+      throw asActivityFailure(err);
+    }
+  }
+
+  async function publishMqtt(messages: RenderedMessage[]): Promise<AttemptOutcome[]> {
+    const publisher = deps.mqttPublisher;
+    if (!publisher) {
+      throw ApplicationFailure.nonRetryable('this worker has no MQTT publisher: set CAMPAIGN_MQTT_URL (and credentials)', 'MqttPublisherMissing');
+    }
+    const outcomes = await publisher.publishBatch(
+      messages.map((m) => ({
+        topic: m.topic,
+        payload: Buffer.from(m.payload, m.binary ? 'base64' : 'utf8'),
+        qos: m.qos,
+        retain: m.retain,
+        ...(m.messageExpiryInterval !== undefined ? { messageExpiryInterval: m.messageExpiryInterval } : {}),
+        ...(m.userProperties ? { userProperties: m.userProperties } : {}),
+      })),
+    );
+    return outcomes.map((o): AttemptOutcome => {
+      if (o.status === 'published') return { kind: 'delivered' };
+      if (o.status === 'no_subscriber') return { kind: 'no_subscriber' };
+      return o.retryable ? { kind: 'transient', error: o.message } : { kind: 'rejected', error: o.message };
+    });
+  }
+
+  /** Renders and publishes; a target that cannot be rendered fails alone. */
+  async function publishTargets(transport: Transport, template: MessageTemplate, targets: CampaignTarget[]): Promise<AttemptOutcome[]> {
+    const outcomes: (AttemptOutcome | undefined)[] = targets.map(() => undefined);
+    const rendered: { position: number; message: RenderedMessage }[] = [];
+    targets.forEach((target, position) => {
+      try {
+        rendered.push({ position, message: renderMessage(template, target) });
+      } catch (err) {
+        if (!(err instanceof TemplateError)) throw err;
+        outcomes[position] = { kind: 'rejected', error: `cannot render the message: ${err.message}` };
+      }
+    });
+    if (rendered.length > 0) {
+      const published =
+        transport === 'mqtt' ? await publishMqtt(rendered.map((r) => r.message)) : await publishRest(rendered.map((r) => toRestMessage(r.message)));
+      rendered.forEach((r, k) => (outcomes[r.position] = published[k]));
+    }
+    return outcomes.map((o) => o ?? { kind: 'transient', error: 'no outcome' });
+  }
+
+  function reportOf(chunk: number, ledger: ChunkLedger, published: number, delivered: number): ChunkReport {
+    return { chunk, counts: ledger.counts(), nextDueAt: ledger.nextDueAt(), published, delivered, ...ledger.totalEffort() };
+  }
+
+  function finalRecords(campaignId: string, targets: CampaignTarget[], finals: Map<number, TargetState>) {
+    return [...finals].map(([i, state]) => finalRecord(campaignId, (targets[i] as CampaignTarget).clientId, state));
+  }
+
+  return {
+    /** Resolves the targets (selector campaigns: from active device records) and returns how many. Idempotent. */
+    async prepareCampaignTargets(input: { campaignId: string; selector?: TargetSelector }): Promise<{ total: number; chunkCount: number }> {
+      const campaign = await storeOf().getCampaign(input.campaignId);
+      if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} does not exist`, 'CampaignNotFound');
+      const known = campaign.targets;
+      if (known.total !== undefined && known.chunkCount !== undefined) return { total: known.total, chunkCount: known.chunkCount };
+      if (!input.selector) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} has no targets`, 'CampaignHasNoTargets');
+      const filter: Record<string, unknown> = { status: 'active' };
+      if (input.selector.prefix) filter._id = { $regex: `^${input.selector.prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` };
+      if (input.selector.tag) filter.tags = input.selector.tag;
+      const devices = await deps.history.devices.find(filter, { projection: { _id: 1 } }).sort({ _id: 1 }).toArray();
+      heartbeat();
+      // A previous attempt may have written some chunks of a different selection: start clean.
+      await storeOf().deleteChunks(input.campaignId);
+      const chunkCount = await storeOf().writeChunks(input.campaignId, devices.map((d) => ({ clientId: d._id })));
+      await storeOf().updateCampaign(input.campaignId, { targets: { ...known, total: devices.length, chunkCount } });
+      return { total: devices.length, chunkCount };
+    },
+
+    async publishCampaignBatch(input: PublishBatchInput): Promise<ChunkReport> {
+      const { campaignId, chunk, policy } = input;
+      const [template, targets, stored] = await Promise.all([templateOf(campaignId), targetsOf(campaignId, chunk), storeOf().readChunkState(campaignId, chunk)]);
+      const ledger = new ChunkLedger(targets.length, stored.ledger);
+      if (stored.lastBatch?.id === input.batchId) {
+        // An earlier attempt of this activity applied this batch: report it again, publish nothing.
+        return reportOf(chunk, ledger, stored.lastBatch.published, stored.lastBatch.delivered);
+      }
+      const now = Date.now();
+      for (const position of input.wake ?? []) {
+        if (position >= 0 && position < targets.length && ledger.isOpen(position)) ledger.set(position, wake(ledger.stateAt(position), policy, now));
+      }
+      const due: number[] = [];
+      for (let i = 0; i < targets.length && due.length < input.limit; i++) if (isDue(ledger.stateAt(i), now)) due.push(i);
+
+      const outcomes = due.length > 0 ? await publishTargets(input.transport, template, due.map((i) => targets[i] as CampaignTarget)) : [];
+      heartbeat();
+      const after = Date.now();
+      const finals = new Map<number, TargetState>();
+      const newlyWaiting: WaitingEntry[] = [];
+      let delivered = 0;
+      due.forEach((i, k) => {
+        const before = ledger.stateAt(i);
+        const state = applyOutcome(before, outcomes[k] as AttemptOutcome, policy, after);
+        ledger.set(i, state);
+        if (state.status === 'delivered') delivered += 1;
+        if (isFinal(state.status)) finals.set(i, state);
+        else if (state.lastFailure === 'no_subscriber' && before.noSubscriberCount === undefined) {
+          newlyWaiting.push({ campaignId, clientId: (targets[i] as CampaignTarget).clientId, chunk, index: i });
+        }
+      });
+      // Final records and reconnect lookups before the chunk state: once the state says a target is
+      // done (or waiting), its record (or lookup entry) exists. Both inserts are idempotent.
+      await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
+      await storeOf().recordWaiting(newlyWaiting);
+      await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published: due.length, delivered } });
+      return reportOf(chunk, ledger, due.length, delivered);
+    },
+
+    /** Where the targets of reconnected devices are (devices that never waited are left out). */
+    async locateWaitingTargets(input: { campaignId: string; clientIds: string[] }): Promise<WaitingEntry[]> {
+      const found = await mapPooled(input.clientIds, 8, (clientId) => storeOf().waitingEntry(input.campaignId, clientId));
+      return found.filter((e): e is WaitingEntry => e !== null);
+    },
+
+    /** Ends every open target of the given chunks: at the deadline (offline / timed_out) or on cancel and abort (cancelled). */
+    async finishCampaignChunks(input: { campaignId: string; chunks: number[]; ending: CampaignEnding; reason: string }): Promise<ChunkReport[]> {
+      const reports: ChunkReport[] = [];
+      for (const chunk of input.chunks) {
+        const [targets, stored] = await Promise.all([targetsOf(input.campaignId, chunk), storeOf().readChunkState(input.campaignId, chunk)]);
+        const ledger = new ChunkLedger(targets.length, stored.ledger);
+        const now = Date.now();
+        const finals = new Map<number, TargetState>();
+        for (const i of ledger.openPositions()) {
+          const before = ledger.stateAt(i);
+          const state = input.ending === 'expire' ? expire(before, now) : cancel(before, input.reason, now);
+          ledger.set(i, state);
+          finals.set(i, state);
+        }
+        if (finals.size > 0) {
+          await storeOf().recordFinalTargets(finalRecords(input.campaignId, targets, finals));
+          await storeOf().writeChunkState(input.campaignId, chunk, { ...stored, ledger: ledger.toData() });
+        }
+        reports.push(reportOf(chunk, ledger, 0, 0));
+        heartbeat({ chunk });
+      }
+      return reports;
+    },
+
+    /** Records the campaign's state in MongoDB; a final state also clears its reconnect lookups. */
+    async recordCampaignState(input: { campaignId: string; state: CampaignState; counts?: TargetCounts; reason?: string }): Promise<void> {
+      const final = input.state === 'completed' || input.state === 'cancelled' || input.state === 'aborted';
+      const now = new Date().toISOString();
+      await storeOf().updateCampaign(input.campaignId, {
+        state: input.state,
+        active: !final,
+        ...(input.state === 'running' ? { startedAt: now } : {}),
+        ...(final ? { finishedAt: now } : {}),
+        ...(input.counts ? { counts: input.counts } : {}),
+        ...(input.reason ? { reason: input.reason } : {}),
+      });
+      if (final) await storeOf().clearWaiting(input.campaignId);
+    },
+
+    /**
+     * Tells every running campaign that waits for this device that it is back online. Called from
+     * the device workflow's connect path (or by anything else that learns of a reconnect); cheap
+     * when the device is not awaited.
+     */
+    async wakeCampaignsForDevice(input: { clientId: string }): Promise<{ campaigns: string[] }> {
+      const campaigns = await storeOf().campaignsAwaiting(input.clientId);
+      const client = getClient();
+      const signalled: string[] = [];
+      for (const campaignId of campaigns) {
+        try {
+          await client.workflow.getHandle(campaignWorkflowId(campaignId)).signal(deviceOnlineSignal, input.clientId);
+          signalled.push(campaignId);
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }
+      }
+      return { campaigns: signalled };
+    },
+  };
+}

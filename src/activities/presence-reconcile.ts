@@ -1,0 +1,88 @@
+import { activityInfo, Context, heartbeat } from '@temporalio/activity';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { ClientId } from '../domain/device';
+import { presenceWorkflowId, type PresenceEvent } from '../domain/presence';
+import type { EmqxClient } from '../emqx';
+import { deliverPresenceEvents } from '../starter/presence-delivery';
+import { presenceEventsSignal } from '../workflows/presence';
+import { emqxStep, mapPooled } from './failures';
+
+/**
+ * Reconciliation (DESIGN.md "Rules": reconcile periodically against the live clients list): a
+ * webhook EMQX dropped leaves a device's recorded presence wrong; this compares EMQX's live clients
+ * (paged) with the devices recorded online and tells each device workflow what EMQX shows. The
+ * workflow decides, by its ordering rules, whether that changes anything, so a listing that races
+ * with real events cannot undo them.
+ */
+
+export interface ReconcileReport {
+  live: number;
+  recordedOnline: number;
+  /** Recorded online, absent from EMQX: told "not connected". */
+  markedOffline: number;
+  /** Connected in EMQX, not recorded online: told "connected since". */
+  markedOnline: number;
+  observedAt: string;
+}
+
+const SIGNAL_CONCURRENCY = 16;
+
+export function createReconcileActivities(deps: { emqx: EmqxClient; temporalClient?: () => Client }) {
+  const temporal = deps.temporalClient ?? (() => Context.current().client);
+
+  return {
+    async reconcileWithLiveClients(input: { continueAsNewAfter?: number } = {}): Promise<ReconcileReport> {
+      const client = temporal();
+      const taskQueue = activityInfo().taskQueue;
+      // Taken before the listing: a session that began earlier and is not listed has ended.
+      const observedAt = Date.now();
+
+      const live = new Map<string, number>();
+      await emqxStep(async () => {
+        for await (const info of deps.emqx.iterateClients({}, { pageSize: 1_000 })) {
+          // Ids the adapter refuses (see ClientId) have no device workflow to correct.
+          if (info.connected === false || !ClientId.safeParse(info.clientid).success) continue;
+          const connectedAt = info.connected_at ? Date.parse(info.connected_at) : observedAt;
+          live.set(info.clientid, Number.isNaN(connectedAt) ? observedAt : connectedAt);
+        }
+      });
+      heartbeat({ phase: 'listed', live: live.size });
+
+      const recordedOnline = new Set<string>();
+      const query = `WorkflowType = 'devicePresence' AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue}' AND Presence = 'online'`;
+      for await (const execution of client.workflow.list({ query })) {
+        if (execution.workflowId.startsWith('device/')) recordedOnline.add(execution.workflowId.slice('device/'.length));
+      }
+
+      const goneOffline = [...recordedOnline].filter((id) => !live.has(id));
+      const cameOnline = [...live.entries()].filter(([id]) => !recordedOnline.has(id));
+      let done = 0;
+      const progress = (): void => {
+        if (++done % 100 === 0) heartbeat({ phase: 'signalling', done });
+      };
+
+      await mapPooled(goneOffline, SIGNAL_CONCURRENCY, async (clientId) => {
+        const event: PresenceEvent = { kind: 'observed', key: `reconcile|${observedAt}|offline|${clientId}`, online: false, observedAt };
+        try {
+          await client.workflow.getHandle(presenceWorkflowId(clientId)).signal(presenceEventsSignal, { events: [event] });
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }
+        progress();
+      });
+      await mapPooled(cameOnline, SIGNAL_CONCURRENCY, async ([clientId, connectedAt]) => {
+        const event: PresenceEvent = { kind: 'observed', key: `reconcile|${observedAt}|online|${clientId}`, online: true, observedAt, connectedAt };
+        await deliverPresenceEvents(client, { clientId, taskQueue, events: [event], ...(input.continueAsNewAfter ? { continueAsNewAfter: input.continueAsNewAfter } : {}) });
+        progress();
+      });
+
+      return {
+        live: live.size,
+        recordedOnline: recordedOnline.size,
+        markedOffline: goneOffline.length,
+        markedOnline: cameOnline.length,
+        observedAt: new Date(observedAt).toISOString(),
+      };
+    },
+  };
+}

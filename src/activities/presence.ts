@@ -1,0 +1,122 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { request } from 'undici';
+import type { Alarm, AlarmChange, PresencePolicy } from '../domain/presence';
+import { EmqxNotFoundError, type EmqxClient } from '../emqx';
+import type { History } from '../history';
+import { asActivityFailure } from './failures';
+
+/**
+ * The device workflow's steps: its alarm policy, re-applying desired subscriptions on connect,
+ * recording alarms and POSTing them to the alarm webhook. Each is idempotent.
+ */
+
+export interface PresenceSettings {
+  /** The policy of a device provisioned without one (ALARM_* variables). */
+  defaults: Omit<PresencePolicy, 'monitored' | 'desiredSubscriptions'>;
+  /** ALARM_WEBHOOK_URL: where each alarm change is POSTed; unset means record only. */
+  alarmWebhookUrl?: string;
+}
+
+export const DEFAULT_PRESENCE_SETTINGS: PresenceSettings = {
+  defaults: { graceMs: 120_000, escalationMs: [900_000, 3_600_000], flapThreshold: 5, flapWindowMs: 600_000 },
+};
+
+/** The body POSTed to ALARM_WEBHOOK_URL; `Idempotency-Key` names the change, so a retried POST can be recognised. */
+export interface AlarmNotification {
+  alarmId: string;
+  clientId: string;
+  kind: Alarm['kind'];
+  level: number;
+  state: Alarm['state'];
+  change: AlarmChange['change'];
+  raisedAt: string;
+  at: string;
+  offlineSince?: string;
+  clearedBy?: Alarm['clearedBy'];
+  note?: string;
+}
+
+const WEBHOOK_TIMEOUT_MS = 10_000;
+
+export function createPresenceActivities(deps: { emqx: EmqxClient; history: History; presence?: PresenceSettings }) {
+  const { emqx, history } = deps;
+  const settings = deps.presence ?? DEFAULT_PRESENCE_SETTINGS;
+
+  return {
+    /** The device's own policy (set at provisioning) or the default; a deprovisioned device is not monitored. */
+    async loadPresencePolicy(input: { clientId: string }): Promise<PresencePolicy> {
+      const record = await history.getDevice(input.clientId);
+      return {
+        ...settings.defaults,
+        ...(record?.alarmPolicy ?? {}),
+        monitored: record?.status !== 'deprovisioned',
+        desiredSubscriptions: record?.status === 'active' ? record.subscriptions.length : 0,
+      };
+    },
+
+    /**
+     * EMQX accepts proxy subscriptions only for a live session (reference §4.5), so the device
+     * workflow re-applies the desired ones on every connect. Reads the record now, so a change made
+     * while the device was offline is what gets applied.
+     */
+    async reapplyDesiredSubscriptions(input: { clientId: string; connectedAt: number }): Promise<{ online: boolean; applied: number }> {
+      const record = await history.getDevice(input.clientId);
+      if (record?.status !== 'active' || record.subscriptions.length === 0) return { online: true, applied: 0 };
+      try {
+        const result = await emqx.subscribeBulk(input.clientId, record.subscriptions.map((s) => ({ topic: s.topic, qos: s.qos })));
+        if (result.failed.length > 0) {
+          const reasons = result.failed.map((f) => `${f.topic}: ${f.reason}`).join('; ');
+          // A refusal (usually the device's ACL) will not change by retrying; the next connect tries again.
+          throw ApplicationFailure.nonRetryable(`EMQX refused some subscriptions for ${input.clientId}: ${reasons}`, 'SubscriptionRefused');
+        }
+        return { online: true, applied: result.succeeded.length };
+      } catch (err) {
+        // Gone again before we got there: the next connect re-applies.
+        if (err instanceof EmqxNotFoundError) return { online: false, applied: 0 };
+        throw asActivityFailure(err);
+      }
+    },
+
+    async recordAlarm(input: { alarm: Alarm }): Promise<void> {
+      await history.alarms.save(input.alarm);
+    },
+
+    async notifyAlarm(input: { alarm: Alarm; change: AlarmChange['change'] }): Promise<{ sent: boolean }> {
+      const url = settings.alarmWebhookUrl;
+      if (!url) return { sent: false };
+      const { alarm } = input;
+      const body: AlarmNotification = {
+        alarmId: alarm.alarmId,
+        clientId: alarm.clientId,
+        kind: alarm.kind,
+        level: alarm.level,
+        state: alarm.state,
+        change: input.change,
+        raisedAt: alarm.raisedAt,
+        at: alarm.updatedAt,
+        ...(alarm.offlineSince ? { offlineSince: alarm.offlineSince } : {}),
+        ...(alarm.clearedBy ? { clearedBy: alarm.clearedBy } : {}),
+        ...(alarm.note ? { note: alarm.note } : {}),
+      };
+      let status: number;
+      try {
+        const response = await request(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': `${alarm.alarmId}|${alarm.changes.length}` },
+          body: JSON.stringify(body),
+          headersTimeout: WEBHOOK_TIMEOUT_MS,
+          bodyTimeout: WEBHOOK_TIMEOUT_MS,
+        });
+        status = response.statusCode;
+        await response.body.dump();
+      } catch (err) {
+        // The URL may carry credentials: name the host only.
+        throw ApplicationFailure.retryable(`alarm webhook ${new URL(url).host} unreachable: ${(err as Error).message}`, 'AlarmWebhookUnavailable');
+      }
+      if (status >= 200 && status < 300) return { sent: true };
+      const retryable = status === 408 || status === 429 || status >= 500;
+      const message = `alarm webhook ${new URL(url).host} answered ${status}`;
+      throw retryable ? ApplicationFailure.retryable(message, 'AlarmWebhookUnavailable') : ApplicationFailure.nonRetryable(message, 'AlarmWebhookRejected');
+    },
+  };
+}

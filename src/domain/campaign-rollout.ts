@@ -1,0 +1,100 @@
+import type { AbortCriterion, Rollout, TargetCounts } from './campaign';
+
+/**
+ * Rollout pacing and abort criteria, as the campaign workflow applies them (AWS IoT Jobs
+ * semantics, device-ops-anchors.md §1). Pure and serialisable: the state is carried across
+ * continue-as-new, and time comes in as an argument (workflow time is deterministic).
+ */
+
+export interface PacerState {
+  /** Current rate limit; null = unlimited. */
+  ratePerMinute: number | null;
+  /** Earliest time the next batch may start. */
+  nextSlotAt: number;
+  /** Delivered / notified totals at the last rate increase (exponential ramp). */
+  rampMark: number;
+}
+
+export function initialPacer(rollout: Rollout): PacerState {
+  const ramp = rollout.exponentialRate;
+  const rate = ramp ? ramp.baseRatePerMinute : (rollout.maximumPerMinute ?? null);
+  return { ratePerMinute: rate, nextSlotAt: 0, rampMark: 0 };
+}
+
+/**
+ * How many targets the next batch may hold: the batch size, or about one second's worth at the
+ * current rate, so a per-minute cap also holds over shorter windows.
+ */
+export function batchAllowance(rollout: Rollout, pacer: PacerState): number {
+  if (pacer.ratePerMinute === null) return rollout.batchSize;
+  return Math.max(1, Math.min(rollout.batchSize, Math.ceil(pacer.ratePerMinute / 60)));
+}
+
+/** Time from which a batch may start; before it, wait. */
+export function nextSlot(pacer: PacerState): number {
+  return pacer.ratePerMinute === null ? 0 : pacer.nextSlotAt;
+}
+
+function msPerTarget(pacer: PacerState): number {
+  return pacer.ratePerMinute === null ? 0 : 60_000 / pacer.ratePerMinute;
+}
+
+/** Reserves `count` targets' worth of time for a batch starting now. */
+export function reserve(pacer: PacerState, count: number, now: number): PacerState {
+  if (pacer.ratePerMinute === null) return pacer;
+  return { ...pacer, nextSlotAt: Math.max(pacer.nextSlotAt, now) + count * msPerTarget(pacer) };
+}
+
+/** Gives back the time of reserved targets a batch did not publish to (fewer were due). */
+export function refund(pacer: PacerState, unused: number, now: number): PacerState {
+  if (pacer.ratePerMinute === null || unused <= 0) return pacer;
+  return { ...pacer, nextSlotAt: Math.max(now, pacer.nextSlotAt - unused * msPerTarget(pacer)) };
+}
+
+/** Exponential ramp: multiply the rate by the factor each time the criterion is met again, up to the cap. */
+export function ramp(rollout: Rollout, pacer: PacerState, totals: { delivered: number; notified: number }): PacerState {
+  const exp = rollout.exponentialRate;
+  if (!exp || pacer.ratePerMinute === null) return pacer;
+  const step = exp.numberOfSucceededTargets ?? exp.numberOfNotifiedTargets ?? Infinity;
+  const reached = exp.numberOfSucceededTargets !== undefined ? totals.delivered : totals.notified;
+  let { ratePerMinute, rampMark } = pacer;
+  const cap = rollout.maximumPerMinute ?? Infinity;
+  while (reached - rampMark >= step && ratePerMinute < cap) {
+    ratePerMinute = Math.min(cap, Math.round(ratePerMinute * exp.incrementFactor));
+    rampMark += step;
+  }
+  if (ratePerMinute === pacer.ratePerMinute) return pacer;
+  return { ...pacer, ratePerMinute, rampMark };
+}
+
+function failuresOf(counts: TargetCounts, type: AbortCriterion['failureType']): number {
+  switch (type) {
+    case 'failed':
+      return counts.failed;
+    case 'offline':
+      return counts.offline;
+    case 'timed_out':
+      return counts.timedOut;
+    case 'all':
+      return counts.failed + counts.offline + counts.timedOut;
+  }
+}
+
+/** Targets with a final outcome of their own (cancelled ones were never executed). */
+export function executedCount(counts: TargetCounts): number {
+  return counts.delivered + counts.offline + counts.failed + counts.timedOut;
+}
+
+/** The reason to abort, when a criterion is met: enough executed targets and a failure share at or over the threshold. */
+export function abortReason(criteria: readonly AbortCriterion[], counts: TargetCounts): string | null {
+  const executed = executedCount(counts);
+  for (const c of criteria) {
+    if (executed < c.minExecuted) continue;
+    const failures = failuresOf(counts, c.failureType);
+    const percent = (failures / executed) * 100;
+    if (percent >= c.thresholdPercent) {
+      return `abort criterion met: ${failures} of ${executed} executed targets ${c.failureType === 'all' ? 'did not succeed' : `ended ${c.failureType}`} (${percent.toFixed(1)}% >= ${c.thresholdPercent}%)`;
+    }
+  }
+  return null;
+}

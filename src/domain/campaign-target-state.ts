@@ -1,0 +1,114 @@
+import { isFinal, type RetryRule, type TargetPolicy, type TargetStatus } from './campaign';
+
+/**
+ * What happens to one target after each publish attempt: the retry criteria per failure type,
+ * waiting for offline devices, the in-progress timeout, and how open targets end when the campaign
+ * is cancelled, aborted or reaches its deadline. Pure functions of (state, outcome, policy, now).
+ */
+
+export interface TargetState {
+  status: TargetStatus;
+  attempts: number;
+  /** Open targets: when the next attempt is due (epoch ms). */
+  nextAt?: number;
+  firstAt?: number;
+  finishedAt?: number;
+  messageId?: string;
+  lastError?: string;
+  /** The failure type of the last unsuccessful attempt. */
+  lastFailure?: 'no_subscriber' | 'transient';
+  noSubscriberCount?: number;
+  transientCount?: number;
+  /** Quick retries left after a reconnect signal. */
+  wakeLeft?: number;
+}
+
+/** What one publish attempt produced. */
+export type AttemptOutcome =
+  | { kind: 'delivered'; messageId?: string }
+  | { kind: 'no_subscriber' }
+  | { kind: 'transient'; error: string }
+  | { kind: 'rejected'; error: string };
+
+export const NEVER_ATTEMPTED: Readonly<TargetState> = Object.freeze({ status: 'pending', attempts: 0 });
+
+export const NO_SUBSCRIBER_ERROR = 'no matching subscribers (device offline or not subscribed)';
+
+export function backoffMs(rule: RetryRule, retryNumber: number): number {
+  return Math.min(rule.maximumBackoffMs, rule.backoffMs * rule.backoffCoefficient ** Math.max(0, retryNumber - 1));
+}
+
+function finish(state: TargetState, status: TargetStatus, now: number, lastError?: string): TargetState {
+  const { nextAt: _next, wakeLeft: _wake, ...rest } = state;
+  return { ...rest, status, finishedAt: now, ...(lastError !== undefined ? { lastError } : {}) };
+}
+
+/** A retry scheduled past the in-progress timeout ends the target as timed_out instead. */
+function retryOrTimeOut(state: TargetState, nextAt: number, policy: TargetPolicy, now: number): TargetState {
+  const firstAt = state.firstAt ?? now;
+  if (policy.inProgressTimeoutMs !== undefined && nextAt > firstAt + policy.inProgressTimeoutMs) {
+    return finish(state, 'timed_out', now, `still failing ${Math.round(policy.inProgressTimeoutMs / 1000)}s after the first attempt: ${state.lastError ?? ''}`.trim());
+  }
+  return { ...state, status: 'retrying', nextAt };
+}
+
+function afterNoSubscriber(state: TargetState, policy: TargetPolicy, now: number): TargetState {
+  const count = (state.noSubscriberCount ?? 0) + 1;
+  const next: TargetState = { ...state, noSubscriberCount: count, lastFailure: 'no_subscriber', lastError: NO_SUBSCRIBER_ERROR };
+  if (state.wakeLeft !== undefined && state.wakeLeft > 0) {
+    const tried = policy.offline.wakeRetries - state.wakeLeft;
+    return { ...next, status: 'waiting', wakeLeft: state.wakeLeft - 1, nextAt: now + policy.offline.wakeBackoffMs * 2 ** tried };
+  }
+  const { wakeLeft: _wake, ...settled } = next;
+  if (count <= policy.retry.noSubscriber.retries) return retryOrTimeOut(settled, now + backoffMs(policy.retry.noSubscriber, count), policy, now);
+  if (policy.offline.wait) return { ...settled, status: 'waiting', nextAt: now + policy.offline.recheckIntervalMs };
+  return finish(settled, 'offline', now);
+}
+
+function afterTransient(state: TargetState, error: string, policy: TargetPolicy, now: number): TargetState {
+  const count = (state.transientCount ?? 0) + 1;
+  const next: TargetState = { ...state, transientCount: count, lastFailure: 'transient', lastError: error };
+  if (count > policy.retry.transient.retries) return finish(next, 'failed', now);
+  return retryOrTimeOut(next, now + backoffMs(policy.retry.transient, count), policy, now);
+}
+
+/** The state after one attempt with this outcome. */
+export function applyOutcome(state: TargetState, outcome: AttemptOutcome, policy: TargetPolicy, now: number): TargetState {
+  const attempted: TargetState = { ...state, attempts: state.attempts + 1, firstAt: state.firstAt ?? now };
+  switch (outcome.kind) {
+    case 'delivered': {
+      const { lastError: _e, lastFailure: _f, ...rest } = finish(attempted, 'delivered', now);
+      return { ...rest, ...(outcome.messageId ? { messageId: outcome.messageId } : {}) };
+    }
+    case 'no_subscriber':
+      return afterNoSubscriber(attempted, policy, now);
+    case 'transient':
+      return afterTransient(attempted, outcome.error, policy, now);
+    case 'rejected':
+      return finish(attempted, 'failed', now, outcome.error);
+  }
+}
+
+/** A reconnect signal: a waiting (or no-subscriber retrying) target is tried again now, a few times. */
+export function wake(state: TargetState, policy: TargetPolicy, now: number): TargetState {
+  if (isFinal(state.status) || state.lastFailure !== 'no_subscriber') return state;
+  return { ...state, status: 'waiting', nextAt: now, wakeLeft: policy.offline.wakeRetries };
+}
+
+/** How an open target ends when the campaign's deadline passes. */
+export function expire(state: TargetState, now: number): TargetState {
+  if (isFinal(state.status)) return state;
+  if (state.attempts === 0) return finish(state, 'cancelled', now, 'the campaign deadline passed before the target was tried');
+  if (state.lastFailure === 'no_subscriber') return finish(state, 'offline', now);
+  return finish(state, 'timed_out', now, `the campaign deadline passed while retrying: ${state.lastError ?? ''}`.trim());
+}
+
+/** How an open target ends when the campaign is cancelled or aborted. */
+export function cancel(state: TargetState, reason: string, now: number): TargetState {
+  if (isFinal(state.status)) return state;
+  return finish(state, 'cancelled', now, reason);
+}
+
+export function isDue(state: TargetState, now: number): boolean {
+  return !isFinal(state.status) && (state.nextAt ?? 0) <= now;
+}

@@ -1,0 +1,242 @@
+import { z } from 'zod';
+import { ClientId, Qos } from './device';
+import { TEMPLATE_VARIABLE, TopicTemplate } from './campaign-template';
+
+/**
+ * Campaign shapes: what a caller asks for (validated once at the boundary, in the starter) and the
+ * settings the workflow and activities trust afterwards. Pure: no I/O, safe to bundle into workflow
+ * code. Vocabulary follows AWS IoT Jobs (device-ops-anchors.md §1): rollout (maximumPerMinute,
+ * exponentialRate), abort criteria, retry criteria, in-progress timeout.
+ */
+
+/** A campaign id is also a workflow id part and a MongoDB key: letters, digits, `_` and `-`. */
+export const CampaignId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'must be 1-64 letters, digits, "_" or "-", starting with a letter or digit');
+
+/** The largest publishable message (EMQX `mqtt.max_packet_size` default, emqx-v5-api.md §5.1). */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
+export const MAX_CAMPAIGN_TARGETS = 1_000_000;
+/** Targets per stored chunk (one MongoDB document each) and the largest batch one activity publishes. */
+export const CAMPAIGN_CHUNK_SIZE = 1_000;
+
+const base64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export const PayloadTemplate = z.discriminatedUnion('format', [
+  /** Text; `${clientid}` and per-target values are substituted. */
+  z.object({ format: z.literal('text'), text: z.string().max(MAX_MESSAGE_BYTES) }),
+  /** JSON; placeholders may appear inside strings, values are JSON-escaped; each rendering must parse. */
+  z.object({ format: z.literal('json'), text: z.string().max(MAX_MESSAGE_BYTES) }),
+  /** Binary, base64-encoded; sent as is (no placeholders). */
+  z.object({
+    format: z.literal('base64'),
+    data: z
+      .string()
+      .max(Math.ceil(MAX_MESSAGE_BYTES / 3) * 4)
+      .refine((v) => v.length % 4 === 0 && base64.test(v), 'must be base64'),
+  }),
+]);
+export type PayloadTemplate = z.infer<typeof PayloadTemplate>;
+
+export const MessageTemplate = z.object({
+  topic: TopicTemplate,
+  payload: PayloadTemplate,
+  qos: Qos.default(1),
+  retain: z.boolean().default(false),
+  /** MQTT 5 properties (EMQX delivers them to MQTT 5 subscribers only). */
+  properties: z
+    .object({
+      messageExpiryInterval: z.number().int().min(0).max(4_294_967_295).optional(),
+      userProperties: z.record(z.string().min(1).max(256), z.string().max(1024)).optional(),
+    })
+    .optional(),
+});
+export type MessageTemplate = z.infer<typeof MessageTemplate>;
+
+export const TargetValues = z.record(
+  z.string().regex(TEMPLATE_VARIABLE, 'template variable names are letters, digits and "_"'),
+  z.string().max(4096),
+);
+export type TargetValues = z.infer<typeof TargetValues>;
+
+export const CampaignTarget = z.object({ clientId: ClientId, values: TargetValues.optional() });
+export type CampaignTarget = z.infer<typeof CampaignTarget>;
+
+/** Device records to target (active devices only); every given condition must hold. */
+export const TargetSelector = z
+  .object({ prefix: z.string().min(1).max(128).optional(), tag: z.string().min(1).max(64).optional() })
+  .refine((s) => s.prefix !== undefined || s.tag !== undefined, 'give a prefix, a tag or both');
+export type TargetSelector = z.infer<typeof TargetSelector>;
+
+export const ExponentialRate = z
+  .object({
+    baseRatePerMinute: z.number().int().min(1).max(1_000_000),
+    /** AWS allows 1.1-5 with one decimal place. */
+    incrementFactor: z.number().min(1.1).max(5),
+    /** Raise the rate after this many more targets were delivered... */
+    numberOfSucceededTargets: z.number().int().min(1).optional(),
+    /** ...or after this many more were published to. */
+    numberOfNotifiedTargets: z.number().int().min(1).optional(),
+  })
+  .refine((r) => (r.numberOfSucceededTargets === undefined) !== (r.numberOfNotifiedTargets === undefined), {
+    message: 'give exactly one of numberOfSucceededTargets and numberOfNotifiedTargets',
+  });
+export type ExponentialRate = z.infer<typeof ExponentialRate>;
+
+export const Rollout = z.object({
+  /** Hard cap on targets published to per minute; unset = as fast as the stack goes. */
+  maximumPerMinute: z.number().int().min(1).max(10_000_000).optional(),
+  exponentialRate: ExponentialRate.optional(),
+  /** Targets per /publish/bulk request (one activity). */
+  batchSize: z.number().int().min(1).max(CAMPAIGN_CHUNK_SIZE).default(500),
+  /** Batches in flight at once (on different chunks). */
+  concurrency: z.number().int().min(1).max(16).default(4),
+});
+export type Rollout = z.infer<typeof Rollout>;
+
+export const RetryRule = z.object({
+  retries: z.number().int().min(0).max(100),
+  backoffMs: z.number().int().min(0).max(86_400_000),
+  backoffCoefficient: z.number().min(1).max(10).default(2),
+  maximumBackoffMs: z.number().int().min(0).max(86_400_000).default(300_000),
+});
+export type RetryRule = z.infer<typeof RetryRule>;
+
+export const RetryPolicy = z.object({
+  /** 503, timeouts, connection errors, per-message dispatch failures. */
+  transient: RetryRule.default({ retries: 3, backoffMs: 2_000, backoffCoefficient: 2, maximumBackoffMs: 300_000 }),
+  /** 202 no_matching_subscribers: the device is offline or not subscribed. */
+  noSubscriber: RetryRule.default({ retries: 0, backoffMs: 5_000, backoffCoefficient: 2, maximumBackoffMs: 300_000 }),
+});
+export type RetryPolicy = z.infer<typeof RetryPolicy>;
+
+export const OfflinePolicy = z.object({
+  /** Keep targets without a subscriber pending until they reconnect or the deadline passes. */
+  wait: z.boolean().default(false),
+  /** How often a waiting target is tried again without a reconnect signal. */
+  recheckIntervalMs: z.number().int().min(100).max(86_400_000).default(60_000),
+  /** After a reconnect signal: tries at 0, 1x, 2x, 4x... this backoff (the device may not have subscribed yet). */
+  wakeRetries: z.number().int().min(0).max(10).default(3),
+  wakeBackoffMs: z.number().int().min(0).max(600_000).default(1_000),
+});
+export type OfflinePolicy = z.infer<typeof OfflinePolicy>;
+
+export const FailureType = z.enum(['failed', 'offline', 'timed_out', 'all']);
+export type FailureType = z.infer<typeof FailureType>;
+
+export const AbortCriterion = z.object({
+  failureType: FailureType,
+  /** Finished targets needed before the criterion may fire. */
+  minExecuted: z.number().int().min(1),
+  thresholdPercent: z.number().gt(0).max(100),
+});
+export type AbortCriterion = z.infer<typeof AbortCriterion>;
+
+export const Transport = z.enum(['rest', 'mqtt']);
+export type Transport = z.infer<typeof Transport>;
+
+const durationMs = z.number().int().min(1_000).max(365 * 86_400_000);
+
+export const CampaignRequest = z
+  .object({
+    campaignId: CampaignId.optional(),
+    targets: z.union([
+      z.object({ list: z.array(CampaignTarget).min(1, 'no targets').max(MAX_CAMPAIGN_TARGETS) }),
+      z.object({ selector: TargetSelector }),
+    ]),
+    message: MessageTemplate,
+    transport: Transport.default('rest'),
+    rollout: Rollout.default({ batchSize: 500, concurrency: 4 }),
+    retry: RetryPolicy.default(RetryPolicy.parse({})),
+    offline: OfflinePolicy.default(OfflinePolicy.parse({})),
+    abort: z.array(AbortCriterion).max(4).default([]),
+    /** The campaign ends when this much time has passed since it started (default 24h with offline.wait). */
+    deadlineMs: durationMs.optional(),
+    /** A target that is still being retried this long after its first attempt ends as timed_out. */
+    inProgressTimeoutMs: durationMs.optional(),
+  })
+  .refine((r) => r.rollout.maximumPerMinute === undefined || r.rollout.exponentialRate === undefined || r.rollout.exponentialRate.baseRatePerMinute <= r.rollout.maximumPerMinute, {
+    message: 'exponentialRate.baseRatePerMinute must not exceed maximumPerMinute',
+    path: ['rollout', 'exponentialRate'],
+  });
+export type CampaignRequest = z.output<typeof CampaignRequest>;
+export type CampaignRequestInput = z.input<typeof CampaignRequest>;
+
+/** What the activities apply to each target's outcome (part of the workflow input, small). */
+export interface TargetPolicy {
+  retry: RetryPolicy;
+  offline: OfflinePolicy;
+  inProgressTimeoutMs?: number;
+}
+
+/** The workflow's settings: everything but the targets and the message (both stored in MongoDB). */
+export interface CampaignSettings {
+  campaignId: string;
+  transport: Transport;
+  rollout: Rollout;
+  policy: TargetPolicy;
+  abort: AbortCriterion[];
+  deadlineMs?: number;
+  /** Set for selector campaigns: the workflow resolves the targets from device records. */
+  selector?: TargetSelector;
+}
+
+export const CampaignState = z.enum(['created', 'running', 'paused', 'completed', 'cancelled', 'aborted']);
+export type CampaignState = z.infer<typeof CampaignState>;
+
+/** Per-target status. pending/retrying/waiting are open; the rest are final. */
+export type TargetStatus = 'pending' | 'retrying' | 'waiting' | 'delivered' | 'offline' | 'failed' | 'timed_out' | 'cancelled';
+export const FINAL_STATUSES: readonly TargetStatus[] = ['delivered', 'offline', 'failed', 'timed_out', 'cancelled'];
+export function isFinal(status: TargetStatus): boolean {
+  return FINAL_STATUSES.includes(status);
+}
+
+export interface TargetCounts {
+  total: number;
+  delivered: number;
+  offline: number;
+  failed: number;
+  timedOut: number;
+  cancelled: number;
+  /** Not final yet: never tried, retrying, or waiting for the device (includes `waiting`). */
+  pending: number;
+  waiting: number;
+}
+
+export function emptyCounts(total = 0): TargetCounts {
+  return { total, delivered: 0, offline: 0, failed: 0, timedOut: 0, cancelled: 0, pending: total, waiting: 0 };
+}
+
+export function addCounts(a: TargetCounts, b: TargetCounts): TargetCounts {
+  return {
+    total: a.total + b.total,
+    delivered: a.delivered + b.delivered,
+    offline: a.offline + b.offline,
+    failed: a.failed + b.failed,
+    timedOut: a.timedOut + b.timedOut,
+    cancelled: a.cancelled + b.cancelled,
+    pending: a.pending + b.pending,
+    waiting: a.waiting + b.waiting,
+  };
+}
+
+/** One chunk's state as the publishing activity reports it: absolute, so a retried activity reports the same. */
+export interface ChunkReport {
+  chunk: number;
+  counts: TargetCounts;
+  /** Earliest time an open target is due again; null when every target is final. */
+  nextDueAt: number | null;
+  /** Publish attempts made by this activity run (rate accounting). */
+  published: number;
+  /** Targets delivered by this activity run (exponential ramp). */
+  delivered: number;
+  /** Over the chunk's targets, absolute: targets tried at least once, attempts made, transient errors met. */
+  attempted: number;
+  attempts: number;
+  transientErrors: number;
+}
+
+/** Campaign workflow ids say what and whom (DESIGN.md, "Temporal"). */
+export function campaignWorkflowId(campaignId: string): string {
+  return `campaign/${campaignId}`;
+}

@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import type { AlarmPolicy } from './device';
+
+/**
+ * Presence and offline-alarm shapes, shared by the webhook adapter (which produces presence
+ * events), the device workflow (which orders them and runs the alarm), activities (which store
+ * alarms) and the starter (which reads them). Pure: safe to bundle into workflow code.
+ */
+
+export type Presence = 'online' | 'offline' | 'unknown';
+
+/** The device workflow's id (DESIGN.md, "Temporal"). */
+export const presenceWorkflowId = (clientId: string): string => `device/${clientId}`;
+
+/**
+ * A connect or disconnect as the device workflow receives it. `connectedAt` (EMQX's clock, ms)
+ * names the session: events are ordered by it, never by arrival (reference limits §2.3).
+ * `observed` comes from reconciliation: what EMQX's live client list showed at `observedAt`.
+ */
+export type PresenceEvent =
+  | { kind: 'connected'; key: string; connectedAt: number }
+  | { kind: 'disconnected'; key: string; connectedAt: number; disconnectedAt: number; reason: string }
+  | { kind: 'observed'; key: string; online: boolean; observedAt: number; connectedAt?: number };
+
+/**
+ * Disconnect reasons of a session that a newer session of the same client replaced
+ * (emqx_cm:open_session): the device is not offline, the old connection is.
+ */
+export const SUPERSEDED_REASONS: readonly string[] = ['takenover', 'discarded'];
+
+/** Stable keys, so EMQX's retries and duplicates are stored and applied once. */
+export const presenceEventKey = {
+  connected: (clientId: string, connectedAt: number) => `${clientId}|connected|${connectedAt}`,
+  /** One disconnect per session: the session's `connected_at` identifies it. */
+  disconnected: (clientId: string, connectedAt: number) => `${clientId}|disconnected|${connectedAt}`,
+};
+
+export type AlarmKind = 'offline' | 'flapping';
+export type AlarmState = 'active' | 'acknowledged' | 'cleared';
+export type AlarmClearedBy = 'reconnect' | 'operator' | 'stable' | 'deprovisioned';
+
+/** One alarm of one device, as recorded in MongoDB and shown by `alarms`/`status`. */
+export interface Alarm {
+  /** `<clientId>|<kind>|<raisedAt ms>`: deterministic, so a retried write lands on the same document. */
+  alarmId: string;
+  clientId: string;
+  kind: AlarmKind;
+  level: number;
+  state: AlarmState;
+  raisedAt: string;
+  updatedAt: string;
+  /** When the device went offline (event time), for offline alarms. */
+  offlineSince?: string;
+  acknowledgedAt?: string;
+  clearedAt?: string;
+  clearedBy?: AlarmClearedBy;
+  /** Operator notes given with ack or clear. */
+  note?: string;
+  /** Every level and state change, oldest first. */
+  changes: AlarmChange[];
+}
+
+export interface AlarmChange {
+  level: number;
+  state: AlarmState;
+  at: string;
+  change: 'raised' | 'escalated' | 'acknowledged' | 'cleared';
+  by?: AlarmClearedBy;
+}
+
+export function isOpen(alarm: Alarm | null | undefined): alarm is Alarm {
+  return alarm !== null && alarm !== undefined && alarm.state !== 'cleared';
+}
+
+/** The alarm policy the device workflow runs with: grace and escalation (per device or default), flapping detection. */
+export interface PresencePolicy extends AlarmPolicy {
+  /** This many disconnects inside `flapWindowMs` raise one flapping alarm instead of offline alarms. */
+  flapThreshold: number;
+  flapWindowMs: number;
+  /** False for a deprovisioned device: presence is still recorded, no alarm is raised. */
+  monitored: boolean;
+  /** How many desired proxy subscriptions the record holds: none means nothing to re-apply on connect. */
+  desiredSubscriptions: number;
+}
+
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+/** An operator's note on ack or clear: free text, short, printable. */
+export const AlarmNote = z
+  .string({ error: 'must be a string' })
+  .max(500, 'must be at most 500 characters')
+  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters');
+
+export const AlarmAction = z.strictObject({ note: AlarmNote.optional() });
+export type AlarmAction = z.infer<typeof AlarmAction>;

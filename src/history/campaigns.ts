@@ -1,0 +1,368 @@
+import { MongoBulkWriteError, MongoServerError, type Collection, type Db, type OptionalUnlessRequiredId, type WriteError } from 'mongodb';
+import {
+  CAMPAIGN_CHUNK_SIZE,
+  type CampaignState,
+  type CampaignTarget,
+  type MessageTemplate,
+  type TargetCounts,
+  type TargetSelector,
+  type TargetStatus,
+  type Transport,
+} from '../domain/campaign';
+import { ChunkLedger, type ChunkLedgerData, type Effort } from '../domain/campaign-chunk';
+import type { TargetState } from '../domain/campaign-target-state';
+
+/**
+ * Campaign storage. Targets live here, not in workflow input, in fixed chunks of
+ * CAMPAIGN_CHUNK_SIZE:
+ * - `campaigns`: one document per campaign (message template, state, final counts);
+ * - `campaign_chunks`: a chunk's targets, immutable once written;
+ * - `campaign_chunk_states`: a chunk's working state (ChunkLedger: a letter per finished target,
+ *   the full state of open ones), rewritten by the one activity that owns the chunk at a time;
+ * - `campaign_targets`: one record per target (status, attempts, last error, message id), inserted
+ *   once when the target reaches its final status (unique `_id` `<campaignId>/<clientId>`, so a
+ *   retried activity cannot write a second);
+ * - `campaign_waiting`: which campaigns wait for a device to reconnect (cleared when a campaign ends).
+ *
+ * Why this shape (measured on the dev stack's FerretDB 1.24 with SQLite): every update or delete
+ * scans its whole collection (~250 ms per document at 100,000 documents) and only `{_id: <string>}`
+ * filters reach SQLite, while inserts are cheap. So the hot path inserts per-target records and
+ * rewrites one small state document per batch, addressed by `_id` (every rewrite still scans the
+ * whole table, so state documents stay a few KB: finished targets are one letter each). Chunk
+ * targets and open states are JSON strings because FerretDB keeps a per-element type schema for
+ * arrays, which made reading and rewriting a 1,000-entry array ~20 times slower. On MongoDB the
+ * same layout is simply cheap.
+ */
+
+export interface CampaignRecord {
+  campaignId: string;
+  workflowId: string;
+  state: CampaignState;
+  /** True from creation until the campaign ends; reconnect signals go to active campaigns only. */
+  active: boolean;
+  transport: Transport;
+  waitOffline: boolean;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  /** Targets: given as a list, or selected from device records when the workflow starts. */
+  targets: { source: 'list' | 'selector'; selector?: TargetSelector; total?: number; chunkCount?: number };
+  counts?: TargetCounts;
+  reason?: string;
+}
+
+/** One target's final record. */
+export interface CampaignTargetRecord {
+  campaignId: string;
+  clientId: string;
+  status: TargetStatus;
+  attempts: number;
+  messageId?: string;
+  lastError?: string;
+  firstAttemptAt?: string;
+  finishedAt: string;
+}
+
+export interface CampaignResultRow {
+  clientId: string;
+  status: TargetStatus;
+  attempts: number;
+  messageId?: string;
+  lastError?: string;
+  firstAttemptAt?: string;
+  finishedAt?: string;
+  nextAttemptAt?: string;
+}
+
+export interface WaitingEntry {
+  campaignId: string;
+  clientId: string;
+  chunk: number;
+  index: number;
+}
+
+type WithId<T> = T & { _id: string };
+type CampaignDocument = WithId<CampaignRecord & { message: string }>;
+interface ChunkDocument {
+  _id: string;
+  campaignId: string;
+  chunk: number;
+  targets: string;
+}
+interface ChunkStateDocument {
+  _id: string;
+  campaignId: string;
+  chunk: number;
+  /** ChunkLedgerData: `finished` letters, `open` states as a JSON string, summed `effort`. */
+  finished: string;
+  open: string;
+  effort: Effort;
+  lastBatch?: BatchMark;
+  updatedAt: string;
+}
+
+/** The last batch applied to a chunk, so a retried activity returns its result instead of publishing again. */
+export interface BatchMark {
+  id: string;
+  published: number;
+  delivered: number;
+}
+
+/** A chunk's stored working state. */
+export interface ChunkState {
+  ledger: ChunkLedgerData;
+  lastBatch?: BatchMark;
+}
+
+const DUPLICATE_KEY = 11000;
+
+/** Inserts, treating documents that already exist as written (idempotent inserts). */
+async function insertIdempotently<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
+  if (docs.length === 0) return;
+  try {
+    await collection.insertMany(docs as unknown as OptionalUnlessRequiredId<T>[], { ordered: false });
+  } catch (err) {
+    if (err instanceof MongoBulkWriteError) {
+      const errors: WriteError[] = ([] as WriteError[]).concat(err.writeErrors);
+      if (errors.every((e) => e.code === DUPLICATE_KEY)) return;
+    }
+    if (err instanceof MongoServerError && err.code === DUPLICATE_KEY && docs.length === 1) return;
+    throw err;
+  }
+}
+
+export function chunkKey(campaignId: string, chunk: number): string {
+  return `${campaignId}/${String(chunk).padStart(6, '0')}`;
+}
+
+export function targetKey(campaignId: string, clientId: string): string {
+  return `${campaignId}/${clientId}`;
+}
+
+export function chunkCountOf(total: number): number {
+  return Math.ceil(total / CAMPAIGN_CHUNK_SIZE);
+}
+
+const indexed = new WeakSet<Db>();
+
+export class CampaignStore {
+  readonly campaigns: Collection<CampaignDocument>;
+  readonly chunks: Collection<ChunkDocument>;
+  readonly chunkStates: Collection<ChunkStateDocument>;
+  readonly targets: Collection<WithId<CampaignTargetRecord>>;
+  readonly waiting: Collection<WithId<WaitingEntry & { since: string }>>;
+
+  constructor(private readonly db: Db) {
+    this.campaigns = db.collection('campaigns');
+    this.chunks = db.collection('campaign_chunks');
+    this.chunkStates = db.collection('campaign_chunk_states');
+    this.targets = db.collection('campaign_targets');
+    this.waiting = db.collection('campaign_waiting');
+  }
+
+  /** Indexes for MongoDB (FerretDB creates them but answers from `_id` alone); once per database. */
+  async ensureIndexes(): Promise<void> {
+    if (indexed.has(this.db)) return;
+    await Promise.all([
+      this.campaigns.createIndex({ active: 1 }),
+      this.targets.createIndex({ campaignId: 1, status: 1 }),
+      this.waiting.createIndex({ clientId: 1 }),
+      this.waiting.createIndex({ campaignId: 1 }),
+    ]);
+    indexed.add(this.db);
+  }
+
+  // ---- campaigns ----
+
+  /** Creates the campaign document; false when one with this id exists already. */
+  async createCampaign(record: CampaignRecord, message: MessageTemplate): Promise<boolean> {
+    await this.ensureIndexes();
+    try {
+      await this.campaigns.insertOne({ _id: record.campaignId, ...record, message: JSON.stringify(message) });
+      return true;
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return false;
+      throw err;
+    }
+  }
+
+  async getCampaign(campaignId: string): Promise<CampaignRecord | null> {
+    const doc = await this.campaigns.findOne({ _id: campaignId });
+    if (!doc) return null;
+    const { _id: _, message: _message, ...record } = doc;
+    return record;
+  }
+
+  async messageOf(campaignId: string): Promise<MessageTemplate | null> {
+    const doc = await this.campaigns.findOne({ _id: campaignId }, { projection: { message: 1 } });
+    return doc ? (JSON.parse(doc.message) as MessageTemplate) : null;
+  }
+
+  async updateCampaign(campaignId: string, patch: Partial<Omit<CampaignRecord, 'campaignId'>>): Promise<void> {
+    await this.campaigns.updateOne({ _id: campaignId }, { $set: patch });
+  }
+
+  async activeCampaignIds(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const docs = await this.campaigns.find({ _id: { $in: [...ids] }, active: true }, { projection: { _id: 1 } }).toArray();
+    return new Set(docs.map((d) => d._id));
+  }
+
+  // ---- chunks ----
+
+  /** Writes the targets in chunks with empty states; returns the chunk count. Idempotent. */
+  async writeChunks(campaignId: string, targets: readonly CampaignTarget[]): Promise<number> {
+    const chunkCount = chunkCountOf(targets.length);
+    for (let from = 0; from < chunkCount; from += 50) {
+      const docs: ChunkDocument[] = [];
+      const states: ChunkStateDocument[] = [];
+      const now = new Date().toISOString();
+      for (let chunk = from; chunk < Math.min(chunkCount, from + 50); chunk++) {
+        const slice = targets.slice(chunk * CAMPAIGN_CHUNK_SIZE, (chunk + 1) * CAMPAIGN_CHUNK_SIZE);
+        const _id = chunkKey(campaignId, chunk);
+        docs.push({ _id, campaignId, chunk, targets: JSON.stringify(slice) });
+        states.push({ _id, campaignId, chunk, finished: '', open: '{}', effort: { attempted: 0, attempts: 0, transientErrors: 0 }, updatedAt: now });
+      }
+      await insertIdempotently(this.chunks, docs);
+      await insertIdempotently(this.chunkStates, states);
+    }
+    return chunkCount;
+  }
+
+  async deleteChunks(campaignId: string): Promise<void> {
+    await Promise.all([this.chunks.deleteMany({ campaignId }), this.chunkStates.deleteMany({ campaignId })]);
+  }
+
+  async readChunkTargets(campaignId: string, chunk: number): Promise<CampaignTarget[]> {
+    const doc = await this.chunks.findOne({ _id: chunkKey(campaignId, chunk) });
+    if (!doc) throw new Error(`campaign ${campaignId} has no chunk ${chunk}`);
+    return JSON.parse(doc.targets) as CampaignTarget[];
+  }
+
+  async readChunkState(campaignId: string, chunk: number): Promise<ChunkState> {
+    const doc = await this.chunkStates.findOne({ _id: chunkKey(campaignId, chunk) });
+    if (!doc) throw new Error(`campaign ${campaignId} has no state for chunk ${chunk}`);
+    const ledger: ChunkLedgerData = { finished: doc.finished, open: JSON.parse(doc.open) as Record<number, TargetState>, effort: doc.effort };
+    return { ledger, ...(doc.lastBatch ? { lastBatch: doc.lastBatch } : {}) };
+  }
+
+  async writeChunkState(campaignId: string, chunk: number, state: ChunkState): Promise<void> {
+    await this.chunkStates.replaceOne(
+      { _id: chunkKey(campaignId, chunk) },
+      {
+        campaignId,
+        chunk,
+        finished: state.ledger.finished,
+        open: JSON.stringify(state.ledger.open),
+        effort: state.ledger.effort,
+        ...(state.lastBatch ? { lastBatch: state.lastBatch } : {}),
+        updatedAt: new Date().toISOString(),
+      },
+    );
+  }
+
+  // ---- per-target records ----
+
+  /** Inserts final records; one that exists already is kept (the first final outcome wins). */
+  async recordFinalTargets(records: readonly CampaignTargetRecord[]): Promise<void> {
+    await insertIdempotently(
+      this.targets,
+      records.map((r) => ({ _id: targetKey(r.campaignId, r.clientId), ...r })),
+    );
+  }
+
+  async targetRecord(campaignId: string, clientId: string): Promise<CampaignTargetRecord | null> {
+    const doc = await this.targets.findOne({ _id: targetKey(campaignId, clientId) }, { projection: { _id: 0 } });
+    return doc ?? null;
+  }
+
+  async targetRecords(campaignId: string): Promise<CampaignTargetRecord[]> {
+    return this.targets.find({ campaignId }, { projection: { _id: 0 } }).toArray();
+  }
+
+  /** Every target in list order: its final record, or where it stands now. */
+  async *results(campaignId: string, chunkCount: number): AsyncGenerator<CampaignResultRow> {
+    const finals = new Map((await this.targetRecords(campaignId)).map((r) => [r.clientId, r]));
+    for (let chunk = 0; chunk < chunkCount; chunk++) {
+      const [targets, { ledger }] = await Promise.all([this.readChunkTargets(campaignId, chunk), this.readChunkState(campaignId, chunk)]);
+      const book = new ChunkLedger(targets.length, ledger);
+      for (let i = 0; i < targets.length; i++) {
+        const target = targets[i] as CampaignTarget;
+        const record = book.isOpen(i) ? undefined : finals.get(target.clientId);
+        yield record ? recordRow(record) : resultRow(target, book.stateAt(i));
+      }
+    }
+  }
+
+  // ---- waiting for reconnects ----
+
+  async recordWaiting(entries: readonly WaitingEntry[]): Promise<void> {
+    const since = new Date().toISOString();
+    await insertIdempotently(
+      this.waiting,
+      entries.map((e) => ({ _id: targetKey(e.campaignId, e.clientId), ...e, since })),
+    );
+  }
+
+  async waitingEntry(campaignId: string, clientId: string): Promise<WaitingEntry | null> {
+    const doc = await this.waiting.findOne({ _id: targetKey(campaignId, clientId) });
+    return doc ? { campaignId: doc.campaignId, clientId: doc.clientId, chunk: doc.chunk, index: doc.index } : null;
+  }
+
+  /** Active campaigns in which this device has a target still waiting for it. */
+  async campaignsAwaiting(clientId: string): Promise<string[]> {
+    const entries = await this.waiting.find({ clientId }).toArray();
+    const active = await this.activeCampaignIds([...new Set(entries.map((e) => e.campaignId))]);
+    const awaiting: string[] = [];
+    for (const entry of entries) {
+      if (!active.has(entry.campaignId)) continue;
+      const { ledger } = await this.readChunkState(entry.campaignId, entry.chunk);
+      const state = new ChunkLedger(CAMPAIGN_CHUNK_SIZE, ledger).stateAt(entry.index);
+      if (state.status === 'waiting' || state.status === 'retrying') awaiting.push(entry.campaignId);
+    }
+    return awaiting;
+  }
+
+  async clearWaiting(campaignId: string): Promise<void> {
+    await this.waiting.deleteMany({ campaignId });
+  }
+}
+
+function iso(ms: number | undefined): string | undefined {
+  return ms === undefined ? undefined : new Date(ms).toISOString();
+}
+
+function recordRow(record: CampaignTargetRecord): CampaignResultRow {
+  const { campaignId: _, ...row } = record;
+  return row;
+}
+
+export function resultRow(target: CampaignTarget, state: TargetState | undefined): CampaignResultRow {
+  const s = state ?? { status: 'pending' as const, attempts: 0 };
+  const row: CampaignResultRow = { clientId: target.clientId, status: s.status, attempts: s.attempts };
+  if (s.messageId) row.messageId = s.messageId;
+  if (s.lastError) row.lastError = s.lastError;
+  const firstAt = iso(s.firstAt);
+  if (firstAt) row.firstAttemptAt = firstAt;
+  const finishedAt = iso(s.finishedAt);
+  if (finishedAt) row.finishedAt = finishedAt;
+  const nextAt = s.status === 'pending' || s.status === 'retrying' || s.status === 'waiting' ? iso(s.nextAt) : undefined;
+  if (nextAt) row.nextAttemptAt = nextAt;
+  return row;
+}
+
+/** The final record of a target that reached a final status. */
+export function finalRecord(campaignId: string, clientId: string, state: TargetState): CampaignTargetRecord {
+  const record: CampaignTargetRecord = {
+    campaignId,
+    clientId,
+    status: state.status,
+    attempts: state.attempts,
+    finishedAt: new Date(state.finishedAt ?? Date.now()).toISOString(),
+  };
+  if (state.messageId) record.messageId = state.messageId;
+  if (state.lastError) record.lastError = state.lastError;
+  const firstAt = iso(state.firstAt);
+  if (firstAt) record.firstAttemptAt = firstAt;
+  return record;
+}

@@ -1,0 +1,131 @@
+import { MongoBulkWriteError, type AnyBulkWriteOperation, type Collection, type Db } from 'mongodb';
+import type { ConnectionEvent } from './index';
+
+/**
+ * What the webhook adapter writes: every EMQX event once in the history, keyed by a stable key so
+ * EMQX's retries and duplicates are stored once (reference §8.2: delivery is at-least-once), and
+ * each connect/disconnect also in the durable inbox until its device workflow has been signalled.
+ *
+ * The inbox is a series of small collections, one per adapter process and time window
+ * (`presence_inbox_<instance>_<window start>`), dropped whole once every event in it has been
+ * signalled. Nothing is updated or deleted document by document: FerretDB's SQLite backend scans
+ * a collection for every update, delete and non-`_id` filter, so marking events one by one would
+ * slow every write as the history grows (measured: 9 s to mark 500 events in a 5,500-event
+ * collection). A window left behind by a crashed adapter is adopted and delivered by another.
+ */
+
+export interface StoredConnectionEvent extends ConnectionEvent {
+  connectedAt: number;
+  receivedAt: string;
+}
+
+/** Subscribe, unsubscribe and chosen message topics (DESIGN.md capability 9). */
+export interface DeviceEvent {
+  key: string;
+  clientId: string;
+  event: 'session.subscribed' | 'session.unsubscribed' | 'message.publish';
+  at: string;
+  topic: string;
+  qos: number;
+  payload?: string;
+  messageId?: string;
+  receivedAt: string;
+}
+
+type WithId<T> = T & { _id: string };
+
+const DUPLICATE_KEY = 11000;
+export const INBOX_PREFIX = 'presence_inbox_';
+
+/** `presence_inbox_<instance>_<window start ms>`: the window start tells when it may be adopted. */
+export function inboxBucketName(instance: string, windowStart: number): string {
+  return `${INBOX_PREFIX}${instance}_${windowStart}`;
+}
+
+export function bucketWindowStart(name: string): number | null {
+  const match = /_(\d+)$/.exec(name);
+  return name.startsWith(INBOX_PREFIX) && match ? Number(match[1]) : null;
+}
+
+export class EventInbox {
+  private readonly connectionEvents: Collection<WithId<StoredConnectionEvent>>;
+  private readonly deviceEvents: Collection<WithId<DeviceEvent>>;
+
+  constructor(private readonly db: Db) {
+    this.connectionEvents = db.collection('connection_events');
+    this.deviceEvents = db.collection('device_events');
+  }
+
+  async ensureIndexes(): Promise<void> {
+    await this.deviceEvents.createIndex({ clientId: 1, at: -1 });
+  }
+
+  /**
+   * Stores the events: connects/disconnects into the inbox bucket first, then everything into the
+   * history. Returns the keys the history did not have before, which are the events still to
+   * signal. A failure throws (the adapter answers 503 and EMQX retries); because the inbox is
+   * written first, an event in the history is always in some inbox bucket too, so a retry that
+   * finds it stored loses nothing.
+   */
+  async store(bucket: string, connections: StoredConnectionEvent[], others: DeviceEvent[]): Promise<{ fresh: Set<string> }> {
+    await insertOnce(this.db.collection<WithId<StoredConnectionEvent>>(bucket), connections);
+    const [fresh, freshOthers] = await Promise.all([insertOnce(this.connectionEvents, connections), insertOnce(this.deviceEvents, others)]);
+    for (const key of freshOthers) fresh.add(key);
+    return { fresh };
+  }
+
+  /** Creates a bucket ahead of its window: creating a collection on the first write would slow that write. */
+  async createBucket(bucket: string): Promise<void> {
+    await this.db.createCollection(bucket).catch((err: unknown) => {
+      if (!/already exists|NamespaceExists/i.test((err as Error).message)) throw err;
+    });
+  }
+
+  async listBuckets(): Promise<string[]> {
+    const collections = await this.db.listCollections({}, { nameOnly: true }).toArray();
+    return collections.map((c) => c.name).filter((name) => name.startsWith(INBOX_PREFIX));
+  }
+
+  async readBucket(bucket: string): Promise<StoredConnectionEvent[]> {
+    return this.db.collection<WithId<StoredConnectionEvent>>(bucket).find({}, { projection: { _id: 0 } }).toArray();
+  }
+
+  async dropBucket(bucket: string): Promise<void> {
+    await this.db
+      .collection(bucket)
+      .drop()
+      .catch((err: unknown) => {
+        // Already dropped (by another adapter that adopted it): done.
+        if (!/ns not found|does not exist|NamespaceNotFound/i.test((err as Error).message)) throw err;
+      });
+  }
+
+  /** Events waiting in inbox buckets (signalled or not): 0 means every event has been delivered. */
+  async pendingCount(): Promise<number> {
+    let total = 0;
+    for (const bucket of await this.listBuckets()) total += await this.db.collection(bucket).countDocuments();
+    return total;
+  }
+
+  async deviceEventsOf(clientId: string, limit = 50): Promise<DeviceEvent[]> {
+    return this.deviceEvents.find({ clientId }, { projection: { _id: 0 } }).sort({ at: -1 }).limit(limit).toArray();
+  }
+}
+
+/** Inserts each document unless its key exists; returns the keys inserted now. */
+async function insertOnce<T extends { key: string }>(collection: Collection<WithId<T>>, docs: T[]): Promise<Set<string>> {
+  if (docs.length === 0) return new Set();
+  const operations = docs.map((doc) => ({ insertOne: { document: { _id: doc.key, ...doc } } })) as AnyBulkWriteOperation<WithId<T>>[];
+  try {
+    await collection.bulkWrite(operations, { ordered: false });
+    return new Set(docs.map((d) => d.key));
+  } catch (err) {
+    if (!(err instanceof MongoBulkWriteError)) throw err;
+    const raw: unknown = err.writeErrors;
+    const errors = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]) as ({ code?: number; index: number } | undefined)[];
+    // A bulk error without write errors is the connection failing (the driver wraps it): not stored.
+    if (errors.length === 0 || errors.some((e) => e?.code !== DUPLICATE_KEY)) throw err;
+    const duplicated = new Set(errors.map((e) => e?.index));
+    return new Set(docs.filter((_, i) => !duplicated.has(i)).map((d) => d.key));
+  }
+}

@@ -1,0 +1,354 @@
+import { createWriteStream, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parseDurationMs } from '../config';
+import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../domain/campaign';
+import { InputError } from '../domain/input-error';
+import type { CampaignResultRow } from '../history/campaigns';
+import type { CampaignProgress } from '../workflows/campaign';
+import type { CliIo } from './cli';
+import { parseTargetsFile } from './campaign-file';
+import { validateCampaignRequest } from './campaigns';
+
+/**
+ * `device-ops campaign ...`: start, status, watch, pause, resume, cancel, results. Like every
+ * command: input checked before anything connects (exit 2), one-line errors, non-zero exit on
+ * failure, `--json` for scripts.
+ */
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function fail(flag: string, reason: string): never {
+  throw new InputError([`${flag}: ${reason}`]);
+}
+
+function duration(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseDurationMs(text);
+  } catch {
+    return fail(flag, `"${text}" must be a duration such as 30s, 10m, 2h, 1d`);
+  }
+}
+
+function whole(text: string | undefined, flag: string, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < min || n > max) fail(flag, `"${text}" must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/** `600`, `600/min`, `10/s`: targets per minute. */
+export function parseRate(text: string, flag = '--rate'): number {
+  const match = /^\s*(\d+)\s*(?:\/\s*(min|m|s|sec))?\s*$/.exec(text);
+  if (!match) fail(flag, `"${text}" must be a rate such as 600/min or 10/s`);
+  const perMinute = Number(match[1]) * (match[2] === 's' || match[2] === 'sec' ? 60 : 1);
+  if (perMinute < 1) fail(flag, 'must be at least 1/min');
+  return perMinute;
+}
+
+/** `--ramp BASE/min,FACTOR,N`: start at BASE, multiply by FACTOR after every N delivered targets. */
+function parseRamp(text: string): { baseRatePerMinute: number; incrementFactor: number; numberOfSucceededTargets: number } {
+  const [base, factor, after] = text.split(',').map((s) => s.trim());
+  if (base === undefined || factor === undefined || after === undefined) fail('--ramp', 'expected BASE/min,FACTOR,AFTER_SUCCESSES, e.g. 100/min,2,500');
+  const incrementFactor = Number(factor);
+  if (!Number.isFinite(incrementFactor)) fail('--ramp', `factor "${factor}" must be a number from 1.1 to 5`);
+  return { baseRatePerMinute: parseRate(base, '--ramp'), incrementFactor, numberOfSucceededTargets: whole(after, '--ramp', 1, 100_000_000) as number };
+}
+
+function readPayload(text: string, format: string): PayloadTemplate {
+  if (!['text', 'json', 'base64'].includes(format)) fail('--payload-format', `"${format}" must be text, json or base64`);
+  let bytes: Buffer | undefined;
+  if (text.startsWith('@')) {
+    try {
+      bytes = readFileSync(text.slice(1));
+    } catch (err) {
+      fail('--payload', `cannot read ${text.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  }
+  if (format === 'base64') return { format: 'base64', data: bytes ? bytes.toString('base64') : text };
+  const content = bytes ? bytes.toString('utf8') : text;
+  if (format === 'json') {
+    // With placeholders, each target's rendering is parsed before the start (and named if it fails).
+    if (!content.includes('${')) {
+      try {
+        JSON.parse(content);
+      } catch {
+        fail('--payload', 'is not valid JSON');
+      }
+    }
+    return { format: 'json', text: content };
+  }
+  return { format: 'text', text: content };
+}
+
+function userProperties(pairs: string[]): Record<string, string> | undefined {
+  if (pairs.length === 0) return undefined;
+  const out: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) fail('--user-property', `"${pair}" must be KEY=VALUE`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
+interface StartOptions {
+  targets?: string;
+  selectPrefix?: string;
+  selectTag?: string;
+  topic: string;
+  payload: string;
+  payloadFormat: string;
+  qos: string;
+  retain?: boolean;
+  expiry?: string;
+  userProperty: string[];
+  rate?: string;
+  ramp?: string;
+  batchSize?: string;
+  concurrency?: string;
+  retries?: string;
+  offlineRetries?: string;
+  retryBackoff?: string;
+  abortThreshold?: string;
+  abortMinExecuted?: string;
+  abortOn: string;
+  deadline?: string;
+  inProgressTimeout?: string;
+  waitOffline?: boolean;
+  recheck?: string;
+  transport: string;
+  id?: string;
+  json?: boolean;
+}
+
+async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequestInput> {
+  const sources = [o.targets !== undefined, o.selectPrefix !== undefined || o.selectTag !== undefined].filter(Boolean).length;
+  if (sources !== 1) fail('--targets', 'give a targets file (or - for standard input), or --select-prefix / --select-tag');
+  let targets: CampaignRequestInput['targets'];
+  if (o.targets !== undefined) {
+    let text: string;
+    if (o.targets === '-') text = await io.readStdin();
+    else {
+      try {
+        text = readFileSync(o.targets, 'utf8');
+      } catch (err) {
+        return fail('--targets', `cannot read ${o.targets}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      }
+    }
+    targets = { list: parseTargetsFile(text) };
+  } else {
+    targets = { selector: { ...(o.selectPrefix ? { prefix: o.selectPrefix } : {}), ...(o.selectTag ? { tag: o.selectTag } : {}) } };
+  }
+  const qos = whole(o.qos, '--qos', 0, 2) as number;
+  const expiry = whole(o.expiry, '--expiry', 0, 4_294_967_295);
+  const props = userProperties(o.userProperty);
+  const maximumPerMinute = o.rate === undefined ? undefined : parseRate(o.rate);
+  const backoffMs = duration(o.retryBackoff, '--retry-backoff') ?? 2_000;
+  const abortOn = FailureType.safeParse(o.abortOn);
+  if (!abortOn.success) fail('--abort-on', `"${o.abortOn}" must be failed, offline, timed_out or all`);
+  const threshold = o.abortThreshold === undefined ? undefined : Number(o.abortThreshold);
+  if (threshold !== undefined && !(threshold > 0 && threshold <= 100)) fail('--abort-threshold', `"${o.abortThreshold}" must be a percentage above 0, at most 100`);
+  if (!['rest', 'mqtt'].includes(o.transport)) fail('--transport', `"${o.transport}" must be rest or mqtt`);
+  const deadlineMs = duration(o.deadline, '--deadline');
+  const inProgressTimeoutMs = duration(o.inProgressTimeout, '--in-progress-timeout');
+  const recheckIntervalMs = duration(o.recheck, '--recheck');
+  return {
+    ...(o.id ? { campaignId: o.id } : {}),
+    targets,
+    message: {
+      topic: o.topic,
+      payload: readPayload(o.payload, o.payloadFormat),
+      qos: qos as 0 | 1 | 2,
+      retain: Boolean(o.retain),
+      ...(expiry !== undefined || props ? { properties: { ...(expiry !== undefined ? { messageExpiryInterval: expiry } : {}), ...(props ? { userProperties: props } : {}) } } : {}),
+    },
+    transport: o.transport as 'rest' | 'mqtt',
+    rollout: {
+      ...(maximumPerMinute !== undefined ? { maximumPerMinute } : {}),
+      ...(o.ramp ? { exponentialRate: parseRamp(o.ramp) } : {}),
+      ...(o.batchSize !== undefined ? { batchSize: whole(o.batchSize, '--batch-size', 1, 1_000) } : {}),
+      ...(o.concurrency !== undefined ? { concurrency: whole(o.concurrency, '--concurrency', 1, 16) } : {}),
+    },
+    retry: {
+      transient: { retries: whole(o.retries, '--retries', 0, 100) ?? 3, backoffMs },
+      noSubscriber: { retries: whole(o.offlineRetries, '--offline-retries', 0, 100) ?? 0, backoffMs },
+    },
+    offline: { wait: Boolean(o.waitOffline), ...(recheckIntervalMs !== undefined ? { recheckIntervalMs } : {}) },
+    abort:
+      threshold === undefined
+        ? []
+        : [{ failureType: abortOn.data, minExecuted: whole(o.abortMinExecuted, '--abort-min-executed', 1, 100_000_000) ?? 10, thresholdPercent: threshold }],
+    ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+    ...(inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs } : {}),
+  };
+}
+
+function countsLine(c: TargetCounts): string {
+  return `total ${c.total}  delivered ${c.delivered}  offline ${c.offline}  failed ${c.failed}  timed out ${c.timedOut}  cancelled ${c.cancelled}  pending ${c.pending} (waiting ${c.waiting})`;
+}
+
+function describeProgress(p: CampaignProgress): string {
+  return [
+    `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}`,
+    `  ${countsLine(p.counts)}`,
+    `  rate ${p.ratePerMinute}/min${p.rateLimitPerMinute ? ` (limit ${p.rateLimitPerMinute}/min)` : ''}  retries ${p.retries}${p.etaSeconds !== null && p.state === 'running' ? `  ETA ${p.etaSeconds}s` : ''}${p.deadlineAt ? `  deadline ${p.deadlineAt}` : ''}`,
+  ].join('\n');
+}
+
+/** One line: a bar of the finished share, the counts, the rate and the ETA. */
+export function progressBar(p: CampaignProgress, width = 30): string {
+  const done = p.counts.total === 0 ? 1 : (p.counts.total - p.counts.pending) / p.counts.total;
+  const filled = Math.round(done * width);
+  const eta = p.etaSeconds !== null && p.state === 'running' ? `  ETA ${p.etaSeconds}s` : '';
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(done * 100)}%  ${p.counts.total - p.counts.pending}/${p.counts.total}  delivered ${p.counts.delivered}  offline ${p.counts.offline}  failed ${p.counts.failed + p.counts.timedOut}  pending ${p.counts.pending}  ${p.ratePerMinute}/min${eta}  ${p.state}`;
+}
+
+const FINISHED = new Set(['completed', 'cancelled', 'aborted']);
+const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt'];
+
+function csvField(value: string | number | undefined): string {
+  const text = value === undefined ? '' : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+export function registerCampaignCommands(program: Command, io: CliIo): void {
+  const print = (json: boolean | undefined, value: unknown, human: () => string): void => {
+    io.stdout(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
+  };
+  const withCampaigns = async <T>(work: (ops: Awaited<ReturnType<CliIo['connect']>>['ops']['campaigns']) => Promise<T>): Promise<T> => {
+    const connected = await io.connect();
+    try {
+      return await work(connected.ops.campaigns);
+    } finally {
+      await connected.close();
+    }
+  };
+
+  const campaign = program.command('campaign').description('publish to many devices with a rollout rate, retries, abort criteria, pause/resume/cancel');
+
+  campaign
+    .command('start')
+    .description('start a campaign')
+    .option('--targets <file>', 'client ids, one per line, or CSV "clientId,var1,..." with template values; - for standard input')
+    .option('--select-prefix <prefix>', 'target the active devices whose client id starts with this')
+    .option('--select-tag <tag>', 'target the active devices with this tag')
+    .requiredOption('--topic <template>', 'topic, with ${clientid} and ${var} placeholders')
+    .requiredOption('--payload <text|@file>', 'payload text, or @file')
+    .option('--payload-format <format>', 'text, json or base64', 'text')
+    .option('--qos <n>', 'QoS 0, 1 or 2', '1')
+    .option('--retain', 'publish retained')
+    .option('--expiry <seconds>', 'MQTT 5 message expiry interval')
+    .option('--user-property <key=value>', 'MQTT 5 user property (repeatable)', collect, [])
+    .option('--rate <n/min>', 'at most this many targets per minute (e.g. 600/min, 10/s)')
+    .option('--ramp <base/min,factor,n>', 'exponential ramp: start rate, factor, raise after n delivered')
+    .option('--batch-size <n>', 'targets per bulk request (1-1000, default 500)')
+    .option('--concurrency <n>', 'batches in flight (1-16, default 4)')
+    .option('--retries <n>', 'retries after transient errors (503, timeouts), default 3')
+    .option('--offline-retries <n>', 'retries when nobody is subscribed, default 0')
+    .option('--retry-backoff <duration>', 'first retry delay, doubling, default 2s')
+    .option('--abort-threshold <pct>', 'abort when this share of executed targets did not succeed')
+    .option('--abort-min-executed <n>', 'targets executed before the abort threshold applies, default 10')
+    .option('--abort-on <type>', 'which outcomes count for the threshold: failed, offline, timed_out, all', 'all')
+    .option('--deadline <duration>', 'end the campaign after this long (default 24h with --wait-offline)')
+    .option('--in-progress-timeout <duration>', 'a target still failing this long after its first try ends timed_out')
+    .option('--wait-offline', 'keep offline targets pending until they reconnect or the deadline passes')
+    .option('--recheck <duration>', 'how often waiting targets are tried without a reconnect signal, default 1m')
+    .option('--transport <rest|mqtt>', 'publish through the REST API or the worker\'s MQTT client', 'rest')
+    .option('--id <campaignId>', 'campaign id (default generated)')
+    .option('--json', 'print JSON')
+    .action(async (opts: StartOptions) => {
+      const request = await campaignRequest(io, opts);
+      // Everything, every target's rendered message included, is checked before connecting.
+      const { duplicates } = validateCampaignRequest(request);
+      const started = await withCampaigns((ops) => ops.start(request));
+      print(opts.json, { campaignId: started.campaignId, workflowId: started.workflowId, ...(started.total !== undefined ? { total: started.total } : {}), duplicates }, () =>
+        `started campaign ${started.campaignId} (${started.workflowId})${started.total !== undefined ? `, ${started.total} targets` : ''}${duplicates ? `, ${duplicates} duplicate ids ignored` : ''}`,
+      );
+    });
+
+  campaign
+    .command('status')
+    .argument('<campaignId>')
+    .option('--json', 'print JSON')
+    .action(async (campaignId: string, opts: { json?: boolean }) => {
+      const progress = await withCampaigns((ops) => ops.status(campaignId));
+      print(opts.json, progress, () => describeProgress(progress));
+    });
+
+  campaign
+    .command('watch')
+    .argument('<campaignId>')
+    .option('--interval <duration>', 'refresh interval', '1s')
+    .description('a live progress bar until the campaign ends')
+    .action(async (campaignId: string, opts: { interval: string }) => {
+      const interval = duration(opts.interval, '--interval') as number;
+      await withCampaigns(async (ops) => {
+        for (;;) {
+          const progress = await ops.status(campaignId);
+          io.stdout(`\r${progressBar(progress)}`);
+          if (FINISHED.has(progress.state)) {
+            io.stdout(`\n${describeProgress(progress)}\n`);
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, interval));
+        }
+      });
+    });
+
+  for (const action of ['pause', 'resume'] as const) {
+    campaign
+      .command(action)
+      .argument('<campaignId>')
+      .option('--json', 'print JSON')
+      .action(async (campaignId: string, opts: { json?: boolean }) => {
+        const progress = await withCampaigns((ops) => (action === 'pause' ? ops.pause(campaignId) : ops.resume(campaignId)));
+        print(opts.json, progress, () => describeProgress(progress));
+      });
+  }
+
+  campaign
+    .command('cancel')
+    .argument('<campaignId>')
+    .requiredOption('--reason <text>', 'why (recorded on every cancelled target)')
+    .option('--json', 'print JSON')
+    .action(async (campaignId: string, opts: { reason: string; json?: boolean }) => {
+      if (!opts.reason.trim()) fail('--reason', 'must not be empty');
+      const progress = await withCampaigns((ops) => ops.cancel(campaignId, opts.reason));
+      print(opts.json, progress, () => describeProgress(progress));
+    });
+
+  campaign
+    .command('results')
+    .argument('<campaignId>')
+    .option('--format <csv|json>', 'output format', 'csv')
+    .option('--status <status>', 'only targets with this status')
+    .option('--output <file>', 'write to a file instead of standard output')
+    .description('per-target outcomes: status, attempts, message id, last error')
+    .action(async (campaignId: string, opts: { format: string; status?: string; output?: string }) => {
+      if (opts.format !== 'csv' && opts.format !== 'json') fail('--format', `"${opts.format}" must be csv or json`);
+      const statuses = ['pending', 'retrying', 'waiting', 'delivered', 'offline', 'failed', 'timed_out', 'cancelled'];
+      if (opts.status !== undefined && !statuses.includes(opts.status)) fail('--status', `"${opts.status}" must be one of ${statuses.join(', ')}`);
+      const file = opts.output ? createWriteStream(opts.output) : undefined;
+      const write = (text: string): void => {
+        if (file) file.write(text);
+        else io.stdout(text);
+      };
+      let rows = 0;
+      await withCampaigns(async (ops) => {
+        write(opts.format === 'csv' ? `${CSV_COLUMNS.join(',')}\n` : '[');
+        for await (const row of ops.results(campaignId)) {
+          if (opts.status !== undefined && row.status !== opts.status) continue;
+          write(opts.format === 'csv' ? `${CSV_COLUMNS.map((c) => csvField(row[c])).join(',')}\n` : `${rows === 0 ? '\n' : ',\n'}${JSON.stringify(row)}`);
+          rows += 1;
+        }
+        if (opts.format === 'json') write(rows === 0 ? ']\n' : '\n]\n');
+      });
+      if (file) {
+        await new Promise<void>((resolve, reject) => file.end((err?: Error | null) => (err ? reject(err) : resolve())));
+        io.stderr(`wrote ${rows} targets to ${opts.output}\n`);
+      }
+    });
+}

@@ -1,0 +1,322 @@
+import { randomBytes } from 'node:crypto';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import {
+  campaignWorkflowId,
+  CampaignRequest,
+  MAX_MESSAGE_BYTES,
+  type CampaignRequestInput,
+  type CampaignSettings,
+  type CampaignTarget,
+  type MessageTemplate,
+} from '../domain/campaign';
+import { messageBytes, renderMessage } from '../domain/campaign-message';
+import { templateVariables } from '../domain/campaign-template';
+import { InputError, parseInput } from '../domain/input-error';
+import { CampaignIdKey, DeviceOperationKey } from '../domain/search-attributes';
+import type { History } from '../history';
+import { CampaignStore, type CampaignResultRow, type CampaignTargetRecord } from '../history/campaigns';
+import {
+  campaignProgressQuery,
+  cancelCampaignUpdate,
+  deviceOnlineSignal,
+  pauseCampaignUpdate,
+  resumeCampaignUpdate,
+  runCampaign,
+  type CampaignProgress,
+} from '../workflows/campaign';
+
+/**
+ * Campaigns in the client library (`ops.campaigns`): start one (targets and message stored in
+ * MongoDB first, then the workflow `campaign/<id>`), read its progress, steer it, export results.
+ * Everything a caller gives is checked here, every target's topic and payload rendered once, before
+ * anything is written or started.
+ */
+
+export interface CampaignOpsDeps {
+  temporal: Client;
+  taskQueue: string;
+  history: History;
+}
+
+export interface StartedCampaign {
+  campaignId: string;
+  workflowId: string;
+  /** The first run's id (later runs follow by continue-as-new). */
+  runId: string;
+  /** Known at once for a target list; selector campaigns resolve theirs when they start. */
+  total?: number;
+  /** Client ids listed more than once (each gets one message). */
+  duplicates?: number;
+}
+
+export class CampaignExistsError extends Error {
+  readonly type = 'CampaignExistsError';
+  constructor(readonly campaignId: string) {
+    super(`campaign ${campaignId} exists already; choose another id`);
+    this.name = 'CampaignExistsError';
+  }
+}
+
+export class CampaignNotFoundError extends Error {
+  readonly type = 'CampaignNotFoundError';
+  constructor(readonly campaignId: string) {
+    super(`no campaign ${campaignId}`);
+    this.name = 'CampaignNotFoundError';
+  }
+}
+
+/** A pause, resume or cancel the campaign refused (its validator's reason), or a campaign that has ended. */
+export class CampaignControlError extends Error {
+  readonly type = 'CampaignControlError';
+  constructor(message: string) {
+    super(message);
+    this.name = 'CampaignControlError';
+  }
+}
+
+const MAX_REPORTED_PROBLEMS = 20;
+/** With offline.wait and no deadline, waiting targets end as offline after a day. */
+export const DEFAULT_WAIT_DEADLINE_MS = 86_400_000;
+
+export function newCampaignId(now = new Date()): string {
+  return `c-${now.toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
+}
+
+function dedupe(targets: readonly CampaignTarget[]): { unique: CampaignTarget[]; duplicates: number } {
+  const seen = new Set<string>();
+  const unique: CampaignTarget[] = [];
+  for (const target of targets) {
+    if (seen.has(target.clientId)) continue;
+    seen.add(target.clientId);
+    unique.push(target);
+  }
+  return { unique, duplicates: targets.length - unique.length };
+}
+
+/** Renders every target's message once, so a bad value or an oversized message stops the start. */
+function checkRenderable(message: MessageTemplate, targets: readonly CampaignTarget[]): void {
+  const problems: string[] = [];
+  for (const target of targets) {
+    try {
+      const bytes = messageBytes(renderMessage(message, target));
+      if (bytes > MAX_MESSAGE_BYTES) problems.push(`target ${target.clientId}: the message is ${bytes} bytes, over EMQX's ${MAX_MESSAGE_BYTES}`);
+    } catch (err) {
+      problems.push(`target ${target.clientId}: ${(err as Error).message}`);
+    }
+    if (problems.length >= MAX_REPORTED_PROBLEMS) break;
+  }
+  if (problems.length > 0) throw new InputError(problems);
+}
+
+function messageVariables(message: MessageTemplate): string[] {
+  const texts = [message.topic, message.payload.format === 'base64' ? '' : message.payload.text];
+  return [...new Set(texts.flatMap(templateVariables))].filter((v) => v !== 'clientid');
+}
+
+function isClosed(err: unknown): boolean {
+  return err instanceof WorkflowNotFoundError || (err instanceof Error && /already completed|not found|closed/i.test(err.message));
+}
+
+/**
+ * Everything checked before a campaign is stored or started: the request's shape, every target's
+ * rendered topic and payload. Returns the parsed request with the target list de-duplicated.
+ */
+export function validateCampaignRequest(input: CampaignRequestInput): { request: CampaignRequest; targets?: CampaignTarget[]; duplicates: number } {
+  const request = parseInput(CampaignRequest, input);
+  if ('list' in request.targets) {
+    const { unique, duplicates } = dedupe(request.targets.list);
+    checkRenderable(request.message, unique);
+    return { request, targets: unique, duplicates };
+  }
+  const needed = messageVariables(request.message);
+  if (needed.length > 0) throw new InputError([`message: selected targets have no per-target values, but the template uses \${${needed.join('}, ${')}}`]);
+  checkRenderable(request.message, [{ clientId: 'selected-device' }]);
+  return { request, duplicates: 0 };
+}
+
+export class CampaignOps {
+  private readonly store: CampaignStore;
+
+  constructor(private readonly deps: CampaignOpsDeps) {
+    this.store = new CampaignStore(deps.history.db);
+  }
+
+  handle(campaignId: string): WorkflowHandle<typeof runCampaign> {
+    return this.deps.temporal.workflow.getHandle<typeof runCampaign>(campaignWorkflowId(campaignId));
+  }
+
+  /** Validates, stores the targets and the message, and starts the campaign workflow. */
+  async start(input: CampaignRequestInput, options: { taskQueue?: string; batchesPerRun?: number } = {}): Promise<StartedCampaign> {
+    const validated = validateCampaignRequest(input);
+    const { request } = validated;
+    const listed = validated.targets ? { unique: validated.targets, duplicates: validated.duplicates } : undefined;
+    const campaignId = request.campaignId ?? newCampaignId();
+    const workflowId = campaignWorkflowId(campaignId);
+    const deadlineMs = request.deadlineMs ?? (request.offline.wait ? DEFAULT_WAIT_DEADLINE_MS : undefined);
+
+    const created = await this.store.createCampaign(
+      {
+        campaignId,
+        workflowId,
+        state: 'created',
+        active: true,
+        transport: request.transport,
+        waitOffline: request.offline.wait,
+        createdAt: new Date().toISOString(),
+        targets: 'list' in request.targets ? { source: 'list' } : { source: 'selector', selector: request.targets.selector },
+      },
+      request.message,
+    );
+    if (!created) {
+      // Only a start that failed after storing (state still `created`) may be repeated with the same id.
+      const existing = await this.store.getCampaign(campaignId);
+      if (existing?.state !== 'created') throw new CampaignExistsError(campaignId);
+    }
+    if (listed) {
+      const chunkCount = await this.store.writeChunks(campaignId, listed.unique);
+      await this.store.updateCampaign(campaignId, { targets: { source: 'list', total: listed.unique.length, chunkCount } });
+    }
+
+    const settings: CampaignSettings = {
+      campaignId,
+      transport: request.transport,
+      rollout: request.rollout,
+      policy: {
+        retry: request.retry,
+        offline: request.offline,
+        ...(request.inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs: request.inProgressTimeoutMs } : {}),
+      },
+      abort: request.abort,
+      ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+      ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
+    };
+    let runId: string;
+    try {
+      const handle = await this.deps.temporal.workflow.start(runCampaign, {
+        workflowId,
+        taskQueue: options.taskQueue ?? this.deps.taskQueue,
+        args: [{ settings, ...(options.batchesPerRun ? { batchesPerRun: options.batchesPerRun } : {}) }],
+        workflowIdConflictPolicy: 'FAIL',
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        typedSearchAttributes: [
+          { key: CampaignIdKey, value: campaignId },
+          { key: DeviceOperationKey, value: 'campaign' },
+        ],
+        memo: { campaignId, topic: request.message.topic, transport: request.transport },
+      });
+      runId = handle.firstExecutionRunId;
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new CampaignExistsError(campaignId);
+      throw err;
+    }
+    return { campaignId, workflowId, runId, ...(listed ? { total: listed.unique.length, duplicates: listed.duplicates } : {}) };
+  }
+
+  /** Live progress while the workflow runs; the recorded outcome once it has ended. */
+  async status(campaignId: string): Promise<CampaignProgress> {
+    const handle = this.handle(campaignId);
+    let status: string;
+    try {
+      status = (await handle.describe()).status.name;
+    } catch (err) {
+      if (!isClosed(err)) throw err;
+      return this.recordedStatus(campaignId);
+    }
+    if (status === 'COMPLETED') return handle.result();
+    if (status !== 'RUNNING') return this.recordedStatus(campaignId, `the campaign workflow is ${status.toLowerCase().replace(/_/g, ' ')}`);
+    try {
+      return await handle.query(campaignProgressQuery);
+    } catch (err) {
+      // No worker answers (all stopped or busy): what MongoDB recorded, said so.
+      const recorded = await this.recordedStatus(campaignId);
+      return { ...recorded, state: 'running', note: `live progress unavailable: ${(err as Error).message}` };
+    }
+  }
+
+  /** From the campaign document; `ended` explains a workflow that stopped without recording its end. */
+  private async recordedStatus(campaignId: string, ended?: string): Promise<CampaignProgress> {
+    const record = await this.store.getCampaign(campaignId);
+    if (!record) throw new CampaignNotFoundError(campaignId);
+    const state = record.state === 'completed' || record.state === 'cancelled' || record.state === 'aborted' ? record.state : 'aborted';
+    const unfinished = state !== record.state;
+    const total = record.targets.total ?? 0;
+    const reason = record.reason ?? (unfinished ? (ended ?? 'the campaign workflow is not running') : undefined);
+    return {
+      campaignId,
+      state,
+      ...(reason ? { reason } : {}),
+      counts: record.counts ?? { total, delivered: 0, offline: 0, failed: 0, timedOut: 0, cancelled: 0, pending: total, waiting: 0 },
+      retries: 0,
+      transientErrors: 0,
+      ratePerMinute: 0,
+      rateLimitPerMinute: null,
+      etaSeconds: null,
+      batches: 0,
+      startedAt: record.startedAt ?? record.createdAt,
+      ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
+    };
+  }
+
+  private async control(campaignId: string, run: (handle: WorkflowHandle<typeof runCampaign>) => Promise<CampaignProgress>): Promise<CampaignProgress> {
+    try {
+      return await run(this.handle(campaignId));
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        const cause = err.cause?.message ?? err.message;
+        throw new CampaignControlError(`campaign ${campaignId}: ${cause}`);
+      }
+      if (isClosed(err)) throw new CampaignControlError(`campaign ${campaignId} is not running`);
+      throw err;
+    }
+  }
+
+  /** Stops publishing; resolves when no batch is in flight any more. */
+  async pause(campaignId: string): Promise<CampaignProgress> {
+    return this.control(campaignId, (h) => h.executeUpdate(pauseCampaignUpdate));
+  }
+
+  async resume(campaignId: string): Promise<CampaignProgress> {
+    return this.control(campaignId, (h) => h.executeUpdate(resumeCampaignUpdate));
+  }
+
+  /** Stops the campaign for good: open targets end as cancelled with the reason. Resolves when it has ended. */
+  async cancel(campaignId: string, reason: string): Promise<CampaignProgress> {
+    const trimmed = reason.trim();
+    if (!trimmed) throw new InputError(['reason: a cancel needs a reason']);
+    return this.control(campaignId, (h) => h.executeUpdate(cancelCampaignUpdate, { args: [{ reason: trimmed }] }));
+  }
+
+  /** Every target in list order with its final status, or where it stands. */
+  async *results(campaignId: string): AsyncGenerator<CampaignResultRow> {
+    const record = await this.store.getCampaign(campaignId);
+    if (!record) throw new CampaignNotFoundError(campaignId);
+    yield* this.store.results(campaignId, record.targets.chunkCount ?? 0);
+  }
+
+  /** The per-target final records (one per target that reached a final status). */
+  async finalRecords(campaignId: string): Promise<CampaignTargetRecord[]> {
+    return this.store.targetRecords(campaignId);
+  }
+
+  /**
+   * Tells the campaigns waiting for this device that it is back (what the device workflow's
+   * connect path does through the `wakeCampaignsForDevice` activity). Returns the campaigns told.
+   */
+  async notifyDeviceOnline(clientId: string): Promise<string[]> {
+    const campaigns = await this.store.campaignsAwaiting(clientId);
+    for (const campaignId of campaigns) {
+      try {
+        await this.handle(campaignId).signal(deviceOnlineSignal, clientId);
+      } catch (err) {
+        if (!isClosed(err)) throw err;
+      }
+    }
+    return campaigns;
+  }
+}

@@ -1,0 +1,96 @@
+import type { Client } from '@temporalio/client';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import type { History } from '../history';
+import { deliverPresenceEvents } from '../starter/presence-delivery';
+import { InboxSink } from './event-sink';
+import { WebhookMetrics } from './metrics';
+import { DEFAULT_RELAY_OPTIONS, PresenceRelay, type RelayOptions } from './relay';
+import { buildServer } from './server';
+import { SignalThrottle } from './signal-throttle';
+
+/** Deadline of one signal-with-start: a hung Temporal call must not hold a device's queue. */
+const SIGNAL_DEADLINE_MS = 10_000;
+
+export interface WebhookAdapterOptions {
+  history: History;
+  temporal: Client;
+  taskQueue: string;
+  token: string;
+  bodyLimit?: number;
+  inboxLimit?: number;
+  relay?: Partial<RelayOptions>;
+  /** Deadline of one signal-with-start (default 10 s). */
+  signalDeadlineMs?: number;
+  /** Passed to device workflows this adapter starts (tests force continue-as-new with it). */
+  continueAsNewAfter?: number;
+  logger?: Logger;
+}
+
+export interface WebhookAdapter {
+  app: FastifyInstance;
+  metrics: WebhookMetrics;
+  relay: PresenceRelay;
+  /** Starts the relay's sweep (delivering what is pending) and listens. Returns the bound port. */
+  listen(host: string, port: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The webhook adapter wired to MongoDB and Temporal: server, durable inbox, relay. */
+export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAdapter {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const metrics = new WebhookMetrics();
+  const relayOptions = { ...DEFAULT_RELAY_OPTIONS, ...options.relay };
+  const relay = new PresenceRelay(
+    {
+      deliver: (clientId, events) =>
+        options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), () =>
+          deliverPresenceEvents(options.temporal, {
+            clientId,
+            taskQueue: options.taskQueue,
+            events,
+            ...(options.continueAsNewAfter ? { continueAsNewAfter: options.continueAsNewAfter } : {}),
+          }),
+        ),
+      inbox: options.history.inbox,
+      metrics,
+      logger,
+    },
+    relayOptions,
+  );
+  const throttle = new SignalThrottle({ max: relayOptions.concurrency }, (limit) => {
+    relay.setLimit(limit);
+    metrics.signalLimit = limit;
+  });
+  relay.setLimit(throttle.limit());
+  metrics.signalLimit = throttle.limit();
+  const sink = new InboxSink(options.history.inbox, relay, { limit: options.inboxLimit ?? 100_000 });
+  const app = buildServer({
+    onAnswered: (ms) => throttle.observe(ms),
+    token: options.token,
+    sink,
+    metrics,
+    ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
+    pingStore: async () => {
+      await options.history.db.command({ ping: 1 });
+    },
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+  return {
+    app,
+    metrics,
+    relay,
+    async listen(host, port) {
+      relay.start();
+      throttle.start();
+      await app.listen({ host, port });
+      const address = app.server.address();
+      return typeof address === 'object' && address ? address.port : port;
+    },
+    async close() {
+      throttle.stop();
+      await app.close();
+      await relay.stop();
+    },
+  };
+}

@@ -1,0 +1,303 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { PresenceEvent } from '../domain/presence';
+import type { StoredConnectionEvent } from '../history';
+import { bucketWindowStart, inboxBucketName, type EventInbox } from '../history/event-inbox';
+import { toPresenceEvent } from './emqx-events';
+import type { WebhookMetrics } from './metrics';
+
+/**
+ * Moves stored connect/disconnect events from the inbox to the device workflows.
+ *
+ * - Per-device coalescing: events of one device that pile up while its previous signal is in
+ *   flight go out together in the next one (one signal-with-start for many events), and a device
+ *   never has two signals in flight, so its events reach its workflow in the order they were stored.
+ * - Inbox buckets (see event-inbox.ts): each write goes to the bucket of its time window; once a
+ *   window is over and every event written to it has been signalled, the bucket is dropped.
+ * - Failures: a failed signal (Temporal unavailable) or a failed write marks the bucket; a marked
+ *   bucket is read back and delivered again once its window is over, backing off while signals
+ *   keep failing. A bucket nobody owns (its adapter crashed) is adopted the same way.
+ */
+
+export type DeliverPresence = (clientId: string, events: PresenceEvent[]) => Promise<void>;
+
+export interface RelayOptions {
+  /** Signal-with-start calls at once. */
+  concurrency: number;
+  /** Length of an inbox bucket's time window. */
+  bucketMs: number;
+  /** How often buckets are checked (drop, read back). */
+  sweepIntervalMs: number;
+  /** A bucket of another adapter is adopted this long after its window ended. */
+  adoptAfterMs: number;
+  /** Longest pause between read-backs while signals keep failing. */
+  maxBackoffMs: number;
+  /**
+   * How long a device's first event waits for more before it is signalled: a disconnect and the
+   * reconnect right after it then go out as one signal (a storm costs Temporal half the signals).
+   */
+  lingerMs: number;
+}
+
+export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
+  concurrency: 32,
+  bucketMs: 10_000,
+  sweepIntervalMs: 1_000,
+  adoptAfterMs: 60_000,
+  maxBackoffMs: 30_000,
+  lingerMs: 50,
+};
+
+/** Writes still in flight may land in a bucket shortly after its window: wait this long before closing it. */
+const SETTLE_MS = 2_000;
+
+interface Bucket {
+  name: string;
+  endsAt: number;
+  /** Events of this bucket queued or in flight in this process. */
+  pending: number;
+  /** Writes into this bucket not finished yet. */
+  writes: number;
+  /** Some of its events were not delivered from memory: read it back before dropping it. */
+  readBack: boolean;
+  /** Events known to be undelivered (for the depth gauge). */
+  unsent: number;
+}
+
+interface Queued {
+  event: StoredConnectionEvent;
+  bucket: Bucket;
+}
+
+export class PresenceRelay {
+  private readonly instance = randomBytes(4).toString('hex');
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly waiting = new Map<string, Queued[]>();
+  /** Devices with waiting events and nothing in flight, with the time their signal may go. */
+  private readonly ready: { clientId: string; at: number }[] = [];
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private limit: number;
+  private readonly inFlight = new Set<string>();
+  /** Keys waiting or in flight, so a read-back does not queue them twice. */
+  private readonly known = new Set<string>();
+  private active = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping = false;
+  private stopped = false;
+  private lastSignalOk = true;
+  private nextReadBackAt = 0;
+  private backoffMs: number;
+  private nextAdoptionAt = 0;
+  /** The bucket created ahead of time for the next window. */
+  private prepared = '';
+
+  constructor(
+    private readonly deps: { deliver: DeliverPresence; inbox: EventInbox; metrics: WebhookMetrics; logger: Logger },
+    private readonly options: RelayOptions = DEFAULT_RELAY_OPTIONS,
+  ) {
+    this.backoffMs = options.sweepIntervalMs;
+    this.limit = options.concurrency;
+  }
+
+  /** Signals allowed at once right now (see SignalThrottle); at most `concurrency`. */
+  setLimit(limit: number): void {
+    this.limit = Math.max(1, Math.min(this.options.concurrency, limit));
+    this.pump();
+  }
+
+  start(): void {
+    void this.prepareBuckets();
+    this.schedule();
+  }
+
+  /** Creates this window's and the next window's buckets before any write needs them. */
+  private async prepareBuckets(now = Date.now()): Promise<void> {
+    const start = now - (now % this.options.bucketMs);
+    const next = inboxBucketName(this.instance, start + this.options.bucketMs);
+    if (this.prepared === next) return;
+    try {
+      // Known before they exist, so an unused bucket is dropped after its window like any other.
+      await this.deps.inbox.createBucket(this.bucketOf(start).name);
+      await this.deps.inbox.createBucket(this.bucketOf(start + this.options.bucketMs).name);
+      this.prepared = next;
+    } catch (err) {
+      this.deps.logger.warn({ err: (err as Error).message }, 'could not create the next inbox bucket');
+    }
+  }
+
+  /** Events stored and not yet signalled, as far as this process knows. */
+  depth(): number {
+    let total = 0;
+    for (const bucket of this.buckets.values()) total += bucket.pending + bucket.unsent;
+    return total;
+  }
+
+  temporalUp(): boolean {
+    return this.lastSignalOk;
+  }
+
+  /** Opens a write: returns the bucket it must go to. Close it with `finishWrite`. */
+  beginWrite(now = Date.now()): string {
+    const bucket = this.bucketOf(now - (now % this.options.bucketMs));
+    bucket.writes++;
+    return bucket.name;
+  }
+
+  private bucketOf(windowStart: number): Bucket {
+    const name = inboxBucketName(this.instance, windowStart);
+    let bucket = this.buckets.get(name);
+    if (!bucket) {
+      bucket = { name, endsAt: windowStart + this.options.bucketMs, pending: 0, writes: 0, readBack: false, unsent: 0 };
+      this.buckets.set(name, bucket);
+    }
+    return bucket;
+  }
+
+  /** Closes a write: `fresh` are the stored events still to signal; undefined when the write failed. */
+  finishWrite(name: string, fresh: readonly StoredConnectionEvent[] | undefined): void {
+    const bucket = this.buckets.get(name);
+    if (!bucket) return;
+    bucket.writes--;
+    // A failed write may have stored part of its events: read the bucket back to be sure.
+    if (fresh === undefined) bucket.readBack = true;
+    else if (!this.lastSignalOk || this.stopped) {
+      // While Temporal is unavailable the events wait in MongoDB, not in memory.
+      bucket.readBack = true;
+      bucket.unsent += fresh.length;
+    } else this.queue(fresh, bucket);
+  }
+
+  /** Stops; waits for the signals in flight. Whatever is not delivered stays in its bucket. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    const deadline = Date.now() + 10_000;
+    while ((this.active > 0 || this.sweeping) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  private queue(events: readonly StoredConnectionEvent[], bucket: Bucket): void {
+    for (const event of events) {
+      if (this.known.has(event.key)) continue;
+      this.known.add(event.key);
+      bucket.pending++;
+      const list = this.waiting.get(event.clientId);
+      if (list) list.push({ event, bucket });
+      else {
+        this.waiting.set(event.clientId, [{ event, bucket }]);
+        if (!this.inFlight.has(event.clientId)) this.ready.push({ clientId: event.clientId, at: Date.now() + this.options.lingerMs });
+      }
+    }
+    this.pump();
+  }
+
+  private pump(): void {
+    const now = Date.now();
+    while (!this.stopped && this.active < this.limit && this.ready.length > 0) {
+      const next = this.ready[0] as { clientId: string; at: number };
+      if (next.at > now) {
+        this.wakeAt(next.at);
+        break;
+      }
+      this.ready.shift();
+      const clientId = next.clientId;
+      const batch = this.waiting.get(clientId);
+      if (!batch) continue;
+      this.waiting.delete(clientId);
+      this.inFlight.add(clientId);
+      this.active++;
+      void this.signal(clientId, batch);
+    }
+  }
+
+  private async signal(clientId: string, batch: Queued[]): Promise<void> {
+    let ok = false;
+    try {
+      await this.deps.deliver(clientId, batch.map((q) => toPresenceEvent(q.event)));
+      ok = true;
+      this.deps.metrics.signalled += batch.length;
+      if (!this.lastSignalOk) this.deps.logger.info('signal-with-start works again');
+      this.lastSignalOk = true;
+    } catch (err) {
+      this.deps.metrics.signalFailures++;
+      if (this.lastSignalOk) this.deps.logger.warn({ clientId, err: (err as Error).message }, 'signal-with-start failed; events stay in the inbox');
+      this.lastSignalOk = false;
+    } finally {
+      for (const { event, bucket } of batch) {
+        this.known.delete(event.key);
+        bucket.pending--;
+        if (!ok) {
+          bucket.readBack = true;
+          bucket.unsent++;
+        }
+      }
+      this.inFlight.delete(clientId);
+      this.active--;
+      if (this.waiting.has(clientId)) this.ready.push({ clientId, at: Date.now() });
+      this.pump();
+    }
+  }
+
+  private wakeAt(at: number): void {
+    if (this.lingerTimer) return;
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      this.pump();
+    }, Math.max(1, at - Date.now()));
+    this.lingerTimer.unref();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.sweep(), this.options.sweepIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Drops finished buckets, reads back the ones with undelivered events, adopts orphans. */
+  private async sweep(): Promise<void> {
+    this.sweeping = true;
+    try {
+      const now = Date.now();
+      await this.prepareBuckets(now);
+      if (now >= this.nextAdoptionAt) await this.adoptOrphans(now);
+      for (const bucket of [...this.buckets.values()]) {
+        if (this.stopped) break;
+        if (now < bucket.endsAt + SETTLE_MS || bucket.writes > 0 || bucket.pending > 0) continue;
+        if (!bucket.readBack) {
+          await this.deps.inbox.dropBucket(bucket.name);
+          this.buckets.delete(bucket.name);
+        } else if (now >= this.nextReadBackAt) {
+          await this.readBack(bucket);
+          // While signals fail, one bucket per backoff period: a probe, not a flood.
+          if (!this.lastSignalOk) break;
+        }
+      }
+      this.backoffMs = this.lastSignalOk ? this.options.sweepIntervalMs : Math.min(this.options.maxBackoffMs, this.backoffMs * 2);
+      if (!this.lastSignalOk) this.nextReadBackAt = Date.now() + this.backoffMs;
+    } catch (err) {
+      this.deps.logger.warn({ err: (err as Error).message }, 'inbox sweep failed');
+    } finally {
+      this.sweeping = false;
+      this.schedule();
+    }
+  }
+
+  private async readBack(bucket: Bucket): Promise<void> {
+    const events = await this.deps.inbox.readBucket(bucket.name);
+    bucket.readBack = false;
+    bucket.unsent = 0;
+    this.queue(events, bucket);
+  }
+
+  private async adoptOrphans(now: number): Promise<void> {
+    this.nextAdoptionAt = now + Math.max(this.options.sweepIntervalMs, Math.min(this.options.adoptAfterMs, 10_000));
+    for (const name of await this.deps.inbox.listBuckets()) {
+      const start = bucketWindowStart(name);
+      if (this.buckets.has(name) || start === null) continue;
+      // Long enough after its window that its owner, if alive, would have dropped it.
+      if (now < start + this.options.bucketMs + this.options.adoptAfterMs) continue;
+      this.buckets.set(name, { name, endsAt: start + this.options.bucketMs, pending: 0, writes: 0, readBack: true, unsent: 0 });
+      this.deps.logger.info({ bucket: name }, 'adopting an inbox bucket left behind');
+    }
+  }
+}

@@ -1,0 +1,122 @@
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
+import { createTokenCheck } from './auth';
+import { InvalidEventError, KNOWN_EVENTS, parseEventBody } from './emqx-events';
+import { SinkUnavailableError, type EventSink } from './event-sink';
+import type { RejectReason, WebhookMetrics } from './metrics';
+
+/**
+ * The webhook adapter's HTTP server (DESIGN.md, "Webhook adapter"): `POST /emqx/events` takes
+ * EMQX rule-engine HTTP-action bodies, `GET /healthz`, `GET /metrics`. Answers follow EMQX's retry
+ * rules (reference limits §2.2): 2xx is done; 503 is retried, so it is the answer whenever the
+ * events could not be kept; every other 4xx is final, so it is kept for input that will never be
+ * valid (bad token, bad JSON, bad fields, too large).
+ */
+
+export interface WebhookServerDeps {
+  /** The shared secret (WEBHOOK_TOKEN). */
+  token: string;
+  sink: EventSink;
+  metrics: WebhookMetrics;
+  /** Bytes; larger bodies get 413. Default 1 MiB. */
+  bodyLimit?: number;
+  /** Resolves when MongoDB answers; /healthz reports 503 otherwise. */
+  pingStore: () => Promise<void>;
+  logger?: FastifyServerOptions['loggerInstance'];
+  /** Called with each POST /emqx/events response time in milliseconds. */
+  onAnswered?: (ms: number) => void;
+}
+
+export const DEFAULT_BODY_LIMIT = 1_048_576;
+
+export function buildServer(deps: WebhookServerDeps): FastifyInstance {
+  const { metrics, sink } = deps;
+  const app = Fastify({
+    bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    // A storm is thousands of requests a second: log problems, not every request (metrics count them).
+    logController: new LogController({ disableRequestLogging: true }),
+    // EMQX keeps a pool of connections open (reference §8.2, pool_size): let them live.
+    keepAliveTimeout: 75_000,
+    requestTimeout: 30_000,
+    return503OnClosing: true,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+  });
+  const tokenMatches = createTokenCheck(deps.token);
+
+  const reject = (reply: FastifyReply, status: number, reason: RejectReason, message: string): FastifyReply => {
+    metrics.countRejected(reason);
+    if (status === 503) void reply.header('retry-after', '1');
+    return reply.code(status).send({ error: reason, message });
+  };
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = error.statusCode ?? 500;
+    if (status === 413) return reject(reply, 413, 'too_large', 'request body is too large');
+    if (status === 415) return reject(reply, 415, 'unsupported_media_type', 'send application/json');
+    if (status === 400) return reject(reply, 400, 'bad_json', 'body is not valid JSON');
+    // Anything unexpected: 503, so EMQX retries instead of dropping the events.
+    request.log.error({ err: error }, 'webhook request failed');
+    return reject(reply, 503, 'unavailable', 'try again');
+  });
+
+  app.setNotFoundHandler((request, reply) => reject(reply, 404, 'not_found', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`));
+
+  app.post(
+    '/emqx/events',
+    {
+      // Before the body is read: a caller without the token gets nothing parsed or stored.
+      onRequest: async (request, reply) => {
+        if (!tokenMatches(request.headers)) return reject(reply, 401, 'unauthorized', 'missing or wrong token');
+      },
+      onResponse: async (_request, reply) => {
+        metrics.observeDuration(reply.elapsedTime / 1_000);
+        deps.onAnswered?.(reply.elapsedTime);
+      },
+    },
+    async (request, reply) => {
+      let parsed;
+      try {
+        parsed = parseEventBody(request.body, new Date());
+      } catch (err) {
+        if (err instanceof InvalidEventError) return reject(reply, 400, 'invalid_event', err.message);
+        throw err;
+      }
+      for (const name of parsed.names) metrics.countReceived(name, KNOWN_EVENTS);
+      metrics.ignored += parsed.ignored;
+      try {
+        const result = await sink.accept(parsed);
+        metrics.stored += result.stored;
+        metrics.duplicates += result.duplicates;
+        return { accepted: parsed.names.length, stored: result.stored, duplicates: result.duplicates, ignored: parsed.ignored };
+      } catch (err) {
+        if (!(err instanceof SinkUnavailableError)) throw err;
+        request.log.warn({ reason: err.message }, 'events not kept; answering 503 so EMQX retries');
+        return reject(reply, 503, 'unavailable', 'events could not be stored; retry');
+      }
+    },
+  );
+
+  app.get('/healthz', async (_request, reply) => {
+    const mongo = await withTimeout(deps.pingStore(), 2_000).then(
+      () => 'up' as const,
+      () => 'down' as const,
+    );
+    const body = { status: mongo === 'up' ? 'ok' : 'unavailable', mongo, temporal: sink.temporalUp() ? 'up' : 'down', inboxDepth: sink.depth() };
+    return reply.code(mongo === 'up' ? 200 : 503).send(body);
+  });
+
+  app.get('/metrics', async (_request, reply) =>
+    reply.type('text/plain; version=0.0.4').send(metrics.render({ inboxDepth: sink.depth(), temporalUp: sink.temporalUp() })),
+  );
+
+  return app;
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,219 @@
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { AlarmAction, isOpen, type PresenceEvent } from '../domain/presence';
+import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
+import {
+  acknowledge,
+  acknowledgeRefusal,
+  alarmView,
+  applyEvents,
+  clearByOperator,
+  clearRefusal,
+  fireDueTimers,
+  initialState,
+  nextDeadline,
+  openAlarmLevel,
+  presenceView,
+  updatePolicy,
+  type AlarmView,
+  type PresenceEffect,
+  type PresenceState,
+  type PresenceView,
+  type RecentEvent,
+} from './presence-machine';
+
+/**
+ * One long-lived workflow per device, id `device/<clientId>`: it keeps the device's presence from
+ * EMQX's connect/disconnect events (delivered by the webhook adapter with signal-with-start), runs
+ * the offline alarm (grace, escalation, ack, clear, flapping) and re-applies the desired proxy
+ * subscriptions on every connect. The rules live in presence-machine.ts; this file runs them and
+ * carries out their effects.
+ */
+
+export const presenceEventsSignal = defineSignal<[{ events: PresenceEvent[] }]>('presenceEvents');
+/** Provisioning changed the device record (alarm policy) or deprovisioned the device. */
+export const deviceRecordChangedSignal = defineSignal('deviceRecordChanged');
+export const presenceQuery = defineQuery<PresenceView | null>('presence');
+export const alarmQuery = defineQuery<AlarmView | null>('alarm');
+export const recentEventsQuery = defineQuery<RecentEvent[]>('recentEvents');
+export const acknowledgeAlarmUpdate = defineUpdate<AlarmView, [AlarmAction]>('acknowledgeAlarm');
+export const clearAlarmUpdate = defineUpdate<AlarmView, [AlarmAction]>('clearAlarm');
+
+/**
+ * Temporal refuses more than 10,000 signals per run and suggests continue-as-new after ~4,096
+ * history events (reference limits §1.1); a flap costs about ten events, so 1,000 messages keeps
+ * every run far below both.
+ */
+export const DEFAULT_CONTINUE_AS_NEW_AFTER = 1_000;
+
+export interface DevicePresenceInput {
+  clientId: string;
+  /** Continue-as-new after this many signals and updates (tests force it with a small number). */
+  continueAsNewAfter?: number;
+  /** The state a previous run handed over. */
+  carried?: PresenceState;
+}
+
+/** MongoDB steps: retried until they succeed (a lost alarm record is worse than a late one). */
+const store = proxyActivities<Activities>({
+  startToCloseTimeout: '20 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+const emqx = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 10 },
+});
+
+/** The alarm webhook: several minutes of retries, then the level stays recorded in MongoDB only. */
+const notify = proxyActivities<Activities>({
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
+});
+
+export async function devicePresence(input: DevicePresenceInput): Promise<void> {
+  const { clientId } = input;
+  const messageLimit = input.continueAsNewAfter ?? DEFAULT_CONTINUE_AS_NEW_AFTER;
+  let state: PresenceState | null = input.carried ?? null;
+  const inbox: PresenceEvent[] = [];
+  const effects: PresenceEffect[] = [];
+  let effectsQueued = 0;
+  let effectsDone = 0;
+  let background = 0;
+  let policyStale = false;
+  let messages = 0;
+
+  const enqueue = (more: PresenceEffect[]): number => {
+    effects.push(...more);
+    effectsQueued += more.length;
+    return effectsQueued;
+  };
+
+  setHandler(presenceEventsSignal, ({ events }) => {
+    messages++;
+    inbox.push(...events);
+  });
+  setHandler(deviceRecordChangedSignal, () => {
+    messages++;
+    policyStale = true;
+  });
+  setHandler(presenceQuery, () => (state ? presenceView(state) : null));
+  setHandler(alarmQuery, () => alarmView(state));
+  setHandler(recentEventsQuery, () => [...(state?.recent ?? [])].reverse());
+
+  /** Operator actions run their effects through the same queue, so MongoDB sees every change in order. */
+  const operatorAction = (act: (s: PresenceState, note: string | undefined, now: number) => PresenceEffect[]) => async (action: AlarmAction): Promise<AlarmView> => {
+    messages++;
+    const subject = state as PresenceState; // the validator refused the update while there is no state
+    const target = enqueue(act(subject, action.note, Date.now()));
+    await condition(() => effectsDone >= target);
+    return alarmView(subject) as AlarmView;
+  };
+  const validated = (refusal: (s: PresenceState | null) => string | null) => (action: AlarmAction): void => {
+    const parsed = AlarmAction.safeParse(action);
+    if (!parsed.success) throw new Error(`note: ${parsed.error.issues[0]?.message ?? 'is invalid'}`);
+    const reason = refusal(state);
+    if (reason) throw new Error(reason);
+  };
+  setHandler(acknowledgeAlarmUpdate, operatorAction(acknowledge), { validator: validated(acknowledgeRefusal) });
+  setHandler(clearAlarmUpdate, operatorAction(clearByOperator), { validator: validated(clearRefusal) });
+
+  const runInBackground = (work: Promise<unknown>, what: string): void => {
+    background++;
+    void work
+      .catch((err: unknown) => log.warn(`${what} failed for good`, { clientId, error: err instanceof Error ? err.message : String(err) }))
+      .finally(() => background--);
+  };
+
+  const carryOut = async (): Promise<void> => {
+    while (effects.length > 0) {
+      const effect = effects.shift() as PresenceEffect;
+      switch (effect.type) {
+        case 'recordAlarm':
+          await store.recordAlarm({ alarm: effect.alarm });
+          break;
+        case 'notifyAlarm':
+          runInBackground(notify.notifyAlarm({ alarm: effect.alarm, change: effect.change }), 'alarm notification');
+          break;
+        case 'applySubscriptions':
+          // Most devices have none: skip the activity (a connect storm is then signals only).
+          if (current.policy.desiredSubscriptions > 0) {
+            runInBackground(emqx.reapplyDesiredSubscriptions({ clientId, connectedAt: effect.connectedAt }), 'subscription re-apply');
+          }
+          break;
+      }
+      effectsDone++;
+    }
+  };
+
+  let published = { presence: '', level: -1 };
+  const publishSearchAttributes = (s: PresenceState): void => {
+    const level = openAlarmLevel(s);
+    if (published.presence === s.presence && published.level === level) return;
+    upsertSearchAttributes([
+      { key: DeviceIdKey, value: clientId },
+      { key: DeviceOperationKey, value: 'presence' },
+      { key: PresenceKey, value: s.presence },
+      { key: AlarmLevelKey, value: level },
+    ]);
+    published = { presence: s.presence, level };
+  };
+
+  // Every run reads the policy afresh: provisioning may have changed it since the last run.
+  policyStale = false;
+  const firstPolicy = await store.loadPresencePolicy({ clientId });
+  const current: PresenceState = state ?? initialState(clientId, firstPolicy);
+  if (state) enqueue(updatePolicy(current, firstPolicy, Date.now()));
+  state = current;
+
+  for (;;) {
+    if (policyStale) {
+      policyStale = false;
+      enqueue(updatePolicy(current, await store.loadPresencePolicy({ clientId }), Date.now()));
+    }
+    if (inbox.length > 0) enqueue(applyEvents(current, inbox.splice(0), Date.now()));
+    // Catching up after a long pause (worker down) may raise and escalate in one go.
+    for (let round = 0; round < 10; round++) {
+      const due = fireDueTimers(current, Date.now());
+      if (due.length === 0) break;
+      enqueue(due);
+    }
+    await carryOut();
+    publishSearchAttributes(current);
+
+    const idle = (): boolean => inbox.length === 0 && effects.length === 0 && !policyStale;
+    // Ready to end or hand over: nothing queued, nothing running. New work wakes the loop instead,
+    // so an update arriving now (which waits for its effects) is carried out, not deadlocked.
+    const settled = (): boolean => idle() && background === 0 && allHandlersFinished();
+    if (!current.policy.monitored && current.presence !== 'online' && !isOpen(current.alarm)) {
+      // Deprovisioned and gone: nothing left to watch. A later event starts a new run.
+      await condition(() => settled() || !idle());
+      if (settled()) return;
+      continue;
+    }
+    if (workflowInfo().continueAsNewSuggested || messages >= messageLimit) {
+      await condition(() => settled() || !idle());
+      if (settled()) {
+        current.counters.runs++;
+        return continueAsNew<typeof devicePresence>({ clientId, continueAsNewAfter: messageLimit, carried: current });
+      }
+      continue;
+    }
+    const deadline = nextDeadline(current);
+    const wake = (): boolean => !idle();
+    if (deadline === null) await condition(wake);
+    else if (deadline > Date.now()) await condition(wake, deadline - Date.now());
+  }
+}

@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCliWith, type CliRun } from '../support/cli-runner';
+import { waitFor } from '../harness';
+import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
+import { startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
+
+let env: DeviceOpsTestEnv;
+let devices: TestDevices;
+
+beforeAll(async () => {
+  env = await startDeviceOpsEnv();
+  devices = new TestDevices(env.broker);
+});
+
+afterAll(async () => {
+  await devices?.disconnectAll();
+  await env?.close();
+});
+
+async function cli(args: string[], stdin = ''): Promise<CliRun> {
+  return runCliWith(env.ops, args, stdin);
+}
+
+describe('device-ops campaign', () => {
+  it('rejects bad input with a one-line reason before connecting to anything', async () => {
+    const cases: [string[], string, RegExp][] = [
+      [['--targets', '-', '--topic', 'a/+/cmd', '--payload', 'x'], 'd1\n', /wildcards/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--qos', '3'], 'd1\n', /--qos: "3" must be a whole number from 0 to 2/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--rate', 'fast'], 'd1\n', /--rate: "fast" must be a rate/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x'], 'good\nbad/id\n', /line 2: clientId must not contain/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', '{"a":', '--payload-format', 'json'], 'd1\n', /--payload: is not valid JSON/],
+      [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'd1\n', /target d1: no value for \$\{fw\}/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', '{"n":${n}}', '--payload-format', 'json'], 'clientId,n\nd1,7\nd2,seven\n', /target d2: the payload is not valid JSON/],
+      [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'clientId,fw\nd1,a+b\n', /wildcards/],
+      [['--topic', 'a/${clientid}', '--payload', 'x'], '', /give a targets file/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--abort-threshold', '150'], 'd1\n', /--abort-threshold/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--deadline', 'soon'], 'd1\n', /--deadline: "soon" must be a duration/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x'], '\n# nothing\n', /no targets/],
+    ];
+    for (const [args, stdin, reason] of cases) {
+      const run = await cli(['campaign', 'start', ...args], stdin);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(run.connected, args.join(' ')).toBe(false);
+      expect(run.stderr, args.join(' ')).toMatch(reason);
+      expect(run.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+    }
+  });
+
+  it('starts from a CSV on stdin, reports status and results, and shows a live progress bar', async () => {
+    const targets = ids('cli-c', 6);
+    await registerDevices(env.emqx, targets);
+    await devices.connectAll(targets.slice(0, 4));
+    const csv = ['clientId,fw', ...targets.map((id, i) => `${id},2.${i}`), `${targets[0]},9.9`].join('\n');
+    const started = await cli(['campaign', 'start', '--targets', '-', '--topic', 'campaign/${clientid}/cmd', '--payload', '{"fw":"${fw}"}', '--payload-format', 'json', '--qos', '1', '--json'], csv);
+    expect(started.stderr).toBe('');
+    expect(started.code).toBe(0);
+    const { campaignId, workflowId, total, duplicates } = JSON.parse(started.stdout) as { campaignId: string; workflowId: string; total: number; duplicates: number };
+    expect(workflowId).toBe(`campaign/${campaignId}`);
+    expect({ total, duplicates }).toEqual({ total: 6, duplicates: 1 });
+
+    const watched = await cli(['campaign', 'watch', campaignId, '--interval', '200ms']);
+    expect(watched.code).toBe(0);
+    expect(watched.stdout).toMatch(/\[#{30}\] 100% {2}6\/6 {2}delivered 4 {2}offline 2/);
+    expect(watched.stdout).toMatch(/completed/);
+
+    const status = await cli(['campaign', 'status', campaignId, '--json']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ campaignId, state: 'completed', counts: { total: 6, delivered: 4, offline: 2, failed: 0, pending: 0 } });
+    expect(devices.received('cli-c-2').map((a) => JSON.parse(a.payload))).toEqual([{ fw: '2.2' }]);
+
+    const csvOut = await cli(['campaign', 'results', campaignId]);
+    const lines = csvOut.stdout.trim().split('\n');
+    expect(lines[0]).toBe('clientId,status,attempts,messageId,lastError,firstAttemptAt,finishedAt,nextAttemptAt');
+    expect(lines).toHaveLength(7);
+    expect(lines[5]).toMatch(/^cli-c-4,offline,1,,no matching subscribers/);
+    const jsonOut = await cli(['campaign', 'results', campaignId, '--format', 'json', '--status', 'delivered']);
+    expect(JSON.parse(jsonOut.stdout).map((r: { clientId: string }) => r.clientId)).toEqual(targets.slice(0, 4));
+  });
+
+  it('pauses, resumes and cancels from the command line; a second cancel fails with one line', async () => {
+    const started = await cli(
+      ['campaign', 'start', '--targets', '-', '--topic', 'cli/${clientid}/cmd', '--payload', 'x', '--rate', '120/min', '--json'],
+      ids('cli-p', 50).join('\n'),
+    );
+    const { campaignId } = JSON.parse(started.stdout) as { campaignId: string };
+    const paused = await cli(['campaign', 'pause', campaignId, '--json']);
+    expect(paused.code).toBe(0);
+    expect(JSON.parse(paused.stdout).state).toBe('paused');
+    const again = await cli(['campaign', 'pause', campaignId]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^error: campaign .*: the campaign is already paused\n$/);
+    expect(JSON.parse((await cli(['campaign', 'resume', campaignId, '--json'])).stdout).state).toBe('running');
+    const cancelled = await cli(['campaign', 'cancel', campaignId, '--reason', 'rollout halted by operator', '--json']);
+    expect(JSON.parse(cancelled.stdout)).toMatchObject({ state: 'cancelled', reason: 'rollout halted by operator' });
+    const twice = await cli(['campaign', 'cancel', campaignId, '--reason', 'again']);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toBe(`error: campaign ${campaignId} is not running\n`);
+    const human = await cli(['campaign', 'status', campaignId]);
+    expect(human.stdout).toMatch(/cancelled \(rollout halted by operator\)/);
+  });
+
+  it('targets device records by tag', async () => {
+    const now = new Date().toISOString();
+    const tagged = ids('cli-t', 3);
+    await env.history.saveDevices([
+      ...tagged.map((clientId) => ({ clientId, username: clientId, acl: [], subscriptions: [], tags: ['north'], status: 'active' as const, provisionedAt: now, updatedAt: now })),
+      { clientId: 'cli-t-other', username: 'cli-t-other', acl: [], subscriptions: [], tags: ['south'], status: 'active' as const, provisionedAt: now, updatedAt: now },
+    ]);
+    await registerDevices(env.emqx, tagged);
+    await devices.connectAll(tagged);
+    const started = await cli(['campaign', 'start', '--select-tag', 'north', '--topic', 'campaign/${clientid}/cmd', '--payload', 'tagged', '--json']);
+    expect(started.code).toBe(0);
+    const { campaignId } = JSON.parse(started.stdout) as { campaignId: string };
+    await waitFor(async () => (await env.ops.campaigns.status(campaignId)).state === 'completed', { what: 'selector campaign' });
+    expect((await env.ops.campaigns.status(campaignId)).counts).toMatchObject({ total: 3, delivered: 3 });
+    for (const id of tagged) expect(devices.received(id).map((a) => a.payload)).toContain('tagged');
+  });
+});

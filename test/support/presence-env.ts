@@ -1,0 +1,90 @@
+import Fastify from 'fastify';
+import { request } from 'undici';
+import type { AlarmNotification, PresenceSettings } from '../../src/activities/presence';
+import { createWebhookAdapter, type WebhookAdapter, type WebhookAdapterOptions } from '../../src/webhook/adapter';
+import { startDeviceOpsEnv, type DeviceOpsTestEnv } from './device-ops-env';
+
+/**
+ * The whole presence path for one test file, all real: the broker's rule engine posts EMQX events
+ * to a webhook adapter (port 0), which stores them in MongoDB and signals device workflows run by
+ * the file's worker; alarm notifications go to a receiver that records them.
+ */
+export const WEBHOOK_TOKEN = 'test-webhook-token-0123456789';
+
+export interface PresenceTestEnv extends DeviceOpsTestEnv {
+  adapter: WebhookAdapter;
+  adapterUrl: string;
+  /** Alarm notifications received so far, in arrival order. */
+  notifications: AlarmNotification[];
+  /** Another adapter on the same database (e.g. with a broken Temporal client); closed with the env. */
+  extraAdapter(options: Partial<WebhookAdapterOptions>): Promise<{ adapter: WebhookAdapter; url: string }>;
+}
+
+/** Short defaults so unprovisioned clients behave predictably; tests give devices their own policy. */
+export const TEST_PRESENCE_DEFAULTS: PresenceSettings['defaults'] = { graceMs: 60_000, escalationMs: [60_000], flapThreshold: 50, flapWindowMs: 60_000 };
+
+export async function startPresenceEnv(options: { defaults?: PresenceSettings['defaults'] } = {}): Promise<PresenceTestEnv> {
+  const notifications: AlarmNotification[] = [];
+  const receiver = Fastify();
+  receiver.post('/alarms', (req, reply) => {
+    notifications.push(req.body as AlarmNotification);
+    void reply.send({ ok: true });
+  });
+  await receiver.listen({ host: '127.0.0.1', port: 0 });
+  const receiverAddress = receiver.server.address();
+  const receiverPort = typeof receiverAddress === 'object' && receiverAddress ? receiverAddress.port : 0;
+
+  const env = await startDeviceOpsEnv({
+    presence: { defaults: options.defaults ?? TEST_PRESENCE_DEFAULTS, alarmWebhookUrl: `http://127.0.0.1:${receiverPort}/alarms` },
+  });
+  const adapters: WebhookAdapter[] = [];
+  const extraAdapter = async (overrides: Partial<WebhookAdapterOptions>): Promise<{ adapter: WebhookAdapter; url: string }> => {
+    const adapter = createWebhookAdapter({
+      history: env.history,
+      temporal: env.temporal,
+      taskQueue: env.taskQueue,
+      token: WEBHOOK_TOKEN,
+      relay: { sweepIntervalMs: 200, bucketMs: 1_000, adoptAfterMs: 500, maxBackoffMs: 1_000 },
+      ...overrides,
+    });
+    adapters.push(adapter);
+    const port = await adapter.listen('127.0.0.1', 0);
+    return { adapter, url: `http://127.0.0.1:${port}` };
+  };
+  const main = await extraAdapter({});
+  await env.ops.setupEventWebhook({ url: `${main.url}/emqx/events`, token: WEBHOOK_TOKEN });
+
+  return {
+    ...env,
+    adapter: main.adapter,
+    adapterUrl: main.url,
+    notifications,
+    extraAdapter,
+    async close() {
+      await Promise.allSettled(adapters.map((a) => a.close()));
+      await env.close();
+      await receiver.close();
+    },
+  };
+}
+
+/** POSTs a body to an adapter's /emqx/events; returns the status and the parsed answer. */
+export async function postEvents(
+  baseUrl: string,
+  body: unknown,
+  headers: Record<string, string> = { authorization: `Bearer ${WEBHOOK_TOKEN}` },
+): Promise<{ status: number; body: unknown }> {
+  const res = await request(`${baseUrl}/emqx/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.body.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.statusCode, body: parsed };
+}

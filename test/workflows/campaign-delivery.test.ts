@@ -1,0 +1,163 @@
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCampaignActivities } from '../../src/activities/campaign';
+import { createDataConverter } from '../../src/codec/data-converter';
+import { MqttPublisher } from '../../src/emqx/mqtt-publisher';
+import { createDeviceOpsWorker, workflowsPath } from '../../src/worker';
+import { stackEndpoints, uniqueName, waitFor, workerConnection } from '../harness';
+import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
+import { startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
+
+let env: DeviceOpsTestEnv;
+let devices: TestDevices;
+
+beforeAll(async () => {
+  env = await startDeviceOpsEnv();
+  devices = new TestDevices(env.broker);
+});
+
+afterAll(async () => {
+  await devices?.disconnectAll();
+  await env?.close();
+});
+
+const TOPIC = 'campaign/${clientid}/cmd';
+
+describe('campaign delivery', () => {
+  it('delivers once to online devices, to returning devices on their reconnect signal, and ends the others offline at the deadline', async () => {
+    const online = ids('on', 10);
+    const late = ids('late', 5);
+    const gone = ids('gone', 5);
+    await registerDevices(env.emqx, [...online, ...late, ...gone]);
+    await devices.connectAll(online);
+
+    const targets = [...gone, ...online, ...late].map((clientId, i) => ({ clientId, values: { fw: `1.${i}` } }));
+    const started = await env.ops.campaigns.start({
+      targets: { list: targets },
+      message: { topic: TOPIC, payload: { format: 'json', text: '{"cmd":"update","device":"${clientid}","fw":"${fw}"}' }, qos: 1 },
+      // Rechecks are rare here, so a returning device is served by its reconnect signal.
+      offline: { wait: true, recheckIntervalMs: 600_000, wakeRetries: 3, wakeBackoffMs: 500 },
+      deadlineMs: 12_000,
+    });
+    expect(started).toMatchObject({ workflowId: `campaign/${started.campaignId}`, total: 20, duplicates: 0 });
+
+    // Everyone was tried once: the online devices have their message, the others wait.
+    await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).counts.waiting === 10, { what: 'offline targets waiting', timeoutMs: 10_000 });
+    expect(devices.arrivals).toHaveLength(10);
+
+    await devices.connectAll(late);
+    const notifiedAt = Date.now();
+    // The device workflow's connect path runs the wakeCampaignsForDevice activity; platforms with
+    // their own presence source call notifyDeviceOnline. Both tell the campaign.
+    const activities = createCampaignActivities({ emqx: env.emqx, history: env.history });
+    const activityEnv = new MockActivityEnvironment({}, { client: env.temporal });
+    for (const clientId of late.slice(0, 3)) {
+      expect(await activityEnv.run(activities.wakeCampaignsForDevice, { clientId })).toEqual({ campaigns: [started.campaignId] });
+    }
+    for (const clientId of late.slice(3)) expect(await env.ops.campaigns.notifyDeviceOnline(clientId)).toEqual([started.campaignId]);
+    expect(await activityEnv.run(activities.wakeCampaignsForDevice, { clientId: 'never-targeted' })).toEqual({ campaigns: [] });
+    await waitFor(() => late.every((id) => devices.received(id).length > 0), { what: 'messages to returning devices', timeoutMs: 8_000 });
+    expect(Math.max(...late.map((id) => (devices.received(id)[0]?.at ?? 0) - notifiedAt))).toBeLessThan(5_000);
+
+    const summary = await env.ops.campaigns.handle(started.campaignId).result();
+    expect(summary).toMatchObject({ state: 'completed', counts: { total: 20, delivered: 15, offline: 5, failed: 0, pending: 0 } });
+
+    for (const id of [...online, ...late]) {
+      const received = devices.received(id);
+      expect(received, id).toHaveLength(1);
+      const target = targets.find((t) => t.clientId === id);
+      expect(JSON.parse(received[0]?.payload ?? '{}')).toEqual({ cmd: 'update', device: id, fw: target?.values.fw });
+    }
+    expect(devices.arrivals.filter((a) => gone.some((id) => a.clientId === id))).toHaveLength(0);
+
+    const records = await env.ops.campaigns.finalRecords(started.campaignId);
+    expect(records).toHaveLength(20);
+    expect(new Set(records.map((r) => r.clientId)).size).toBe(20);
+    for (const r of records) {
+      if (gone.includes(r.clientId)) expect(r).toMatchObject({ status: 'offline', lastError: expect.stringContaining('no matching subscribers') });
+      else expect(r).toMatchObject({ status: 'delivered', messageId: expect.stringMatching(/^[0-9A-F]+$/) });
+    }
+    const rows = [];
+    for await (const row of env.ops.campaigns.results(started.campaignId)) rows.push(row);
+    expect(rows.map((r) => r.clientId)).toEqual(targets.map((t) => t.clientId));
+    expect((await env.ops.campaigns.status(started.campaignId)).state).toBe('completed');
+  });
+
+  it('retries waiting targets periodically until the deadline when no reconnect signal comes', async () => {
+    const back = ids('poll', 4);
+    await registerDevices(env.emqx, back);
+    const started = await env.ops.campaigns.start({
+      targets: { list: back.map((clientId) => ({ clientId })) },
+      message: { topic: TOPIC, payload: { format: 'text', text: 'hello ${clientid}' } },
+      offline: { wait: true, recheckIntervalMs: 1_000 },
+      deadlineMs: 20_000,
+    });
+    await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).counts.waiting === 4, { what: 'targets waiting' });
+    await devices.connectAll(back);
+    await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).state === 'completed', { what: 'campaign completion', timeoutMs: 15_000 });
+    for (const id of back) expect(devices.received(id).map((a) => a.payload)).toEqual([`hello ${id}`]);
+    const status = await env.ops.campaigns.status(started.campaignId);
+    expect(status.counts).toMatchObject({ total: 4, delivered: 4, pending: 0 });
+    expect(status.retries).toBeGreaterThanOrEqual(4);
+  });
+
+  it('continues as new across runs, carrying progress, without publishing twice', async () => {
+    const targets = ids('can', 30);
+    await registerDevices(env.emqx, targets);
+    await devices.connectAll(targets);
+    const started = await env.ops.campaigns.start(
+      { targets: { list: targets.map((clientId) => ({ clientId })) }, message: { topic: TOPIC, payload: { format: 'text', text: 'run' } }, rollout: { batchSize: 3, concurrency: 2 } },
+      { batchesPerRun: 4 },
+    );
+    const summary = await env.ops.campaigns.handle(started.campaignId).result();
+    expect(summary).toMatchObject({ state: 'completed', batches: 10, counts: { delivered: 30, pending: 0 } });
+    for (const id of targets) expect(devices.received(id), id).toHaveLength(1);
+    // Every run replays deterministically against the current code.
+    let runs = 0;
+    let runId: string | undefined = started.runId;
+    while (runId) {
+      const history = await env.temporal.workflow.getHandle(started.workflowId, runId).fetchHistory();
+      await Worker.runReplayHistory({ workflowsPath: workflowsPath(), dataConverter: createDataConverter(env.keys), replayName: `campaign-run-${runs}` }, history, started.workflowId);
+      runs += 1;
+      runId = history.events?.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+    }
+    expect(runs).toBeGreaterThanOrEqual(3);
+  });
+
+  it('publishes over MQTT through the worker\'s publishing client when asked', async () => {
+    const targets = ids('mqtt', 5);
+    await registerDevices(env.emqx, [...targets, 'campaign-publisher']);
+    await devices.connectAll(targets);
+    const publisher = MqttPublisher.start({ url: env.broker.mqttUrl, clientId: 'campaign-publisher', username: 'campaign-publisher', password: 'campaign-device-password', protocolVersion: 4 });
+    await publisher.waitConnected();
+    const connection = await workerConnection();
+    const taskQueue = uniqueName('campaign-mqtt');
+    const worker = await createDeviceOpsWorker({
+      connection,
+      namespace: stackEndpoints().namespace,
+      taskQueue,
+      deps: { emqx: env.emqx, history: env.history, mqttPublisher: publisher },
+      dataConverter: createDataConverter(env.keys),
+    });
+    const running = worker.run();
+    try {
+      const started = await env.ops.campaigns.start(
+        {
+          targets: { list: targets.map((clientId) => ({ clientId })) },
+          message: { topic: TOPIC, payload: { format: 'base64', data: Buffer.from('binary \u0001 payload').toString('base64') }, qos: 1 },
+          transport: 'mqtt',
+        },
+        { taskQueue },
+      );
+      const summary = await env.ops.campaigns.handle(started.campaignId).result();
+      expect(summary.counts).toMatchObject({ delivered: 5, pending: 0 });
+      for (const id of targets) expect(devices.received(id).map((a) => a.payload)).toEqual(['binary \u0001 payload']);
+    } finally {
+      worker.shutdown();
+      await running;
+      await connection.close();
+      await publisher.close();
+    }
+  });
+});

@@ -1,0 +1,229 @@
+import { describe, expect, it } from 'vitest';
+import type { PresenceEvent, PresencePolicy } from '../../src/domain/presence';
+import {
+  acknowledge,
+  acknowledgeRefusal,
+  applyEvents,
+  clearByOperator,
+  fireDueTimers,
+  initialState,
+  nextDeadline,
+  openAlarmLevel,
+  updatePolicy,
+  type PresenceEffect,
+  type PresenceState,
+} from '../../src/workflows/presence-machine';
+
+/** The device workflow's rules on their own: no Temporal, time passed in explicitly. */
+
+const policy: PresencePolicy = { graceMs: 1_000, escalationMs: [2_000, 5_000], flapThreshold: 4, flapWindowMs: 60_000, monitored: true, desiredSubscriptions: 1 };
+
+const connected = (connectedAt: number): PresenceEvent => ({ kind: 'connected', key: `c|${connectedAt}`, connectedAt });
+const disconnected = (connectedAt: number, disconnectedAt: number, reason = 'normal'): PresenceEvent => ({
+  kind: 'disconnected',
+  key: `d|${connectedAt}`,
+  connectedAt,
+  disconnectedAt,
+  reason,
+});
+
+function fresh(): PresenceState {
+  return initialState('dev-1', { ...policy });
+}
+
+const types = (effects: PresenceEffect[]): string[] => effects.map((e) => e.type);
+
+function permutations<T>(items: T[]): T[][] {
+  if (items.length <= 1) return [items];
+  return items.flatMap((item, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]));
+}
+
+describe('presence ordering', () => {
+  it('goes online on connect and asks for the desired subscriptions', () => {
+    const state = fresh();
+    expect(types(applyEvents(state, [connected(100)], 100))).toEqual(['applySubscriptions']);
+    expect(state.presence).toBe('online');
+  });
+
+  it('reaches the same presence whatever order the events arrive in, one at a time', () => {
+    const offlineEnd = [connected(100), disconnected(100, 200), connected(300), disconnected(300, 400)];
+    const onlineEnd = [connected(100), disconnected(100, 200), connected(300)];
+    for (const order of permutations(offlineEnd)) {
+      const state = fresh();
+      for (const event of order) applyEvents(state, [event], 1_000);
+      expect(state.presence).toBe('offline');
+      expect(state.session?.connectedAt).toBe(300);
+    }
+    for (const order of permutations(onlineEnd)) {
+      const state = fresh();
+      for (const event of order) applyEvents(state, [event], 1_000);
+      expect(state.presence).toBe('online');
+      expect(state.session).toEqual({ connectedAt: 300 });
+    }
+  });
+
+  it('applies duplicates once', () => {
+    const state = fresh();
+    applyEvents(state, [connected(100), connected(100)], 100);
+    applyEvents(state, [disconnected(100, 200), disconnected(100, 200)], 200);
+    expect(state.counters).toMatchObject({ events: 4, duplicates: 2, sessionsStarted: 1, sessionsEnded: 1 });
+    expect(state.presence).toBe('offline');
+  });
+
+  it('ignores the disconnect of a session that a newer one took over', () => {
+    const state = fresh();
+    applyEvents(state, [connected(100)], 100);
+    applyEvents(state, [disconnected(100, 150, 'takenover')], 150);
+    expect(state.presence).toBe('online');
+    applyEvents(state, [connected(150)], 150);
+    expect(state.presence).toBe('online');
+    expect(state.counters.superseded).toBe(1);
+  });
+
+  it('takes a disconnect whose connect never arrived as a session that began and ended', () => {
+    const state = fresh();
+    applyEvents(state, [disconnected(100, 200, 'keepalive_timeout')], 250);
+    expect(state.presence).toBe('offline');
+    expect(state.session).toMatchObject({ connectedAt: 100, endedAt: 200, reason: 'keepalive_timeout' });
+    applyEvents(state, [connected(100)], 260);
+    expect(state.presence).toBe('offline');
+  });
+});
+
+describe('offline alarm', () => {
+  it('raises nothing when the device reconnects inside the grace period', () => {
+    const state = fresh();
+    applyEvents(state, [connected(0)], 0);
+    applyEvents(state, [disconnected(0, 1_000)], 1_000);
+    expect(nextDeadline(state)).toBe(2_000);
+    applyEvents(state, [connected(1_500)], 1_500);
+    expect(nextDeadline(state)).toBeNull();
+    expect(fireDueTimers(state, 10_000)).toEqual([]);
+    expect(state.alarm).toBeNull();
+  });
+
+  it('raises level 1 after the grace period and escalates at the steps after raising', () => {
+    const state = fresh();
+    applyEvents(state, [connected(0), disconnected(0, 1_000)], 1_000);
+    expect(fireDueTimers(state, 1_999)).toEqual([]);
+    expect(types(fireDueTimers(state, 2_000))).toEqual(['recordAlarm', 'notifyAlarm']);
+    expect(state.alarm).toMatchObject({ kind: 'offline', level: 1, state: 'active', offlineSince: new Date(1_000).toISOString() });
+    expect(nextDeadline(state)).toBe(4_000);
+    fireDueTimers(state, 4_000);
+    expect(state.alarm?.level).toBe(2);
+    expect(nextDeadline(state)).toBe(7_000);
+    fireDueTimers(state, 7_000);
+    expect(state.alarm?.level).toBe(3);
+    expect(nextDeadline(state)).toBeNull();
+    expect(state.alarm?.changes.map((c) => c.change)).toEqual(['raised', 'escalated', 'escalated']);
+  });
+
+  it('clears the alarm on reconnect, recorded as cleared by reconnect', () => {
+    const state = fresh();
+    applyEvents(state, [connected(0), disconnected(0, 1_000)], 1_000);
+    fireDueTimers(state, 2_000);
+    const effects = applyEvents(state, [connected(5_000)], 5_000);
+    expect(types(effects)).toEqual(['recordAlarm', 'notifyAlarm', 'applySubscriptions']);
+    expect(state.alarm).toMatchObject({ state: 'cleared', clearedBy: 'reconnect', level: 1 });
+    expect(openAlarmLevel(state)).toBe(0);
+    expect(nextDeadline(state)).toBeNull();
+  });
+
+  it('stops escalating when acknowledged, and refuses a second acknowledgement', () => {
+    const state = fresh();
+    expect(acknowledgeRefusal(state)).toMatch(/no open alarm/);
+    applyEvents(state, [connected(0), disconnected(0, 1_000)], 1_000);
+    fireDueTimers(state, 2_000);
+    expect(types(acknowledge(state, 'on it', 2_500))).toEqual(['recordAlarm', 'notifyAlarm']);
+    expect(state.alarm).toMatchObject({ state: 'acknowledged', note: 'on it', level: 1 });
+    expect(nextDeadline(state)).toBeNull();
+    expect(fireDueTimers(state, 100_000)).toEqual([]);
+    expect(acknowledgeRefusal(state)).toMatch(/already acknowledged/);
+    expect(openAlarmLevel(state)).toBe(1);
+  });
+
+  it('raises nothing again after a manual clear until the next disconnect', () => {
+    const state = fresh();
+    applyEvents(state, [connected(0), disconnected(0, 1_000)], 1_000);
+    fireDueTimers(state, 2_000);
+    clearByOperator(state, 'known outage', 3_000);
+    expect(state.alarm).toMatchObject({ state: 'cleared', clearedBy: 'operator', note: 'known outage' });
+    expect(fireDueTimers(state, 100_000)).toEqual([]);
+    applyEvents(state, [connected(200_000), disconnected(200_000, 201_000)], 201_000);
+    fireDueTimers(state, 202_000);
+    expect(state.alarm).toMatchObject({ state: 'active', level: 1, kind: 'offline' });
+  });
+
+  it('turns many disconnects inside the window into one flapping alarm, not offline alarms', () => {
+    const state = fresh();
+    const raised: PresenceEffect[] = [];
+    let t = 0;
+    for (let i = 0; i < 10; i++) {
+      raised.push(...applyEvents(state, [connected(t), disconnected(t, t + 100)], t + 100));
+      raised.push(...fireDueTimers(state, t + 500));
+      t += 500;
+    }
+    const raisedAlarms = raised.filter((e) => e.type === 'notifyAlarm' && e.change === 'raised');
+    expect(raisedAlarms).toHaveLength(1);
+    expect(state.alarm).toMatchObject({ kind: 'flapping', state: 'active' });
+    // Staying offline does not add an offline alarm on top.
+    fireDueTimers(state, t + 1_500);
+    expect(state.counters.alarmsRaised).toBe(1);
+  });
+
+  it('clears a flapping alarm once the device has stayed online for a whole window', () => {
+    const state = fresh();
+    for (let i = 0; i < 4; i++) applyEvents(state, [connected(i * 10), disconnected(i * 10, i * 10 + 5)], i * 10 + 5);
+    expect(state.alarm?.kind).toBe('flapping');
+    applyEvents(state, [connected(100)], 100);
+    expect(state.alarm?.state).toBe('active');
+    fireDueTimers(state, 100 + 60_000);
+    expect(state.alarm).toMatchObject({ state: 'cleared', clearedBy: 'stable' });
+  });
+
+  it('clears the alarm and raises nothing more for a deprovisioned device', () => {
+    const state = fresh();
+    applyEvents(state, [connected(0), disconnected(0, 1_000)], 1_000);
+    fireDueTimers(state, 2_000);
+    updatePolicy(state, { ...policy, monitored: false }, 3_000);
+    expect(state.alarm).toMatchObject({ state: 'cleared', clearedBy: 'deprovisioned' });
+    applyEvents(state, [connected(4_000), disconnected(4_000, 5_000)], 5_000);
+    expect(fireDueTimers(state, 100_000)).toEqual([]);
+  });
+});
+
+describe('reconciliation observations', () => {
+  const observed = (online: boolean, observedAt: number, connectedAt?: number): PresenceEvent => ({
+    kind: 'observed',
+    key: `o|${observedAt}|${online}`,
+    online,
+    observedAt,
+    ...(connectedAt !== undefined ? { connectedAt } : {}),
+  });
+
+  it('ends a session EMQX no longer lists (a dropped disconnect), and the late disconnect changes nothing', () => {
+    const state = fresh();
+    applyEvents(state, [connected(100)], 100);
+    applyEvents(state, [observed(false, 5_000)], 5_000);
+    expect(state.presence).toBe('offline');
+    expect(state.offlineAlarmDueAt).toBe(6_000);
+    applyEvents(state, [disconnected(100, 4_000)], 5_100);
+    expect(state.presence).toBe('offline');
+  });
+
+  it('does not end a session that began after the listing', () => {
+    const state = fresh();
+    applyEvents(state, [connected(6_000)], 6_000);
+    applyEvents(state, [observed(false, 5_000)], 6_100);
+    expect(state.presence).toBe('online');
+  });
+
+  it('starts the session EMQX lists as connected (a dropped connect) and re-applies subscriptions', () => {
+    const state = fresh();
+    applyEvents(state, [connected(100), disconnected(100, 200)], 200);
+    expect(types(applyEvents(state, [observed(true, 5_000, 3_000)], 5_000))).toEqual(['applySubscriptions']);
+    expect(state.presence).toBe('online');
+    applyEvents(state, [connected(3_000)], 5_100);
+    expect(state.counters.sessionsStarted).toBe(2);
+  });
+});
