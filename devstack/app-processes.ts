@@ -79,3 +79,28 @@ export async function workerPolling(address: string, namespace: string, taskQueu
     await connection.close();
   }
 }
+
+/** The codec server, so the local Temporal UI shows decrypted payloads (no token: localhost only). */
+export async function startCodecServer(options: {
+  root: string;
+  logDir: string;
+  host: string;
+  port: number;
+  uiPort: number;
+  settings: Record<string, string>;
+}): Promise<ServiceProcess> {
+  return startProcess({
+    name: 'codec-server',
+    command: process.execPath,
+    args: ['--import', 'tsx', path.join(options.root, 'src/codec/main.ts')],
+    env: {
+      ...process.env,
+      ...options.settings,
+      CODEC_SERVER_HOST: options.host,
+      CODEC_SERVER_PORT: String(options.port),
+      CODEC_CORS_ORIGINS: `http://${options.host}:${options.uiPort},http://localhost:${options.uiPort}`,
+    },
+    logDir: options.logDir,
+    ready: async () => (await request(`http://${options.host}:${options.port}/healthz`)).statusCode === 200,
+  });
+}

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ensureFerretDb, ensureTemporalCli } from './binaries';
 import { assertPortFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
 import { faultsFromEnv, startBroker, type RunningBroker } from './broker';
-import { startAppProcesses } from './app-processes';
+import { startAppProcesses, startCodecServer } from './app-processes';
 import { parseEnvFile, projectRoot } from '../src/config';
 
 /**
@@ -85,7 +85,6 @@ async function main(): Promise<void> {
 
   for (const key of Object.keys(ports) as (keyof Ports)[]) {
     if (key === 'mongo' && externalMongo) continue;
-    if (key === 'codec') continue; // not started by the stack yet
     const [variable] = PORT_VARIABLES[key];
     await assertPortFree(host, ports[key], variable);
   }
@@ -128,6 +127,8 @@ async function main(): Promise<void> {
         port: ports.temporal,
         uiPort: ports.temporalUi,
         dbFile: path.join(stateDir, 'temporal.sqlite'),
+        // The UI (in the browser) asks our codec server to decrypt payloads; the server keeps ciphertext.
+        codecEndpoint: `http://${host}:${ports.codec}`,
         namespace: env.TEMPORAL_NAMESPACE ?? 'default',
         logDir,
       }).then((s) => (services.push(s), s)),
@@ -169,6 +170,8 @@ async function main(): Promise<void> {
     progress('starting the worker and the webhook adapter, and pointing the broker at the adapter ...');
     const apps = await startAppProcesses({ root, logDir, host, webhookPort: ports.webhook, settings, emqxApiUrl: runningBroker.apiUrl });
     services.push(...apps.services);
+    const codecServer = await startCodecServer({ root, logDir, host, port: ports.codec, uiPort: ports.temporalUi, settings });
+    services.push(codecServer);
 
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     console.log(
@@ -183,6 +186,7 @@ async function main(): Promise<void> {
         `  EMQX REST API       ${runningBroker.apiUrl}  (API key ${settings.EMQX_API_KEY} / secret ${settings.EMQX_API_SECRET})`,
         `  webhook adapter     ${apps.webhookUrl}  (EMQX rule ${apps.ruleId} posts device events to it)`,
         `  worker              task queue ${settings.TEMPORAL_TASK_QUEUE}`,
+        `  codec server        http://${host}:${ports.codec}  (the Temporal UI decodes payloads through it)`,
         `  settings written to ${envFile}`,
         `  logs in ${logDir}`,
         'Press Ctrl-C to stop everything.',
