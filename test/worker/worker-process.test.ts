@@ -9,6 +9,7 @@ import { failureConverterPath } from '../../src/codec/data-converter';
 import { projectRoot } from '../../src/config';
 import { kickDevice } from '../../src/workflows/device-admin';
 import { workflowsPath } from '../../src/worker';
+import { freePort } from '../../devstack/services';
 import { stackEndpoints, uniqueName, waitFor } from '../harness';
 import { API_KEY, API_SECRET, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
@@ -29,7 +30,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function startWorkerProcess(taskQueue: string): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+function startWorkerProcess(taskQueue: string, metricsAddress: string): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const { temporalAddress, mongoUri } = stackEndpoints();
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/worker.ts')], {
     env: {
@@ -46,6 +47,7 @@ function startWorkerProcess(taskQueue: string): { child: ChildProcess; output: (
       PAYLOAD_ENCRYPTION_KEYS: env.keys,
       WORKFLOW_BUNDLE_PATH: bundlePath,
       WORKER_SHUTDOWN_GRACE: '20s',
+      WORKER_METRICS_ADDRESS: metricsAddress,
     },
   });
   let output = '';
@@ -58,13 +60,20 @@ function startWorkerProcess(taskQueue: string): { child: ChildProcess; output: (
 describe('the worker process', () => {
   it('runs from the prebuilt bundle, logs JSON, and on SIGTERM lets the running activity finish, then exits 0', async () => {
     const taskQueue = uniqueName('worker-process');
-    const worker = startWorkerProcess(taskQueue);
+    const metricsAddress = `127.0.0.1:${await freePort()}`;
+    const worker = startWorkerProcess(taskQueue, metricsAddress);
     try {
       await waitFor(() => worker.output().includes('"msg":"worker polling"'), { timeoutMs: 30_000, what: `worker start: ${worker.output()}` });
       const lines = worker.output().split('\n').filter((l) => l.startsWith('{'));
       expect(lines.length).toBeGreaterThan(0);
       for (const line of lines) expect(JSON.parse(line)).toHaveProperty('level');
       expect(worker.output()).not.toContain('Workflow bundle created'); // no webpack run: the prebuilt bundle was used
+      // Temporal runtime metrics for Prometheus.
+      const metrics = await waitFor(async () => {
+        const text = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+        return text.includes('temporal_') ? text : null;
+      }, { what: 'Prometheus metrics' });
+      expect(metrics).toMatch(/^temporal_\w+/m);
 
       env.broker.faults.set({ restLatencyMs: 3_000 });
       const handle = await env.temporal.workflow.start(kickDevice, { workflowId: uniqueName('kick/slow'), taskQueue, args: [{ clientId: 'nobody' }] });
