@@ -95,7 +95,8 @@ export async function benchPresence(): Promise<Record<string, unknown>> {
 }
 
 async function httpPhases(stack: BenchStack, apps: Apps, o: { devices: number; naiveDevices: number; concurrency: number; convergeTimeoutMs: number }) {
-  const alone = await acceptancePhase(apps.alone.url, o.devices, o.concurrency);
+  // Long enough to be steady (it creates no workflows, so it is cheap): at least 15,000 events.
+  const alone = await acceptancePhase(apps.alone.url, Math.max(o.devices, 5_000), o.concurrency);
   progress(`http/adapter alone: ${alone.eventsPerSecond} events/s, p99 ${alone.latencyMs.p99} ms`);
   const inbox = await httpPhase(stack, apps.inbox.url, 'h-inbox', o.devices, o.concurrency, o.convergeTimeoutMs);
   progress(`http/inbox: ${inbox.eventsPerSecond} events/s, p99 ${inbox.latencyMs.p99} ms, converged in ${inbox.convergedSeconds} s`);

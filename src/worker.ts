@@ -66,8 +66,9 @@ function jsonLog(entry: LogEntry): void {
 }
 
 /** The ALARM_* variables as the presence activities take them. */
-export function presenceSettings(alarm: Config<'alarm'>['alarm']): PresenceSettings {
+export function presenceSettings(alarm: Config<'alarm'>['alarm'], presence?: Config<'presence'>['presence']): PresenceSettings {
   return {
+    ...(presence ? { continueAsNewAfter: presence.PRESENCE_CONTINUE_AS_NEW_AFTER } : {}),
     defaults: {
       graceMs: alarm.ALARM_GRACE_PERIOD,
       escalationMs: alarm.ALARM_ESCALATION_STEPS,
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
       connection: nativeConnection,
       namespace: config.temporal.TEMPORAL_NAMESPACE,
       taskQueue,
-      deps: { emqx, history: mongo.history, presence: presenceSettings(config.alarm), ...(mqttPublisher ? { mqttPublisher } : {}) },
+      deps: { emqx, history: mongo.history, presence: presenceSettings(config.alarm, config.presence), ...(mqttPublisher ? { mqttPublisher } : {}) },
       dataConverter,
       bundlePath: config.worker.WORKFLOW_BUNDLE_PATH,
       // SIGTERM: stop polling, let in-flight activities finish within the grace time, then exit.

@@ -6,6 +6,7 @@ import type { EmqxClient } from '../emqx';
 import { deliverPresenceEvents } from '../starter/presence-delivery';
 import { presenceEventsSignal } from '../workflows/presence';
 import { emqxStep, mapPooled } from './failures';
+import type { PresenceSettings } from './presence';
 
 /**
  * Reconciliation (DESIGN.md "Rules": reconcile periodically against the live clients list): a
@@ -27,7 +28,7 @@ export interface ReconcileReport {
 
 const SIGNAL_CONCURRENCY = 16;
 
-export function createReconcileActivities(deps: { emqx: EmqxClient; temporalClient?: () => Client }) {
+export function createReconcileActivities(deps: { emqx: EmqxClient; presence?: PresenceSettings; temporalClient?: () => Client }) {
   const temporal = deps.temporalClient ?? (() => Context.current().client);
 
   return {
@@ -72,7 +73,8 @@ export function createReconcileActivities(deps: { emqx: EmqxClient; temporalClie
       });
       await mapPooled(cameOnline, SIGNAL_CONCURRENCY, async ([clientId, connectedAt]) => {
         const event: PresenceEvent = { kind: 'observed', key: `reconcile|${observedAt}|online|${clientId}`, online: true, observedAt, connectedAt };
-        await deliverPresenceEvents(client, { clientId, taskQueue, events: [event], ...(input.continueAsNewAfter ? { continueAsNewAfter: input.continueAsNewAfter } : {}) });
+        const continueAsNewAfter = input.continueAsNewAfter ?? deps.presence?.continueAsNewAfter;
+        await deliverPresenceEvents(client, { clientId, taskQueue, events: [event], ...(continueAsNewAfter ? { continueAsNewAfter } : {}) });
         progress();
       });
 

@@ -15,6 +15,8 @@ export interface PresenceSettings {
   defaults: Omit<PresencePolicy, 'monitored' | 'desiredSubscriptions'>;
   /** ALARM_WEBHOOK_URL: where each alarm change is POSTed; unset means record only. */
   alarmWebhookUrl?: string;
+  /** PRESENCE_CONTINUE_AS_NEW_AFTER, for device workflows that reconciliation starts. */
+  continueAsNewAfter?: number;
 }
 
 export const DEFAULT_PRESENCE_SETTINGS: PresenceSettings = {

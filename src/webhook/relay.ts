@@ -222,6 +222,9 @@ export class PresenceRelay {
       this.deps.metrics.signalFailures++;
       if (this.lastSignalOk) this.deps.logger.warn({ clientId, err: (err as Error).message }, 'signal-with-start failed; events stay in the inbox');
       this.lastSignalOk = false;
+      // Trying the rest now would only fail the same way, as fast as it can: leave them in MongoDB
+      // for the backed-off read-back.
+      this.abandonQueued();
     } finally {
       for (const { event, bucket } of batch) {
         this.known.delete(event.key);
@@ -236,6 +239,19 @@ export class PresenceRelay {
       if (this.waiting.has(clientId)) this.ready.push({ clientId, at: Date.now() });
       this.pump();
     }
+  }
+
+  private abandonQueued(): void {
+    for (const queued of this.waiting.values()) {
+      for (const { event, bucket } of queued) {
+        this.known.delete(event.key);
+        bucket.pending--;
+        bucket.readBack = true;
+        bucket.unsent++;
+      }
+    }
+    this.waiting.clear();
+    this.ready.length = 0;
   }
 
   private wakeAt(at: number): void {

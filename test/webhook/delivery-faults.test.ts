@@ -156,12 +156,18 @@ describe('webhook delivery faults', () => {
       await waitFor(async () => (await presence())?.counters.sessionsEnded === i, { what: `disconnect ${i}` });
     }
     expect((await presence())?.alarm).toMatchObject({ kind: 'flapping', state: 'active', level: 1 });
-    expect((await env.history.alarms.ofDevice(id)).map((a) => a.kind)).toEqual(['flapping']);
+    // The workflow records the alarm right after raising it.
+    const stored = await waitFor(async () => {
+      const alarms = await env.history.alarms.ofDevice(id);
+      return alarms.length > 0 ? alarms : null;
+    }, { what: 'alarm recorded' });
+    expect(stored.map((a) => a.kind)).toEqual(['flapping']);
 
     // Online and stable for a whole flap window: the flapping alarm clears itself.
     const device = await connectDevice(env.broker, id, id, password(id));
     try {
-      await waitFor(async () => (await presence())?.alarm?.state === 'cleared', { timeoutMs: 30_000, what: 'flapping alarm cleared' });
+      await waitFor(async () => (await env.history.alarms.ofDevice(id))[0]?.state === 'cleared', { timeoutMs: 30_000, what: 'flapping alarm cleared' });
+      expect((await presence())?.alarm).toMatchObject({ state: 'cleared', clearedBy: 'stable' });
       expect((await env.history.alarms.ofDevice(id))[0]).toMatchObject({ kind: 'flapping', state: 'cleared', clearedBy: 'stable' });
       expect(await env.history.alarms.ofDevice(id)).toHaveLength(1);
     } finally {

@@ -100,8 +100,10 @@ describe('device presence', () => {
       what: 'level 2',
     });
     expect(level2?.alarm).toMatchObject({ kind: 'offline', state: 'active', level: 2 });
-    const [stored] = await env.history.alarms.ofDevice('pr-escalate');
-    expect(stored?.changes.map((c) => `${c.change}:${c.level}`)).toEqual(['raised:1', 'escalated:2']);
+    const stored = await waitFor(async () => ((await env.history.alarms.ofDevice('pr-escalate'))[0]?.level === 2 ? env.history.alarms.ofDevice('pr-escalate') : null), {
+      what: 'level 2 recorded',
+    });
+    expect(stored[0]?.changes.map((c) => `${c.change}:${c.level}`)).toEqual(['raised:1', 'escalated:2']);
     await waitFor(() => env.notifications.filter((n) => n.clientId === 'pr-escalate').length >= 2, { what: 'two notifications' });
     expect(env.notifications.filter((n) => n.clientId === 'pr-escalate').map((n) => `${n.change}:${n.level}`)).toEqual(['raised:1', 'escalated:2']);
 
@@ -124,8 +126,8 @@ describe('device presence', () => {
       const received = nextMessage(again, topic);
       await env.emqx.publish({ topic, payload: 'welcome back', qos: 1 });
       expect(await received).toBe('welcome back');
-      const [cleared] = await env.history.alarms.ofDevice('pr-escalate');
-      expect(cleared).toMatchObject({ state: 'cleared', clearedBy: 'reconnect' });
+      await waitFor(async () => (await env.history.alarms.ofDevice('pr-escalate'))[0]?.state === 'cleared', { what: 'clear recorded' });
+      expect((await env.history.alarms.ofDevice('pr-escalate'))[0]).toMatchObject({ state: 'cleared', clearedBy: 'reconnect' });
     } finally {
       await again.endAsync();
     }
