@@ -5,7 +5,7 @@ import { FailureType, type CampaignRequestInput, type PayloadTemplate, type Targ
 import { InputError } from '../domain/input-error';
 import type { CampaignResultRow } from '../history/campaigns';
 import type { CampaignProgress } from '../workflows/campaign';
-import type { CliIo } from './cli';
+import type { CliIo } from './cli-io';
 import { parseTargetsFile } from './campaign-file';
 import { validateCampaignRequest } from './campaigns';
 

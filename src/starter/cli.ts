@@ -8,6 +8,7 @@ import type { DeviceOps } from './client';
 import { fleetFormatOf, parseFleetFile } from './fleet-file';
 import { registerCampaignCommands } from './campaign-cli';
 import { registerOpsCommands } from './ops-cli';
+import { printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
 import { registerPresenceCommands } from './presence-cli';
 
 /**
@@ -15,12 +16,7 @@ import { registerPresenceCommands } from './presence-cli';
  * one-line reason; bad input is rejected before anything starts (exit 2).
  */
 
-export interface CliIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  readStdin: () => Promise<string>;
-  connect: () => Promise<{ ops: DeviceOps; close(): Promise<void> }>;
-}
+export type { CliIo } from './cli-io';
 
 class CommandFailed extends Error {}
 
@@ -69,18 +65,8 @@ export function buildCli(io: CliIo): Command {
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  const print = (json: boolean | undefined, value: unknown, human: () => string): void => {
-    io.stdout(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
-  };
-
-  const withOps = async <T>(work: (ops: DeviceOps) => Promise<T>): Promise<T> => {
-    const connected = await io.connect();
-    try {
-      return await work(connected.ops);
-    } finally {
-      await connected.close();
-    }
-  };
+  const print = (json: boolean | undefined, value: unknown, human: () => string): void => printResult(io, json, value, human);
+  const withOps = <T>(work: (ops: DeviceOps) => Promise<T>): Promise<T> => withConnectedOps(io, work);
 
   /** Waits for a workflow and prints its outcome; a failed workflow prints status failed and exits 1. */
   const finish = async <R extends object>(

@@ -2,7 +2,7 @@ import { Connection } from '@temporalio/client';
 import type { Command } from 'commander';
 import { loadConfig, parseDurationMs, temporalConnectionOptions } from '../config';
 import { InputError } from '../domain/input-error';
-import type { CliIo } from './cli';
+import type { CliIo } from './cli-io';
 import { registerSearchAttributes } from './temporal-setup';
 
 /** Operator commands: broker statistics, and one-time Temporal cluster setup. */

@@ -5,21 +5,12 @@ import { ClientId, TopicFilter } from '../domain/device';
 import { parseInput } from '../domain/input-error';
 import { AlarmNote } from '../domain/presence';
 import type { DeviceOps } from './client';
-import type { CliIo } from './cli';
+import { printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
 
 /** Presence and alarm commands, and the EMQX side of the webhook: `alarms`, `alarm ack|clear`, `presence reconcile`, `emqx setup-webhook`. */
 export function registerPresenceCommands(program: Command, io: CliIo): void {
-  const print = (json: boolean | undefined, value: unknown, human: () => string): void => {
-    io.stdout(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
-  };
-  const withOps = async <T>(work: (ops: DeviceOps) => Promise<T>): Promise<T> => {
-    const connected = await io.connect();
-    try {
-      return await work(connected.ops);
-    } finally {
-      await connected.close();
-    }
-  };
+  const print = (json: boolean | undefined, value: unknown, human: () => string): void => printResult(io, json, value, human);
+  const withOps = <T>(work: (ops: DeviceOps) => Promise<T>): Promise<T> => withConnectedOps(io, work);
 
   program
     .command('alarms')
