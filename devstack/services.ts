@@ -4,6 +4,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
+import { PortInUseError } from './broker/listeners';
+
+export { PortInUseError };
 
 /**
  * Starting and stopping the stack's server processes (Temporal dev server, FerretDB), shared by
@@ -17,16 +20,6 @@ export const SEARCH_ATTRIBUTES = {
   Presence: 'Keyword',
   AlarmLevel: 'Int',
 } as const;
-
-export class PortInUseError extends Error {
-  constructor(
-    readonly port: number,
-    readonly variable: string,
-  ) {
-    super(`port ${port} is already in use; set ${variable} to use another port`);
-    this.name = 'PortInUseError';
-  }
-}
 
 /** Fails with the port and the variable that moves it when something already listens there. */
 export async function assertPortFree(host: string, port: number, variable: string): Promise<void> {

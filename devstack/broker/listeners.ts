@@ -1,10 +1,13 @@
 import type { Server, Socket } from 'node:net';
 
-/** A listener could not bind because something else holds the port; the caller names the variable. */
+/** A listener could not bind because something else holds the port; `variable` names what moves it. */
 export class PortInUseError extends Error {
   readonly code = 'EADDRINUSE';
-  constructor(readonly port: number) {
-    super(`port ${port} is already in use`);
+  constructor(
+    readonly port: number,
+    readonly variable?: string,
+  ) {
+    super(`port ${port} is already in use${variable ? `; set ${variable} to use another port` : ''}`);
     this.name = 'PortInUseError';
   }
 }

@@ -93,11 +93,6 @@ export class History {
     await this.devices.deleteOne({ _id: clientId });
   }
 
-  async updateDevice(clientId: string, patch: Partial<DeviceRecord>): Promise<boolean> {
-    const result = await this.devices.updateOne({ _id: clientId }, { $set: patch });
-    return result.matchedCount > 0;
-  }
-
   async recordAudit(entry: AuditEntry): Promise<void> {
     await this.audit.updateOne({ _id: entry.key }, { $setOnInsert: { _id: entry.key, ...entry } }, { upsert: true });
   }
