@@ -7,6 +7,7 @@ import { workerPolling } from '../devstack/app-processes';
 import { startProcess, type ServiceProcess } from '../devstack/services';
 import { projectRoot } from '../src/config';
 import type { PublishMessage } from '../src/emqx';
+import { cpuMeter } from './cpu';
 import { startBenchStack, type BenchStack } from './stack';
 
 /**
@@ -24,7 +25,8 @@ import { startBenchStack, type BenchStack } from './stack';
  * The broker runs in the benchmark's process, so a REST call costs no network round trip; with
  * BENCH_CAMPAIGN_REST_LATENCY_MS every REST call (campaign, direct bulk, naive loop alike) waits that
  * long first, as over a network to EMQX. Other knobs: BENCH_CAMPAIGN_BATCH (500),
- * BENCH_CAMPAIGN_CONCURRENCY (4), BENCH_CAMPAIGN_NAIVE (3000 calls).
+ * BENCH_CAMPAIGN_CONCURRENCY (4), BENCH_CAMPAIGN_NAIVE (3000 calls), BENCH_WORKER_NODE_ARGS (extra node
+ * options for the worker, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
 
 function progress(message: string): void {
@@ -52,7 +54,8 @@ async function startWorker(stack: BenchStack, dir: string): Promise<ServiceProce
   return startProcess({
     name: 'worker',
     command: process.execPath,
-    args: ['--import', 'tsx', path.join(projectRoot(), 'src', 'worker.ts')],
+    // BENCH_WORKER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the worker.
+    args: [...(process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', path.join(projectRoot(), 'src', 'worker.ts')],
     env: {
       ...process.env,
       ...stack.env,
@@ -68,19 +71,32 @@ async function startWorker(stack: BenchStack, dir: string): Promise<ServiceProce
   });
 }
 
-/** Events over every run of the campaign, following the continue-as-new chain from the first run. */
-async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number }> {
+function eventMs(event: { eventTime?: { seconds?: unknown; nanos?: number | null } | null }): number {
+  return Number(event.eventTime?.seconds ?? 0) * 1000 + Math.floor((event.eventTime?.nanos ?? 0) / 1e6);
+}
+
+/**
+ * Events over every run of the campaign, following the continue-as-new chain from the first run,
+ * and the publishing phase: from the first publishing activity scheduled to the last completed.
+ */
+async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number; publishingSeconds: number }> {
   let runId: string | undefined = firstRunId;
   let events = 0;
   let runs = 0;
+  let firstScheduled = Infinity;
+  let lastCompleted = 0;
   while (runId) {
     const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await stack.temporal.workflow.getHandle(workflowId, runId).fetchHistory();
     const list = history.events ?? [];
     events += list.length;
     runs += 1;
+    for (const event of list) {
+      if (event.activityTaskScheduledEventAttributes?.activityType?.name === 'publishCampaignBatch') firstScheduled = Math.min(firstScheduled, eventMs(event));
+      if (event.activityTaskCompletedEventAttributes) lastCompleted = Math.max(lastCompleted, eventMs(event));
+    }
     runId = list.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
   }
-  return { events, runs };
+  return { events, runs, publishingSeconds: Number.isFinite(firstScheduled) ? round((lastCompleted - firstScheduled) / 1000) : 0 };
 }
 
 function benchTopic(prefix: string, i: number): string {
@@ -100,9 +116,11 @@ async function campaignRun(stack: BenchStack, worker: ServiceProcess, size: numb
   const setupSeconds = (performance.now() - t0) / 1000;
   const handle = stack.ops.campaigns.handle(started.campaignId);
   let peakRss = 0;
+  const meter = cpuMeter({ worker: worker.child.pid, temporal: stack.pids.temporal, ferretdb: stack.pids.ferretdb, benchAndBroker: process.pid });
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, memoryOf(worker)?.rssMb ?? 0)), 500);
   const summary = await handle.result().finally(() => clearInterval(sampler));
   const seconds = (performance.now() - t0) / 1000;
+  const cpuSeconds = meter.stop();
   const history = await historyEvents(stack, started.workflowId, started.runId);
   return {
     targets: size,
@@ -111,15 +129,19 @@ async function campaignRun(stack: BenchStack, worker: ServiceProcess, size: numb
     setupSeconds: round(setupSeconds),
     targetsPerMinute: Math.round((size / seconds) * 60),
     batches: summary.batches,
+    // From the first publishing activity to the last: the campaign without its start and finish.
+    publishingSeconds: history.publishingSeconds,
     historyEvents: history.events,
     runs: history.runs,
     historyEventsPer1000Targets: round((history.events / size) * 1000),
     workerRssMb: memoryOf(worker)?.rssMb ?? null,
     workerPeakRssMbDuringRun: peakRss,
+    cpuSeconds,
   };
 }
 
-async function directBulk(stack: BenchStack, size: number, batchSize: number): Promise<{ messages: number; seconds: number; messagesPerMinute: number }> {
+async function directBulk(stack: BenchStack, size: number, batchSize: number): Promise<{ messages: number; seconds: number; messagesPerMinute: number; cpuSeconds: Record<string, number> }> {
+  const meter = cpuMeter({ benchAndBroker: process.pid });
   const t0 = performance.now();
   for (let from = 0; from < size; from += batchSize) {
     const batch: PublishMessage[] = [];
@@ -129,7 +151,7 @@ async function directBulk(stack: BenchStack, size: number, batchSize: number): P
     await stack.emqx.publishBulk(batch);
   }
   const seconds = (performance.now() - t0) / 1000;
-  return { messages: size, seconds: round(seconds), messagesPerMinute: Math.round((size / seconds) * 60) };
+  return { messages: size, seconds: round(seconds), messagesPerMinute: Math.round((size / seconds) * 60), cpuSeconds: meter.stop() };
 }
 
 async function naiveLoop(stack: BenchStack, count: number): Promise<{ messages: number; seconds: number; messagesPerMinute: number }> {

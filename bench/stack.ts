@@ -22,6 +22,8 @@ export interface BenchStack {
   temporal: Client;
   /** Absent with `inProcessWorker: false` (the benchmark runs its own worker process). */
   worker?: Worker;
+  /** Process ids of the Temporal dev server and FerretDB (for CPU accounting). */
+  pids: { temporal: number | undefined; ferretdb: number | undefined };
   /** What a worker or adapter process needs to join this stack, as environment variables. */
   env: Record<string, string>;
   close(): Promise<void>;
@@ -66,6 +68,7 @@ export async function startBenchStack(options: { payloadEncryptionKeys?: string;
     ops,
     temporal,
     ...(worker ? { worker } : {}),
+    pids: { temporal: temporalServer.child.pid, ferretdb: mongoServer.child.pid },
     env: {
       TEMPORAL_ADDRESS: temporalServer.address,
       TEMPORAL_NAMESPACE: 'default',

@@ -1,0 +1,55 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/**
+ * CPU seconds used so far by a process and its descendants, from /proc (Linux). Benchmarks take
+ * the difference over a run to show where the machine's cores went.
+ */
+
+const TICKS_PER_SECOND = 100;
+
+interface ProcStat {
+  ppid: number;
+  ticks: number;
+}
+
+function readStat(pid: number): ProcStat | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name is in parentheses and may hold spaces: fields are counted after the last ')'.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // After the name: state(0) ppid(1) ... utime(11) stime(12).
+    return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+  } catch {
+    return null;
+  }
+}
+
+export function processTreeCpuSeconds(rootPid: number): number {
+  const stats = new Map<number, ProcStat>();
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    const stat = readStat(pid);
+    if (stat) stats.set(pid, stat);
+  }
+  let ticks = 0;
+  const pending = [rootPid];
+  while (pending.length > 0) {
+    const pid = pending.pop() as number;
+    ticks += stats.get(pid)?.ticks ?? 0;
+    for (const [child, stat] of stats) if (stat.ppid === pid) pending.push(child);
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** Measures the CPU seconds each named process tree uses between `start()` and `stop()`. */
+export function cpuMeter(pids: Record<string, number | undefined>): { stop(): Record<string, number> } {
+  const before = new Map(Object.entries(pids).map(([name, pid]) => [name, pid ? processTreeCpuSeconds(pid) : 0]));
+  return {
+    stop() {
+      const used: Record<string, number> = {};
+      for (const [name, pid] of Object.entries(pids)) used[name] = Math.round(((pid ? processTreeCpuSeconds(pid) : 0) - (before.get(name) ?? 0)) * 10) / 10;
+      return used;
+    },
+  };
+}
