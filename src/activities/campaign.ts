@@ -1,4 +1,4 @@
-import { ApplicationFailure, getClient, heartbeat } from '@temporalio/activity';
+import { activityInfo, ApplicationFailure, getClient, heartbeat, log } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { campaignWorkflowId, isFinal, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
@@ -9,17 +9,19 @@ import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, t
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../history';
 import { CampaignStore, finalRecord, type WaitingEntry } from '../history/campaigns';
+import { announceCampaignWaiting } from '../starter/presence-delivery';
 import { deviceOnlineSignal } from '../workflows/campaign';
 import { asActivityFailure, mapPooled } from './failures';
 
 /**
  * Campaign steps. The publishing activity handles one batch of one chunk: it reads the chunk's
- * targets and states, publishes the due targets in one /publish/bulk request (or over MQTT),
- * applies the retry policy to each outcome, inserts the final records and rewrites the chunk's
- * state. It owns its chunk while it runs (the workflow never runs two on one chunk), and a retried
- * run recognises a batch already applied by its id, so nothing is published twice by us; only a
- * crash between EMQX's answer and the state write re-sends that batch (at-least-once, like EMQX's
- * own QoS 1 delivery; the first final record written for a target is the one kept).
+ * targets and states, publishes the due targets in /publish/bulk requests of the campaign's batch
+ * size (or over MQTT), applies the retry policy to each outcome, and after each request inserts the
+ * final records and rewrites the chunk's state. It owns its chunk while it runs (the workflow never
+ * runs two on one chunk), and a retried run recognises a batch already (partly) applied by its id,
+ * so nothing is published twice by us; only a crash between EMQX's answer and the state write
+ * re-sends that one request (at-least-once, like EMQX's own QoS 1 delivery; the first final record
+ * written for a target is the one kept).
  */
 
 export interface CampaignActivityDeps {
@@ -34,12 +36,16 @@ export interface PublishBatchInput {
   chunk: number;
   /** At most this many targets (the rollout allowance). */
   limit: number;
+  /** Targets per /publish/bulk request (or MQTT batch); default: `limit`. */
+  requestSize?: number;
   transport: Transport;
   policy: TargetPolicy;
   /** Chunk positions of targets whose device reconnected: tried again now. */
   wake?: number[];
   /** Unique per batch (workflow run id + sequence): a retried activity does not publish the batch again. */
   batchId: string;
+  /** The campaign's deadline (epoch ms), if it has one: device workflows wait for it until then. */
+  deadlineAt?: number | null;
 }
 
 export type CampaignEnding = 'expire' | 'cancel';
@@ -47,6 +53,10 @@ export type CampaignEnding = 'expire' | 'cancel';
 /** How many EMQX /publish calls run at once when a bulk request must be split to find a bad message. */
 const SINGLE_PUBLISH_CONCURRENCY = 16;
 const CACHED_CHUNKS = 64;
+/** Device workflows told of a waiting target at once. */
+const ANNOUNCE_CONCURRENCY = 8;
+/** How long a device workflow remembers a waiting campaign that has no deadline (its retries end sooner). */
+const AWAIT_WITHOUT_DEADLINE_MS = 3_600_000;
 
 /** A small insertion-ordered cache for immutable data (message templates, chunk target lists). */
 class BoundedCache<V> {
@@ -164,6 +174,28 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     return outcomes.map((o) => o ?? { kind: 'transient', error: 'no outcome' });
   }
 
+  /**
+   * Tells each device's workflow that this campaign waits for it, so its next connect signals the
+   * campaign (presence.ts). Best effort: when Temporal cannot take a signal now, the target is
+   * still retried at its recheck interval.
+   */
+  async function announceWaiting(campaignId: string, clientIds: string[], since: number, deadlineAt: number | null | undefined): Promise<void> {
+    if (clientIds.length === 0) return;
+    let client: ReturnType<typeof getClient>;
+    try {
+      client = getClient();
+    } catch {
+      return; // no Temporal client here (a unit test's mock environment)
+    }
+    const taskQueue = activityInfo().taskQueue;
+    const until = deadlineAt ?? Date.now() + AWAIT_WITHOUT_DEADLINE_MS;
+    let failed = 0;
+    await mapPooled(clientIds, ANNOUNCE_CONCURRENCY, (clientId) =>
+      announceCampaignWaiting(client, { clientId, taskQueue, campaignId, until, since }).catch(() => (failed += 1)),
+    );
+    if (failed > 0) log.warn('could not tell some device workflows that a campaign waits for them; their targets are rechecked periodically', { campaignId, failed });
+  }
+
   function reportOf(chunk: number, ledger: ChunkLedger, published: number, delivered: number): ChunkReport {
     return { chunk, counts: ledger.counts(), nextDueAt: ledger.nextDueAt(), published, delivered, ...ledger.totalEffort() };
   }
@@ -173,12 +205,19 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
   }
 
   return {
-    /** Resolves the targets (selector campaigns: from active device records) and returns how many. Idempotent. */
+    /**
+     * Resolves the targets (selector campaigns: from active device records), marks the campaign
+     * running and returns how many targets it has. Idempotent.
+     */
     async prepareCampaignTargets(input: { campaignId: string; selector?: TargetSelector }): Promise<{ total: number; chunkCount: number }> {
       const campaign = await storeOf().getCampaign(input.campaignId);
       if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} does not exist`, 'CampaignNotFound');
+      const running = { state: 'running' as const, active: true, startedAt: new Date().toISOString() };
       const known = campaign.targets;
-      if (known.total !== undefined && known.chunkCount !== undefined) return { total: known.total, chunkCount: known.chunkCount };
+      if (known.total !== undefined && known.chunkCount !== undefined) {
+        await storeOf().updateCampaign(input.campaignId, running);
+        return { total: known.total, chunkCount: known.chunkCount };
+      }
       if (!input.selector) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} has no targets`, 'CampaignHasNoTargets');
       const filter: Record<string, unknown> = { status: 'active' };
       if (input.selector.prefix) filter._id = { $regex: `^${input.selector.prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` };
@@ -188,7 +227,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       // A previous attempt may have written some chunks of a different selection: start clean.
       await storeOf().deleteChunks(input.campaignId);
       const chunkCount = await storeOf().writeChunks(input.campaignId, devices.map((d) => ({ clientId: d._id })));
-      await storeOf().updateCampaign(input.campaignId, { targets: { ...known, total: devices.length, chunkCount } });
+      await storeOf().updateCampaign(input.campaignId, { ...running, targets: { ...known, total: devices.length, chunkCount } });
       return { total: devices.length, chunkCount };
     },
 
@@ -207,28 +246,46 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       const due: number[] = [];
       for (let i = 0; i < targets.length && due.length < input.limit; i++) if (isDue(ledger.stateAt(i), now)) due.push(i);
 
-      const outcomes = due.length > 0 ? await publishTargets(input.transport, template, due.map((i) => targets[i] as CampaignTarget)) : [];
-      heartbeat();
-      const after = Date.now();
-      const finals = new Map<number, TargetState>();
-      const newlyWaiting: WaitingEntry[] = [];
+      let published = 0;
       let delivered = 0;
-      due.forEach((i, k) => {
-        const before = ledger.stateAt(i);
-        const state = applyOutcome(before, outcomes[k] as AttemptOutcome, policy, after);
-        ledger.set(i, state);
-        if (state.status === 'delivered') delivered += 1;
-        if (isFinal(state.status)) finals.set(i, state);
-        else if (state.lastFailure === 'no_subscriber' && before.noSubscriberCount === undefined) {
-          newlyWaiting.push({ campaignId, clientId: (targets[i] as CampaignTarget).clientId, chunk, index: i });
-        }
-      });
-      // Final records and reconnect lookups before the chunk state: once the state says a target is
-      // done (or waiting), its record (or lookup entry) exists. Both inserts are idempotent.
-      await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
-      await storeOf().recordWaiting(newlyWaiting);
-      await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published: due.length, delivered } });
-      return reportOf(chunk, ledger, due.length, delivered);
+      const requestSize = Math.max(1, input.requestSize ?? input.limit);
+      // One request at a time, each followed by its state write, so a crash re-sends at most one
+      // request's messages (the retried activity sees how far this batch got by its id).
+      for (let from = 0; from < due.length || from === 0; from += requestSize) {
+        const group = due.slice(from, from + requestSize);
+        const attemptAt = Date.now();
+        const outcomes = group.length > 0 ? await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget)) : [];
+        heartbeat();
+        const after = Date.now();
+        const finals = new Map<number, TargetState>();
+        const newlyWaiting: WaitingEntry[] = [];
+        const announce: string[] = [];
+        group.forEach((i, k) => {
+          const before = ledger.stateAt(i);
+          const state = applyOutcome(before, outcomes[k] as AttemptOutcome, policy, after);
+          ledger.set(i, state);
+          if (state.status === 'delivered') delivered += 1;
+          if (isFinal(state.status)) finals.set(i, state);
+          else if (state.lastFailure === 'no_subscriber') {
+            const clientId = (targets[i] as CampaignTarget).clientId;
+            if (before.noSubscriberCount === undefined) {
+              newlyWaiting.push({ campaignId, clientId, chunk, index: i });
+              announce.push(clientId);
+            } else if (before.wakeLeft !== undefined && state.wakeLeft === undefined) {
+              // Woken by a reconnect but still without a subscription: wait for the next connect.
+              announce.push(clientId);
+            }
+          }
+        });
+        published += group.length;
+        // Final records and reconnect lookups before the chunk state: once the state says a target
+        // is done (or waiting), its record (or lookup entry) exists. Both inserts are idempotent.
+        await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
+        await storeOf().recordWaiting(newlyWaiting);
+        await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
+        await announceWaiting(campaignId, announce, attemptAt, input.deadlineAt);
+      }
+      return reportOf(chunk, ledger, published, delivered);
     },
 
     /** Where the targets of reconnected devices are (devices that never waited are left out). */
@@ -277,9 +334,9 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     },
 
     /**
-     * Tells every running campaign that waits for this device that it is back online. Called from
-     * the device workflow's connect path (or by anything else that learns of a reconnect); cheap
-     * when the device is not awaited.
+     * Tells every running campaign that waits for this device that it is back online, for
+     * platforms with their own presence source (device workflows signal campaigns themselves);
+     * cheap when the device is not awaited.
      */
     async wakeCampaignsForDevice(input: { clientId: string }): Promise<{ campaigns: string[] }> {
       const campaigns = await storeOf().campaignsAwaiting(input.clientId);

@@ -87,7 +87,7 @@ export const Rollout = z.object({
   /** Hard cap on targets published to per minute; unset = as fast as the stack goes. */
   maximumPerMinute: z.number().int().min(1).max(10_000_000).optional(),
   exponentialRate: ExponentialRate.optional(),
-  /** Targets per /publish/bulk request (one activity). */
+  /** Targets per /publish/bulk request; with no rate limit one activity sends up to 4 in a row. */
   batchSize: z.number().int().min(1).max(CAMPAIGN_CHUNK_SIZE).default(500),
   /** Batches in flight at once (on different chunks). */
   concurrency: z.number().int().min(1).max(16).default(4),

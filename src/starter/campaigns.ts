@@ -305,8 +305,8 @@ export class CampaignOps {
   }
 
   /**
-   * Tells the campaigns waiting for this device that it is back (what the device workflow's
-   * connect path does through the `wakeCampaignsForDevice` activity). Returns the campaigns told.
+   * Tells the campaigns waiting for this device that it is back, for platforms with their own
+   * presence source (with the webhook adapter, device workflows do it). Returns the campaigns told.
    */
   async notifyDeviceOnline(clientId: string): Promise<string[]> {
     const campaigns = await this.store.campaignsAwaiting(clientId);

@@ -1,29 +1,44 @@
 import type { Client } from '@temporalio/client';
 import { presenceWorkflowId, type PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
-import { devicePresence, presenceEventsSignal } from '../workflows/presence';
+import { campaignWaitingSignal, devicePresence, presenceEventsSignal, type DevicePresenceInput } from '../workflows/presence';
 
 /**
- * Hands presence events to the device's workflow, starting it if it is not running
- * (signal-with-start is atomic: reference temporal-typescript.md §2). Used by the webhook adapter
- * and by reconciliation. The search attributes are those of a new workflow; a running one keeps its own.
+ * How a device's workflow is started when a signal finds it not running (signal-with-start is
+ * atomic: reference temporal-typescript.md §2). The search attributes are those of a new workflow;
+ * a running one keeps its own.
  */
-export async function deliverPresenceEvents(
-  client: Client,
-  options: { clientId: string; taskQueue: string; events: PresenceEvent[]; continueAsNewAfter?: number },
-): Promise<void> {
+function deviceWorkflowStart(options: { clientId: string; taskQueue: string; continueAsNewAfter?: number | undefined }) {
   const { clientId } = options;
-  await client.workflow.signalWithStart(devicePresence, {
+  return {
     workflowId: presenceWorkflowId(clientId),
     taskQueue: options.taskQueue,
-    args: [{ clientId, ...(options.continueAsNewAfter ? { continueAsNewAfter: options.continueAsNewAfter } : {}) }],
-    signal: presenceEventsSignal,
-    signalArgs: [{ events: options.events }],
+    args: [{ clientId, ...(options.continueAsNewAfter ? { continueAsNewAfter: options.continueAsNewAfter } : {}) }] as [DevicePresenceInput],
     typedSearchAttributes: [
       { key: DeviceIdKey, value: clientId },
       { key: DeviceOperationKey, value: 'presence' },
       { key: PresenceKey, value: 'unknown' },
       { key: AlarmLevelKey, value: 0 },
     ],
+  };
+}
+
+/** Hands presence events to the device's workflow. Used by the webhook adapter and by reconciliation. */
+export async function deliverPresenceEvents(
+  client: Client,
+  options: { clientId: string; taskQueue: string; events: PresenceEvent[]; continueAsNewAfter?: number },
+): Promise<void> {
+  await client.workflow.signalWithStart(devicePresence, { ...deviceWorkflowStart(options), signal: presenceEventsSignal, signalArgs: [{ events: options.events }] });
+}
+
+/** Tells the device's workflow that a campaign found no subscriber at `since` and waits for the device until `until` (epoch ms). */
+export async function announceCampaignWaiting(
+  client: Client,
+  options: { clientId: string; taskQueue: string; campaignId: string; until: number; since: number },
+): Promise<void> {
+  await client.workflow.signalWithStart(devicePresence, {
+    ...deviceWorkflowStart(options),
+    signal: campaignWaitingSignal,
+    signalArgs: [{ campaignId: options.campaignId, until: options.until, since: options.since }],
   });
 }

@@ -272,7 +272,6 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
       carry.pausedAt = Date.now();
     }
     upsertMemo({ campaignId, targets: prepared.total, transport: settings.transport });
-    await bookkeeping.recordCampaignState({ campaignId, state: 'running' });
   }
   const c: CampaignCarry = carry;
   const rollout = settings.rollout;
@@ -298,7 +297,17 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     batchesThisRun += 1;
     const batchId = `${workflowInfo().runId}/${batchesThisRun}`;
     publishing
-      .publishCampaignBatch({ campaignId, chunk, limit, transport: settings.transport, policy: settings.policy, batchId, ...(wake.length ? { wake } : {}) })
+      .publishCampaignBatch({
+        campaignId,
+        chunk,
+        limit,
+        requestSize: rollout.batchSize,
+        transport: settings.transport,
+        policy: settings.policy,
+        batchId,
+        deadlineAt: c.deadlineAt,
+        ...(wake.length ? { wake } : {}),
+      })
       .then(
         (report) => {
           const at = Date.now();

@@ -5,6 +5,7 @@ import {
   defineQuery,
   defineSignal,
   defineUpdate,
+  getExternalWorkflowHandle,
   log,
   proxyActivities,
   setHandler,
@@ -12,8 +13,10 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { campaignWorkflowId } from '../domain/campaign';
 import { AlarmAction, isOpen, type PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
+import { deviceOnlineSignal } from './campaign';
 import {
   acknowledge,
   acknowledgeRefusal,
@@ -43,6 +46,13 @@ import {
  */
 
 export const presenceEventsSignal = defineSignal<[{ events: PresenceEvent[] }]>('presenceEvents');
+/**
+ * A campaign found no subscriber for this device at `since` and waits for it until `until` (the
+ * campaign's deadline; both epoch ms). On the device's next connect the workflow signals the
+ * campaign's `deviceOnline`, so waiting targets are delivered without polling; at once if the
+ * device connected after `since` (it came back while the campaign was still saying so).
+ */
+export const campaignWaitingSignal = defineSignal<[{ campaignId: string; until: number; since: number }]>('campaignWaiting');
 /** Provisioning changed the device record (alarm policy) or deprovisioned the device. */
 export const deviceRecordChangedSignal = defineSignal('deviceRecordChanged');
 export const presenceQuery = defineQuery<PresenceView | null>('presence');
@@ -64,7 +74,12 @@ export interface DevicePresenceInput {
   continueAsNewAfter?: number;
   /** The state a previous run handed over. */
   carried?: PresenceState;
+  /** Campaigns waiting for the device to connect: campaign id -> until (epoch ms). */
+  awaitingCampaigns?: Record<string, number>;
 }
+
+/** More campaigns waiting for one device than this is unusual; the oldest are dropped (they still recheck). */
+const MAX_AWAITING_CAMPAIGNS = 100;
 
 /** MongoDB steps: retried until they succeed (a lost alarm record is worse than a late one). */
 const store = proxyActivities<Activities>({
@@ -94,6 +109,8 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
   let background = 0;
   let policyStale = false;
   let messages = 0;
+  const awaiting = new Map<string, number>(Object.entries(input.awaitingCampaigns ?? {}));
+  let wakeCampaigns = false;
 
   const enqueue = (more: PresenceEffect[]): number => {
     effects.push(...more);
@@ -108,6 +125,17 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
   setHandler(deviceRecordChangedSignal, () => {
     messages++;
     policyStale = true;
+  });
+  setHandler(campaignWaitingSignal, ({ campaignId, until, since }) => {
+    messages++;
+    if (typeof campaignId !== 'string' || typeof until !== 'number') return;
+    awaiting.delete(campaignId);
+    awaiting.set(campaignId, until);
+    if (awaiting.size > MAX_AWAITING_CAMPAIGNS) awaiting.delete(awaiting.keys().next().value as string);
+    // Reconnected after the campaign's attempt: tell it now. Online since before the attempt means
+    // connected but not subscribed; that waits for the next connect.
+    const session = state?.presence === 'online' ? state.session : null;
+    if (session && typeof since === 'number' && session.connectedAt > since) wakeCampaigns = true;
   });
   setHandler(presenceQuery, () => (state ? presenceView(state) : null));
   setHandler(alarmQuery, () => alarmView(state));
@@ -129,6 +157,30 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
   };
   setHandler(acknowledgeAlarmUpdate, operatorAction(acknowledge), { validator: validated(acknowledgeRefusal) });
   setHandler(clearAlarmUpdate, operatorAction(clearByOperator), { validator: validated(clearRefusal) });
+
+  /**
+   * Signals every campaign still waiting for the device (a signal, no activity: a connect storm
+   * costs nothing for devices no campaign waits for). A campaign that waits again after its retries
+   * says so again; one that has ended refuses the signal, which is fine.
+   */
+  const signalAwaitingCampaigns = (): void => {
+    wakeCampaigns = false;
+    const now = Date.now();
+    for (const [campaignId, until] of awaiting) {
+      if (until > now) {
+        background++;
+        void getExternalWorkflowHandle(campaignWorkflowId(campaignId))
+          .signal(deviceOnlineSignal, clientId)
+          .catch(() => log.debug('campaign no longer running', { clientId, campaignId }))
+          .finally(() => background--);
+      }
+    }
+    awaiting.clear();
+  };
+  const dropExpiredCampaigns = (now: number): void => {
+    for (const [campaignId, until] of awaiting) if (until <= now) awaiting.delete(campaignId);
+  };
+  const earliestCampaignDeadline = (): number | null => (awaiting.size === 0 ? null : Math.min(...awaiting.values()));
 
   const runInBackground = (work: Promise<unknown>, what: string): void => {
     background++;
@@ -152,6 +204,8 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
           if (current.policy.desiredSubscriptions > 0) {
             runInBackground(emqx.reapplyDesiredSubscriptions({ clientId, connectedAt: effect.connectedAt }), 'subscription re-apply');
           }
+          // The device is (back) online: campaigns waiting for it try again now.
+          wakeCampaigns = true;
           break;
       }
       effectsDone++;
@@ -191,14 +245,17 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
       enqueue(due);
     }
     await carryOut();
+    if (wakeCampaigns) signalAwaitingCampaigns();
+    dropExpiredCampaigns(Date.now());
     publishSearchAttributes(current);
 
-    const idle = (): boolean => inbox.length === 0 && effects.length === 0 && !policyStale;
+    const idle = (): boolean => inbox.length === 0 && effects.length === 0 && !policyStale && !wakeCampaigns;
     // Ready to end or hand over: nothing queued, nothing running. New work wakes the loop instead,
     // so an update arriving now (which waits for its effects) is carried out, not deadlocked.
     const settled = (): boolean => idle() && background === 0 && allHandlersFinished();
-    if (!current.policy.monitored && current.presence !== 'online' && !isOpen(current.alarm)) {
-      // Deprovisioned and gone: nothing left to watch. A later event starts a new run.
+    if (!current.policy.monitored && current.presence !== 'online' && !isOpen(current.alarm) && awaiting.size === 0) {
+      // Deprovisioned (or never provisioned) and gone, and no campaign waits for it: nothing left
+      // to watch. A later event starts a new run.
       await condition(() => settled() || !idle());
       if (settled()) return;
       continue;
@@ -207,11 +264,18 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
       await condition(() => settled() || !idle());
       if (settled()) {
         current.counters.runs++;
-        return continueAsNew<typeof devicePresence>({ clientId, continueAsNewAfter: messageLimit, carried: current });
+        return continueAsNew<typeof devicePresence>({
+          clientId,
+          continueAsNewAfter: messageLimit,
+          carried: current,
+          ...(awaiting.size > 0 ? { awaitingCampaigns: Object.fromEntries(awaiting) } : {}),
+        });
       }
       continue;
     }
-    const deadline = nextDeadline(current);
+    const presenceDeadline = nextDeadline(current);
+    const campaignDeadline = earliestCampaignDeadline();
+    const deadline = presenceDeadline === null ? campaignDeadline : campaignDeadline === null ? presenceDeadline : Math.min(presenceDeadline, campaignDeadline);
     const wake = (): boolean => !idle();
     if (deadline === null) await condition(wake);
     else if (deadline > Date.now()) await condition(wake, deadline - Date.now());

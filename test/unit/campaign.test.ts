@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CampaignRequest, emptyCounts, OfflinePolicy, RetryPolicy, Rollout, type TargetPolicy } from '../../src/domain/campaign';
+import { CAMPAIGN_CHUNK_SIZE, CampaignRequest, emptyCounts, OfflinePolicy, RetryPolicy, Rollout, type TargetPolicy } from '../../src/domain/campaign';
 import { renderMessage } from '../../src/domain/campaign-message';
-import { abortReason, batchAllowance, initialPacer, nextSlot, ramp, refund, reserve } from '../../src/domain/campaign-rollout';
+import { abortReason, batchAllowance, BULK_REQUESTS_PER_BATCH, initialPacer, nextSlot, ramp, refund, reserve } from '../../src/domain/campaign-rollout';
 import { ChunkLedger } from '../../src/domain/campaign-chunk';
 import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, wake, type TargetState } from '../../src/domain/campaign-target-state';
 import { InputError, parseInput } from '../../src/domain/input-error';
@@ -133,8 +133,11 @@ describe('campaign rollout', () => {
     expect(nextSlot(pacer)).toBe(1_000);
     pacer = refund(pacer, 4, 100);
     expect(nextSlot(pacer)).toBe(600);
+    // With no limit, a batch is a few bulk requests' worth, at most one chunk.
     const unlimited = Rollout.parse({ batchSize: 200 });
-    expect(batchAllowance(unlimited, initialPacer(unlimited))).toBe(200);
+    expect(batchAllowance(unlimited, initialPacer(unlimited))).toBe(200 * BULK_REQUESTS_PER_BATCH);
+    const large = Rollout.parse({ batchSize: 500 });
+    expect(batchAllowance(large, initialPacer(large))).toBe(CAMPAIGN_CHUNK_SIZE);
     expect(nextSlot(reserve(initialPacer(unlimited), 200, 50))).toBe(0);
   });
 

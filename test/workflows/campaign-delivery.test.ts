@@ -3,6 +3,10 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCampaignActivities } from '../../src/activities/campaign';
 import { createDataConverter } from '../../src/codec/data-converter';
+import { CampaignRequest } from '../../src/domain/campaign';
+import { BULK_REQUESTS_PER_BATCH } from '../../src/domain/campaign-rollout';
+import { EmqxError, type EmqxClient } from '../../src/emqx';
+import { CampaignStore } from '../../src/history/campaigns';
 import { MqttPublisher } from '../../src/emqx/mqtt-publisher';
 import { createDeviceOpsWorker, workflowsPath } from '../../src/worker';
 import { stackEndpoints, uniqueName, waitFor, workerConnection } from '../harness';
@@ -48,8 +52,9 @@ describe('campaign delivery', () => {
 
     await devices.connectAll(late);
     const notifiedAt = Date.now();
-    // The device workflow's connect path runs the wakeCampaignsForDevice activity; platforms with
-    // their own presence source call notifyDeviceOnline. Both tell the campaign.
+    // Without the webhook adapter (this file runs none), a platform with its own presence source
+    // tells the campaign: notifyDeviceOnline in the client library, or the wakeCampaignsForDevice
+    // activity. campaign-presence.test.ts covers the device workflow's own connect path.
     const activities = createCampaignActivities({ emqx: env.emqx, history: env.history });
     const activityEnv = new MockActivityEnvironment({}, { client: env.temporal });
     for (const clientId of late.slice(0, 3)) {
@@ -107,11 +112,12 @@ describe('campaign delivery', () => {
     await registerDevices(env.emqx, targets);
     await devices.connectAll(targets);
     const started = await env.ops.campaigns.start(
-      { targets: { list: targets.map((clientId) => ({ clientId })) }, message: { topic: TOPIC, payload: { format: 'text', text: 'run' } }, rollout: { batchSize: 3, concurrency: 2 } },
-      { batchesPerRun: 4 },
+      { targets: { list: targets.map((clientId) => ({ clientId })) }, message: { topic: TOPIC, payload: { format: 'text', text: 'run' } }, rollout: { batchSize: 1, concurrency: 2 } },
+      { batchesPerRun: 2 },
     );
     const summary = await env.ops.campaigns.handle(started.campaignId).result();
-    expect(summary).toMatchObject({ state: 'completed', batches: 10, counts: { delivered: 30, pending: 0 } });
+    // Batches of BULK_REQUESTS_PER_BATCH requests of one target each: 30 targets take 8 batches.
+    expect(summary).toMatchObject({ state: 'completed', batches: Math.ceil(30 / BULK_REQUESTS_PER_BATCH), counts: { delivered: 30, pending: 0 } });
     for (const id of targets) expect(devices.received(id), id).toHaveLength(1);
     // Every run replays deterministically against the current code.
     let runs = 0;
@@ -123,6 +129,52 @@ describe('campaign delivery', () => {
       runId = history.events?.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
     }
     expect(runs).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a batch sends bulk requests of the batch size and records progress after each; a retried batch never re-sends what was recorded', async () => {
+    const targets = ids('req', 10);
+    await registerDevices(env.emqx, targets);
+    await devices.connectAll(targets);
+    const campaignId = uniqueName('requests');
+    const store = new CampaignStore(env.history.db);
+    await store.createCampaign(
+      { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline: false, createdAt: new Date().toISOString(), targets: { source: 'list' } },
+      { topic: TOPIC, payload: { format: 'text', text: 'req' }, qos: 1, retain: false },
+    );
+    await store.writeChunks(campaignId, targets.map((clientId) => ({ clientId })));
+    const policy = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'x' } } });
+
+    // EMQX answers the first two bulk requests, then fails in a way retrying cannot fix.
+    const sizes: number[] = [];
+    const emqx = Object.create(env.emqx) as EmqxClient;
+    emqx.publishBulk = (messages, opts) => {
+      sizes.push(messages.length);
+      if (sizes.length === 3) return Promise.reject(new EmqxError('EMQX answered 401', { status: 401, code: 'BAD_API_KEY_OR_SECRET' }));
+      return env.emqx.publishBulk(messages, opts);
+    };
+    const activities = createCampaignActivities({ emqx, history: env.history });
+    const run = (batchId: string) =>
+      new MockActivityEnvironment().run(activities.publishCampaignBatch, {
+        campaignId,
+        chunk: 0,
+        limit: 10,
+        requestSize: 4,
+        transport: 'rest' as const,
+        policy: { retry: policy.retry, offline: policy.offline },
+        batchId,
+      });
+    await expect(run('batch-1')).rejects.toThrow(/401/);
+    expect(sizes).toEqual([4, 4, 2]);
+    // The retry of the same batch publishes nothing: it reports the two requests that were recorded.
+    expect(await run('batch-1')).toMatchObject({ published: 8, delivered: 8, counts: { delivered: 8, pending: 2 }, nextDueAt: 0 });
+    expect(sizes).toHaveLength(3);
+    expect(await store.targetRecords(campaignId)).toHaveLength(8);
+    // The next batch takes the two that are left.
+    expect(await run('batch-2')).toMatchObject({ published: 2, delivered: 2, counts: { delivered: 10, pending: 0 }, nextDueAt: null });
+    expect(sizes).toEqual([4, 4, 2, 2]);
+    await waitFor(() => targets.every((id) => devices.received(id).length > 0), { what: 'every device reached' });
+    for (const id of targets) expect(devices.received(id).map((a) => a.payload), id).toEqual(['req']);
+    expect(await store.targetRecords(campaignId)).toHaveLength(10);
   });
 
   it('publishes over MQTT through the worker\'s publishing client when asked', async () => {

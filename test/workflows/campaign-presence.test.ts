@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { presenceWorkflowId } from '../../src/domain/presence';
+import { waitFor } from '../harness';
+import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
+import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
+
+/**
+ * Deliver-on-reconnect through the presence path, end to end: the campaign tells each missing
+ * device's workflow that it waits; the device connects, the broker's webhook reaches the adapter,
+ * the device workflow sees the connect and signals the campaign, which publishes at once. The
+ * campaign's own recheck is ten minutes away, so only this path can deliver in time.
+ */
+
+let env: PresenceTestEnv;
+let devices: TestDevices;
+
+beforeAll(async () => {
+  env = await startPresenceEnv();
+  devices = new TestDevices(env.broker);
+});
+
+afterAll(async () => {
+  await devices?.disconnectAll();
+  await env?.close();
+});
+
+async function signalsToCampaign(clientId: string, campaignWorkflowId: string): Promise<number> {
+  const history = await env.temporal.workflow.getHandle(presenceWorkflowId(clientId)).fetchHistory();
+  return (history.events ?? []).filter((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes?.workflowExecution?.workflowId === campaignWorkflowId).length;
+}
+
+describe('campaign delivery through the presence path', () => {
+  it('delivers to devices when they connect, via their device workflows; an online device without the subscription is not pestered', async () => {
+    const online = ids('pp-on', 3);
+    const late = ids('pp-late', 4);
+    const gone = ids('pp-gone', 2);
+    const [mute] = ids('pp-mute', 1) as [string];
+    await registerDevices(env.emqx, [...online, ...late, ...gone, mute]);
+    await devices.connectAll(online);
+    // Connected, but subscribed to something else: the campaign finds no subscriber for it.
+    await devices.connect(mute, 'elsewhere/#');
+    await waitFor(async () => (await env.ops.presenceOf(mute))?.presence === 'online', { what: `${mute} online in its device workflow` });
+
+    const started = await env.ops.campaigns.start({
+      targets: { list: [...online, ...late, ...gone, mute].map((clientId) => ({ clientId })) },
+      message: { topic: 'campaign/${clientid}/cmd', payload: { format: 'text', text: 'hello ${clientid}' }, qos: 1 },
+      offline: { wait: true, recheckIntervalMs: 600_000, wakeRetries: 2, wakeBackoffMs: 300 },
+      deadlineMs: 15_000,
+    });
+    await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).counts.waiting === 7, { what: 'missing targets waiting', timeoutMs: 10_000 });
+    // The campaign started device workflows for devices that never connected, to wait in.
+    await waitFor(async () => (await env.ops.presenceOf(late[0] as string))?.presence === 'unknown', { what: 'device workflow of a device never seen' });
+
+    await devices.connectAll(late);
+    const connectedAt = Date.now();
+    await waitFor(() => late.every((id) => devices.received(id).length > 0), { what: 'messages to returning devices', timeoutMs: 10_000 });
+    expect(Math.max(...late.map((id) => (devices.received(id)[0]?.at ?? 0) - connectedAt))).toBeLessThan(8_000);
+    for (const id of late) expect(await signalsToCampaign(id, started.workflowId), id).toBe(1);
+
+    const summary = await env.ops.campaigns.handle(started.campaignId).result();
+    expect(summary).toMatchObject({ state: 'completed', counts: { total: 10, delivered: 7, offline: 3, pending: 0 } });
+    for (const id of [...online, ...late]) expect(devices.received(id).map((a) => a.payload), id).toEqual([`hello ${id}`]);
+    // The device online without the subscription was tried once and waited: no signal ping-pong.
+    expect(await signalsToCampaign(mute, started.workflowId)).toBe(0);
+    const records = await env.ops.campaigns.finalRecords(started.campaignId);
+    expect(records.find((r) => r.clientId === mute)).toMatchObject({ status: 'offline', attempts: 1 });
+    for (const id of gone) expect(records.find((r) => r.clientId === id)).toMatchObject({ status: 'offline', attempts: 1 });
+  });
+});
