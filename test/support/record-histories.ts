@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import mqtt from 'mqtt';
 import { startBenchStack } from '../../bench/stack';
 import type { PresenceEvent } from '../../src/domain/presence';
 import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
   };
   try {
     if (wanted('devicePresence')) await recordPresence(stack, save);
+    if (wanted('runCampaign') || wanted('devicePresenceCampaignWait')) await recordCampaign(stack, save);
     if (only.size === 0) await recordDeviceAdministration(stack, save);
     writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   } finally {
@@ -77,6 +79,54 @@ async function recordPresence(stack: Awaited<ReturnType<typeof startBenchStack>>
   await send([{ kind: 'connected', key: `${clientId}|connected|${t + 5_000}`, connectedAt: t + 5_000 }]);
   await until(async () => (await stack.ops.presenceOf(clientId))?.presence === 'online');
   await save('devicePresence', `device/${clientId}`);
+}
+
+/**
+ * A campaign of three devices (batches of one): two online, one missing that waits; paused and
+ * resumed; the missing device connects, its device workflow (started by the campaign's
+ * `campaignWaiting`) signals the campaign, which delivers and completes.
+ */
+async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
+  const taskQueue = stack.env.TEMPORAL_TASK_QUEUE ?? 'bench';
+  const ids = ['replay-c-0', 'replay-c-1', 'replay-c-late'];
+  await stack.emqx.importUsers('plain', ids.map((id) => ({ user_id: id, password: 'replay-password' })));
+  const clients: mqtt.MqttClient[] = [];
+  const connect = async (clientId: string): Promise<void> => {
+    const client = await mqtt.connectAsync(stack.broker.mqttUrl, { clientId, username: clientId, password: 'replay-password', reconnectPeriod: 0 });
+    await client.subscribeAsync(`replay/${clientId}/cmd`, { qos: 1 });
+    clients.push(client);
+  };
+  const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+    const deadline = Date.now() + 30_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`campaign did not get there: ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  try {
+    await connect('replay-c-0');
+    await connect('replay-c-1');
+    const started = await stack.ops.campaigns.start({
+      campaignId: 'replay-campaign',
+      targets: { list: ids.map((clientId) => ({ clientId })) },
+      message: { topic: 'replay/${clientid}/cmd', payload: { format: 'text', text: 'hello' }, qos: 1 },
+      rollout: { batchSize: 1, concurrency: 2 },
+      offline: { wait: true, recheckIntervalMs: 600_000, wakeRetries: 2, wakeBackoffMs: 200 },
+      deadlineMs: 60_000,
+    });
+    await until('a target waiting', async () => (await stack.ops.campaigns.status(started.campaignId)).counts.waiting === 1);
+    await stack.ops.campaigns.pause(started.campaignId);
+    await stack.ops.campaigns.resume(started.campaignId);
+    await until('the device workflow started', async () => (await stack.ops.presenceOf('replay-c-late')) !== null);
+    await connect('replay-c-late');
+    const t = Date.now();
+    await deliverPresenceEvents(stack.temporal, { clientId: 'replay-c-late', taskQueue, events: [{ kind: 'connected', key: `replay-c-late|connected|${t}`, connectedAt: t }] });
+    await stack.ops.campaigns.handle(started.campaignId).result();
+    await save('runCampaign', started.workflowId);
+    await save('devicePresenceCampaignWait', 'device/replay-c-late');
+  } finally {
+    await Promise.all(clients.map((c) => c.endAsync()));
+  }
 }
 
 main().catch((err: unknown) => {

@@ -17,9 +17,21 @@ const workflowIds = JSON.parse(readFileSync(path.join(dir, 'workflow-ids.json'),
 const fixtures = readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'workflow-ids.json');
 
 describe('workflow replay', () => {
-  it('has a saved history for every device-administration workflow', () => {
+  it('has a saved history for every long-running or multi-step workflow', () => {
     expect(fixtures.map((f) => f.replace('.json', '')).sort()).toEqual(
-      expect.arrayContaining(['deprovisionDevice', 'devicePresence', 'kickDevice', 'provisionDevice', 'provisionFleet', 'provisionFleetChunk', 'rotateCredentials', 'setDesiredSubscriptions', 'setDeviceAcl']),
+      expect.arrayContaining([
+        'deprovisionDevice',
+        'devicePresence',
+        'devicePresenceCampaignWait',
+        'kickDevice',
+        'provisionDevice',
+        'provisionFleet',
+        'provisionFleetChunk',
+        'rotateCredentials',
+        'runCampaign',
+        'setDesiredSubscriptions',
+        'setDeviceAcl',
+      ]),
     );
   });
 
