@@ -318,7 +318,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       return reports;
     },
 
-    /** Records the campaign's state in MongoDB; a final state also clears its reconnect lookups. */
+    /** Records the campaign's state in MongoDB; a final state also clears its reconnect lookups and chunk states. */
     async recordCampaignState(input: { campaignId: string; state: CampaignState; counts?: TargetCounts; reason?: string }): Promise<void> {
       const final = input.state === 'completed' || input.state === 'cancelled' || input.state === 'aborted';
       const now = new Date().toISOString();
@@ -330,7 +330,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         ...(input.counts ? { counts: input.counts } : {}),
         ...(input.reason ? { reason: input.reason } : {}),
       });
-      if (final) await storeOf().clearWaiting(input.campaignId);
+      if (final) await Promise.all([storeOf().clearWaiting(input.campaignId), storeOf().deleteChunkStates(input.campaignId)]);
     },
 
     /**

@@ -93,8 +93,10 @@ interface ChunkStateDocument {
   _id: string;
   campaignId: string;
   chunk: number;
-  /** ChunkLedgerData: `finished` letters, `open` states as a JSON string, summed `effort`. */
-  finished: string;
+  /** ChunkLedgerData: `finished` letters run-length encoded (`d998.2`), `open` states as a JSON string, summed `effort`. */
+  finishedRuns?: string;
+  /** The same letters unencoded (documents written before `finishedRuns`). */
+  finished?: string;
   open: string;
   effort: Effort;
   lastBatch?: BatchMark;
@@ -129,6 +131,24 @@ async function insertIdempotently<T extends { _id: string }>(collection: Collect
     if (err instanceof MongoServerError && err.code === DUPLICATE_KEY && docs.length === 1) return;
     throw err;
   }
+}
+
+/** `dddd.ff` -> `d4.1f2`: a chunk's letters come in long runs, and FerretDB parses every state row on each state write. */
+export function encodeRuns(letters: string): string {
+  let out = '';
+  for (let i = 0; i < letters.length; ) {
+    let j = i + 1;
+    while (j < letters.length && letters[j] === letters[i]) j++;
+    out += `${letters[i] as string}${j - i}`;
+    i = j;
+  }
+  return out;
+}
+
+export function decodeRuns(runs: string): string {
+  let out = '';
+  for (const [, letter, count] of runs.matchAll(/(\D)(\d+)/g)) out += (letter as string).repeat(Number(count));
+  return out;
 }
 
 export function chunkKey(campaignId: string, chunk: number): string {
@@ -227,7 +247,7 @@ export class CampaignStore {
         const slice = targets.slice(chunk * CAMPAIGN_CHUNK_SIZE, (chunk + 1) * CAMPAIGN_CHUNK_SIZE);
         const _id = chunkKey(campaignId, chunk);
         docs.push({ _id, campaignId, chunk, targets: JSON.stringify(slice) });
-        states.push({ _id, campaignId, chunk, finished: '', open: '{}', effort: { attempted: 0, attempts: 0, transientErrors: 0 }, updatedAt: now });
+        states.push({ _id, campaignId, chunk, finishedRuns: '', open: '{}', effort: { attempted: 0, attempts: 0, transientErrors: 0 }, updatedAt: now });
       }
       await insertIdempotently(this.chunks, docs);
       await insertIdempotently(this.chunkStates, states);
@@ -239,16 +259,34 @@ export class CampaignStore {
     await Promise.all([this.chunks.deleteMany({ campaignId }), this.chunkStates.deleteMany({ campaignId })]);
   }
 
+  /**
+   * Drops an ended campaign's working states: every target has its final record by then. This
+   * keeps `campaign_chunk_states` to the running campaigns, which matters on FerretDB, where each
+   * state write scans the whole collection.
+   */
+  async deleteChunkStates(campaignId: string): Promise<void> {
+    await this.chunkStates.deleteMany({ campaignId });
+  }
+
   async readChunkTargets(campaignId: string, chunk: number): Promise<CampaignTarget[]> {
     const doc = await this.chunks.findOne({ _id: chunkKey(campaignId, chunk) });
     if (!doc) throw new Error(`campaign ${campaignId} has no chunk ${chunk}`);
     return JSON.parse(doc.targets) as CampaignTarget[];
   }
 
+  /** A running campaign's chunk state (every chunk has one until the campaign ends). */
   async readChunkState(campaignId: string, chunk: number): Promise<ChunkState> {
+    const state = await this.chunkStateIfAny(campaignId, chunk);
+    if (!state) throw new Error(`campaign ${campaignId} has no state for chunk ${chunk}`);
+    return state;
+  }
+
+  /** A chunk's state, or null once the campaign has ended (its states are deleted then). */
+  async chunkStateIfAny(campaignId: string, chunk: number): Promise<ChunkState | null> {
     const doc = await this.chunkStates.findOne({ _id: chunkKey(campaignId, chunk) });
-    if (!doc) throw new Error(`campaign ${campaignId} has no state for chunk ${chunk}`);
-    const ledger: ChunkLedgerData = { finished: doc.finished, open: JSON.parse(doc.open) as Record<number, TargetState>, effort: doc.effort };
+    if (!doc) return null;
+    const finished = doc.finishedRuns !== undefined ? decodeRuns(doc.finishedRuns) : (doc.finished ?? '');
+    const ledger: ChunkLedgerData = { finished, open: JSON.parse(doc.open) as Record<number, TargetState>, effort: doc.effort };
     return { ledger, ...(doc.lastBatch ? { lastBatch: doc.lastBatch } : {}) };
   }
 
@@ -258,7 +296,7 @@ export class CampaignStore {
       {
         campaignId,
         chunk,
-        finished: state.ledger.finished,
+        finishedRuns: encodeRuns(state.ledger.finished),
         open: JSON.stringify(state.ledger.open),
         effort: state.ledger.effort,
         ...(state.lastBatch ? { lastBatch: state.lastBatch } : {}),
@@ -287,12 +325,13 @@ export class CampaignStore {
   async *results(campaignId: string, chunkCount: number): AsyncGenerator<CampaignResultRow> {
     const finals = new Map((await this.targetRecords(campaignId)).map((r) => [r.clientId, r]));
     for (let chunk = 0; chunk < chunkCount; chunk++) {
-      const [targets, { ledger }] = await Promise.all([this.readChunkTargets(campaignId, chunk), this.readChunkState(campaignId, chunk)]);
-      const book = new ChunkLedger(targets.length, ledger);
+      const [targets, state] = await Promise.all([this.readChunkTargets(campaignId, chunk), this.chunkStateIfAny(campaignId, chunk)]);
+      // An ended campaign has no states left: every target has its final record.
+      const book = state ? new ChunkLedger(targets.length, state.ledger) : null;
       for (let i = 0; i < targets.length; i++) {
         const target = targets[i] as CampaignTarget;
-        const record = book.isOpen(i) ? undefined : finals.get(target.clientId);
-        yield record ? recordRow(record) : resultRow(target, book.stateAt(i));
+        const record = book?.isOpen(i) ? undefined : finals.get(target.clientId);
+        yield record ? recordRow(record) : resultRow(target, book?.stateAt(i));
       }
     }
   }
@@ -319,8 +358,9 @@ export class CampaignStore {
     const awaiting: string[] = [];
     for (const entry of entries) {
       if (!active.has(entry.campaignId)) continue;
-      const { ledger } = await this.readChunkState(entry.campaignId, entry.chunk);
-      const state = new ChunkLedger(CAMPAIGN_CHUNK_SIZE, ledger).stateAt(entry.index);
+      const chunkState = await this.chunkStateIfAny(entry.campaignId, entry.chunk);
+      if (!chunkState) continue; // ended meanwhile
+      const state = new ChunkLedger(CAMPAIGN_CHUNK_SIZE, chunkState.ledger).stateAt(entry.index);
       if (state.status === 'waiting' || state.status === 'retrying') awaiting.push(entry.campaignId);
     }
     return awaiting;

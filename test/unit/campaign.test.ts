@@ -5,6 +5,7 @@ import { abortReason, batchAllowance, BULK_REQUESTS_PER_BATCH, initialPacer, nex
 import { ChunkLedger } from '../../src/domain/campaign-chunk';
 import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, wake, type TargetState } from '../../src/domain/campaign-target-state';
 import { InputError, parseInput } from '../../src/domain/input-error';
+import { decodeRuns, encodeRuns } from '../../src/history/campaigns';
 import { parseTargetsFile } from '../../src/starter/campaign-file';
 
 const policy = (overrides: { retry?: unknown; offline?: unknown; inProgressTimeoutMs?: number } = {}): TargetPolicy => ({
@@ -121,6 +122,15 @@ describe('campaign target states', () => {
     reloaded.set(1, { status: 'offline', attempts: 2 });
     reloaded.set(2, { status: 'failed', attempts: 3 });
     expect(reloaded.nextDueAt()).toBeNull();
+  });
+
+  it('stores a ledger\'s letters run-length encoded', () => {
+    expect(encodeRuns('d'.repeat(998) + '..')).toBe('d998.2');
+    expect(encodeRuns('')).toBe('');
+    const letters = 'dd.offfffc' + 't'.repeat(12) + '.';
+    expect(encodeRuns(letters)).toBe('d2.1o1f5c1t12.1');
+    expect(decodeRuns(encodeRuns(letters))).toBe(letters);
+    expect(decodeRuns('')).toBe('');
   });
 });
 

@@ -86,7 +86,12 @@ describe('campaign delivery', () => {
     const rows = [];
     for await (const row of env.ops.campaigns.results(started.campaignId)) rows.push(row);
     expect(rows.map((r) => r.clientId)).toEqual(targets.map((t) => t.clientId));
+    expect(rows.filter((r) => r.status === 'delivered')).toHaveLength(15);
     expect((await env.ops.campaigns.status(started.campaignId)).state).toBe('completed');
+    // Its working states are gone (results above came from the final records) and so are its reconnect lookups.
+    const store = new CampaignStore(env.history.db);
+    expect(await store.chunkStates.countDocuments({ campaignId: started.campaignId })).toBe(0);
+    expect(await store.waiting.countDocuments({ campaignId: started.campaignId })).toBe(0);
   });
 
   it('retries waiting targets periodically until the deadline when no reconnect signal comes', async () => {
