@@ -1,4 +1,4 @@
-import { activityInfo, ApplicationFailure, getClient, heartbeat, log } from '@temporalio/activity';
+import { ApplicationFailure, getClient, heartbeat } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { campaignWorkflowId, isFinal, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
@@ -9,7 +9,6 @@ import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, t
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../history';
 import { CampaignStore, finalRecord, type WaitingEntry } from '../history/campaigns';
-import { announceCampaignWaiting } from '../starter/presence-delivery';
 import { deviceOnlineSignal } from '../workflows/campaign';
 import { asActivityFailure, mapPooled } from './failures';
 
@@ -44,8 +43,6 @@ export interface PublishBatchInput {
   wake?: number[];
   /** Unique per batch (workflow run id + sequence): a retried activity does not publish the batch again. */
   batchId: string;
-  /** The campaign's deadline (epoch ms), if it has one: device workflows wait for it until then. */
-  deadlineAt?: number | null;
 }
 
 export type CampaignEnding = 'expire' | 'cancel';
@@ -53,10 +50,7 @@ export type CampaignEnding = 'expire' | 'cancel';
 /** How many EMQX /publish calls run at once when a bulk request must be split to find a bad message. */
 const SINGLE_PUBLISH_CONCURRENCY = 16;
 const CACHED_CHUNKS = 64;
-/** Device workflows told of a waiting target at once. */
-const ANNOUNCE_CONCURRENCY = 8;
-/** How long a device workflow remembers a waiting campaign that has no deadline (its retries end sooner). */
-const AWAIT_WITHOUT_DEADLINE_MS = 3_600_000;
+
 
 /** A small insertion-ordered cache for immutable data (message templates, chunk target lists). */
 class BoundedCache<V> {
@@ -174,28 +168,6 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     return outcomes.map((o) => o ?? { kind: 'transient', error: 'no outcome' });
   }
 
-  /**
-   * Tells each device's workflow that this campaign waits for it, so its next connect signals the
-   * campaign (presence.ts). Best effort: when Temporal cannot take a signal now, the target is
-   * still retried at its recheck interval.
-   */
-  async function announceWaiting(campaignId: string, clientIds: string[], since: number, deadlineAt: number | null | undefined): Promise<void> {
-    if (clientIds.length === 0) return;
-    let client: ReturnType<typeof getClient>;
-    try {
-      client = getClient();
-    } catch {
-      return; // no Temporal client here (a unit test's mock environment)
-    }
-    const taskQueue = activityInfo().taskQueue;
-    const until = deadlineAt ?? Date.now() + AWAIT_WITHOUT_DEADLINE_MS;
-    let failed = 0;
-    await mapPooled(clientIds, ANNOUNCE_CONCURRENCY, (clientId) =>
-      announceCampaignWaiting(client, { clientId, taskQueue, campaignId, until, since }).catch(() => (failed += 1)),
-    );
-    if (failed > 0) log.warn('could not tell some device workflows that a campaign waits for them; their targets are rechecked periodically', { campaignId, failed });
-  }
-
   function reportOf(chunk: number, ledger: ChunkLedger, published: number, delivered: number): ChunkReport {
     return { chunk, counts: ledger.counts(), nextDueAt: ledger.nextDueAt(), published, delivered, ...ledger.totalEffort() };
   }
@@ -253,28 +225,19 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       // request's messages (the retried activity sees how far this batch got by its id).
       for (let from = 0; from < due.length || from === 0; from += requestSize) {
         const group = due.slice(from, from + requestSize);
-        const attemptAt = Date.now();
         const outcomes = group.length > 0 ? await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget)) : [];
         heartbeat();
         const after = Date.now();
         const finals = new Map<number, TargetState>();
         const newlyWaiting: WaitingEntry[] = [];
-        const announce: string[] = [];
         group.forEach((i, k) => {
           const before = ledger.stateAt(i);
           const state = applyOutcome(before, outcomes[k] as AttemptOutcome, policy, after);
           ledger.set(i, state);
           if (state.status === 'delivered') delivered += 1;
           if (isFinal(state.status)) finals.set(i, state);
-          else if (state.lastFailure === 'no_subscriber') {
-            const clientId = (targets[i] as CampaignTarget).clientId;
-            if (before.noSubscriberCount === undefined) {
-              newlyWaiting.push({ campaignId, clientId, chunk, index: i });
-              announce.push(clientId);
-            } else if (before.wakeLeft !== undefined && state.wakeLeft === undefined) {
-              // Woken by a reconnect but still without a subscription: wait for the next connect.
-              announce.push(clientId);
-            }
+          else if (state.lastFailure === 'no_subscriber' && before.noSubscriberCount === undefined) {
+            newlyWaiting.push({ campaignId, clientId: (targets[i] as CampaignTarget).clientId, chunk, index: i });
           }
         });
         published += group.length;
@@ -283,7 +246,6 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
         await storeOf().recordWaiting(newlyWaiting);
         await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
-        await announceWaiting(campaignId, announce, attemptAt, input.deadlineAt);
       }
       return reportOf(chunk, ledger, published, delivered);
     },

@@ -228,6 +228,12 @@ export class CampaignStore {
     await this.campaigns.updateOne({ _id: campaignId }, { $set: patch });
   }
 
+  /** Running campaigns that keep offline targets waiting for their devices. */
+  async waitingCampaignIds(): Promise<string[]> {
+    const docs = await this.campaigns.find({ active: true, waitOffline: true }, { projection: { _id: 1 } }).toArray();
+    return docs.map((d) => d._id);
+  }
+
   async activeCampaignIds(ids: readonly string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
     const docs = await this.campaigns.find({ _id: { $in: [...ids] }, active: true }, { projection: { _id: 1 } }).toArray();

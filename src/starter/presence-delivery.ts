@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { presenceWorkflowId, type PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
-import { campaignWaitingSignal, devicePresence, presenceEventsSignal, type DevicePresenceInput } from '../workflows/presence';
+import { devicePresence, presenceEventsSignal, type DevicePresenceInput } from '../workflows/presence';
 
 /**
  * How a device's workflow is started when a signal finds it not running (signal-with-start is
@@ -23,22 +23,17 @@ function deviceWorkflowStart(options: { clientId: string; taskQueue: string; con
   };
 }
 
-/** Hands presence events to the device's workflow. Used by the webhook adapter and by reconciliation. */
+/**
+ * Hands presence events to the device's workflow, with the campaigns waiting for the device (see
+ * presenceEventsSignal). Used by the webhook adapter and by reconciliation.
+ */
 export async function deliverPresenceEvents(
   client: Client,
-  options: { clientId: string; taskQueue: string; events: PresenceEvent[]; continueAsNewAfter?: number },
-): Promise<void> {
-  await client.workflow.signalWithStart(devicePresence, { ...deviceWorkflowStart(options), signal: presenceEventsSignal, signalArgs: [{ events: options.events }] });
-}
-
-/** Tells the device's workflow that a campaign found no subscriber at `since` and waits for the device until `until` (epoch ms). */
-export async function announceCampaignWaiting(
-  client: Client,
-  options: { clientId: string; taskQueue: string; campaignId: string; until: number; since: number },
+  options: { clientId: string; taskQueue: string; events: PresenceEvent[]; campaigns?: string[]; continueAsNewAfter?: number },
 ): Promise<void> {
   await client.workflow.signalWithStart(devicePresence, {
     ...deviceWorkflowStart(options),
-    signal: campaignWaitingSignal,
-    signalArgs: [{ campaignId: options.campaignId, until: options.until, since: options.since }],
+    signal: presenceEventsSignal,
+    signalArgs: [{ events: options.events, ...(options.campaigns?.length ? { campaigns: options.campaigns } : {}) }],
   });
 }

@@ -1,16 +1,20 @@
 import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
+import type { PresenceEvent } from '../domain/presence';
 import type { History } from '../history';
+import { CampaignStore } from '../history/campaigns';
 import { deliverPresenceEvents } from '../starter/presence-delivery';
 import { InboxSink } from './event-sink';
 import { WebhookMetrics } from './metrics';
 import { DEFAULT_RELAY_OPTIONS, PresenceRelay, type RelayOptions } from './relay';
 import { buildServer } from './server';
 import { SignalThrottle } from './signal-throttle';
+import { WaitingCampaigns } from './waiting-campaigns';
 
 /** Deadline of one signal-with-start: a hung Temporal call must not hold a device's queue. */
 const SIGNAL_DEADLINE_MS = 10_000;
+const CAMPAIGN_REFRESH_MS = 5_000;
 
 export interface WebhookAdapterOptions {
   history: History;
@@ -24,6 +28,8 @@ export interface WebhookAdapterOptions {
   signalDeadlineMs?: number;
   /** Passed to device workflows this adapter starts (tests force continue-as-new with it). */
   continueAsNewAfter?: number;
+  /** How long the list of campaigns waiting for devices is cached (default 5 s). */
+  campaignRefreshMs?: number;
   logger?: Logger;
 }
 
@@ -41,17 +47,31 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
   const logger = options.logger ?? pino({ level: 'silent' });
   const metrics = new WebhookMetrics();
   const relayOptions = { ...DEFAULT_RELAY_OPTIONS, ...options.relay };
+  const waiting = new WaitingCampaigns(new CampaignStore(options.history.db), options.campaignRefreshMs ?? CAMPAIGN_REFRESH_MS);
+  /** A connect tells the campaigns waiting for the device; a failed lookup costs only the shortcut (they recheck). */
+  const campaignsFor = async (clientId: string, events: PresenceEvent[]): Promise<string[]> => {
+    if (!events.some((e) => e.kind === 'connected')) return [];
+    try {
+      return await waiting.forDevice(clientId);
+    } catch (err) {
+      logger.warn({ err: (err as Error).message, clientId }, 'could not look up campaigns waiting for the device');
+      return [];
+    }
+  };
   const relay = new PresenceRelay(
     {
-      deliver: (clientId, events) =>
-        options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), () =>
+      deliver: async (clientId, events) => {
+        const campaigns = await campaignsFor(clientId, events);
+        return options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), () =>
           deliverPresenceEvents(options.temporal, {
             clientId,
             taskQueue: options.taskQueue,
             events,
+            campaigns,
             ...(options.continueAsNewAfter ? { continueAsNewAfter: options.continueAsNewAfter } : {}),
           }),
-        ),
+        );
+      },
       inbox: options.history.inbox,
       metrics,
       logger,

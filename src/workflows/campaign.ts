@@ -305,7 +305,6 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
         transport: settings.transport,
         policy: settings.policy,
         batchId,
-        deadlineAt: c.deadlineAt,
         ...(wake.length ? { wake } : {}),
       })
       .then(

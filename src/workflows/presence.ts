@@ -45,14 +45,12 @@ import {
  * carries out their effects.
  */
 
-export const presenceEventsSignal = defineSignal<[{ events: PresenceEvent[] }]>('presenceEvents');
 /**
- * A campaign found no subscriber for this device at `since` and waits for it until `until` (the
- * campaign's deadline; both epoch ms). On the device's next connect the workflow signals the
- * campaign's `deviceOnline`, so waiting targets are delivered without polling; at once if the
- * device connected after `since` (it came back while the campaign was still saying so).
+ * Presence events for this device. `campaigns`: campaigns waiting to publish to the device, found by
+ * the webhook adapter for a connect (campaign_waiting); the workflow signals their `deviceOnline`
+ * once the events leave the device online, so waiting targets are delivered without polling.
  */
-export const campaignWaitingSignal = defineSignal<[{ campaignId: string; until: number; since: number }]>('campaignWaiting');
+export const presenceEventsSignal = defineSignal<[{ events: PresenceEvent[]; campaigns?: string[] }]>('presenceEvents');
 /** Provisioning changed the device record (alarm policy) or deprovisioned the device. */
 export const deviceRecordChangedSignal = defineSignal('deviceRecordChanged');
 export const presenceQuery = defineQuery<PresenceView | null>('presence');
@@ -74,12 +72,17 @@ export interface DevicePresenceInput {
   continueAsNewAfter?: number;
   /** The state a previous run handed over. */
   carried?: PresenceState;
-  /** Campaigns waiting for the device to connect: campaign id -> until (epoch ms). */
+  /** Campaigns to tell when the device is next online: campaign id -> until (epoch ms). */
   awaitingCampaigns?: Record<string, number>;
 }
 
 /** More campaigns waiting for one device than this is unusual; the oldest are dropped (they still recheck). */
 const MAX_AWAITING_CAMPAIGNS = 100;
+/**
+ * A campaign hint that came with a connect the device workflow found stale (the device is not
+ * online after all) is kept for the next connect, this long at most.
+ */
+const CAMPAIGN_HINT_MS = 3_600_000;
 
 /** MongoDB steps: retried until they succeed (a lost alarm record is worse than a late one). */
 const store = proxyActivities<Activities>({
@@ -118,24 +121,20 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
     return effectsQueued;
   };
 
-  setHandler(presenceEventsSignal, ({ events }) => {
+  setHandler(presenceEventsSignal, ({ events, campaigns }) => {
     messages++;
     inbox.push(...events);
+    const until = Date.now() + CAMPAIGN_HINT_MS;
+    for (const campaignId of Array.isArray(campaigns) ? campaigns : []) {
+      if (typeof campaignId !== 'string') continue;
+      awaiting.delete(campaignId);
+      awaiting.set(campaignId, until);
+      if (awaiting.size > MAX_AWAITING_CAMPAIGNS) awaiting.delete(awaiting.keys().next().value as string);
+    }
   });
   setHandler(deviceRecordChangedSignal, () => {
     messages++;
     policyStale = true;
-  });
-  setHandler(campaignWaitingSignal, ({ campaignId, until, since }) => {
-    messages++;
-    if (typeof campaignId !== 'string' || typeof until !== 'number') return;
-    awaiting.delete(campaignId);
-    awaiting.set(campaignId, until);
-    if (awaiting.size > MAX_AWAITING_CAMPAIGNS) awaiting.delete(awaiting.keys().next().value as string);
-    // Reconnected after the campaign's attempt: tell it now. Online since before the attempt means
-    // connected but not subscribed; that waits for the next connect.
-    const session = state?.presence === 'online' ? state.session : null;
-    if (session && typeof since === 'number' && session.connectedAt > since) wakeCampaigns = true;
   });
   setHandler(presenceQuery, () => (state ? presenceView(state) : null));
   setHandler(alarmQuery, () => alarmView(state));
@@ -159,9 +158,8 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
   setHandler(clearAlarmUpdate, operatorAction(clearByOperator), { validator: validated(clearRefusal) });
 
   /**
-   * Signals every campaign still waiting for the device (a signal, no activity: a connect storm
-   * costs nothing for devices no campaign waits for). A campaign that waits again after its retries
-   * says so again; one that has ended refuses the signal, which is fine.
+   * Signals the campaigns waiting for the device (workflow signals, no activity). One that has
+   * ended refuses the signal, which is fine.
    */
   const signalAwaitingCampaigns = (): void => {
     wakeCampaigns = false;
@@ -254,8 +252,8 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
     // so an update arriving now (which waits for its effects) is carried out, not deadlocked.
     const settled = (): boolean => idle() && background === 0 && allHandlersFinished();
     if (!current.policy.monitored && current.presence !== 'online' && !isOpen(current.alarm) && awaiting.size === 0) {
-      // Deprovisioned (or never provisioned) and gone, and no campaign waits for it: nothing left
-      // to watch. A later event starts a new run.
+      // Deprovisioned (or never provisioned) and gone, no campaign to tell: nothing left to watch.
+      // A later event starts a new run.
       await condition(() => settled() || !idle());
       if (settled()) return;
       continue;

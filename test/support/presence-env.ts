@@ -45,6 +45,7 @@ export async function startPresenceEnv(options: { defaults?: PresenceSettings['d
       taskQueue: env.taskQueue,
       token: WEBHOOK_TOKEN,
       relay: { sweepIntervalMs: 200, bucketMs: 1_000, adoptAfterMs: 500, maxBackoffMs: 1_000 },
+      campaignRefreshMs: 200,
       ...overrides,
     });
     adapters.push(adapter);

@@ -83,8 +83,8 @@ async function recordPresence(stack: Awaited<ReturnType<typeof startBenchStack>>
 
 /**
  * A campaign of three devices (batches of one): two online, one missing that waits; paused and
- * resumed; the missing device connects, its device workflow (started by the campaign's
- * `campaignWaiting`) signals the campaign, which delivers and completes.
+ * resumed; the missing device connects, its device workflow gets the connect with the waiting
+ * campaign and signals it, and the campaign delivers and completes.
  */
 async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
   const taskQueue = stack.env.TEMPORAL_TASK_QUEUE ?? 'bench';
@@ -117,10 +117,15 @@ async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>
     await until('a target waiting', async () => (await stack.ops.campaigns.status(started.campaignId)).counts.waiting === 1);
     await stack.ops.campaigns.pause(started.campaignId);
     await stack.ops.campaigns.resume(started.campaignId);
-    await until('the device workflow started', async () => (await stack.ops.presenceOf('replay-c-late')) !== null);
     await connect('replay-c-late');
     const t = Date.now();
-    await deliverPresenceEvents(stack.temporal, { clientId: 'replay-c-late', taskQueue, events: [{ kind: 'connected', key: `replay-c-late|connected|${t}`, connectedAt: t }] });
+    // What the webhook adapter sends for a connect of a device a campaign waits for.
+    await deliverPresenceEvents(stack.temporal, {
+      clientId: 'replay-c-late',
+      taskQueue,
+      events: [{ kind: 'connected', key: `replay-c-late|connected|${t}`, connectedAt: t }],
+      campaigns: [started.campaignId],
+    });
     await stack.ops.campaigns.handle(started.campaignId).result();
     await save('runCampaign', started.workflowId);
     await save('devicePresenceCampaignWait', 'device/replay-c-late');

@@ -5,10 +5,11 @@ import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
 import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
 
 /**
- * Deliver-on-reconnect through the presence path, end to end: the campaign tells each missing
- * device's workflow that it waits; the device connects, the broker's webhook reaches the adapter,
- * the device workflow sees the connect and signals the campaign, which publishes at once. The
- * campaign's own recheck is ten minutes away, so only this path can deliver in time.
+ * Deliver-on-reconnect through the presence path, end to end: a device connects, the broker's
+ * webhook reaches the adapter, which finds the campaigns waiting for the device and hands them to
+ * the device workflow with the connect; the workflow sees the device online and signals them, and
+ * the campaign publishes at once. The campaign's own recheck is ten minutes away, so only this path
+ * can deliver in time.
  */
 
 let env: PresenceTestEnv;
@@ -30,7 +31,7 @@ async function signalsToCampaign(clientId: string, campaignWorkflowId: string): 
 }
 
 describe('campaign delivery through the presence path', () => {
-  it('delivers to devices when they connect, via their device workflows; an online device without the subscription is not pestered', async () => {
+  it('delivers to devices when they connect, via their device workflows; a device online without the subscription waits for its next connect', async () => {
     const online = ids('pp-on', 3);
     const late = ids('pp-late', 4);
     const gone = ids('pp-gone', 2);
@@ -48,22 +49,27 @@ describe('campaign delivery through the presence path', () => {
       deadlineMs: 15_000,
     });
     await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).counts.waiting === 7, { what: 'missing targets waiting', timeoutMs: 10_000 });
-    // The campaign started device workflows for devices that never connected, to wait in.
-    await waitFor(async () => (await env.ops.presenceOf(late[0] as string))?.presence === 'unknown', { what: 'device workflow of a device never seen' });
 
     await devices.connectAll(late);
     const connectedAt = Date.now();
     await waitFor(() => late.every((id) => devices.received(id).length > 0), { what: 'messages to returning devices', timeoutMs: 10_000 });
     expect(Math.max(...late.map((id) => (devices.received(id)[0]?.at ?? 0) - connectedAt))).toBeLessThan(8_000);
     for (const id of late) expect(await signalsToCampaign(id, started.workflowId), id).toBe(1);
+    // The device online without the subscription was tried once and waits: its connect came
+    // before the campaign, so nothing has told the campaign about it.
+    expect(await signalsToCampaign(mute, started.workflowId)).toBe(0);
+    expect(devices.received(mute)).toHaveLength(0);
+
+    // It reconnects, subscribed this time (taking over its old session): that connect reaches it.
+    await devices.connect(mute);
+    await waitFor(() => devices.received(mute).length > 0, { what: `message to ${mute} after its reconnect`, timeoutMs: 10_000 });
+    expect(await signalsToCampaign(mute, started.workflowId)).toBe(1);
 
     const summary = await env.ops.campaigns.handle(started.campaignId).result();
-    expect(summary).toMatchObject({ state: 'completed', counts: { total: 10, delivered: 7, offline: 3, pending: 0 } });
-    for (const id of [...online, ...late]) expect(devices.received(id).map((a) => a.payload), id).toEqual([`hello ${id}`]);
-    // The device online without the subscription was tried once and waited: no signal ping-pong.
-    expect(await signalsToCampaign(mute, started.workflowId)).toBe(0);
+    expect(summary).toMatchObject({ state: 'completed', counts: { total: 10, delivered: 8, offline: 2, pending: 0 } });
+    for (const id of [...online, ...late, mute]) expect(devices.received(id).map((a) => a.payload), id).toEqual([`hello ${id}`]);
     const records = await env.ops.campaigns.finalRecords(started.campaignId);
-    expect(records.find((r) => r.clientId === mute)).toMatchObject({ status: 'offline', attempts: 1 });
+    expect(records.find((r) => r.clientId === mute)).toMatchObject({ status: 'delivered', attempts: 2 });
     for (const id of gone) expect(records.find((r) => r.clientId === id)).toMatchObject({ status: 'offline', attempts: 1 });
   });
 });
