@@ -31,8 +31,21 @@ export function renderMessage(template: MessageTemplate, target: CampaignTarget)
 
 /** Encoded size as EMQX checks it against `max_packet_size` (topic + payload bytes). */
 export function messageBytes(message: RenderedMessage): number {
-  const payloadBytes = message.binary ? Math.floor((message.payload.length * 3) / 4) : utf8.encode(message.payload).length;
-  return utf8.encode(message.topic).length + payloadBytes;
+  const payloadBytes = message.binary ? Math.floor((message.payload.length * 3) / 4) : utf8Length(message.payload);
+  return utf8Length(message.topic) + payloadBytes;
 }
 
-const utf8 = new TextEncoder();
+/** UTF-8 length without encoding (a lone surrogate counts 3 bytes, as TextEncoder writes U+FFFD). */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}

@@ -50,13 +50,23 @@ export const TopicFilter = z
   .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters')
   .refine((v) => topicLevelsValid(v.replace(/^eq /, ''), true), 'wildcards must fill a whole level; "#" only last');
 
+/**
+ * What is wrong with a topic name to publish to (no wildcards), or null. A plain function as well
+ * as the schema below: campaigns check every rendered topic, 100,000 at a time.
+ */
+export function topicNameProblem(topic: string): string | null {
+  if (topic.length === 0) return 'must not be empty';
+  if (topic.length > 1024) return 'must be at most 1024 characters';
+  if (CONTROL_CHARS.test(topic)) return 'must not contain control characters';
+  if (topic.includes('+') || topic.includes('#')) return 'must not contain wildcards ("+" or "#")';
+  return null;
+}
+
 /** A topic name to publish to: no wildcards. */
-export const TopicName = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(1024, 'must be at most 1024 characters')
-  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters')
-  .refine((v) => topicLevelsValid(v, false), 'must not contain wildcards ("+" or "#")');
+export const TopicName = z.string().superRefine((v, ctx) => {
+  const problem = topicNameProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 export const AclRule = z.object({
   permission: z.enum(['allow', 'deny']),

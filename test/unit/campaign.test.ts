@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CAMPAIGN_CHUNK_SIZE, CampaignRequest, emptyCounts, OfflinePolicy, RetryPolicy, Rollout, type TargetPolicy } from '../../src/domain/campaign';
-import { renderMessage } from '../../src/domain/campaign-message';
+import { renderMessage, utf8Length } from '../../src/domain/campaign-message';
 import { abortReason, batchAllowance, BULK_REQUESTS_PER_BATCH, initialPacer, nextSlot, ramp, refund, reserve } from '../../src/domain/campaign-rollout';
 import { ChunkLedger } from '../../src/domain/campaign-chunk';
 import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, wake, type TargetState } from '../../src/domain/campaign-target-state';
@@ -27,6 +27,16 @@ describe('campaign message templates', () => {
     });
   });
 
+  it('checks JSON payloads: values inside strings always fit; values outside strings must make valid JSON', () => {
+    const inStrings = { ...template, payload: { format: 'json' as const, text: '{"note":"${fw}"}' } };
+    for (const fw of ['x', '"quoted"', '\\ back', '} {', '\u0000']) expect(JSON.parse(renderMessage(inStrings, { clientId: 'd', values: { fw } }).payload)).toEqual({ note: fw });
+    const bare = { ...template, payload: { format: 'json' as const, text: '{"n":${fw}}' } };
+    expect(renderMessage(bare, { clientId: 'd', values: { fw: '7' } }).payload).toBe('{"n":7}');
+    expect(() => renderMessage(bare, { clientId: 'd', values: { fw: 'seven' } })).toThrow(/not valid JSON/);
+    const broken = { ...template, payload: { format: 'json' as const, text: '{"note":"${fw}"' } };
+    expect(() => renderMessage(broken, { clientId: 'd', values: { fw: 'x' } })).toThrow(/not valid JSON/);
+  });
+
   it('rejects a missing value, and values that put wildcards into the topic', () => {
     expect(() => renderMessage(template, { clientId: 'd1' })).toThrow(/no value for \$\{fw\}/);
     expect(() => renderMessage({ ...template, topic: 'fw/${fw}' }, { clientId: 'd1', values: { fw: '#' } })).toThrow(/wildcards/);
@@ -41,6 +51,13 @@ describe('campaign message templates', () => {
     expect(() => parseInput(CampaignRequest, { ...base, targets: { list: [] } })).toThrow(/no targets/);
     expect(() => parseInput(CampaignRequest, { ...base, message: { ...base.message, payload: { format: 'base64', data: 'not base64!' } } })).toThrow(/must be base64/);
     expect(parseInput(CampaignRequest, base)).toMatchObject({ transport: 'rest', rollout: { batchSize: 500, concurrency: 4 }, retry: { transient: { retries: 3 } } });
+  });
+});
+
+describe('campaign message size', () => {
+  it('counts UTF-8 bytes as TextEncoder does, without encoding', () => {
+    const samples = ['', 'plain ascii', 'caf\u00e9', '\u20ac 100', 'emoji \u{1F680} ok', 'lone \ud800 high', 'lone \udc00 low', 'end \ud83d'];
+    for (const text of samples) expect(utf8Length(text), JSON.stringify(text)).toBe(new TextEncoder().encode(text).length);
   });
 });
 
