@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import type { CampaignStore, WaitingEntry } from '../../src/history/campaigns';
+import { WaitingCampaigns } from '../../src/webhook/waiting-campaigns';
+
+/** A stand-in for the two CampaignStore reads the lookup makes, counting them. */
+function fakeStore(running: string[], waiting: Record<string, string[]>) {
+  const calls = { list: 0, lookups: 0 };
+  const store = {
+    waitingCampaignIds: () => {
+      calls.list += 1;
+      return Promise.resolve([...running]);
+    },
+    waitingEntry: (campaignId: string, clientId: string): Promise<WaitingEntry | null> => {
+      calls.lookups += 1;
+      return Promise.resolve(waiting[campaignId]?.includes(clientId) ? { campaignId, clientId, chunk: 0, index: 0 } : null);
+    },
+  };
+  return { store: store as unknown as CampaignStore, calls, running };
+}
+
+describe('campaigns waiting for a device (webhook adapter)', () => {
+  it('looks up each running waiting campaign by id and caches the list of campaigns', async () => {
+    const { store, calls, running } = fakeStore(['c1', 'c2'], { c1: ['dev-a'], c2: ['dev-a', 'dev-b'] });
+    const lookup = new WaitingCampaigns(store, 60_000);
+    expect(await lookup.forDevice('dev-a')).toEqual(['c1', 'c2']);
+    expect(await lookup.forDevice('dev-b')).toEqual(['c2']);
+    expect(await lookup.forDevice('dev-c')).toEqual([]);
+    expect(calls).toEqual({ list: 1, lookups: 6 });
+    running.push('c3'); // not seen until the cache expires
+    expect(await lookup.forDevice('dev-a')).toEqual(['c1', 'c2']);
+    expect(calls.list).toBe(1);
+  });
+
+  it('costs one list read per refresh and no lookups when no campaign waits', async () => {
+    const { store, calls } = fakeStore([], {});
+    const lookup = new WaitingCampaigns(store, 0);
+    await Promise.all([lookup.forDevice('a'), lookup.forDevice('b')]);
+    expect(calls.lookups).toBe(0);
+    // Concurrent callers share one read of the list.
+    expect(calls.list).toBe(1);
+    await lookup.forDevice('c');
+    expect(calls.list).toBe(2);
+  });
+});
