@@ -1,13 +1,13 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import mqtt from 'mqtt';
-import { workerPolling } from '../devstack/app-processes';
-import { startProcess, type ServiceProcess } from '../devstack/services';
+import { startWorkerProcess } from '../devstack/app-processes';
+import type { ServiceProcess } from '../devstack/services';
 import { projectRoot } from '../src/config';
 import type { PublishMessage } from '../src/emqx';
-import { cpuMeter } from './cpu';
+import { cpuMeter, memoryOf, round } from './cpu';
 import { startBenchStack, type BenchStack } from './stack';
 
 /**
@@ -35,29 +35,11 @@ function progress(message: string): void {
   console.error(`[bench campaign] ${message}`);
 }
 
-function round(n: number): number {
-  return Math.round(n * 10) / 10;
-}
 
-function memoryOf(service: ServiceProcess): { rssMb: number; peakMb: number } | null {
-  const pid = service.child.pid;
-  if (!pid) return null;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-    return { rssMb: round(kb('VmRSS') / 1024), peakMb: round(kb('VmHWM') / 1024) };
-  } catch {
-    return null;
-  }
-}
 
-async function startWorker(stack: BenchStack, dir: string): Promise<ServiceProcess> {
-  const startedAt = Date.now();
-  return startProcess({
-    name: 'worker',
-    command: process.execPath,
-    // BENCH_WORKER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the worker.
-    args: [...(process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', path.join(projectRoot(), 'src', 'worker.ts')],
+function startWorker(stack: BenchStack, dir: string): Promise<ServiceProcess> {
+  return startWorkerProcess({
+    root: projectRoot(),
     env: {
       ...process.env,
       ...stack.env,
@@ -68,8 +50,8 @@ async function startWorker(stack: BenchStack, dir: string): Promise<ServiceProce
       LOG_LEVEL: 'WARN',
     },
     logDir: dir,
-    readyTimeoutMs: 180_000,
-    ready: () => workerPolling(stack.env.TEMPORAL_ADDRESS ?? '', 'default', stack.env.TEMPORAL_TASK_QUEUE ?? '', startedAt),
+    // BENCH_WORKER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the worker.
+    nodeArgs: (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean),
   });
 }
 

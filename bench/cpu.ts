@@ -1,9 +1,29 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import type { ServiceProcess } from '../devstack/services';
 
 /**
- * CPU seconds used so far by a process and its descendants, from /proc (Linux). Benchmarks take
- * the difference over a run to show where the machine's cores went.
+ * What the benchmark's processes use, from /proc (Linux): CPU seconds of a process and its
+ * descendants (benchmarks take the difference over a run to show where the machine's cores went)
+ * and memory.
  */
+
+/** One decimal, for reported figures. */
+export function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+/** Resident and peak resident memory of a child process, in MB. */
+export function memoryOf(service: ServiceProcess): { rssMb: number; peakMb: number } | null {
+  const pid = service.child.pid;
+  if (!pid) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+    return { rssMb: round(kb('VmRSS') / 1024), peakMb: round(kb('VmHWM') / 1024) };
+  } catch {
+    return null;
+  }
+}
 
 const TICKS_PER_SECOND = 100;
 
@@ -24,7 +44,7 @@ function readStat(pid: number): ProcStat | null {
   }
 }
 
-export function processTreeCpuSeconds(rootPid: number): number {
+function processTreeCpuSeconds(rootPid: number): number {
   const stats = new Map<number, ProcStat>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
@@ -48,7 +68,7 @@ export function cpuMeter(pids: Record<string, number | undefined>): { stop(): Re
   return {
     stop() {
       const used: Record<string, number> = {};
-      for (const [name, pid] of Object.entries(pids)) used[name] = Math.round(((pid ? processTreeCpuSeconds(pid) : 0) - (before.get(name) ?? 0)) * 10) / 10;
+      for (const [name, pid] of Object.entries(pids)) used[name] = round((pid ? processTreeCpuSeconds(pid) : 0) - (before.get(name) ?? 0));
       return used;
     },
   };

@@ -1,17 +1,18 @@
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { Pool, request } from 'undici';
-import { workerPolling } from '../devstack/app-processes';
-import { freePort, startProcess, type ServiceProcess } from '../devstack/services';
+import { startHttpProcess, startWorkerProcess } from '../devstack/app-processes';
+import { freePort, type ServiceProcess } from '../devstack/services';
 import { mapPooled } from '../src/activities/failures';
 import { projectRoot } from '../src/config';
 import { presenceWorkflowId } from '../src/domain/presence';
 import { presenceQuery } from '../src/workflows/presence';
 import type { PresenceView } from '../src/workflows/presence-machine';
+import { memoryOf, round } from './cpu';
 import { percentile, startBenchStack, type BenchStack } from './stack';
 
 /**
@@ -136,31 +137,15 @@ async function startApps(stack: BenchStack, dir: string): Promise<Apps> {
     WEBHOOK_HOST: '127.0.0.1',
     WEBHOOK_TOKEN: TOKEN,
   };
-  const run = (file: string): string[] => ['--import', 'tsx', path.join(root, file)];
-  const startedAt = Date.now();
   const [inboxPort, naivePort, alonePort] = [await freePort(), await freePort(), await freePort()];
   const unreachableTemporal = `127.0.0.1:${await freePort()}`;
-  const healthy = (port: number) => async () => (await request(`http://127.0.0.1:${port}/healthz`)).statusCode === 200;
+  const http = (name: string, entry: string, port: number, extra: Record<string, string> = {}) =>
+    startHttpProcess({ name, entry, root, env: { ...env, WEBHOOK_PORT: String(port), ...extra }, logDir: dir, baseUrl: `http://127.0.0.1:${port}` });
   const [worker, inbox, naive, alone] = await Promise.all([
-    startProcess({
-      name: 'worker',
-      command: process.execPath,
-      args: run('src/worker.ts'),
-      env,
-      logDir: dir,
-      readyTimeoutMs: 180_000,
-      ready: () => workerPolling(stack.env.TEMPORAL_ADDRESS ?? '', 'default', stack.env.TEMPORAL_TASK_QUEUE ?? '', startedAt),
-    }),
-    startProcess({ name: 'webhook', command: process.execPath, args: run('src/webhook/main.ts'), env: { ...env, WEBHOOK_PORT: String(inboxPort) }, logDir: dir, ready: healthy(inboxPort) }),
-    startProcess({ name: 'naive-webhook', command: process.execPath, args: run('bench/naive-adapter.ts'), env: { ...env, WEBHOOK_PORT: String(naivePort) }, logDir: dir, ready: healthy(naivePort) }),
-    startProcess({
-      name: 'webhook-alone',
-      command: process.execPath,
-      args: run('src/webhook/main.ts'),
-      env: { ...env, WEBHOOK_PORT: String(alonePort), TEMPORAL_ADDRESS: unreachableTemporal, MONGODB_DB: 'bench_alone' },
-      logDir: dir,
-      ready: healthy(alonePort),
-    }),
+    startWorkerProcess({ root, env, logDir: dir }),
+    http('webhook', 'src/webhook/main.ts', inboxPort),
+    http('naive-webhook', 'bench/naive-adapter.ts', naivePort),
+    http('webhook-alone', 'src/webhook/main.ts', alonePort, { TEMPORAL_ADDRESS: unreachableTemporal, MONGODB_DB: 'bench_alone' }),
   ]);
   return {
     worker,
@@ -404,18 +389,4 @@ function histogramPercentiles(before: Map<string, number>, after: Map<string, nu
   return { p50AtMost: bound(0.5), p99AtMost: bound(0.99) };
 }
 
-function memoryOf(service: ServiceProcess): { rss: number; peak: number } | null {
-  const pid = service.child.pid;
-  if (!pid) return null;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-    return { rss: round(kb('VmRSS') / 1024), peak: round(kb('VmHWM') / 1024) };
-  } catch {
-    return null;
-  }
-}
 
-function round(n: number): number {
-  return Math.round(n * 10) / 10;
-}

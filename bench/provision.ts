@@ -1,5 +1,6 @@
 import { FLEET_CHUNK_SIZE } from '../src/workflows/fleet';
 import type { FleetDevice } from '../src/workflows/fleet';
+import { round } from './cpu';
 import { percentile, startBenchStack } from './stack';
 
 /**
@@ -79,6 +80,3 @@ export async function benchProvision(): Promise<Record<string, unknown>> {
   }
 }
 
-function round(n: number): number {
-  return Math.round(n * 10) / 10;
-}

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
 import { request } from 'undici';
-import { createEmqxClient } from '../src/emqx';
+import { createEmqxClient, DEFAULT_EVENT_TOPICS } from '../src/emqx';
 import { startProcess, type ServiceProcess } from './services';
 
 /**
@@ -21,31 +21,12 @@ export async function startAppProcesses(options: {
 }): Promise<{ services: ServiceProcess[]; webhookUrl: string; ruleId: string }> {
   const { settings } = options;
   const env = { ...process.env, ...settings };
-  const tsx = (file: string): string[] => ['--import', 'tsx', path.join(options.root, file)];
   const webhookUrl = `http://${options.host}:${options.webhookPort}/emqx/events`;
   const services: ServiceProcess[] = [];
-  // Temporal remembers pollers for a while: only one seen after this start counts.
-  const startedAt = Date.now();
   try {
     const [worker, webhook] = await Promise.all([
-      startProcess({
-        name: 'worker',
-        command: process.execPath,
-        args: tsx('src/worker.ts'),
-        env,
-        logDir: options.logDir,
-        // Bundling the workflow code takes a while on the first start.
-        readyTimeoutMs: 180_000,
-        ready: () => workerPolling(settings.TEMPORAL_ADDRESS ?? '', settings.TEMPORAL_NAMESPACE ?? 'default', settings.TEMPORAL_TASK_QUEUE ?? 'device-ops', startedAt),
-      }),
-      startProcess({
-        name: 'webhook',
-        command: process.execPath,
-        args: tsx('src/webhook/main.ts'),
-        env,
-        logDir: options.logDir,
-        ready: async () => (await request(`http://${options.host}:${options.webhookPort}/healthz`)).statusCode === 200,
-      }),
+      startWorkerProcess({ root: options.root, env, logDir: options.logDir }),
+      startHttpProcess({ name: 'webhook', entry: 'src/webhook/main.ts', root: options.root, env, logDir: options.logDir, baseUrl: `http://${options.host}:${options.webhookPort}` }),
     ]);
     services.push(worker, webhook);
     const emqx = createEmqxClient({ baseUrl: options.emqxApiUrl, apiKey: settings.EMQX_API_KEY ?? '', apiSecret: settings.EMQX_API_SECRET ?? '' });
@@ -54,7 +35,7 @@ export async function startAppProcesses(options: {
       const { ruleId } = await emqx.ensureEventWebhook({
         url: webhookUrl,
         token: settings.WEBHOOK_TOKEN ?? '',
-        ...(messageTopics.length > 0 ? { topics: ['$events/client_connected', '$events/client_disconnected', '$events/session_subscribed', '$events/session_unsubscribed', ...messageTopics] } : {}),
+        ...(messageTopics.length > 0 ? { topics: [...DEFAULT_EVENT_TOPICS, ...messageTopics] } : {}),
       });
       return { services, webhookUrl, ruleId };
     } finally {
@@ -64,6 +45,35 @@ export async function startAppProcesses(options: {
     await Promise.all(services.map((s) => s.stop()));
     throw err;
   }
+}
+
+/** The worker as its own process (src/worker.ts through tsx), ready once it polls its task queue. */
+export function startWorkerProcess(options: { root: string; env: NodeJS.ProcessEnv; logDir: string; nodeArgs?: string[] }): Promise<ServiceProcess> {
+  const { env } = options;
+  // Temporal remembers pollers for a while: only one seen after this start counts.
+  const startedAt = Date.now();
+  return startProcess({
+    name: 'worker',
+    command: process.execPath,
+    args: [...(options.nodeArgs ?? []), '--import', 'tsx', path.join(options.root, 'src/worker.ts')],
+    env,
+    logDir: options.logDir,
+    // Bundling the workflow code takes a while on the first start.
+    readyTimeoutMs: 180_000,
+    ready: () => workerPolling(env.TEMPORAL_ADDRESS ?? '', env.TEMPORAL_NAMESPACE ?? 'default', env.TEMPORAL_TASK_QUEUE ?? 'device-ops', startedAt),
+  });
+}
+
+/** An HTTP service from a TypeScript entry (webhook adapter, codec server...), ready when `/healthz` answers 200. */
+export function startHttpProcess(options: { name: string; entry: string; root: string; env: NodeJS.ProcessEnv; logDir: string; baseUrl: string }): Promise<ServiceProcess> {
+  return startProcess({
+    name: options.name,
+    command: process.execPath,
+    args: ['--import', 'tsx', path.join(options.root, options.entry)],
+    env: options.env,
+    logDir: options.logDir,
+    ready: async () => (await request(`${options.baseUrl}/healthz`)).statusCode === 200,
+  });
 }
 
 export async function workerPolling(address: string, namespace: string, taskQueue: string, since: number): Promise<boolean> {
@@ -89,10 +99,11 @@ export async function startCodecServer(options: {
   uiPort: number;
   settings: Record<string, string>;
 }): Promise<ServiceProcess> {
-  return startProcess({
+  return startHttpProcess({
     name: 'codec-server',
-    command: process.execPath,
-    args: ['--import', 'tsx', path.join(options.root, 'src/codec/main.ts')],
+    entry: 'src/codec/main.ts',
+    root: options.root,
+    baseUrl: `http://${options.host}:${options.port}`,
     env: {
       ...process.env,
       ...options.settings,
@@ -101,6 +112,5 @@ export async function startCodecServer(options: {
       CODEC_CORS_ORIGINS: `http://${options.host}:${options.uiPort},http://localhost:${options.uiPort}`,
     },
     logDir: options.logDir,
-    ready: async () => (await request(`http://${options.host}:${options.port}/healthz`)).statusCode === 200,
   });
 }

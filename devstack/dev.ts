@@ -5,7 +5,7 @@ import { ensureFerretDb, ensureTemporalCli } from './binaries';
 import { assertPortFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
 import { faultsFromEnv, startBroker, type RunningBroker } from './broker';
 import { startAppProcesses, startCodecServer } from './app-processes';
-import { parseEnvFile, projectRoot } from '../src/config';
+import { devstackEnvPath, parseEnvFile, projectRoot } from '../src/config';
 
 /**
  * `npm run dev`: the whole local stack on one machine, no Docker. Every piece is a real server:
@@ -82,6 +82,8 @@ async function main(): Promise<void> {
   const host = env.DEVSTACK_HOST ?? '127.0.0.1';
   const ports = readPorts(env);
   const externalMongo = env.MONGODB_URI;
+  const apiKey = env.EMQX_API_KEY ?? DEV_API_KEY;
+  const apiSecret = env.EMQX_API_SECRET ?? DEV_API_SECRET;
 
   for (const key of Object.keys(ports) as (keyof Ports)[]) {
     if (key === 'mongo' && externalMongo) continue;
@@ -142,21 +144,21 @@ async function main(): Promise<void> {
         mqttPort: ports.mqtt,
         wsPort: ports.mqttWs,
         apiPort: ports.emqxApi,
-        apiKey: env.EMQX_API_KEY ?? DEV_API_KEY,
-        apiSecret: env.EMQX_API_SECRET ?? DEV_API_SECRET,
+        apiKey,
+        apiSecret,
         authzNoMatch: env.BROKER_AUTHZ_NO_MATCH === 'deny' ? 'deny' : 'allow',
         faults: faultsFromEnv(env),
       }).then((b) => (broker = b)),
     ]);
 
-    const envFile = path.join(stateDir, 'env');
+    const envFile = devstackEnvPath(env);
     const settings: Record<string, string> = {
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: env.TEMPORAL_NAMESPACE ?? 'default',
       TEMPORAL_TASK_QUEUE: env.TEMPORAL_TASK_QUEUE ?? 'device-ops',
       EMQX_API_URL: runningBroker.apiUrl,
-      EMQX_API_KEY: env.EMQX_API_KEY ?? DEV_API_KEY,
-      EMQX_API_SECRET: env.EMQX_API_SECRET ?? DEV_API_SECRET,
+      EMQX_API_KEY: apiKey,
+      EMQX_API_SECRET: apiSecret,
       MQTT_URL: runningBroker.mqttUrl,
       MONGODB_URI: externalMongo ?? mongo?.uri ?? '',
       MONGODB_DB: env.MONGODB_DB ?? 'device_ops',
@@ -180,10 +182,11 @@ async function main(): Promise<void> {
         `emqx-device-ops local stack is up (${seconds}s)`,
         `  Temporal Web UI     http://${host}:${ports.temporalUi}`,
         `  Temporal gRPC       ${temporal.address}  (namespace ${settings.TEMPORAL_NAMESPACE}, task queue ${settings.TEMPORAL_TASK_QUEUE})`,
-        `  MongoDB             ${settings.MONGODB_URI}  (database ${settings.MONGODB_DB})${externalMongo ? '  [external MONGODB_URI]' : '  [FerretDB]'}`,
+        `  MongoDB             ${withoutPassword(settings.MONGODB_URI ?? '')}  (database ${settings.MONGODB_DB})${externalMongo ? '  [external MONGODB_URI]' : '  [FerretDB]'}`,
         `  MQTT                ${runningBroker.mqttUrl}`,
         `  MQTT over WebSocket ${runningBroker.wsUrl}`,
-        `  EMQX REST API       ${runningBroker.apiUrl}  (API key ${settings.EMQX_API_KEY} / secret ${settings.EMQX_API_SECRET})`,
+        // The well-known dev secret is shown; one given in EMQX_API_SECRET is not.
+        `  EMQX REST API       ${runningBroker.apiUrl}  (API key ${apiKey} / secret ${apiSecret === DEV_API_SECRET ? apiSecret : 'from EMQX_API_SECRET'})`,
         `  webhook adapter     ${apps.webhookUrl}  (EMQX rule ${apps.ruleId} posts device events to it)`,
         `  worker              task queue ${settings.TEMPORAL_TASK_QUEUE}`,
         `  codec server        http://${host}:${ports.codec}  (the Temporal UI decodes payloads through it)`,
@@ -202,3 +205,15 @@ main().catch((err: unknown) => {
   console.error(`[devstack] ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });
+
+/** A connection string to print: any password in it is replaced. */
+function withoutPassword(uri: string): string {
+  try {
+    const url = new URL(uri);
+    if (!url.password) return uri;
+    url.password = '***';
+    return url.toString();
+  } catch {
+    return uri.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+  }
+}

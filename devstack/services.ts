@@ -4,9 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
-import { PortInUseError } from './broker/listeners';
-
-export { PortInUseError };
+import { PortInUseError } from './broker';
 
 /**
  * Starting and stopping the stack's server processes (Temporal dev server, FerretDB), shared by

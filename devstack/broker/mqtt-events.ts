@@ -98,7 +98,7 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     metrics.inc('messages.publish');
     if (packet.retain) stats.noteRetained(packet.topic, payload.length);
-    if (!sessions.hasSubscriberFor(packet.topic)) {
+    if (!(publisher.matchedOf(packet) ?? sessions.hasSubscriberFor(packet.topic))) {
       metrics.inc('messages.dropped');
       metrics.inc('messages.dropped.no_subscribers');
     }

@@ -44,7 +44,8 @@ interface PreparedMessage {
 const MAX_PACKET_SIZE = 1024 * 1024;
 
 export class MessagePublisher {
-  private readonly messageIds = new WeakMap<object, string>();
+  /** Per packet published through REST: its id and whether a subscriber matched (looked up once). */
+  private readonly published = new WeakMap<object, { id: string; matched: boolean }>();
 
   constructor(
     private readonly aedes: Aedes,
@@ -74,7 +75,7 @@ export class MessagePublisher {
     const matched = this.sessions.hasSubscriberFor(message.topic);
     const id = newMessageId();
     const packet: PublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false };
-    this.messageIds.set(packet, id);
+    this.published.set(packet, { id, matched });
     await new Promise<void>((resolve, reject) => this.aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
     return matched
       ? { delivered: true, body: { id } }
@@ -83,7 +84,12 @@ export class MessagePublisher {
 
   /** The id returned to the REST caller, so the `message.publish` event carries the same one. */
   messageIdOf(packet: object): string | undefined {
-    return this.messageIds.get(packet);
+    return this.published.get(packet)?.id;
+  }
+
+  /** Whether a subscriber matched a packet published through REST (undefined for MQTT publishes). */
+  matchedOf(packet: object): boolean | undefined {
+    return this.published.get(packet)?.matched;
   }
 }
 

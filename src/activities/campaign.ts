@@ -1,6 +1,5 @@
 import { ApplicationFailure, getClient, heartbeat } from '@temporalio/activity';
-import { WorkflowNotFoundError } from '@temporalio/client';
-import { campaignWorkflowId, isFinal, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
+import { isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
 import { ChunkLedger } from '../domain/campaign-chunk';
 import { applyOutcome, cancel, expire, isDue, wake, type AttemptOutcome, type TargetState } from '../domain/campaign-target-state';
@@ -9,7 +8,7 @@ import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, t
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../history';
 import { CampaignStore, finalRecord, type WaitingEntry } from '../history/campaigns';
-import { deviceOnlineSignal } from '../workflows/campaign';
+import { wakeCampaignsWaitingFor } from '../starter/campaigns';
 import { asActivityFailure, mapPooled } from './failures';
 
 /**
@@ -50,7 +49,6 @@ export type CampaignEnding = 'expire' | 'cancel';
 /** How many EMQX /publish calls run at once when a bulk request must be split to find a bad message. */
 const SINGLE_PUBLISH_CONCURRENCY = 16;
 const CACHED_CHUNKS = 64;
-
 
 /** A small insertion-ordered cache for immutable data (message templates, chunk target lists). */
 class BoundedCache<V> {
@@ -282,7 +280,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
 
     /** Records the campaign's state in MongoDB; a final state also clears its reconnect lookups and chunk states. */
     async recordCampaignState(input: { campaignId: string; state: CampaignState; counts?: TargetCounts; reason?: string }): Promise<void> {
-      const final = input.state === 'completed' || input.state === 'cancelled' || input.state === 'aborted';
+      const final = isFinalCampaignState(input.state);
       const now = new Date().toISOString();
       await storeOf().updateCampaign(input.campaignId, {
         state: input.state,
@@ -301,18 +299,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
      * cheap when the device is not awaited.
      */
     async wakeCampaignsForDevice(input: { clientId: string }): Promise<{ campaigns: string[] }> {
-      const campaigns = await storeOf().campaignsAwaiting(input.clientId);
-      const client = getClient();
-      const signalled: string[] = [];
-      for (const campaignId of campaigns) {
-        try {
-          await client.workflow.getHandle(campaignWorkflowId(campaignId)).signal(deviceOnlineSignal, input.clientId);
-          signalled.push(campaignId);
-        } catch (err) {
-          if (!(err instanceof WorkflowNotFoundError)) throw err;
-        }
-      }
-      return { campaigns: signalled };
+      return { campaigns: await wakeCampaignsWaitingFor(storeOf(), getClient(), input.clientId) };
     },
   };
 }

@@ -1,7 +1,7 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { bearerToken, secretMatcher } from '../webhook/auth';
 
 /**
  * The codec server for the Temporal UI and CLI (Temporal's codec-server contract): POST /decode and
@@ -31,15 +31,10 @@ function toWire(p: Payload): WirePayload {
   };
 }
 
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(header?.replace(/^Bearer\s+/i, '') ?? '');
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
 export function buildCodecServer(deps: { codec: PayloadCodec; token?: string; corsOrigins: string[] }): FastifyInstance {
   const app = Fastify({ bodyLimit: 16 * 1024 * 1024, logger: false });
   const allowed = new Set(deps.corsOrigins);
+  const tokenMatches = deps.token ? secretMatcher(deps.token) : null;
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const origin = request.headers.origin;
@@ -52,7 +47,7 @@ export function buildCodecServer(deps: { codec: PayloadCodec; token?: string; co
     }
     if (request.method === 'OPTIONS') return reply.code(204).send();
     if (request.url === '/healthz') return;
-    if (deps.token && !tokenMatches(request.headers.authorization, deps.token)) {
+    if (tokenMatches && !tokenMatches(bearerToken(request.headers.authorization))) {
       return reply.code(401).send({ error: 'missing or wrong bearer token' });
     }
   });

@@ -183,6 +183,12 @@ export interface CampaignSettings {
 
 export const CampaignState = z.enum(['created', 'running', 'paused', 'completed', 'cancelled', 'aborted']);
 export type CampaignState = z.infer<typeof CampaignState>;
+export type FinalCampaignState = Extract<CampaignState, 'completed' | 'cancelled' | 'aborted'>;
+
+/** A campaign in one of these states has ended. */
+export function isFinalCampaignState(state: CampaignState): state is FinalCampaignState {
+  return state === 'completed' || state === 'cancelled' || state === 'aborted';
+}
 
 /** Per-target status. pending/retrying/waiting are open; the rest are final. */
 export type TargetStatus = 'pending' | 'retrying' | 'waiting' | 'delivered' | 'offline' | 'failed' | 'timed_out' | 'cancelled';

@@ -6,7 +6,7 @@ import { z } from 'zod';
  * into workflow code.
  */
 
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+export const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 /** EMQX accepts long client ids, but a device id is also a workflow id and a Mongo key: keep it sane. */
 export const ClientId = z
@@ -104,9 +104,10 @@ export function parseSubscription(text: string): Subscription {
   return parsed.data;
 }
 
+/** A device's own alarm policy; what it leaves out comes from the worker's ALARM_* settings. */
 export const AlarmPolicy = z.object({
-  graceMs: z.number().int().min(0).max(30 * 86_400_000),
-  escalationMs: z.array(z.number().int().min(1_000).max(30 * 86_400_000)).max(10),
+  graceMs: z.number().int().min(0).max(30 * 86_400_000).optional(),
+  escalationMs: z.array(z.number().int().min(1_000).max(30 * 86_400_000)).max(10).optional(),
   /** Flapping detection for this device (default: ALARM_FLAP_THRESHOLD, ALARM_FLAP_WINDOW). */
   flapThreshold: z.number().int().min(2).max(1_000).optional(),
   flapWindowMs: z.number().int().min(1_000).max(86_400_000).optional(),

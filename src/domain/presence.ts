@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AlarmPolicy } from './device';
+import { CONTROL_CHARS, type AlarmPolicy } from './device';
 
 /**
  * Presence and offline-alarm shapes, shared by the webhook adapter (which produces presence
@@ -73,7 +73,8 @@ export function isOpen(alarm: Alarm | null | undefined): alarm is Alarm {
 }
 
 /** The alarm policy the device workflow runs with: grace and escalation (per device or default), flapping detection. */
-export interface PresencePolicy extends AlarmPolicy {
+/** The policy a device workflow applies: the device's own, completed by the worker's defaults. */
+export interface PresencePolicy extends Required<Pick<AlarmPolicy, 'graceMs' | 'escalationMs'>> {
   /** This many disconnects inside `flapWindowMs` raise one flapping alarm instead of offline alarms. */
   flapThreshold: number;
   flapWindowMs: number;
@@ -83,7 +84,6 @@ export interface PresencePolicy extends AlarmPolicy {
   desiredSubscriptions: number;
 }
 
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 /** An operator's note on ack or clear: free text, short, printable. */
 export const AlarmNote = z

@@ -1,6 +1,27 @@
 import { MongoBulkWriteError, type WriteError, type AnyBulkWriteOperation, type Collection, type Document, type OptionalUnlessRequiredId } from 'mongodb';
 
-const DUPLICATE_KEY = 11000;
+export const DUPLICATE_KEY = 11000;
+
+/**
+ * Inserts the documents whose `_id` is not taken yet and returns the positions of those it inserted:
+ * the others exist already (a retried write, a duplicate delivery). Any other failure throws,
+ * including a bulk error without write errors (the driver's wrapping of a connection or
+ * write-concern failure: nothing is known to be stored).
+ */
+export async function insertNew<T extends Document & { _id: string }>(collection: Collection<T>, docs: readonly T[]): Promise<number[]> {
+  if (docs.length === 0) return [];
+  try {
+    await collection.insertMany(docs as unknown as OptionalUnlessRequiredId<T>[], { ordered: false });
+    return docs.map((_, i) => i);
+  } catch (err) {
+    if (!(err instanceof MongoBulkWriteError)) throw err;
+    const raw = err.writeErrors as WriteError | WriteError[] | undefined;
+    const errors = raw === undefined ? [] : ([] as WriteError[]).concat(raw);
+    if (errors.length === 0 || errors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+    const taken = new Set(errors.map((e) => e.index));
+    return docs.flatMap((_, i) => (taken.has(i) ? [] : [i]));
+  }
+}
 
 /**
  * Writes many documents with replace-or-insert semantics, keyed by `_id`. Same result as a bulk of
@@ -18,19 +39,8 @@ export async function upsertMany<T extends Document & { _id: string }>(collectio
   const fresh = docs.filter((d) => !existing.has(d._id));
   const toReplace = docs.filter((d) => existing.has(d._id));
 
-  if (fresh.length > 0) {
-    try {
-      await collection.insertMany(fresh as OptionalUnlessRequiredId<T>[], { ordered: false });
-    } catch (err) {
-      if (!(err instanceof MongoBulkWriteError)) throw err;
-      const errors = ([] as WriteError[]).concat(err.writeErrors);
-      if (errors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
-      for (const e of errors) {
-        const doc = fresh[e.index];
-        if (doc) toReplace.push(doc);
-      }
-    }
-  }
+  const inserted = new Set(await insertNew(collection, fresh));
+  toReplace.push(...fresh.filter((_, i) => !inserted.has(i)));
   if (toReplace.length > 0) {
     const ops = toReplace.map((doc) => {
       const { _id, ...replacement } = doc;

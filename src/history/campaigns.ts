@@ -1,4 +1,4 @@
-import { MongoBulkWriteError, MongoServerError, type Collection, type Db, type OptionalUnlessRequiredId, type WriteError } from 'mongodb';
+import { MongoServerError, type Collection, type Db } from 'mongodb';
 import {
   CAMPAIGN_CHUNK_SIZE,
   type CampaignState,
@@ -10,6 +10,7 @@ import {
   type Transport,
 } from '../domain/campaign';
 import { ChunkLedger, type ChunkLedgerData, type Effort } from '../domain/campaign-chunk';
+import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
 import type { TargetState } from '../domain/campaign-target-state';
 
 /**
@@ -63,13 +64,8 @@ export interface CampaignTargetRecord {
   finishedAt: string;
 }
 
-export interface CampaignResultRow {
-  clientId: string;
-  status: TargetStatus;
-  attempts: number;
-  messageId?: string;
-  lastError?: string;
-  firstAttemptAt?: string;
+/** A target in the results: its final record, or where an open target stands. */
+export interface CampaignResultRow extends Omit<CampaignTargetRecord, 'campaignId' | 'finishedAt'> {
   finishedAt?: string;
   nextAttemptAt?: string;
 }
@@ -116,21 +112,9 @@ export interface ChunkState {
   lastBatch?: BatchMark;
 }
 
-const DUPLICATE_KEY = 11000;
-
 /** Inserts, treating documents that already exist as written (idempotent inserts). */
 async function insertIdempotently<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
-  if (docs.length === 0) return;
-  try {
-    await collection.insertMany(docs as unknown as OptionalUnlessRequiredId<T>[], { ordered: false });
-  } catch (err) {
-    if (err instanceof MongoBulkWriteError) {
-      const errors: WriteError[] = ([] as WriteError[]).concat(err.writeErrors);
-      if (errors.every((e) => e.code === DUPLICATE_KEY)) return;
-    }
-    if (err instanceof MongoServerError && err.code === DUPLICATE_KEY && docs.length === 1) return;
-    throw err;
-  }
+  await insertNew(collection, docs);
 }
 
 /** `dddd.ff` -> `d4.1f2`: a chunk's letters come in long runs, and FerretDB parses every state row on each state write. */
@@ -190,10 +174,9 @@ export class CampaignStore {
     if (indexed.has(this.db)) return;
     await Promise.all([
       this.campaigns.createIndex({ active: 1 }),
-      // No secondary index on campaign_targets: a campaign's records are an `_id` prefix range,
-      // which the `_id` index serves; on FerretDB each extra index costs a JSON parse per insert.
+      // No other secondary index: a campaign's documents in every collection are an `_id` prefix
+      // range, which the `_id` index serves; on FerretDB each extra index costs a JSON parse per insert.
       this.waiting.createIndex({ clientId: 1 }),
-      this.waiting.createIndex({ campaignId: 1 }),
     ]);
     indexed.add(this.db);
   }
@@ -213,7 +196,8 @@ export class CampaignStore {
   }
 
   async getCampaign(campaignId: string): Promise<CampaignRecord | null> {
-    const doc = await this.campaigns.findOne({ _id: campaignId });
+    // Without the message template, which may be as large as a message.
+    const doc = await this.campaigns.findOne({ _id: campaignId }, { projection: { message: 0 } });
     if (!doc) return null;
     const { _id: _, message: _message, ...record } = doc;
     return record;
@@ -262,7 +246,7 @@ export class CampaignStore {
   }
 
   async deleteChunks(campaignId: string): Promise<void> {
-    await Promise.all([this.chunks.deleteMany({ campaignId }), this.chunkStates.deleteMany({ campaignId })]);
+    await Promise.all([this.chunks.deleteMany(campaignRange(campaignId)), this.chunkStates.deleteMany(campaignRange(campaignId))]);
   }
 
   /**
@@ -271,7 +255,7 @@ export class CampaignStore {
    * state write scans the whole collection.
    */
   async deleteChunkStates(campaignId: string): Promise<void> {
-    await this.chunkStates.deleteMany({ campaignId });
+    await this.chunkStates.deleteMany(campaignRange(campaignId));
   }
 
   async readChunkTargets(campaignId: string, chunk: number): Promise<CampaignTarget[]> {
@@ -373,7 +357,7 @@ export class CampaignStore {
   }
 
   async clearWaiting(campaignId: string): Promise<void> {
-    await this.waiting.deleteMany({ campaignId });
+    await this.waiting.deleteMany(campaignRange(campaignId));
   }
 }
 
@@ -421,16 +405,6 @@ export function resultRow(target: CampaignTarget, state: TargetState | undefined
 
 /** The final record of a target that reached a final status. */
 export function finalRecord(campaignId: string, clientId: string, state: TargetState): CampaignTargetRecord {
-  const record: CampaignTargetRecord = {
-    campaignId,
-    clientId,
-    status: state.status,
-    attempts: state.attempts,
-    finishedAt: iso(state.finishedAt ?? Date.now()) as string,
-  };
-  if (state.messageId) record.messageId = state.messageId;
-  if (state.lastError) record.lastError = state.lastError;
-  const firstAt = iso(state.firstAt);
-  if (firstAt) record.firstAttemptAt = firstAt;
-  return record;
+  const { nextAttemptAt: _, ...row } = resultRow({ clientId }, state);
+  return { campaignId, ...row, finishedAt: iso(state.finishedAt ?? Date.now()) as string };
 }

@@ -1,4 +1,5 @@
-import { MongoBulkWriteError, type AnyBulkWriteOperation, type Collection, type Db } from 'mongodb';
+import type { Collection, Db } from 'mongodb';
+import { insertNew } from './bulk-upsert';
 import type { ConnectionEvent } from './index';
 
 /**
@@ -34,7 +35,6 @@ export interface DeviceEvent {
 
 type WithId<T> = T & { _id: string };
 
-const DUPLICATE_KEY = 11000;
 export const INBOX_PREFIX = 'presence_inbox_';
 
 /** `presence_inbox_<instance>_<window start ms>`: the window start tells when it may be adopted. */
@@ -114,18 +114,6 @@ export class EventInbox {
 
 /** Inserts each document unless its key exists; returns the keys inserted now. */
 async function insertOnce<T extends { key: string }>(collection: Collection<WithId<T>>, docs: T[]): Promise<Set<string>> {
-  if (docs.length === 0) return new Set();
-  const operations = docs.map((doc) => ({ insertOne: { document: { _id: doc.key, ...doc } } })) as AnyBulkWriteOperation<WithId<T>>[];
-  try {
-    await collection.bulkWrite(operations, { ordered: false });
-    return new Set(docs.map((d) => d.key));
-  } catch (err) {
-    if (!(err instanceof MongoBulkWriteError)) throw err;
-    const raw: unknown = err.writeErrors;
-    const errors = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]) as ({ code?: number; index: number } | undefined)[];
-    // A bulk error without write errors is the connection failing (the driver wraps it): not stored.
-    if (errors.length === 0 || errors.some((e) => e?.code !== DUPLICATE_KEY)) throw err;
-    const duplicated = new Set(errors.map((e) => e?.index));
-    return new Set(docs.filter((_, i) => !duplicated.has(i)).map((d) => d.key));
-  }
+  const inserted = await insertNew(collection, docs.map((doc) => ({ _id: doc.key, ...doc })));
+  return new Set(inserted.map((i) => (docs[i] as T).key));
 }

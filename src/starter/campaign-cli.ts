@@ -5,7 +5,8 @@ import { FailureType, type CampaignRequestInput, type PayloadTemplate, type Targ
 import { InputError } from '../domain/input-error';
 import type { CampaignResultRow } from '../history/campaigns';
 import type { CampaignProgress } from '../workflows/campaign';
-import type { CliIo } from './cli-io';
+import { printResult, withOps, type CliIo } from './cli-io';
+import type { DeviceOps } from './client';
 import { parseTargetsFile } from './campaign-file';
 import { validateCampaignRequest } from './campaigns';
 
@@ -215,17 +216,8 @@ function csvField(value: string | number | undefined): string {
 }
 
 export function registerCampaignCommands(program: Command, io: CliIo): void {
-  const print = (json: boolean | undefined, value: unknown, human: () => string): void => {
-    io.stdout(`${json ? JSON.stringify(value, null, 2) : human()}\n`);
-  };
-  const withCampaigns = async <T>(work: (ops: Awaited<ReturnType<CliIo['connect']>>['ops']['campaigns']) => Promise<T>): Promise<T> => {
-    const connected = await io.connect();
-    try {
-      return await work(connected.ops.campaigns);
-    } finally {
-      await connected.close();
-    }
-  };
+  const print = (json: boolean | undefined, value: unknown, human: () => string): void => printResult(io, json, value, human);
+  const withCampaigns = <T>(work: (ops: DeviceOps['campaigns']) => Promise<T>): Promise<T> => withOps(io, (ops) => work(ops.campaigns));
 
   const campaign = program.command('campaign').description('publish to many devices with a rollout rate, retries, abort criteria, pause/resume/cancel');
 
@@ -262,8 +254,9 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .action(async (opts: StartOptions) => {
       const request = await campaignRequest(io, opts);
       // Everything, every target's rendered message included, is checked before connecting.
-      const { duplicates } = validateCampaignRequest(request);
-      const started = await withCampaigns((ops) => ops.start(request));
+      const validated = validateCampaignRequest(request);
+      const started = await withCampaigns((ops) => ops.startValidated(validated));
+      const duplicates = started.duplicates ?? 0;
       print(opts.json, { campaignId: started.campaignId, workflowId: started.workflowId, ...(started.total !== undefined ? { total: started.total } : {}), duplicates }, () =>
         `started campaign ${started.campaignId} (${started.workflowId})${started.total !== undefined ? `, ${started.total} targets` : ''}${duplicates ? `, ${duplicates} duplicate ids ignored` : ''}`,
       );

@@ -9,6 +9,7 @@ import {
 import {
   campaignWorkflowId,
   CampaignRequest,
+  isFinalCampaignState,
   MAX_MESSAGE_BYTES,
   type CampaignRequestInput,
   type CampaignSettings,
@@ -124,10 +125,39 @@ function isClosed(err: unknown): boolean {
 }
 
 /**
+ * Signals `deviceOnline` to every running campaign that waits for this device; returns those it
+ * reached (a campaign that ended meanwhile is skipped). Cheap when the device is not awaited.
+ */
+export async function wakeCampaignsWaitingFor(store: CampaignStore, temporal: Client, clientId: string): Promise<string[]> {
+  const signalled: string[] = [];
+  for (const campaignId of await store.campaignsAwaiting(clientId)) {
+    try {
+      await temporal.workflow.getHandle(campaignWorkflowId(campaignId)).signal(deviceOnlineSignal, clientId);
+      signalled.push(campaignId);
+    } catch (err) {
+      if (!isClosed(err)) throw err;
+    }
+  }
+  return signalled;
+}
+
+/**
  * Everything checked before a campaign is stored or started: the request's shape, every target's
  * rendered topic and payload. Returns the parsed request with the target list de-duplicated.
  */
-export function validateCampaignRequest(input: CampaignRequestInput): { request: CampaignRequest; targets?: CampaignTarget[]; duplicates: number } {
+export interface ValidatedCampaignRequest {
+  request: CampaignRequest;
+  /** The listed targets without duplicates (absent for selector campaigns). */
+  targets?: CampaignTarget[];
+  duplicates: number;
+}
+
+interface StartOptions {
+  taskQueue?: string;
+  batchesPerRun?: number;
+}
+
+export function validateCampaignRequest(input: CampaignRequestInput): ValidatedCampaignRequest {
   const request = parseInput(CampaignRequest, input);
   if ('list' in request.targets) {
     const { unique, duplicates } = dedupe(request.targets.list);
@@ -152,8 +182,12 @@ export class CampaignOps {
   }
 
   /** Validates, stores the targets and the message, and starts the campaign workflow. */
-  async start(input: CampaignRequestInput, options: { taskQueue?: string; batchesPerRun?: number } = {}): Promise<StartedCampaign> {
-    const validated = validateCampaignRequest(input);
+  async start(input: CampaignRequestInput, options: StartOptions = {}): Promise<StartedCampaign> {
+    return this.startValidated(validateCampaignRequest(input), options);
+  }
+
+  /** `start` for a request that already passed validateCampaignRequest (the CLI checks before connecting). */
+  async startValidated(validated: ValidatedCampaignRequest, options: StartOptions = {}): Promise<StartedCampaign> {
     const { request } = validated;
     const listed = validated.targets ? { unique: validated.targets, duplicates: validated.duplicates } : undefined;
     const campaignId = request.campaignId ?? newCampaignId();
@@ -243,7 +277,7 @@ export class CampaignOps {
   private async recordedStatus(campaignId: string, ended?: string): Promise<CampaignProgress> {
     const record = await this.store.getCampaign(campaignId);
     if (!record) throw new CampaignNotFoundError(campaignId);
-    const state = record.state === 'completed' || record.state === 'cancelled' || record.state === 'aborted' ? record.state : 'aborted';
+    const state = isFinalCampaignState(record.state) ? record.state : 'aborted';
     const unfinished = state !== record.state;
     const total = record.targets.total ?? 0;
     const reason = record.reason ?? (unfinished ? (ended ?? 'the campaign workflow is not running') : undefined);
@@ -309,14 +343,6 @@ export class CampaignOps {
    * presence source (with the webhook adapter, device workflows do it). Returns the campaigns told.
    */
   async notifyDeviceOnline(clientId: string): Promise<string[]> {
-    const campaigns = await this.store.campaignsAwaiting(clientId);
-    for (const campaignId of campaigns) {
-      try {
-        await this.handle(campaignId).signal(deviceOnlineSignal, clientId);
-      } catch (err) {
-        if (!isClosed(err)) throw err;
-      }
-    }
-    return campaigns;
+    return wakeCampaignsWaitingFor(this.store, this.deps.temporal, clientId);
   }
 }

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError } from '../config';
-import { parseAclRule, parseSubscription } from '../domain/device';
+import { ConfigError, parseDurationMs } from '../config';
+import { parseAclRule, parseSubscription, type AlarmPolicy } from '../domain/device';
 import { InputError } from '../domain/input-error';
 import type { DeviceOps } from './client';
 import { fleetFormatOf, parseFleetFile } from './fleet-file';
@@ -291,17 +291,19 @@ export function buildCli(io: CliIo): Command {
   return program;
 }
 
-function alarmPolicyOf(grace?: string, escalation?: string): { graceMs: number; escalationMs: number[] } | undefined {
+/** The alarm flags given; what is not given stays the worker's default (ALARM_GRACE_PERIOD, ALARM_ESCALATION_STEPS). */
+function alarmPolicyOf(grace?: string, escalation?: string): AlarmPolicy | undefined {
   if (grace === undefined && escalation === undefined) return undefined;
   const toMs = (text: string, flag: string): number => {
-    const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
-    if (!match) throw new InputError([`${flag}: "${text}" must be a duration such as 30s, 2m, 1h`]);
-    const factor = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms'];
-    return Number(match[1]) * factor;
+    try {
+      return parseDurationMs(text);
+    } catch {
+      throw new InputError([`${flag}: "${text}" must be a duration such as 30s, 2m, 1h`]);
+    }
   };
   return {
-    graceMs: grace === undefined ? 120_000 : toMs(grace, '--alarm-grace'),
-    escalationMs: escalation === undefined ? [900_000, 3_600_000] : escalation.split(',').map((s) => toMs(s, '--alarm-escalation')),
+    ...(grace !== undefined ? { graceMs: toMs(grace, '--alarm-grace') } : {}),
+    ...(escalation !== undefined ? { escalationMs: escalation.split(',').map((s) => toMs(s, '--alarm-escalation')) } : {}),
   };
 }
 

@@ -2,7 +2,7 @@ import { Connection } from '@temporalio/client';
 import type { Command } from 'commander';
 import { loadConfig, parseDurationMs, temporalConnectionOptions } from '../config';
 import { InputError } from '../domain/input-error';
-import type { CliIo } from './cli-io';
+import { printResult, withOps, type CliIo } from './cli-io';
 import { registerSearchAttributes } from './temporal-setup';
 
 /** Operator commands: broker statistics, and one-time Temporal cluster setup. */
@@ -21,25 +21,20 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
           throw new InputError([`--since: "${opts.since}" must be a duration such as 30m, 24h`]);
         }
       }
-      const connected = await io.connect();
-      const ops = connected.ops;
-      try {
+      await withOps(io, async (ops) => {
         if (sinceMs === undefined) {
           const s = await ops.brokerStats();
-          const out = JSON.stringify(s, null, 2);
           const rates = s.rates ? `in ${s.rates.received}/s, out ${s.rates.sent}/s, dropped ${s.rates.dropped}/s` : 'rates: no snapshot yet';
-          io.stdout(
-            `${opts.json ? out : [`online ${s.online}  sessions ${s.connections}  subscriptions ${s.subscriptions}  topics ${s.topics}  retained ${s.retained}`, `messages received ${s.messages.received}, sent ${s.messages.sent}, dropped ${s.messages.dropped}; ${rates}`].join('\n')}\n`,
+          printResult(io, opts.json, s, () =>
+            [`online ${s.online}  sessions ${s.connections}  subscriptions ${s.subscriptions}  topics ${s.topics}  retained ${s.retained}`, `messages received ${s.messages.received}, sent ${s.messages.sent}, dropped ${s.messages.dropped}; ${rates}`].join('\n'),
           );
           return;
         }
         const t = await ops.statsTrend(sinceMs);
-        io.stdout(
-          `${opts.json ? JSON.stringify(t, null, 2) : [`since ${t.since}: ${t.snapshots} snapshots`, `online   ${t.online.chart}  (min ${t.online.min}, max ${t.online.max}, now ${t.online.last})`, `msgs in  ${t.messagesPerSecond.chart}  (per second)`].join('\n')}\n`,
+        printResult(io, opts.json, t, () =>
+          [`since ${t.since}: ${t.snapshots} snapshots`, `online   ${t.online.chart}  (min ${t.online.min}, max ${t.online.max}, now ${t.online.last})`, `msgs in  ${t.messagesPerSecond.chart}  (per second)`].join('\n'),
         );
-      } finally {
-        await connected.close();
-      }
+      });
     });
 
   const temporal = program.command('temporal').description('Temporal cluster setup');

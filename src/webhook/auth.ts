@@ -2,20 +2,31 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 
 /**
+ * Shared-secret checks for the HTTP endpoints (webhook adapter, codec server). Secrets are compared
+ * in constant time over SHA-256 digests, so neither the content nor the length of the expected
+ * secret leaks through timing.
+ */
+export function secretMatcher(expected: string): (given: string | undefined) => boolean {
+  const want = digest(expected);
+  return (given) => given !== undefined && timingSafeEqual(digest(given), want);
+}
+
+/** The token of an `Authorization: Bearer <token>` header. */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  return typeof authorization === 'string' ? /^Bearer\s+(\S.*)$/i.exec(authorization.trim())?.[1] : undefined;
+}
+
+/**
  * The shared secret EMQX sends with each event (reference §8.2: EMQX does not sign bodies), as
- * `Authorization: Bearer <token>` or `x-emqx-token: <token>`. Compared in constant time over
- * SHA-256 digests, so neither the content nor the length of the token leaks through timing.
+ * `Authorization: Bearer <token>` or `x-emqx-token: <token>`.
  */
 export function createTokenCheck(expected: string): (headers: IncomingHttpHeaders) => boolean {
-  const want = digest(expected);
-  const matches = (given: string | undefined): boolean => given !== undefined && timingSafeEqual(digest(given), want);
+  const matches = secretMatcher(expected);
   return (headers) => {
-    const authorization = typeof headers.authorization === 'string' ? /^Bearer\s+(\S.*)$/i.exec(headers.authorization.trim())?.[1] : undefined;
     const header = headers['x-emqx-token'];
-    const token = typeof header === 'string' ? header : undefined;
     // Both are checked, so the time taken does not tell which header was tried.
-    const viaAuthorization = matches(authorization);
-    const viaHeader = matches(token);
+    const viaAuthorization = matches(bearerToken(headers.authorization));
+    const viaHeader = matches(typeof header === 'string' ? header : undefined);
     return viaAuthorization || viaHeader;
   };
 }

@@ -14,6 +14,7 @@ import {
 import type { Activities } from '../activities';
 import { addCounts, CAMPAIGN_CHUNK_SIZE, emptyCounts, type CampaignSettings, type CampaignState, type ChunkReport, type TargetCounts } from '../domain/campaign';
 import { abortReason, batchAllowance, initialPacer, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
+import { failureMessage } from './failures';
 
 /**
  * A publish campaign (workflow id `campaign/<campaignId>`): the targets and the message live in
@@ -135,15 +136,6 @@ function freshCarry(settings: CampaignSettings, total: number, chunkCount: numbe
   };
 }
 
-function failureMessage(err: unknown): string {
-  let current: unknown = err;
-  let message = err instanceof Error ? err.message : String(err);
-  while (current instanceof Error) {
-    if (current.message) message = current.message;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return message;
-}
 
 export async function runCampaign(input: CampaignInput): Promise<CampaignSummary> {
   const { settings } = input;
@@ -164,7 +156,12 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   const inFlight = new Set<number>();
   const woken = new Set<string>(carry?.woken ?? []);
 
-  const totals = (): TargetCounts => (carry ? carry.chunks.reduce((sum, c) => addCounts(sum, c.counts), emptyCounts()) : emptyCounts());
+  // Summed over every chunk (a thousand for a million targets): kept until a chunk's report changes it.
+  let totalsCache: TargetCounts | null = null;
+  const totals = (): TargetCounts => {
+    if (!carry) return emptyCounts();
+    return (totalsCache ??= carry.chunks.reduce((sum, c) => addCounts(sum, c.counts), emptyCounts()));
+  };
   const effort = (): { attempted: number; attempts: number; transientErrors: number } =>
     (carry?.chunks ?? []).reduce(
       (sum, c) => ({ attempted: sum.attempted + c.attempted, attempts: sum.attempts + c.attempts, transientErrors: sum.transientErrors + c.transientErrors }),
@@ -280,6 +277,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     const chunk = c.chunks[report.chunk];
     if (!chunk) return;
     chunk.counts = report.counts;
+    totalsCache = null;
     chunk.nextDueAt = report.nextDueAt;
     chunk.attempted = report.attempted;
     chunk.attempts = report.attempts;
@@ -314,7 +312,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
           c.pacer = refund(c.pacer, limit - report.published, at);
           if (report.published > 0) c.recent.push([at, report.published]);
           c.recent = c.recent.filter(([t]) => t > at - RATE_WINDOW_MS);
-          c.pacer = ramp(rollout, c.pacer, { delivered: totals().delivered, notified: effort().attempted });
+          if (rollout.exponentialRate) c.pacer = ramp(rollout, c.pacer, { delivered: totals().delivered, notified: effort().attempted });
         },
         (err: unknown) => {
           state.wake.push(...wake);
@@ -362,7 +360,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   for (;;) {
     if (cancelRequest !== null && !ending) ending = { state: 'cancelled', reason: cancelRequest };
     if (!ending) {
-      const reason = abortReason(settings.abort, totals());
+      const reason = settings.abort.length > 0 ? abortReason(settings.abort, totals()) : null;
       if (reason) ending = { state: 'aborted', reason };
     }
     if (ending) break;

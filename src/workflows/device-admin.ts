@@ -12,6 +12,7 @@ import type { Activities } from '../activities';
 import { effectiveAcl, usernameOf, type AclRule, type AlarmPolicy, type DeviceRecord, type Subscription } from '../domain/device';
 import { presenceWorkflowId } from '../domain/presence';
 import { deviceRecordChangedSignal } from './presence';
+import { failureMessage } from './failures';
 
 /**
  * Device-administration workflows: provision (a saga), deprovision, rotate credentials, kick, set
@@ -52,13 +53,6 @@ export interface ProvisionResult {
   subscriptionsApplied: number;
 }
 
-function failureMessage(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error ? cause.message : err.message;
-  }
-  return String(err);
-}
 
 async function runCompensations(compensations: (() => Promise<unknown>)[]): Promise<void> {
   await CancellationScope.nonCancellable(async () => {
@@ -207,10 +201,7 @@ export interface RotateResult {
 
 export async function rotateCredentials(request: RotateRequest): Promise<RotateResult> {
   const { clientId } = request;
-  const record = await steps.getDeviceRecord({ clientId });
-  if (!record || record.status !== 'active') {
-    throw ApplicationFailure.nonRetryable(`device ${clientId} is not provisioned`, 'DeviceNotProvisioned');
-  }
+  const record = await activeRecord(clientId);
   upsertMemo({ clientId, username: record.username, kick: request.kick });
   const password = request.password ?? (await steps.generatePassword());
   await steps.replacePassword({ username: record.username, password });

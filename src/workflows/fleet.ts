@@ -11,6 +11,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { AclRule, Subscription } from '../domain/device';
+import { failureMessage } from './failures';
 
 /**
  * Fleet provisioning from a file. The caller sends the devices in chunks (signals, encrypted by the
@@ -112,7 +113,7 @@ export async function provisionFleet(request: FleetRequest): Promise<FleetResult
         },
         (err: unknown) => {
           progress.failed += chunk.devices.length;
-          const error = err instanceof Error ? err.message : String(err);
+          const error = failureMessage(err);
           for (const device of chunk.devices.slice(0, MAX_LISTED_FAILURES - failures.length)) failures.push({ clientId: device.clientId, error });
         },
       )

@@ -72,17 +72,7 @@ export interface DevicePresenceInput {
   continueAsNewAfter?: number;
   /** The state a previous run handed over. */
   carried?: PresenceState;
-  /** Campaigns to tell when the device is next online: campaign id -> until (epoch ms). */
-  awaitingCampaigns?: Record<string, number>;
 }
-
-/** More campaigns waiting for one device than this is unusual; the oldest are dropped (they still recheck). */
-const MAX_AWAITING_CAMPAIGNS = 100;
-/**
- * A campaign hint that came with a connect the device workflow found stale (the device is not
- * online after all) is kept for the next connect, this long at most.
- */
-const CAMPAIGN_HINT_MS = 3_600_000;
 
 /** MongoDB steps: retried until they succeed (a lost alarm record is worse than a late one). */
 const store = proxyActivities<Activities>({
@@ -112,8 +102,8 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
   let background = 0;
   let policyStale = false;
   let messages = 0;
-  const awaiting = new Map<string, number>(Object.entries(input.awaitingCampaigns ?? {}));
-  let wakeCampaigns = false;
+  /** Campaigns that came with the events in `inbox`. */
+  const hinted = new Set<string>();
 
   const enqueue = (more: PresenceEffect[]): number => {
     effects.push(...more);
@@ -124,13 +114,7 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
   setHandler(presenceEventsSignal, ({ events, campaigns }) => {
     messages++;
     inbox.push(...events);
-    const until = Date.now() + CAMPAIGN_HINT_MS;
-    for (const campaignId of Array.isArray(campaigns) ? campaigns : []) {
-      if (typeof campaignId !== 'string') continue;
-      awaiting.delete(campaignId);
-      awaiting.set(campaignId, until);
-      if (awaiting.size > MAX_AWAITING_CAMPAIGNS) awaiting.delete(awaiting.keys().next().value as string);
-    }
+    for (const campaignId of Array.isArray(campaigns) ? campaigns : []) if (typeof campaignId === 'string') hinted.add(campaignId);
   });
   setHandler(deviceRecordChangedSignal, () => {
     messages++;
@@ -158,27 +142,18 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
   setHandler(clearAlarmUpdate, operatorAction(clearByOperator), { validator: validated(clearRefusal) });
 
   /**
-   * Signals the campaigns waiting for the device (workflow signals, no activity). One that has
-   * ended refuses the signal, which is fine.
+   * Tells campaigns waiting for the device that it is online (workflow signals, no activity). One
+   * that has ended refuses the signal, which is fine.
    */
-  const signalAwaitingCampaigns = (): void => {
-    wakeCampaigns = false;
-    const now = Date.now();
-    for (const [campaignId, until] of awaiting) {
-      if (until > now) {
-        background++;
-        void getExternalWorkflowHandle(campaignWorkflowId(campaignId))
-          .signal(deviceOnlineSignal, clientId)
-          .catch(() => log.debug('campaign no longer running', { clientId, campaignId }))
-          .finally(() => background--);
-      }
+  const signalCampaigns = (campaignIds: readonly string[]): void => {
+    for (const campaignId of campaignIds) {
+      background++;
+      void getExternalWorkflowHandle(campaignWorkflowId(campaignId))
+        .signal(deviceOnlineSignal, clientId)
+        .catch(() => log.debug('campaign no longer running', { clientId, campaignId }))
+        .finally(() => background--);
     }
-    awaiting.clear();
   };
-  const dropExpiredCampaigns = (now: number): void => {
-    for (const [campaignId, until] of awaiting) if (until <= now) awaiting.delete(campaignId);
-  };
-  const earliestCampaignDeadline = (): number | null => (awaiting.size === 0 ? null : Math.min(...awaiting.values()));
 
   const runInBackground = (work: Promise<unknown>, what: string): void => {
     background++;
@@ -202,8 +177,6 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
           if (current.policy.desiredSubscriptions > 0) {
             runInBackground(emqx.reapplyDesiredSubscriptions({ clientId, connectedAt: effect.connectedAt }), 'subscription re-apply');
           }
-          // The device is (back) online: campaigns waiting for it try again now.
-          wakeCampaigns = true;
           break;
       }
       effectsDone++;
@@ -235,7 +208,15 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
       policyStale = false;
       enqueue(updatePolicy(current, await store.loadPresencePolicy({ clientId }), Date.now()));
     }
-    if (inbox.length > 0) enqueue(applyEvents(current, inbox.splice(0), Date.now()));
+    // A connect that leaves the device online (a new session: its subscriptions are re-applied)
+    // wakes the campaigns that came with it; a stale one wakes nothing (the next connect brings its own).
+    let campaignsToWake: string[] = [];
+    if (inbox.length > 0) {
+      const applied = applyEvents(current, inbox.splice(0), Date.now());
+      if (applied.some((e) => e.type === 'applySubscriptions')) campaignsToWake = [...hinted];
+      hinted.clear();
+      enqueue(applied);
+    }
     // Catching up after a long pause (worker down) may raise and escalate in one go.
     for (let round = 0; round < 10; round++) {
       const due = fireDueTimers(current, Date.now());
@@ -243,17 +224,15 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
       enqueue(due);
     }
     await carryOut();
-    if (wakeCampaigns) signalAwaitingCampaigns();
-    dropExpiredCampaigns(Date.now());
+    signalCampaigns(campaignsToWake);
     publishSearchAttributes(current);
 
-    const idle = (): boolean => inbox.length === 0 && effects.length === 0 && !policyStale && !wakeCampaigns;
+    const idle = (): boolean => inbox.length === 0 && effects.length === 0 && !policyStale;
     // Ready to end or hand over: nothing queued, nothing running. New work wakes the loop instead,
     // so an update arriving now (which waits for its effects) is carried out, not deadlocked.
     const settled = (): boolean => idle() && background === 0 && allHandlersFinished();
-    if (!current.policy.monitored && current.presence !== 'online' && !isOpen(current.alarm) && awaiting.size === 0) {
-      // Deprovisioned (or never provisioned) and gone, no campaign to tell: nothing left to watch.
-      // A later event starts a new run.
+    if (!current.policy.monitored && current.presence !== 'online' && !isOpen(current.alarm)) {
+      // Deprovisioned and gone: nothing left to watch. A later event starts a new run.
       await condition(() => settled() || !idle());
       if (settled()) return;
       continue;
@@ -262,18 +241,11 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
       await condition(() => settled() || !idle());
       if (settled()) {
         current.counters.runs++;
-        return continueAsNew<typeof devicePresence>({
-          clientId,
-          continueAsNewAfter: messageLimit,
-          carried: current,
-          ...(awaiting.size > 0 ? { awaitingCampaigns: Object.fromEntries(awaiting) } : {}),
-        });
+        return continueAsNew<typeof devicePresence>({ clientId, continueAsNewAfter: messageLimit, carried: current });
       }
       continue;
     }
-    const presenceDeadline = nextDeadline(current);
-    const campaignDeadline = earliestCampaignDeadline();
-    const deadline = presenceDeadline === null ? campaignDeadline : campaignDeadline === null ? presenceDeadline : Math.min(presenceDeadline, campaignDeadline);
+    const deadline = nextDeadline(current);
     const wake = (): boolean => !idle();
     if (deadline === null) await condition(wake);
     else if (deadline > Date.now()) await condition(wake, deadline - Date.now());

@@ -165,10 +165,15 @@ describe('MQTT CONNECT authentication', () => {
   });
 
   it('counts authentication successes and failures in /metrics', async () => {
+    const userId = unique('counted');
+    await api.post(AUTHN_USERS, { user_id: userId, password: 'pw-counted' });
     const before = (await api.get('/metrics?aggregate=true')).body;
     expect(await connectRefusal(broker.mqttUrl, { clientId: unique('c'), username: unique('nobody'), password: 'x' })).toBe(5);
+    const client = await connectClient(broker.mqttUrl, { clientId: unique('c'), username: userId, password: 'pw-counted' });
+    await client.endAsync();
     const after = (await api.get('/metrics?aggregate=true')).body;
     expect(after['authentication.failure']).toBe(before['authentication.failure'] + 1);
+    expect(after['authentication.success']).toBe(before['authentication.success'] + 1);
   });
 
   it('lets a superuser skip authorization', async () => {

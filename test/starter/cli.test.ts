@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCliWith, type CliRun } from '../support/cli-runner';
 import { projectRoot } from '../../src/config';
+import { createPresenceActivities, DEFAULT_PRESENCE_SETTINGS } from '../../src/activities/presence';
 import { stackEndpoints, waitFor } from '../harness';
 import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
@@ -90,7 +91,17 @@ describe('device-ops CLI, end to end', () => {
       expect(result.stderr.trim().split('\n')).toHaveLength(1);
     }
     const noWorkflow = await cli(['provision', 'ok', '--generate-password', '--acl', 'allow publish a/#/b']);
-    expect(noWorkflow.connected).toBe(false);
+    expect(noWorkflow).toMatchObject({ code: 2, connected: false });
+    expect(noWorkflow.stderr).toMatch(/acl/i);
+  });
+
+  it('stores only the alarm settings given; the rest stays the worker\'s defaults', async () => {
+    const provisioned = await cli(['provision', 'cli-grace', '--password-stdin', '--alarm-grace', '5m', '--wait'], 'cli-grace-password\n');
+    expect(provisioned.code).toBe(0);
+    expect((await env.history.getDevice('cli-grace'))?.alarmPolicy).toEqual({ graceMs: 300_000 });
+    const defaults = { graceMs: 60_000, escalationMs: [120_000], flapThreshold: 5, flapWindowMs: 600_000 };
+    const policy = await createPresenceActivities({ emqx: env.emqx, history: env.history, presence: { ...DEFAULT_PRESENCE_SETTINGS, defaults } }).loadPresencePolicy({ clientId: 'cli-grace' });
+    expect(policy).toMatchObject({ graceMs: 300_000, escalationMs: [120_000], monitored: true });
   });
 
   it('reports a failed workflow with status failed and a non-zero exit', async () => {

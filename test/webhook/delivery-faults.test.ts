@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { runCli, type CliIo } from '../../src/starter/cli';
 import { ensurePresenceReconcileSchedule, PRESENCE_RECONCILE_SCHEDULE_ID } from '../../src/starter/schedules';
 import { waitFor } from '../harness';
+import { runCliWith } from '../support/cli-runner';
 import { connectDevice } from '../support/device-ops-env';
 import { startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
 
@@ -22,22 +22,7 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string; connected: boolean }> {
-  let stdout = '';
-  let stderr = '';
-  let connected = false;
-  const io: CliIo = {
-    stdout: (t) => (stdout += t),
-    stderr: (t) => (stderr += t),
-    readStdin: () => Promise.resolve(''),
-    connect: () => {
-      connected = true;
-      return Promise.resolve({ ops: env.ops, close: () => Promise.resolve() });
-    },
-  };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr, connected };
-}
+const cli = (args: string[]) => runCliWith(env.ops, args);
 
 const password = (id: string): string => `${id}-password`;
 
@@ -116,12 +101,17 @@ describe('webhook delivery faults', () => {
   });
 
   it('heals dropped webhooks within one reconciliation', async () => {
-    const ids = Array.from({ length: 8 }, (_, i) => `df-drop-${i}`);
+    const churned = Array.from({ length: 8 }, (_, i) => `df-drop-${i}`);
+    const late = 'df-drop-late';
+    const ids = [...churned, late];
     await provisionAll(ids);
     env.broker.faults.set({ webhookDropRate: 0.5, webhookReorder: true, webhookDuplicateRate: 0.2 });
     let live: Map<string, MqttClient>;
     try {
-      live = await churn(ids, 2);
+      live = await churn(churned, 2);
+      // One connect that certainly never reaches the adapter, whatever the random drops did.
+      env.broker.faults.set({ webhookDropRate: 1 });
+      live.set(late, await connectDevice(env.broker, late, late, password(late)));
     } finally {
       env.broker.faults.reset();
     }
@@ -132,8 +122,10 @@ describe('webhook delivery faults', () => {
     await waitFor(brokerDeliveryDone, { what: 'the broker to finish delivering' });
     await waitFor(async () => env.adapter.relay.depth() === 0 && (await env.history.inbox.pendingCount()) === 0, { what: 'inbox drained' });
     await waitFor(() => visibilityCaughtUp(ids), { timeoutMs: 20_000, what: 'visibility shows what the workflows recorded' });
+    expect(await presenceMatchesEmqx(ids)).toBe(false);
     const report = await env.ops.reconcilePresence();
     expect(report.live).toBeGreaterThanOrEqual(live.size);
+    expect(report.markedOnline).toBeGreaterThanOrEqual(1);
     await waitFor(() => presenceMatchesEmqx(ids), { timeoutMs: 20_000, what: 'presence equals EMQX after reconciliation' });
     await Promise.all([...live.values()].map((d) => d.endAsync()));
   });

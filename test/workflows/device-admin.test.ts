@@ -115,7 +115,9 @@ describe('rotateCredentials and deprovisionDevice', () => {
 
   it('refuses to rotate a device that was never provisioned', async () => {
     const handle = await env.ops.startRotation({ clientId: 'wf-ghost', generatePassword: true });
-    await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+    const failure = await handle.result().catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(WorkflowFailedError);
+    expect((failure as WorkflowFailedError).cause).toMatchObject({ type: 'DeviceNotProvisioned' });
   });
 
   it('deprovisions: kicks the device, removes credentials and ACL, and it cannot reconnect', async () => {

@@ -24,8 +24,8 @@ describe('provisionFleet', () => {
     const result = await handle.result();
     expect(result).toMatchObject({ fleetId, total: count, provisioned: count, failed: 0, status: 'completed' });
 
-    const users = await env.emqx.listUsers({ like_user_id: 'fleet-', limit: 10 });
-    expect(users.data.length).toBe(10);
+    const users = await env.emqx.listAllUsers({ like_user_id: 'fleet-' });
+    expect(users).toHaveLength(count);
     expect(await env.emqx.getAclRules({ clientid: `fleet-${count - 1}` })).toEqual([
       expect.objectContaining({ permission: 'allow', action: 'publish', topic: 'fleet/${clientid}/up' }),
       expect.objectContaining({ permission: 'deny', action: 'all', topic: '#' }),

@@ -3,8 +3,8 @@ import type { MqttClient } from 'mqtt';
 import { presenceWorkflowId } from '../../src/domain/presence';
 import { AlarmLevelKey, PresenceKey } from '../../src/domain/search-attributes';
 import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
-import { runCli, type CliIo } from '../../src/starter/cli';
 import { waitFor } from '../harness';
+import { runCliWith } from '../support/cli-runner';
 import { connectDevice, nextMessage } from '../support/device-ops-env';
 import { startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
 
@@ -55,18 +55,7 @@ async function waitForPresence(clientId: string, presence: 'online' | 'offline',
   );
 }
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (t) => (stdout += t),
-    stderr: (t) => (stderr += t),
-    readStdin: () => Promise.resolve(''),
-    connect: () => Promise.resolve({ ops: env.ops, close: () => Promise.resolve() }),
-  };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr };
-}
+const cli = (args: string[]) => runCliWith(env.ops, args);
 
 describe('device presence', () => {
   it('records connect and disconnect, and raises nothing when the device reconnects inside the grace period', async () => {
