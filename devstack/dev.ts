@@ -3,9 +3,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ensureFerretDb, ensureTemporalCli } from './binaries';
 import { assertPortFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
-import { faultsFromEnv, startBroker, type RunningBroker } from './broker';
+import { DEV_API_KEY, DEV_API_SECRET, faultsFromEnv, startBroker, type RunningBroker } from './broker';
 import { startAppProcesses, startCodecServer } from './app-processes';
-import { devstackEnvPath, parseEnvFile, projectRoot } from '../src/config';
+import { ConfigError, devstackEnvPath, parseEnvFile, projectRoot } from '../src/config';
 
 /**
  * `npm run dev`: the whole local stack on one machine, no Docker. Every piece is a real server:
@@ -14,8 +14,6 @@ import { devstackEnvPath, parseEnvFile, projectRoot } from '../src/config';
  * generates to .devstack/env, which every entry point loads.
  */
 
-const DEV_API_KEY = 'device-ops-dev';
-const DEV_API_SECRET = 'device-ops-dev-secret';
 const DEV_WEBHOOK_TOKEN = 'device-ops-dev-token';
 
 interface Ports {
@@ -50,7 +48,7 @@ function readPorts(env: NodeJS.ProcessEnv): Ports {
     if (!Number.isInteger(value) || value < 1 || value > 65535) problems.push(`${variable}: must be a port number (1-65535)`);
     ports[key] = value;
   }
-  if (problems.length) throw new Error(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  if (problems.length) throw new ConfigError(problems);
   return ports;
 }
 

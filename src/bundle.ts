@@ -1,17 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { projectRoot } from './config';
 import { failureConverterPath } from './codec/data-converter';
-import { workflowsPath } from './worker';
+import { DEFAULT_BUNDLE_PATH, workflowsPath } from './worker';
 
 /**
  * Prebuilds the workflow bundle for production (`npm run build` runs it): the worker then loads
  * dist/workflow-bundle.js instead of running webpack at every start. The bundle must be built with
  * the same @temporalio/worker version that runs it (one lockfile guarantees that).
  */
-export const DEFAULT_BUNDLE_PATH = path.join(projectRoot(), 'dist', 'workflow-bundle.js');
-
 async function main(): Promise<void> {
   const out = process.argv[2] ?? DEFAULT_BUNDLE_PATH;
   const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), failureConverterPath: failureConverterPath() });

@@ -26,8 +26,10 @@ export function workflowsPath(): string {
  * Production runs the prebuilt bundle (WORKFLOW_BUNDLE_PATH, or dist/workflow-bundle.js when running
  * from dist); development and tests bundle from source at start.
  */
+export const DEFAULT_BUNDLE_PATH = path.join(projectRoot(), 'dist', 'workflow-bundle.js');
+
 function workflowSource(bundlePath: string | undefined): Pick<WorkerOptions, 'workflowsPath' | 'workflowBundle'> {
-  const prebuilt = bundlePath ?? (__dirname.includes(`${path.sep}dist${path.sep}`) ? path.join(projectRoot(), 'dist', 'workflow-bundle.js') : undefined);
+  const prebuilt = bundlePath ?? (__dirname.includes(`${path.sep}dist${path.sep}`) ? DEFAULT_BUNDLE_PATH : undefined);
   if (prebuilt) {
     if (!existsSync(prebuilt)) throw new Error(`WORKFLOW_BUNDLE_PATH: ${prebuilt} does not exist (run npm run build)`);
     return { workflowBundle: { codePath: prebuilt } };

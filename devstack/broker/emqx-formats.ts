@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { LiveSession } from './sessions';
 
 /** The node name EMQX reports for a single local node; every `node` field carries it. */
 export const NODE_NAME = 'emqx@127.0.0.1';
@@ -22,4 +23,29 @@ export function rfc3339(epochMs: number): string {
 /** A message GUID as EMQX prints it: 16 bytes, 32 upper-case hex characters. */
 export function newMessageId(): string {
   return randomBytes(16).toString('hex').toUpperCase();
+}
+
+/** A subscription as `GET /clients/{id}/subscriptions` and `GET /subscriptions` show it. */
+export interface SubscriptionView {
+  node: string;
+  topic: string;
+  clientid: string;
+  qos: number;
+  nl: number;
+  rap: number;
+  rh: number;
+  durable: false;
+}
+
+export function subscriptionView(session: LiveSession): SubscriptionView[] {
+  return [...session.subscriptions.entries()].map(([topic, o]) => ({
+    node: NODE_NAME,
+    topic,
+    clientid: session.clientid,
+    qos: o.qos,
+    nl: o.nl,
+    rap: o.rap,
+    rh: o.rh,
+    durable: false,
+  }));
 }

@@ -35,6 +35,10 @@ import { AuthnUserStore } from './users';
 export type { FaultConfig } from './faults';
 export { faultsFromEnv } from './faults';
 export { PortInUseError } from './listeners';
+
+/** The dev stack's well-known REST API key and secret (local use only; `npm run dev` and `npm run broker`). */
+export const DEV_API_KEY = 'device-ops-dev';
+export const DEV_API_SECRET = 'device-ops-dev-secret';
 export type { ActionMetrics } from './rule-engine/webhook-delivery';
 
 export interface BrokerOptions {

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { z } from 'zod';
 import { effectiveEnv } from '../../src/config';
-import { faultsFromEnv, PortInUseError, startBroker } from './index';
+import { DEV_API_KEY, DEV_API_SECRET, faultsFromEnv, PortInUseError, startBroker } from './index';
 
 /**
  * Standalone EMQX-compatible dev broker: `tsx devstack/broker/main.ts` (npm run broker).
@@ -14,8 +14,8 @@ const BrokerEnv = z.object({
   MQTT_PORT: port.default(1883),
   MQTT_WS_PORT: port.default(8083),
   EMQX_API_PORT: port.default(18083),
-  EMQX_API_KEY: z.string().min(1).default('device-ops-dev'),
-  EMQX_API_SECRET: z.string().min(1).default('device-ops-dev-secret'),
+  EMQX_API_KEY: z.string().min(1).default(DEV_API_KEY),
+  EMQX_API_SECRET: z.string().min(1).default(DEV_API_SECRET),
   BROKER_AUTHZ_NO_MATCH: z.enum(['allow', 'deny']).default('allow'),
   BROKER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
 });

@@ -1,5 +1,6 @@
 import type { Aedes, PublishPacket } from 'aedes';
 import { z } from 'zod';
+import { describeZodError } from './api/errors';
 import { newMessageId } from './emqx-formats';
 import type { SessionRegistry } from './sessions';
 import { isValidTopicName } from './topic';
@@ -55,13 +56,7 @@ export class MessagePublisher {
   /** Validates one request body; throws PublishRejected. */
   prepare(body: unknown): PreparedMessage {
     const parsed = PublishRequest.safeParse(body);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const field = issue?.path.join('.') ?? '';
-      const missing = issue?.code === 'invalid_type' && issue.input === undefined;
-      const message = missing ? `Missing required parameter: ${field}` : `${field ? `${field}: ` : ''}${issue?.message ?? 'invalid body'}`;
-      throw new PublishRejected({ code: 'BAD_REQUEST', message });
-    }
+    if (!parsed.success) throw new PublishRejected({ code: 'BAD_REQUEST', message: describeZodError(parsed.error) });
     const request = parsed.data;
     if (!isValidTopicName(request.topic)) throw new PublishRejected({ reason_code: 144, message: 'topic_name_invalid' });
     const payload = decodePayload(request.payload, request.payload_encoding);

@@ -5,9 +5,9 @@
 import { falseIfNotFound, nullIfNotFound } from './errors';
 import { apiPath, type CallOptions, type EmqxHttp } from './http';
 import { AclListQuery, AclRuleInput, AclTarget, NonEmpty } from './inputs';
-import { fetchPage, paginate, type PaginateOptions } from './pagination';
+import { paginate, type PaginateOptions } from './pagination';
 import { parseInput, parseMaybeWrapped } from './parse';
-import { ClientAclRules, GlobalAclRules, UsernameAclRules, type AclRule, type Page } from './schemas';
+import { ClientAclRules, GlobalAclRules, UsernameAclRules, type AclRule } from './schemas';
 
 const RULES = '/authorization/sources/built_in_database/rules';
 
@@ -55,17 +55,6 @@ export type AclRuleSets = { clients: ClientAclRules; users: UsernameAclRules };
 export type AclFilter = Omit<AclListQuery, 'page' | 'limit'>;
 
 const listSchema = { clients: ClientAclRules, users: UsernameAclRules } as const;
-
-/** One page of rule sets, per client (`clients`) or per username (`users`). */
-export async function listAclRules<K extends keyof AclRuleSets>(
-  http: EmqxHttp,
-  kind: K,
-  query: AclListQuery = {},
-  opts: CallOptions = {},
-): Promise<Page<AclRuleSets[K]>> {
-  const page = await fetchPage(http, `${RULES}/${kind}`, parseInput(AclListQuery, query, 'query'), listSchema[kind], opts);
-  return page as Page<AclRuleSets[K]>;
-}
 
 export function iterateAclRules<K extends keyof AclRuleSets>(
   http: EmqxHttp,

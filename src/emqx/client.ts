@@ -11,10 +11,8 @@ import * as clients from './clients';
 import { ensureEventWebhook, type EventWebhookResult, type EventWebhookSpec } from './event-webhook';
 import { EmqxHttp, type CallOptions, type EmqxTransportOptions, type Query } from './http';
 import type {
-  AclListQuery,
   AclRuleInput,
   AclTarget,
-  ActionInput,
   ClientListQuery,
   ConnectorInput,
   HashedUserEntry,
@@ -22,7 +20,6 @@ import type {
   PageQuery,
   PlainUserEntry,
   PublishMessage,
-  RuleInput,
   SubscribeOptions,
   UserListQuery,
   UserUpdate,
@@ -63,11 +60,8 @@ export class EmqxClient {
   listUsers(query?: UserListQuery, opts?: CallOptions): Promise<Page<AuthUser>> {
     return users.listUsers(this.#http, query, opts);
   }
-  iterateUsers(filter?: users.UserFilter, opts?: PaginateOptions): AsyncGenerator<AuthUser, void, undefined> {
-    return users.iterateUsers(this.#http, filter, opts);
-  }
   listAllUsers(filter?: users.UserFilter, opts?: PaginateOptions): Promise<AuthUser[]> {
-    return collect(this.iterateUsers(filter, opts));
+    return collect(users.iterateUsers(this.#http, filter, opts));
   }
   getUser(userId: string, opts?: CallOptions): Promise<AuthUser | null> {
     return users.getUser(this.#http, userId, opts);
@@ -110,18 +104,8 @@ export class EmqxClient {
   deleteAclRules(target: AclTarget, opts?: CallOptions): Promise<boolean> {
     return acl.deleteAclRules(this.#http, target, opts);
   }
-  listAclRules<K extends keyof acl.AclRuleSets>(kind: K, query?: AclListQuery, opts?: CallOptions): Promise<Page<acl.AclRuleSets[K]>> {
-    return acl.listAclRules(this.#http, kind, query, opts);
-  }
-  iterateAclRules<K extends keyof acl.AclRuleSets>(
-    kind: K,
-    filter?: acl.AclFilter,
-    opts?: PaginateOptions,
-  ): AsyncGenerator<acl.AclRuleSets[K], void, undefined> {
-    return acl.iterateAclRules(this.#http, kind, filter, opts);
-  }
   listAllAclRules<K extends keyof acl.AclRuleSets>(kind: K, filter?: acl.AclFilter, opts?: PaginateOptions): Promise<acl.AclRuleSets[K][]> {
-    return collect(this.iterateAclRules(kind, filter, opts));
+    return collect(acl.iterateAclRules(this.#http, kind, filter, opts));
   }
   clearAuthzCache(clientid: string, opts?: acl.ClearCacheOptions): Promise<boolean> {
     return acl.clearAuthzCache(this.#http, clientid, opts);
@@ -204,12 +188,6 @@ export class EmqxClient {
   getConnector(type: string, name: string, opts?: CallOptions): Promise<Connector | null> {
     return integrations.getConnector(this.#http, type, name, opts);
   }
-  createConnector(connector: ConnectorInput, opts?: CallOptions): Promise<void> {
-    return integrations.createConnector(this.#http, connector, opts);
-  }
-  updateConnector(connector: ConnectorInput, opts?: CallOptions): Promise<void> {
-    return integrations.updateConnector(this.#http, connector, opts);
-  }
   deleteConnector(type: string, name: string, opts?: CallOptions): Promise<boolean> {
     return integrations.deleteConnector(this.#http, type, name, opts);
   }
@@ -223,17 +201,8 @@ export class EmqxClient {
   getAction(type: string, name: string, opts?: CallOptions): Promise<Action | null> {
     return integrations.getAction(this.#http, type, name, opts);
   }
-  createAction(action: ActionInput, opts?: CallOptions): Promise<void> {
-    return integrations.createAction(this.#http, action, opts);
-  }
-  updateAction(action: ActionInput, opts?: CallOptions): Promise<void> {
-    return integrations.updateAction(this.#http, action, opts);
-  }
   deleteAction(type: string, name: string, opts?: CallOptions): Promise<boolean> {
     return integrations.deleteAction(this.#http, type, name, opts);
-  }
-  upsertAction(action: ActionInput, opts?: CallOptions): Promise<integrations.UpsertResult> {
-    return integrations.upsertAction(this.#http, action, opts);
   }
 
   listRules(query?: PageQuery, opts?: CallOptions): Promise<Page<Rule>> {
@@ -245,17 +214,8 @@ export class EmqxClient {
   getRule(id: string, opts?: CallOptions): Promise<Rule | null> {
     return integrations.getRule(this.#http, id, opts);
   }
-  createRule(rule: RuleInput, opts?: CallOptions): Promise<void> {
-    return integrations.createRule(this.#http, rule, opts);
-  }
-  updateRule(rule: RuleInput, opts?: CallOptions): Promise<void> {
-    return integrations.updateRule(this.#http, rule, opts);
-  }
   deleteRule(id: string, opts?: CallOptions): Promise<boolean> {
     return integrations.deleteRule(this.#http, id, opts);
-  }
-  upsertRule(rule: RuleInput, opts?: CallOptions): Promise<integrations.UpsertResult> {
-    return integrations.upsertRule(this.#http, rule, opts);
   }
 
   /** Upserts the connector, action and rule that send device events to the webhook adapter. */

@@ -76,12 +76,6 @@ export const listConnectors = (http: EmqxHttp, opts: CallOptions = {}): Promise<
 export const getConnector = (http: EmqxHttp, type: string, name: string, opts: CallOptions = {}): Promise<Connector | null> =>
   getResource(http, 'connectors', Connector, type, name, opts);
 
-export const createConnector = (http: EmqxHttp, connector: ConnectorInput, opts: CallOptions = {}): Promise<void> =>
-  createResource(http, 'connectors', parseInput(ConnectorInput, connector, 'connector'), opts);
-
-export const updateConnector = (http: EmqxHttp, connector: ConnectorInput, opts: CallOptions = {}): Promise<void> =>
-  updateResource(http, 'connectors', parseInput(ConnectorInput, connector, 'connector'), opts);
-
 export const deleteConnector = (http: EmqxHttp, type: string, name: string, opts: CallOptions = {}): Promise<boolean> =>
   deleteResource(http, 'connectors', type, name, opts);
 
@@ -94,12 +88,6 @@ export const listActions = (http: EmqxHttp, opts: CallOptions = {}): Promise<Act
 
 export const getAction = (http: EmqxHttp, type: string, name: string, opts: CallOptions = {}): Promise<Action | null> =>
   getResource(http, 'actions', Action, type, name, opts);
-
-export const createAction = (http: EmqxHttp, action: ActionInput, opts: CallOptions = {}): Promise<void> =>
-  createResource(http, 'actions', parseInput(ActionInput, action, 'action'), opts);
-
-export const updateAction = (http: EmqxHttp, action: ActionInput, opts: CallOptions = {}): Promise<void> =>
-  updateResource(http, 'actions', parseInput(ActionInput, action, 'action'), opts);
 
 export const deleteAction = (http: EmqxHttp, type: string, name: string, opts: CallOptions = {}): Promise<boolean> =>
   deleteResource(http, 'actions', type, name, opts);
@@ -128,13 +116,13 @@ export async function getRule(http: EmqxHttp, id: string, opts: CallOptions = {}
   );
 }
 
-export async function createRule(http: EmqxHttp, rule: RuleInput, opts: CallOptions = {}): Promise<void> {
+async function createRule(http: EmqxHttp, rule: RuleInput, opts: CallOptions = {}): Promise<void> {
   const body = parseInput(RuleInput, rule, 'rule');
   await http.request({ method: 'POST', path: '/rules', body, signal: opts.signal });
 }
 
 /** PUT takes the rule without `id`, which is in the path. */
-export async function updateRule(http: EmqxHttp, rule: RuleInput, opts: CallOptions = {}): Promise<void> {
+async function updateRule(http: EmqxHttp, rule: RuleInput, opts: CallOptions = {}): Promise<void> {
   const { id, ...body } = parseInput(RuleInput, rule, 'rule');
   await http.request({ method: 'PUT', path: rulePath(id), body, signal: opts.signal });
 }

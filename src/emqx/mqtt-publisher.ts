@@ -69,7 +69,7 @@ export class MqttPublisher {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.client.removeListener('connect', onConnect);
-        reject(new Error(`MQTT publisher not connected to ${this.options.url} after ${timeoutMs} ms`));
+        reject(new Error(`MQTT publisher not connected to ${withoutUserInfo(this.options.url)} after ${timeoutMs} ms`));
       }, timeoutMs);
       const onConnect = (): void => {
         clearTimeout(timer);
@@ -140,4 +140,16 @@ export function mqttPublisherFromConfig(config: {
     ...(config.CAMPAIGN_MQTT_USERNAME ? { username: config.CAMPAIGN_MQTT_USERNAME } : {}),
     ...(config.CAMPAIGN_MQTT_PASSWORD ? { password: config.CAMPAIGN_MQTT_PASSWORD } : {}),
   });
+}
+
+/** The URL for messages: credentials written into it (`mqtt://user:pass@host`) are left out. */
+function withoutUserInfo(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//');
+  }
 }

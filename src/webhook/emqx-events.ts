@@ -51,7 +51,12 @@ type KnownEvent = z.infer<typeof KnownEvent>;
 
 export const KNOWN_EVENTS = ['client.connected', 'client.disconnected', 'session.subscribed', 'session.unsubscribed', 'message.publish'] as const;
 
-const AnyEvent = z.looseObject({ event: z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(128, 'must be at most 128 characters') });
+/** What is wrong with an event's name, if anything (checked by hand: this runs for every event). */
+function eventNameProblem(name: unknown): string | null {
+  if (typeof name !== 'string') return 'must be a string';
+  if (name.length === 0) return 'must not be empty';
+  return name.length > 128 ? 'must be at most 128 characters' : null;
+}
 
 /** More events in one request than EMQX ever batches is an attack, not a delivery. */
 export const MAX_EVENTS_PER_REQUEST = 1_000;
@@ -79,10 +84,11 @@ export function parseEventBody(body: unknown, receivedAt: Date): ParsedEvents {
   const received = receivedAt.toISOString();
   items.forEach((item, i) => {
     if (item === null || typeof item !== 'object' || Array.isArray(item)) throw new InvalidEventError(`${prefix(i) || 'body'}: must be an event object`);
-    const base = AnyEvent.safeParse(item);
-    if (!base.success) throw invalid(prefix(i), base.error);
-    parsed.names.push(base.data.event);
-    if (!(KNOWN_EVENTS as readonly string[]).includes(base.data.event)) {
+    const name = (item as { event?: unknown }).event;
+    const problem = eventNameProblem(name);
+    if (problem) throw new InvalidEventError(`${prefix(i) ? `${prefix(i)}.` : ''}event: ${problem}`);
+    parsed.names.push(name as string);
+    if (!(KNOWN_EVENTS as readonly string[]).includes(name as string)) {
       parsed.ignored++;
       return;
     }

@@ -37,12 +37,6 @@ export class WebhookMetrics {
     });
   }
 
-  totalReceived(): number {
-    let total = 0;
-    for (const n of this.received.values()) total += n;
-    return total;
-  }
-
   /** The relay's current limit on signals in flight (see SignalThrottle). */
   signalLimit = 0;
 

@@ -43,7 +43,9 @@ describe('parseEventBody', () => {
     expect(bad({ event: 'session.subscribed', clientid: 'dev-1', topic: 't', qos: 3, timestamp: 1 })).toMatch(/^qos: must be 0, 1 or 2/);
     expect(bad([])).toMatch(/^body: must hold at least one event/);
     expect(bad('text')).toMatch(/^body: must be an event object/);
-    expect(bad({ clientid: 'dev-1' })).toMatch(/^event: /);
+    expect(bad({ clientid: 'dev-1' })).toMatch(/^event: must be a string/);
+    expect(bad([{ event: 'x' }, { event: '' }])).toMatch(/^\[1\]\.event: must not be empty/);
+    expect(bad({ event: 'x'.repeat(129) })).toMatch(/^event: must be at most 128 characters/);
   });
 });
 

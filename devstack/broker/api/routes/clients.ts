@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { kickClient, subscribeOnBehalf, unsubscribeOnBehalf } from '../../client-control';
-import { NODE_NAME, rfc3339 } from '../../emqx-formats';
+import { NODE_NAME, rfc3339, subscriptionView } from '../../emqx-formats';
 import type { LiveSession } from '../../sessions';
 import { isValidTopicFilter } from '../../topic';
 import type { ApiContext } from '../context';
@@ -68,19 +68,6 @@ export function clientInfo(session: LiveSession): Record<string, unknown> {
     mailbox_len: 0,
     reductions: 0,
   };
-}
-
-function subscriptionView(session: LiveSession): Record<string, unknown>[] {
-  return [...session.subscriptions.entries()].map(([topic, o]) => ({
-    node: NODE_NAME,
-    topic,
-    clientid: session.clientid,
-    qos: o.qos,
-    nl: o.nl,
-    rap: o.rap,
-    rh: o.rh,
-    durable: false,
-  }));
 }
 
 function selectClients(sessions: LiveSession[], query: Query): LiveSession[] {

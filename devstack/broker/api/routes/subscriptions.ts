@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { NODE_NAME } from '../../emqx-formats';
+import { NODE_NAME, subscriptionView } from '../../emqx-formats';
 import { isValidTopicName, topicMatchesFilter } from '../../topic';
 import type { ApiContext } from '../context';
 import { apiError } from '../errors';
@@ -15,18 +15,7 @@ export function registerSubscriptionRoutes(app: FastifyInstance, { sessions }: A
     const matchTopic = queryValue(request.query, 'match_topic');
     const durable = booleanParam(request.query, 'durable');
     if (matchTopic !== undefined && !isValidTopicName(matchTopic)) throw apiError(400, 'INVALID_PARAMETER', 'match_topic_invalid');
-    const all = sessions.list().flatMap((s) =>
-      [...s.subscriptions.entries()].map(([filter, o]) => ({
-        node: NODE_NAME,
-        topic: filter,
-        clientid: s.clientid,
-        qos: o.qos,
-        nl: o.nl,
-        rap: o.rap,
-        rh: o.rh,
-        durable: false,
-      })),
-    );
+    const all = sessions.list().flatMap(subscriptionView);
     const selected = all.filter(
       (sub) =>
         (clientid === undefined || sub.clientid === clientid) &&
