@@ -3,7 +3,7 @@ import type { DeviceRecord } from '../domain/device';
 import { AlarmStore } from './alarms';
 import { EventInbox } from './event-inbox';
 import { StatsStore } from './stats';
-import { upsertMany } from './bulk-upsert';
+import { insertNew, upsertMany } from './bulk-upsert';
 
 export type { DeviceEvent, StoredConnectionEvent } from './event-inbox';
 
@@ -93,8 +93,9 @@ export class History {
     await this.devices.deleteOne({ _id: clientId });
   }
 
+  /** Inserted once per key (a retried activity finds its entry there); no upsert, which FerretDB runs as a scan. */
   async recordAudit(entry: AuditEntry): Promise<void> {
-    await this.audit.updateOne({ _id: entry.key }, { $setOnInsert: { _id: entry.key, ...entry } }, { upsert: true });
+    await insertNew(this.audit, [{ _id: entry.key, ...entry }]);
   }
 
   async auditOf(clientId: string, limit = 50): Promise<AuditEntry[]> {

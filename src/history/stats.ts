@@ -1,4 +1,5 @@
 import type { Collection, Db } from 'mongodb';
+import { insertNew } from './bulk-upsert';
 
 /**
  * Broker statistics snapshots, one document per scheduled run (keyed by the run's workflow id, so
@@ -29,9 +30,10 @@ export class StatsStore {
     await this.snapshots.createIndex({ at: -1 });
   }
 
+  /** One document per snapshot id, the first written kept (a retried activity's); an insert, not an upsert, which FerretDB runs as a scan. */
   async save(snapshot: StatsSnapshot): Promise<void> {
     const { id, ...rest } = snapshot;
-    await this.snapshots.replaceOne({ _id: id }, rest, { upsert: true });
+    await insertNew(this.snapshots, [{ _id: id, ...rest }]);
   }
 
   async since(from: Date): Promise<StatsSnapshot[]> {

@@ -1,11 +1,10 @@
 import { createWriteStream, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parseDurationMs } from '../config';
 import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../domain/campaign';
 import { InputError } from '../domain/input-error';
 import type { CampaignResultRow } from '../history/campaigns';
 import type { CampaignProgress } from '../workflows/campaign';
-import { printResult, withOps, type CliIo } from './cli-io';
+import { collect, durationFlag, printResult, withOps, type CliIo } from './cli-io';
 import type { DeviceOps } from './client';
 import { parseTargetsFile } from './campaign-file';
 import { validateCampaignRequest } from './campaigns';
@@ -16,21 +15,12 @@ import { validateCampaignRequest } from './campaigns';
  * failure, `--json` for scripts.
  */
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
 function fail(flag: string, reason: string): never {
   throw new InputError([`${flag}: ${reason}`]);
 }
 
 function duration(text: string | undefined, flag: string): number | undefined {
-  if (text === undefined) return undefined;
-  try {
-    return parseDurationMs(text);
-  } catch {
-    return fail(flag, `"${text}" must be a duration such as 30s, 10m, 2h, 1d`);
-  }
+  return text === undefined ? undefined : durationFlag(text, flag);
 }
 
 function whole(text: string | undefined, flag: string, min: number, max: number): number | undefined {

@@ -1,3 +1,5 @@
+import { parseDurationMs } from '../config';
+import { InputError } from '../domain/input-error';
 import type { DeviceOps } from './client';
 
 /** What a CLI command may touch: output streams, standard input, and a way to connect. */
@@ -20,5 +22,19 @@ export async function withOps<T>(io: CliIo, work: (ops: DeviceOps) => Promise<T>
     return await work(connected.ops);
   } finally {
     await connected.close();
+  }
+}
+
+/** Commander option parser for repeatable flags. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** A duration flag (`30s`, `10m`, `2h`, `1d`, or milliseconds); bad input names the flag. */
+export function durationFlag(text: string, flag: string): number {
+  try {
+    return parseDurationMs(text);
+  } catch {
+    throw new InputError([`${flag}: "${text}" must be a duration such as 30s, 10m, 2h, 1d`]);
   }
 }

@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, parseDurationMs } from '../config';
+import { ConfigError } from '../config';
+import { failureMessage } from '../workflows/failures';
 import { parseAclRule, parseSubscription, type AlarmPolicy } from '../domain/device';
 import { InputError } from '../domain/input-error';
 import type { DeviceOps } from './client';
 import { fleetFormatOf, parseFleetFile } from './fleet-file';
 import { registerCampaignCommands } from './campaign-cli';
 import { registerOpsCommands } from './ops-cli';
-import { printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
+import { collect, durationFlag, printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
 import { registerPresenceCommands } from './presence-cli';
 
 /**
@@ -20,20 +21,6 @@ export type { CliIo } from './cli-io';
 
 class CommandFailed extends Error {}
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
-/** The reason a workflow failed, from the innermost cause (the failure message of our own code). */
-export function failureReason(err: unknown): string {
-  let current: unknown = err;
-  let message = err instanceof Error ? err.message : String(err);
-  while (current instanceof Error) {
-    if (current.message) message = current.message;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return message.split('\n')[0] ?? message;
-}
 
 async function readPassword(io: CliIo, opts: { passwordStdin?: boolean; generatePassword?: boolean }): Promise<{ password?: string; generatePassword: boolean }> {
   if (Boolean(opts.passwordStdin) === Boolean(opts.generatePassword)) {
@@ -80,7 +67,7 @@ export function buildCli(io: CliIo): Command {
       print(json, { clientId, workflowId: handle.workflowId, ...result, status: 'completed' }, () => describe(result));
     } catch (err) {
       if (!(err instanceof WorkflowFailedError)) throw err;
-      const reason = failureReason(err);
+      const reason = failureMessage(err);
       if (json) print(true, { clientId, workflowId: handle.workflowId, status: 'failed', error: reason }, () => '');
       throw new CommandFailed(reason);
     }
@@ -294,16 +281,9 @@ export function buildCli(io: CliIo): Command {
 /** The alarm flags given; what is not given stays the worker's default (ALARM_GRACE_PERIOD, ALARM_ESCALATION_STEPS). */
 function alarmPolicyOf(grace?: string, escalation?: string): AlarmPolicy | undefined {
   if (grace === undefined && escalation === undefined) return undefined;
-  const toMs = (text: string, flag: string): number => {
-    try {
-      return parseDurationMs(text);
-    } catch {
-      throw new InputError([`${flag}: "${text}" must be a duration such as 30s, 2m, 1h`]);
-    }
-  };
   return {
-    ...(grace !== undefined ? { graceMs: toMs(grace, '--alarm-grace') } : {}),
-    ...(escalation !== undefined ? { escalationMs: escalation.split(',').map((s) => toMs(s, '--alarm-escalation')) } : {}),
+    ...(grace !== undefined ? { graceMs: durationFlag(grace, '--alarm-grace') } : {}),
+    ...(escalation !== undefined ? { escalationMs: escalation.split(',').map((s) => durationFlag(s, '--alarm-escalation')) } : {}),
   };
 }
 
@@ -323,7 +303,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`error: ${err.message}\n`);
       return 2;
     }
-    io.stderr(`error: ${failureReason(err)}\n`);
+    io.stderr(`error: ${failureMessage(err)}\n`);
     return 1;
   }
 }

@@ -1,8 +1,7 @@
 import { Connection } from '@temporalio/client';
 import type { Command } from 'commander';
-import { loadConfig, parseDurationMs, temporalConnectionOptions } from '../config';
-import { InputError } from '../domain/input-error';
-import { printResult, withOps, type CliIo } from './cli-io';
+import { loadConfig, temporalConnectionOptions } from '../config';
+import { durationFlag, printResult, withOps, type CliIo } from './cli-io';
 import { registerSearchAttributes } from './temporal-setup';
 
 /** Operator commands: broker statistics, and one-time Temporal cluster setup. */
@@ -13,14 +12,7 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
     .option('--since <duration>', 'show trends from the stored snapshots, e.g. 24h')
     .option('--json', 'print JSON')
     .action(async (opts: { since?: string; json?: boolean }) => {
-      let sinceMs: number | undefined;
-      if (opts.since !== undefined) {
-        try {
-          sinceMs = parseDurationMs(opts.since);
-        } catch {
-          throw new InputError([`--since: "${opts.since}" must be a duration such as 30m, 24h`]);
-        }
-      }
+      const sinceMs = opts.since === undefined ? undefined : durationFlag(opts.since, '--since');
       await withOps(io, async (ops) => {
         if (sinceMs === undefined) {
           const s = await ops.brokerStats();

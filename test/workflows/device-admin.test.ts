@@ -158,8 +158,12 @@ describe('secrets', () => {
         expect(encoded).not.toContain(Buffer.from(secret).toString('base64'));
       }
     }
-    for (const name of ['devices', 'audit', 'fleet_results', 'connection_events']) {
-      const docs = JSON.stringify(await env.history.db.collection(name).find({}).toArray());
+    // The collections this file's workflows write (fleet results and connection events come from
+    // other paths, tested in their own files).
+    for (const name of ['devices', 'audit']) {
+      const found = await env.history.db.collection(name).find({}).toArray();
+      expect(found.length, name).toBeGreaterThan(0);
+      const docs = JSON.stringify(found);
       for (const secret of secrets) expect(docs).not.toContain(secret);
     }
   });
