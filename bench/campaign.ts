@@ -83,6 +83,11 @@ async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: 
   return { events, runs, publishingSeconds: Number.isFinite(firstScheduled) ? round((lastCompleted - firstScheduled) / 1000) : 0 };
 }
 
+/** The processes whose CPU time is reported; `benchAndBroker` is this process alone (the broker and the MQTT subscriber run in it). */
+function processesOf(stack: BenchStack, worker: ServiceProcess): Record<string, number | undefined> {
+  return { worker: worker.child.pid, temporal: stack.pids.temporal, ferretdb: stack.pids.ferretdb, benchAndBroker: process.pid };
+}
+
 function benchTopic(prefix: string, i: number): string {
   return `bench/${prefix}-${i}/cmd`;
 }
@@ -100,7 +105,7 @@ async function campaignRun(stack: BenchStack, worker: ServiceProcess, size: numb
   const setupSeconds = (performance.now() - t0) / 1000;
   const handle = stack.ops.campaigns.handle(started.campaignId);
   let peakRss = 0;
-  const meter = cpuMeter({ worker: worker.child.pid, temporal: stack.pids.temporal, ferretdb: stack.pids.ferretdb, benchAndBroker: process.pid });
+  const meter = cpuMeter(processesOf(stack, worker));
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, memoryOf(worker)?.rssMb ?? 0)), 500);
   const summary = await handle.result().finally(() => clearInterval(sampler));
   const seconds = (performance.now() - t0) / 1000;
@@ -124,8 +129,8 @@ async function campaignRun(stack: BenchStack, worker: ServiceProcess, size: numb
   };
 }
 
-async function directBulk(stack: BenchStack, size: number, batchSize: number): Promise<{ messages: number; seconds: number; messagesPerMinute: number; cpuSeconds: Record<string, number> }> {
-  const meter = cpuMeter({ benchAndBroker: process.pid });
+async function directBulk(stack: BenchStack, worker: ServiceProcess, size: number, batchSize: number): Promise<{ messages: number; seconds: number; messagesPerMinute: number; cpuSeconds: Record<string, number> }> {
+  const meter = cpuMeter(processesOf(stack, worker));
   const t0 = performance.now();
   for (let from = 0; from < size; from += batchSize) {
     const batch: PublishMessage[] = [];
@@ -157,9 +162,9 @@ async function scenario(stack: BenchStack, worker: ServiceProcess, options: { re
     progress(`REST latency ${restLatencyMs} ms: campaign of ${size} targets`);
     const campaign = await campaignRun(stack, worker, size, batchSize, concurrency);
     progress(`  ${String(campaign.targetsPerMinute)} targets/min; direct /publish/bulk with the same batches`);
-    const direct = await directBulk(stack, size, batchSize);
+    const direct = await directBulk(stack, worker, size, batchSize);
     const campaignRate = campaign.targetsPerMinute as number;
-    runs.push({ campaign, directBulk: direct, campaignShareOfDirectBulk: round((campaignRate / direct.messagesPerMinute) * 100) / 100 });
+    runs.push({ campaign, directBulk: direct, campaignShareOfDirectBulk: Math.round((campaignRate / direct.messagesPerMinute) * 100) / 100 });
   }
   progress(`REST latency ${restLatencyMs} ms: naive loop of ${naiveCount} single /publish calls`);
   const naive = await naiveLoop(stack, naiveCount);

@@ -44,7 +44,8 @@ function readStat(pid: number): ProcStat | null {
   }
 }
 
-function processTreeCpuSeconds(rootPid: number): number {
+/** CPU seconds of a process and its descendants, leaving out the subtrees rooted at `exclude`. */
+function processTreeCpuSeconds(rootPid: number, exclude: ReadonlySet<number>): number {
   const stats = new Map<number, ProcStat>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
@@ -57,18 +58,24 @@ function processTreeCpuSeconds(rootPid: number): number {
   while (pending.length > 0) {
     const pid = pending.pop() as number;
     ticks += stats.get(pid)?.ticks ?? 0;
-    for (const [child, stat] of stats) if (stat.ppid === pid) pending.push(child);
+    for (const [child, stat] of stats) if (stat.ppid === pid && !exclude.has(child)) pending.push(child);
   }
   return ticks / TICKS_PER_SECOND;
 }
 
-/** Measures the CPU seconds each named process tree uses between `start()` and `stop()`. */
+/**
+ * Measures the CPU seconds each named process tree uses between `start()` and `stop()`. A named
+ * process inside another's tree (the servers are the benchmark's children) counts only under its
+ * own name.
+ */
 export function cpuMeter(pids: Record<string, number | undefined>): { stop(): Record<string, number> } {
-  const before = new Map(Object.entries(pids).map(([name, pid]) => [name, pid ? processTreeCpuSeconds(pid) : 0]));
+  const named = new Set(Object.values(pids).filter((pid): pid is number => pid !== undefined));
+  const measure = (pid: number | undefined): number => (pid ? processTreeCpuSeconds(pid, named) : 0);
+  const before = new Map(Object.entries(pids).map(([name, pid]) => [name, measure(pid)]));
   return {
     stop() {
       const used: Record<string, number> = {};
-      for (const [name, pid] of Object.entries(pids)) used[name] = round((pid ? processTreeCpuSeconds(pid) : 0) - (before.get(name) ?? 0));
+      for (const [name, pid] of Object.entries(pids)) used[name] = round(measure(pid) - (before.get(name) ?? 0));
       return used;
     },
   };

@@ -1,5 +1,5 @@
 import { ApplicationFailure, getClient, heartbeat } from '@temporalio/activity';
-import { isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
+import { CAMPAIGN_CHUNK_SIZE, chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
 import { ChunkLedger } from '../domain/campaign-chunk';
 import { applyOutcome, cancel, expire, isDue, wake, type AttemptOutcome, type TargetState } from '../domain/campaign-target-state';
@@ -7,7 +7,7 @@ import { TemplateError } from '../domain/campaign-template';
 import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../history';
-import { CampaignStore, finalRecord, type WaitingEntry } from '../history/campaigns';
+import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../history/campaigns';
 import { wakeCampaignsWaitingFor } from '../starter/campaigns';
 import { asActivityFailure, mapPooled } from './failures';
 
@@ -179,14 +179,15 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
      * Resolves the targets (selector campaigns: from active device records), marks the campaign
      * running and returns how many targets it has. Idempotent.
      */
-    async prepareCampaignTargets(input: { campaignId: string; selector?: TargetSelector }): Promise<{ total: number; chunkCount: number }> {
+    async prepareCampaignTargets(input: { campaignId: string; selector?: TargetSelector; rollout?: Pick<Rollout, 'batchSize' | 'concurrency'> }): Promise<TargetChunking> {
       const campaign = await storeOf().getCampaign(input.campaignId);
       if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} does not exist`, 'CampaignNotFound');
       const running = { state: 'running' as const, active: true, startedAt: new Date().toISOString() };
       const known = campaign.targets;
-      if (known.total !== undefined && known.chunkCount !== undefined) {
+      const stored = chunkingOf(known);
+      if (stored) {
         await storeOf().updateCampaign(input.campaignId, running);
-        return { total: known.total, chunkCount: known.chunkCount };
+        return { total: known.total ?? 0, ...stored };
       }
       if (!input.selector) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} has no targets`, 'CampaignHasNoTargets');
       const filter: Record<string, unknown> = { status: 'active' };
@@ -196,9 +197,10 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       heartbeat();
       // A previous attempt may have written some chunks of a different selection: start clean.
       await storeOf().deleteChunks(input.campaignId);
-      const chunkCount = await storeOf().writeChunks(input.campaignId, devices.map((d) => ({ clientId: d._id })));
-      await storeOf().updateCampaign(input.campaignId, { ...running, targets: { ...known, total: devices.length, chunkCount } });
-      return { total: devices.length, chunkCount };
+      const chunkSize = input.rollout ? chunkSizeFor(devices.length, input.rollout) : CAMPAIGN_CHUNK_SIZE;
+      const chunking = await storeOf().writeChunks(input.campaignId, devices.map((d) => ({ clientId: d._id })), chunkSize);
+      await storeOf().updateCampaign(input.campaignId, { ...running, targets: { ...known, total: devices.length, ...chunking } });
+      return { total: devices.length, ...chunking };
     },
 
     async publishCampaignBatch(input: PublishBatchInput): Promise<ChunkReport> {

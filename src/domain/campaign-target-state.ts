@@ -74,12 +74,16 @@ function afterTransient(state: TargetState, error: string, policy: TargetPolicy,
 
 /** The state after one attempt with this outcome. */
 export function applyOutcome(state: TargetState, outcome: AttemptOutcome, policy: TargetPolicy, now: number): TargetState {
+  if (outcome.kind === 'delivered') {
+    // The common case, built directly (no copies): what is left of an open state once delivered.
+    const done: TargetState = { status: 'delivered', attempts: state.attempts + 1, firstAt: state.firstAt ?? now, finishedAt: now };
+    if (state.noSubscriberCount !== undefined) done.noSubscriberCount = state.noSubscriberCount;
+    if (state.transientCount !== undefined) done.transientCount = state.transientCount;
+    if (outcome.messageId) done.messageId = outcome.messageId;
+    return done;
+  }
   const attempted: TargetState = { ...state, attempts: state.attempts + 1, firstAt: state.firstAt ?? now };
   switch (outcome.kind) {
-    case 'delivered': {
-      const { lastError: _e, lastFailure: _f, ...rest } = finish(attempted, 'delivered', now);
-      return { ...rest, ...(outcome.messageId ? { messageId: outcome.messageId } : {}) };
-    }
     case 'no_subscriber':
       return afterNoSubscriber(attempted, policy, now);
     case 'transient':

@@ -1,6 +1,7 @@
 import { MongoServerError, type Collection, type Db } from 'mongodb';
 import {
   CAMPAIGN_CHUNK_SIZE,
+  LEGACY_CAMPAIGN_CHUNK_SIZE,
   type CampaignState,
   type CampaignTarget,
   type MessageTemplate,
@@ -14,15 +15,15 @@ import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
 import type { TargetState } from '../domain/campaign-target-state';
 
 /**
- * Campaign storage. Targets live here, not in workflow input, in fixed chunks of
- * CAMPAIGN_CHUNK_SIZE:
+ * Campaign storage. Targets live here, not in workflow input, in fixed chunks (CAMPAIGN_CHUNK_SIZE
+ * for new campaigns; each campaign records its own):
  * - `campaigns`: one document per campaign (message template, state, final counts);
  * - `campaign_chunks`: a chunk's targets, immutable once written;
  * - `campaign_chunk_states`: a chunk's working state (ChunkLedger: a letter per finished target,
  *   the full state of open ones), rewritten by the one activity that owns the chunk at a time;
  * - `campaign_targets`: one record per target (status, attempts, last error, message id), inserted
  *   once when the target reaches its final status (unique `_id` `<campaignId>/<clientId>`, so a
- *   retried activity cannot write a second);
+ *   retried activity cannot write a second; the campaign and client ids are not repeated as fields);
  * - `campaign_waiting`: which campaigns wait for a device to reconnect (cleared when a campaign ends).
  *
  * Why this shape (measured on the dev stack's FerretDB 1.24 with SQLite): every update or delete
@@ -30,9 +31,9 @@ import type { TargetState } from '../domain/campaign-target-state';
  * filters reach SQLite, while inserts are cheap. So the hot path inserts per-target records and
  * rewrites one small state document per batch, addressed by `_id` (every rewrite still scans the
  * whole table, so state documents stay a few KB: finished targets are one letter each). Chunk
- * targets and open states are JSON strings because FerretDB keeps a per-element type schema for
- * arrays, which made reading and rewriting a 1,000-entry array ~20 times slower. On MongoDB the
- * same layout is simply cheap.
+ * targets (plain client ids one per line, else JSON) and open states are strings because FerretDB
+ * keeps a per-element type schema for arrays, which made reading and rewriting a 1,000-entry array
+ * ~20 times slower. On MongoDB the same layout is simply cheap.
  */
 
 export interface CampaignRecord {
@@ -47,7 +48,14 @@ export interface CampaignRecord {
   startedAt?: string;
   finishedAt?: string;
   /** Targets: given as a list, or selected from device records when the workflow starts. */
-  targets: { source: 'list' | 'selector'; selector?: TargetSelector; total?: number; chunkCount?: number };
+  targets: {
+    source: 'list' | 'selector';
+    selector?: TargetSelector;
+    total?: number;
+    chunkCount?: number;
+    /** Targets per chunk; absent on campaigns stored with LEGACY_CAMPAIGN_CHUNK_SIZE. */
+    chunkSize?: number;
+  };
   counts?: TargetCounts;
   reason?: string;
 }
@@ -78,12 +86,17 @@ export interface WaitingEntry {
 }
 
 type WithId<T> = T & { _id: string };
+/** A stored final record: `_id` `<campaignId>/<clientId>` carries both ids (records written before this also hold them as fields). */
+type TargetDocument = WithId<Omit<CampaignTargetRecord, 'campaignId' | 'clientId'>> & Partial<Pick<CampaignTargetRecord, 'campaignId' | 'clientId'>>;
 type CampaignDocument = WithId<CampaignRecord & { message: string }>;
 interface ChunkDocument {
   _id: string;
   campaignId: string;
   chunk: number;
-  targets: string;
+  /** The client ids, one per line, when no target in the chunk has template values (client ids hold no control characters). */
+  ids?: string;
+  /** Otherwise the targets as a JSON string. */
+  targets?: string;
 }
 interface ChunkStateDocument {
   _id: string;
@@ -143,8 +156,10 @@ export function targetKey(campaignId: string, clientId: string): string {
   return `${campaignId}/${clientId}`;
 }
 
-export function chunkCountOf(total: number): number {
-  return Math.ceil(total / CAMPAIGN_CHUNK_SIZE);
+/** How a campaign's targets are chunked: what `writeChunks` did, or (stored before the size was recorded) the legacy size. */
+export function chunkingOf(targets: CampaignRecord['targets']): { chunkCount: number; chunkSize: number } | null {
+  if (targets.total === undefined || targets.chunkCount === undefined) return null;
+  return { chunkCount: targets.chunkCount, chunkSize: targets.chunkSize ?? LEGACY_CAMPAIGN_CHUNK_SIZE };
 }
 
 /** The `_id`s `<campaignId>/...`: campaign ids hold no `/`, and `0` is the character after it. */
@@ -158,7 +173,7 @@ export class CampaignStore {
   readonly campaigns: Collection<CampaignDocument>;
   readonly chunks: Collection<ChunkDocument>;
   readonly chunkStates: Collection<ChunkStateDocument>;
-  readonly targets: Collection<WithId<CampaignTargetRecord>>;
+  readonly targets: Collection<TargetDocument>;
   readonly waiting: Collection<WithId<WaitingEntry & { since: string }>>;
 
   constructor(private readonly db: Db) {
@@ -195,6 +210,12 @@ export class CampaignStore {
     }
   }
 
+  /** Replaces a campaign whose start failed part-way (state still `created`); false when there is none. */
+  async replaceCreatedCampaign(record: CampaignRecord, message: MessageTemplate): Promise<boolean> {
+    const { matchedCount } = await this.campaigns.replaceOne({ _id: record.campaignId, state: 'created' }, { ...record, message: JSON.stringify(message) });
+    return matchedCount === 1;
+  }
+
   async getCampaign(campaignId: string): Promise<CampaignRecord | null> {
     // Without the message template, which may be as large as a message.
     const doc = await this.campaigns.findOne({ _id: campaignId }, { projection: { message: 0 } });
@@ -226,23 +247,24 @@ export class CampaignStore {
 
   // ---- chunks ----
 
-  /** Writes the targets in chunks with empty states; returns the chunk count. Idempotent. */
-  async writeChunks(campaignId: string, targets: readonly CampaignTarget[]): Promise<number> {
-    const chunkCount = chunkCountOf(targets.length);
+  /** Writes the targets in chunks (default CAMPAIGN_CHUNK_SIZE) with empty states; returns how. Idempotent. */
+  async writeChunks(campaignId: string, targets: readonly CampaignTarget[], chunkSize = CAMPAIGN_CHUNK_SIZE): Promise<{ chunkCount: number; chunkSize: number }> {
+    const chunkCount = Math.ceil(targets.length / chunkSize);
     for (let from = 0; from < chunkCount; from += 50) {
       const docs: ChunkDocument[] = [];
       const states: ChunkStateDocument[] = [];
       const now = new Date().toISOString();
       for (let chunk = from; chunk < Math.min(chunkCount, from + 50); chunk++) {
-        const slice = targets.slice(chunk * CAMPAIGN_CHUNK_SIZE, (chunk + 1) * CAMPAIGN_CHUNK_SIZE);
+        const slice = targets.slice(chunk * chunkSize, (chunk + 1) * chunkSize);
         const _id = chunkKey(campaignId, chunk);
-        docs.push({ _id, campaignId, chunk, targets: JSON.stringify(slice) });
+        const plain = slice.every((t) => t.values === undefined);
+        docs.push({ _id, campaignId, chunk, ...(plain ? { ids: slice.map((t) => t.clientId).join('\n') } : { targets: JSON.stringify(slice) }) });
         states.push({ _id, campaignId, chunk, finishedRuns: '', open: '{}', effort: { attempted: 0, attempts: 0, transientErrors: 0 }, updatedAt: now });
       }
       await insertIdempotently(this.chunks, docs);
       await insertIdempotently(this.chunkStates, states);
     }
-    return chunkCount;
+    return { chunkCount, chunkSize };
   }
 
   async deleteChunks(campaignId: string): Promise<void> {
@@ -261,7 +283,8 @@ export class CampaignStore {
   async readChunkTargets(campaignId: string, chunk: number): Promise<CampaignTarget[]> {
     const doc = await this.chunks.findOne({ _id: chunkKey(campaignId, chunk) });
     if (!doc) throw new Error(`campaign ${campaignId} has no chunk ${chunk}`);
-    return JSON.parse(doc.targets) as CampaignTarget[];
+    if (doc.ids !== undefined) return doc.ids.split('\n').map((clientId) => ({ clientId }));
+    return JSON.parse(doc.targets ?? '[]') as CampaignTarget[];
   }
 
   /** A running campaign's chunk state (every chunk has one until the campaign ends). */
@@ -303,12 +326,12 @@ export class CampaignStore {
   }
 
   async targetRecord(campaignId: string, clientId: string): Promise<CampaignTargetRecord | null> {
-    const doc = await this.targets.findOne({ _id: targetKey(campaignId, clientId) }, { projection: { _id: 0 } });
+    const doc = await this.targets.findOne({ _id: targetKey(campaignId, clientId) });
     return doc ? recordOfDocument(doc) : null;
   }
 
   async targetRecords(campaignId: string): Promise<CampaignTargetRecord[]> {
-    return (await this.targets.find(campaignRange(campaignId), { projection: { _id: 0 } }).toArray()).map(recordOfDocument);
+    return (await this.targets.find(campaignRange(campaignId)).toArray()).map(recordOfDocument);
   }
 
   /** Every target in list order: its final record, or where it stands now. */
@@ -350,7 +373,7 @@ export class CampaignStore {
       if (!active.has(entry.campaignId)) continue;
       const chunkState = await this.chunkStateIfAny(entry.campaignId, entry.chunk);
       if (!chunkState) continue; // ended meanwhile
-      const state = new ChunkLedger(CAMPAIGN_CHUNK_SIZE, chunkState.ledger).stateAt(entry.index);
+      const state = new ChunkLedger(entry.index + 1, chunkState.ledger).stateAt(entry.index);
       if (state.status === 'waiting' || state.status === 'retrying') awaiting.push(entry.campaignId);
     }
     return awaiting;
@@ -371,17 +394,25 @@ function iso(ms: number | undefined): string | undefined {
 }
 
 /**
- * A target's stored record. `firstAttemptAt` is left out when it equals `finishedAt` (one attempt,
- * the common case): FerretDB's cost per insert grows with every field.
+ * A target's stored record. FerretDB's cost per insert grows with every field (bench/campaign: a
+ * fifth less without the two ids), so the ids live in `_id` only and `firstAttemptAt` is left out
+ * when it equals `finishedAt` (one attempt, the common case).
  */
-function targetDocument(record: CampaignTargetRecord): WithId<CampaignTargetRecord> {
-  const doc: WithId<CampaignTargetRecord> = { _id: targetKey(record.campaignId, record.clientId), ...record };
-  if (doc.attempts === 1 && doc.firstAttemptAt === doc.finishedAt) delete doc.firstAttemptAt;
+function targetDocument(record: CampaignTargetRecord): TargetDocument {
+  const doc: TargetDocument = { _id: targetKey(record.campaignId, record.clientId), status: record.status, attempts: record.attempts } as TargetDocument;
+  if (record.messageId !== undefined) doc.messageId = record.messageId;
+  if (record.lastError !== undefined) doc.lastError = record.lastError;
+  if (record.firstAttemptAt !== undefined && !(record.attempts === 1 && record.firstAttemptAt === record.finishedAt)) doc.firstAttemptAt = record.firstAttemptAt;
+  doc.finishedAt = record.finishedAt;
   return doc;
 }
 
-function recordOfDocument(doc: CampaignTargetRecord): CampaignTargetRecord {
-  return doc.attempts === 1 && doc.firstAttemptAt === undefined ? { ...doc, firstAttemptAt: doc.finishedAt } : doc;
+function recordOfDocument(doc: TargetDocument): CampaignTargetRecord {
+  const { _id, campaignId: _campaign, clientId: _client, ...rest } = doc;
+  const slash = _id.indexOf('/');
+  const record: CampaignTargetRecord = { campaignId: _id.slice(0, slash), clientId: _id.slice(slash + 1), ...rest };
+  if (record.attempts === 1 && record.firstAttemptAt === undefined) record.firstAttemptAt = record.finishedAt;
+  return record;
 }
 
 function recordRow(record: CampaignTargetRecord): CampaignResultRow {
@@ -405,6 +436,11 @@ export function resultRow(target: CampaignTarget, state: TargetState | undefined
 
 /** The final record of a target that reached a final status. */
 export function finalRecord(campaignId: string, clientId: string, state: TargetState): CampaignTargetRecord {
-  const { nextAttemptAt: _, ...row } = resultRow({ clientId }, state);
-  return { campaignId, ...row, finishedAt: iso(state.finishedAt ?? Date.now()) as string };
+  const record: CampaignTargetRecord = { campaignId, clientId, status: state.status, attempts: state.attempts } as CampaignTargetRecord;
+  if (state.messageId) record.messageId = state.messageId;
+  if (state.lastError) record.lastError = state.lastError;
+  const firstAt = iso(state.firstAt);
+  if (firstAt) record.firstAttemptAt = firstAt;
+  record.finishedAt = iso(state.finishedAt ?? Date.now()) as string;
+  return record;
 }

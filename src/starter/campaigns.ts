@@ -9,19 +9,21 @@ import {
 import {
   campaignWorkflowId,
   CampaignRequest,
+  chunkSizeFor,
   isFinalCampaignState,
   MAX_MESSAGE_BYTES,
   type CampaignRequestInput,
   type CampaignSettings,
   type CampaignTarget,
   type MessageTemplate,
+  type TargetChunking,
 } from '../domain/campaign';
 import { messageBytes, renderMessage } from '../domain/campaign-message';
 import { templateVariables } from '../domain/campaign-template';
 import { InputError, parseInput } from '../domain/input-error';
 import { CampaignIdKey, DeviceOperationKey } from '../domain/search-attributes';
 import type { History } from '../history';
-import { CampaignStore, type CampaignResultRow, type CampaignTargetRecord } from '../history/campaigns';
+import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../history/campaigns';
 import {
   campaignProgressQuery,
   cancelCampaignUpdate,
@@ -194,28 +196,28 @@ export class CampaignOps {
     const workflowId = campaignWorkflowId(campaignId);
     const deadlineMs = request.deadlineMs ?? (request.offline.wait ? DEFAULT_WAIT_DEADLINE_MS : undefined);
 
-    const created = await this.store.createCampaign(
-      {
-        campaignId,
-        workflowId,
-        state: 'created',
-        active: true,
-        transport: request.transport,
-        waitOffline: request.offline.wait,
-        createdAt: new Date().toISOString(),
-        targets: 'list' in request.targets ? { source: 'list' } : { source: 'selector', selector: request.targets.selector },
-      },
-      request.message,
-    );
-    if (!created) {
-      // Only a start that failed after storing (state still `created`) may be repeated with the same id.
-      const existing = await this.store.getCampaign(campaignId);
-      if (existing?.state !== 'created') throw new CampaignExistsError(campaignId);
-    }
+    let chunking: TargetChunking | undefined;
     if (listed) {
-      const chunkCount = await this.store.writeChunks(campaignId, listed.unique);
-      await this.store.updateCampaign(campaignId, { targets: { source: 'list', total: listed.unique.length, chunkCount } });
+      const chunkSize = chunkSizeFor(listed.unique.length, request.rollout);
+      chunking = { total: listed.unique.length, chunkCount: Math.ceil(listed.unique.length / chunkSize), chunkSize };
     }
+    const record: CampaignRecord = {
+      campaignId,
+      workflowId,
+      state: 'created',
+      active: true,
+      transport: request.transport,
+      waitOffline: request.offline.wait,
+      createdAt: new Date().toISOString(),
+      targets: chunking ? { source: 'list', ...chunking } : { source: 'selector', ...('selector' in request.targets ? { selector: request.targets.selector } : {}) },
+    };
+    if (!(await this.store.createCampaign(record, request.message))) {
+      // Only a start that failed after storing (state still `created`) may be repeated with the same
+      // id; what it stored (message, chunks of another list) is replaced.
+      if (!(await this.store.replaceCreatedCampaign(record, request.message))) throw new CampaignExistsError(campaignId);
+      await this.store.deleteChunks(campaignId);
+    }
+    if (listed && chunking) await this.store.writeChunks(campaignId, listed.unique, chunking.chunkSize);
 
     const settings: CampaignSettings = {
       campaignId,
@@ -235,7 +237,8 @@ export class CampaignOps {
       const handle = await this.deps.temporal.workflow.start(runCampaign, {
         workflowId,
         taskQueue: options.taskQueue ?? this.deps.taskQueue,
-        args: [{ settings, ...(options.batchesPerRun ? { batchesPerRun: options.batchesPerRun } : {}) }],
+        // A list campaign's workflow starts publishing at once: it is told how its targets are stored.
+        args: [{ settings, ...(chunking ? { targets: chunking } : {}), ...(options.batchesPerRun ? { batchesPerRun: options.batchesPerRun } : {}) }],
         workflowIdConflictPolicy: 'FAIL',
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         typedSearchAttributes: [

@@ -6,19 +6,20 @@ import {
   defineSignal,
   defineUpdate,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { addCounts, CAMPAIGN_CHUNK_SIZE, emptyCounts, type CampaignSettings, type CampaignState, type ChunkReport, type TargetCounts } from '../domain/campaign';
+import { addCounts, emptyCounts, LEGACY_CAMPAIGN_CHUNK_SIZE, type CampaignSettings, type CampaignState, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign';
 import { abortReason, batchAllowance, initialPacer, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
 import { failureMessage } from './failures';
 
 /**
  * A publish campaign (workflow id `campaign/<campaignId>`): the targets and the message live in
- * MongoDB, in chunks of CAMPAIGN_CHUNK_SIZE; the workflow keeps a few numbers per chunk and hands
+ * MongoDB, in chunks (CAMPAIGN_CHUNK_SIZE targets for new campaigns); the workflow keeps a few numbers per chunk and hands
  * batches to the publishing activity at the rollout rate, up to `rollout.concurrency` at a time on
  * different chunks. Each activity result is the chunk's absolute state, so history grows by a
  * handful of events per batch (about a dozen per 1,000 targets at the default batch size), not per
@@ -86,6 +87,11 @@ export interface CampaignCarry {
 
 export interface CampaignInput {
   settings: CampaignSettings;
+  /**
+   * List campaigns: how the starter stored the targets, so publishing starts in the first workflow
+   * task. Without it (selector campaigns) the prepareCampaignTargets activity resolves them first.
+   */
+  targets?: TargetChunking;
   carry?: CampaignCarry;
   /** Continue as new after this many batches in one run (default 1,000; tests lower it). */
   batchesPerRun?: number;
@@ -97,6 +103,7 @@ const SIGNALS_PER_RUN = 5_000;
 const WAKE_LOOKUP_BATCH = 500;
 const FINISH_CHUNKS_PER_ACTIVITY = 20;
 const RATE_WINDOW_MS = 60_000;
+const DRAIN_FOR_NEW_RUN = 'campaign-drain-for-new-run';
 
 const publishing = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
@@ -112,14 +119,11 @@ const bookkeeping = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 
-function chunkSizeOf(total: number, chunk: number): number {
-  return Math.min(CAMPAIGN_CHUNK_SIZE, total - chunk * CAMPAIGN_CHUNK_SIZE);
-}
-
-function freshCarry(settings: CampaignSettings, total: number, chunkCount: number, now: number): CampaignCarry {
+function freshCarry(settings: CampaignSettings, targets: TargetChunking, now: number): CampaignCarry {
+  const { total, chunkCount, chunkSize = LEGACY_CAMPAIGN_CHUNK_SIZE } = targets;
   return {
     chunks: Array.from({ length: chunkCount }, (_, chunk) => ({
-      counts: emptyCounts(chunkSizeOf(total, chunk)),
+      counts: emptyCounts(Math.min(chunkSize, total - chunk * chunkSize)),
       nextDueAt: 0,
       attempted: 0,
       attempts: 0,
@@ -261,9 +265,22 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     },
   );
 
+  /** A list campaign is marked running while its first batches publish; the mark must land before the final state. */
+  let runningMark: Promise<void> | null = null;
   if (!carry) {
-    const prepared = await bookkeeping.prepareCampaignTargets({ campaignId, ...(settings.selector ? { selector: settings.selector } : {}) });
-    carry = freshCarry(settings, prepared.total, prepared.chunkCount, Date.now());
+    let prepared = input.targets;
+    if (prepared) {
+      runningMark = bookkeeping
+        .recordCampaignState({ campaignId, state: 'running' })
+        .catch((err: unknown) => log.warn('could not mark the campaign running', { campaignId, error: failureMessage(err) }));
+    } else {
+      prepared = await bookkeeping.prepareCampaignTargets({
+        campaignId,
+        rollout: { batchSize: settings.rollout.batchSize, concurrency: settings.rollout.concurrency },
+        ...(settings.selector ? { selector: settings.selector } : {}),
+      });
+    }
+    carry = freshCarry(settings, prepared, Date.now());
     if (pausedEarly) {
       carry.paused = true;
       carry.pausedAt = Date.now();
@@ -369,10 +386,20 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     if (allFinal() && idle() && woken.size === 0) break;
 
     const info = workflowInfo();
-    if (idle() && (info.continueAsNewSuggested || batchesThisRun >= batchesPerRun || signalsThisRun >= SIGNALS_PER_RUN)) {
+    const newRunDue = info.continueAsNewSuggested || batchesThisRun >= batchesPerRun || signalsThisRun >= SIGNALS_PER_RUN;
+    if (newRunDue && idle()) {
       // A cancel waits for the end of the campaign, so it must not hold up the continue-as-new.
       await condition(() => allHandlersFinished() || isEnding());
+      await runningMark;
       if (!isEnding()) return continueAsNew<typeof runCampaign>({ ...input, carry: { ...c, woken: [...woken] } });
+      continue;
+    }
+    // With every slot busy the run would never be idle: launch nothing more and let the batches in
+    // flight finish (runs recorded before this rule kept launching).
+    if (newRunDue && patched(DRAIN_FOR_NEW_RUN)) {
+      const seenControl = controlEvents;
+      const seenCompletions = completions;
+      await condition(() => controlEvents !== seenControl || completions !== seenCompletions);
       continue;
     }
 
@@ -425,6 +452,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   }
   const state = ending?.state ?? 'completed';
   const counts = totals();
+  await runningMark;
   await bookkeeping.recordCampaignState({ campaignId, state, counts, ...(ending ? { reason: ending.reason } : {}) });
   finished = { ...progress(), state, counts, etaSeconds: 0, finishedAt: new Date().toISOString() };
   await condition(allHandlersFinished);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CAMPAIGN_CHUNK_SIZE, CampaignRequest, emptyCounts, OfflinePolicy, RetryPolicy, Rollout, type TargetPolicy } from '../../src/domain/campaign';
+import { CAMPAIGN_CHUNK_SIZE, CampaignRequest, chunkSizeFor, emptyCounts, OfflinePolicy, RetryPolicy, Rollout, type TargetPolicy } from '../../src/domain/campaign';
 import { renderMessage, utf8Length } from '../../src/domain/campaign-message';
 import { abortReason, batchAllowance, BULK_REQUESTS_PER_BATCH, initialPacer, nextSlot, ramp, refund, reserve } from '../../src/domain/campaign-rollout';
 import { ChunkLedger } from '../../src/domain/campaign-chunk';
@@ -163,9 +163,24 @@ describe('campaign rollout', () => {
     // With no limit, a batch is a few bulk requests' worth, at most one chunk.
     const unlimited = Rollout.parse({ batchSize: 200 });
     expect(batchAllowance(unlimited, initialPacer(unlimited))).toBe(200 * BULK_REQUESTS_PER_BATCH);
-    const large = Rollout.parse({ batchSize: 500 });
+    const large = Rollout.parse({ batchSize: 1_000 });
     expect(batchAllowance(large, initialPacer(large))).toBe(CAMPAIGN_CHUNK_SIZE);
     expect(nextSlot(reserve(initialPacer(unlimited), 200, 50))).toBe(0);
+  });
+
+  it('sizes chunks to fill whole rounds of concurrent batches, between one bulk request and CAMPAIGN_CHUNK_SIZE', () => {
+    const rollout = { batchSize: 500, concurrency: 4 };
+    // 10,000 targets: two rounds of 4 chunks (1,250 each), not 5 chunks of 2,000 with the fifth alone.
+    expect(chunkSizeFor(10_000, rollout)).toBe(1_250);
+    // Large campaigns: whole rounds of chunks just under the maximum.
+    const size = chunkSizeFor(100_000, rollout);
+    expect(size).toBeLessThanOrEqual(CAMPAIGN_CHUNK_SIZE);
+    expect(Math.ceil(100_000 / size) % 4).toBe(0);
+    expect(chunkSizeFor(1_000_000, { batchSize: 500, concurrency: 1 })).toBe(CAMPAIGN_CHUNK_SIZE);
+    // Small campaigns: no chunk smaller than one bulk request.
+    expect(chunkSizeFor(1_000, rollout)).toBe(500);
+    expect(chunkSizeFor(3, { batchSize: 1, concurrency: 4 })).toBe(1);
+    expect(chunkSizeFor(0, rollout)).toBe(500);
   });
 
   it('ramps exponentially after each step of successes, up to the maximum', () => {

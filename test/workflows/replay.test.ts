@@ -29,6 +29,7 @@ describe('workflow replay', () => {
         'provisionFleetChunk',
         'rotateCredentials',
         'runCampaign',
+        'runCampaignBeforeListInput',
         'setDesiredSubscriptions',
         'setDeviceAcl',
       ]),

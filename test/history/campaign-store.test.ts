@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { CampaignStore, chunkingOf, finalRecord } from '../../src/history/campaigns';
+import { freshDatabase } from '../harness';
+
+describe('campaign storage (on the real FerretDB)', () => {
+  it('stores final records with the ids in `_id` only, and still reads records written with them as fields', async () => {
+    const database = await freshDatabase('campaign-store');
+    try {
+      const store = new CampaignStore(database.db);
+      const at = Date.parse('2026-11-26T10:00:00.000Z');
+      await store.recordFinalTargets([
+        finalRecord('c1', 'dev-a', { status: 'delivered', attempts: 1, firstAt: at, finishedAt: at, messageId: 'm-1' }),
+        finalRecord('c1', 'dev-b', { status: 'failed', attempts: 2, firstAt: at, finishedAt: at + 5_000, lastError: 'EMQX rejected the message' }),
+      ]);
+      // A record as stored before the ids left the fields.
+      await store.targets.insertOne({ _id: 'c1/dev-c', campaignId: 'c1', clientId: 'dev-c', status: 'offline', attempts: 1, finishedAt: new Date(at).toISOString() });
+
+      expect(await store.targets.findOne({ _id: 'c1/dev-a' })).toEqual({ _id: 'c1/dev-a', status: 'delivered', attempts: 1, messageId: 'm-1', finishedAt: '2026-11-26T10:00:00.000Z' });
+      const records = await store.targetRecords('c1');
+      expect(records.sort((a, b) => a.clientId.localeCompare(b.clientId))).toEqual([
+        { campaignId: 'c1', clientId: 'dev-a', status: 'delivered', attempts: 1, messageId: 'm-1', firstAttemptAt: '2026-11-26T10:00:00.000Z', finishedAt: '2026-11-26T10:00:00.000Z' },
+        {
+          campaignId: 'c1',
+          clientId: 'dev-b',
+          status: 'failed',
+          attempts: 2,
+          lastError: 'EMQX rejected the message',
+          firstAttemptAt: '2026-11-26T10:00:00.000Z',
+          finishedAt: '2026-11-26T10:00:05.000Z',
+        },
+        { campaignId: 'c1', clientId: 'dev-c', status: 'offline', attempts: 1, firstAttemptAt: '2026-11-26T10:00:00.000Z', finishedAt: '2026-11-26T10:00:00.000Z' },
+      ]);
+      expect(await store.targetRecord('c1', 'dev-b')).toMatchObject({ campaignId: 'c1', clientId: 'dev-b', attempts: 2 });
+      expect(await store.targetRecord('c1', 'nobody')).toBeNull();
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('stores plain chunks as client ids, chunks with template values as JSON, and reads chunks in the older JSON form', async () => {
+    const database = await freshDatabase('campaign-chunks');
+    try {
+      const store = new CampaignStore(database.db);
+      const plain = Array.from({ length: 5 }, (_, i) => ({ clientId: `dev-${i}` }));
+      expect(await store.writeChunks('plain', plain, 2)).toEqual({ chunkCount: 3, chunkSize: 2 });
+      expect(await store.chunks.findOne({ _id: 'plain/000000' })).toMatchObject({ ids: 'dev-0\ndev-1' });
+      expect(await store.readChunkTargets('plain', 2)).toEqual([{ clientId: 'dev-4' }]);
+
+      const valued = [{ clientId: 'dev-x', values: { fw: '2.1' } }, { clientId: 'dev-y' }];
+      await store.writeChunks('valued', valued);
+      expect(await store.readChunkTargets('valued', 0)).toEqual(valued);
+
+      await store.chunks.insertOne({ _id: 'legacy/000000', campaignId: 'legacy', chunk: 0, targets: JSON.stringify(plain) });
+      expect(await store.readChunkTargets('legacy', 0)).toEqual(plain);
+      // Campaigns stored before the chunk size was recorded used chunks of 1,000.
+      expect(chunkingOf({ source: 'list', total: 2_500, chunkCount: 3 })).toEqual({ chunkCount: 3, chunkSize: 1_000 });
+      expect(chunkingOf({ source: 'selector' })).toBeNull();
+    } finally {
+      await database.close();
+    }
+  });
+});
