@@ -1,4 +1,5 @@
-import { CAMPAIGN_CHUNK_SIZE, type AbortCriterion, type Rollout, type TargetCounts } from './campaign';
+import type { AbortCriterion, Rollout } from './campaign';
+import { CAMPAIGN_CHUNK_SIZE, type TargetCounts } from './campaign-core';
 
 /**
  * Rollout pacing and abort criteria, as the campaign workflow applies them (AWS IoT Jobs

@@ -1,11 +1,14 @@
 import { z } from 'zod';
 import { ClientId, Qos } from './device';
 import { TEMPLATE_VARIABLE, TopicTemplate } from './campaign-template';
+import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from './campaign-core';
+
+export * from './campaign-core';
 
 /**
  * Campaign shapes: what a caller asks for (validated once at the boundary, in the starter) and the
- * settings the workflow and activities trust afterwards. Pure: no I/O, safe to bundle into workflow
- * code. Vocabulary follows AWS IoT Jobs (device-ops-anchors.md §1): rollout (maximumPerMinute,
+ * settings the workflow and activities trust afterwards (workflow code imports ./campaign-core and
+ * types only). Vocabulary follows AWS IoT Jobs (device-ops-anchors.md §1): rollout (maximumPerMinute,
  * exponentialRate), abort criteria, retry criteria, in-progress timeout.
  */
 
@@ -17,17 +20,6 @@ export const CampaignId = z
 /** The largest publishable message (EMQX `mqtt.max_packet_size` default, emqx-v5-api.md §5.1). */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
 export const MAX_CAMPAIGN_TARGETS = 1_000_000;
-/**
- * Targets per stored chunk (one MongoDB document each) of new campaigns, and the most one
- * publishing activity handles. Each activity costs a Temporal round trip (about 18 ms of CPU across
- * worker and server, bench/campaign), so larger chunks leave more of the machine to publishing; an
- * offline-heavy chunk's state (the full state of each open target) grows with it, so not larger.
- */
-export const CAMPAIGN_CHUNK_SIZE = 2_000;
-/** The chunk size of campaigns stored before it was recorded per campaign. */
-export const LEGACY_CAMPAIGN_CHUNK_SIZE = 1_000;
-/** Targets per /publish/bulk request at most. */
-export const MAX_BATCH_SIZE = 1_000;
 
 const base64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -202,14 +194,6 @@ export function chunkSizeFor(total: number, rollout: Pick<Rollout, 'batchSize' |
   return Math.min(CAMPAIGN_CHUNK_SIZE, Math.max(rollout.batchSize, even, 1));
 }
 
-/** How a campaign's targets are stored: the workflow needs this before its first batch. */
-export interface TargetChunking {
-  total: number;
-  chunkCount: number;
-  /** Absent in results recorded before the size was per campaign: LEGACY_CAMPAIGN_CHUNK_SIZE. */
-  chunkSize?: number;
-}
-
 export const CampaignState = z.enum(['created', 'running', 'paused', 'completed', 'cancelled', 'aborted']);
 export type CampaignState = z.infer<typeof CampaignState>;
 export type FinalCampaignState = Extract<CampaignState, 'completed' | 'cancelled' | 'aborted'>;
@@ -217,61 +201,4 @@ export type FinalCampaignState = Extract<CampaignState, 'completed' | 'cancelled
 /** A campaign in one of these states has ended. */
 export function isFinalCampaignState(state: CampaignState): state is FinalCampaignState {
   return state === 'completed' || state === 'cancelled' || state === 'aborted';
-}
-
-/** Per-target status. pending/retrying/waiting are open; the rest are final. */
-export type TargetStatus = 'pending' | 'retrying' | 'waiting' | 'delivered' | 'offline' | 'failed' | 'timed_out' | 'cancelled';
-export const FINAL_STATUSES: readonly TargetStatus[] = ['delivered', 'offline', 'failed', 'timed_out', 'cancelled'];
-export function isFinal(status: TargetStatus): boolean {
-  return FINAL_STATUSES.includes(status);
-}
-
-export interface TargetCounts {
-  total: number;
-  delivered: number;
-  offline: number;
-  failed: number;
-  timedOut: number;
-  cancelled: number;
-  /** Not final yet: never tried, retrying, or waiting for the device (includes `waiting`). */
-  pending: number;
-  waiting: number;
-}
-
-export function emptyCounts(total = 0): TargetCounts {
-  return { total, delivered: 0, offline: 0, failed: 0, timedOut: 0, cancelled: 0, pending: total, waiting: 0 };
-}
-
-export function addCounts(a: TargetCounts, b: TargetCounts): TargetCounts {
-  return {
-    total: a.total + b.total,
-    delivered: a.delivered + b.delivered,
-    offline: a.offline + b.offline,
-    failed: a.failed + b.failed,
-    timedOut: a.timedOut + b.timedOut,
-    cancelled: a.cancelled + b.cancelled,
-    pending: a.pending + b.pending,
-    waiting: a.waiting + b.waiting,
-  };
-}
-
-/** One chunk's state as the publishing activity reports it: absolute, so a retried activity reports the same. */
-export interface ChunkReport {
-  chunk: number;
-  counts: TargetCounts;
-  /** Earliest time an open target is due again; null when every target is final. */
-  nextDueAt: number | null;
-  /** Publish attempts made by this activity run (rate accounting). */
-  published: number;
-  /** Targets delivered by this activity run (exponential ramp). */
-  delivered: number;
-  /** Over the chunk's targets, absolute: targets tried at least once, attempts made, transient errors met. */
-  attempted: number;
-  attempts: number;
-  transientErrors: number;
-}
-
-/** Campaign workflow ids say what and whom (DESIGN.md, "Temporal"). */
-export function campaignWorkflowId(campaignId: string): string {
-  return `campaign/${campaignId}`;
 }

@@ -1,12 +1,12 @@
 import { z } from 'zod';
+import { CONTROL_CHARS } from './device-core';
 
 /**
  * Device-administration shapes, declared once and shared by the starter (which validates at the
- * boundary), activities and workflows (which trust what passed it). Pure: no I/O, safe to bundle
- * into workflow code.
+ * boundary) and activities; workflow code imports ./device-core and types only.
  */
 
-export const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+export * from './device-core';
 
 /** EMQX accepts long client ids, but a device id is also a workflow id and a Mongo key: keep it sane. */
 export const ClientId = z
@@ -131,18 +131,6 @@ export const ProvisionInput = z
   });
 export type ProvisionInput = z.output<typeof ProvisionInput>;
 
-/** The MQTT username a device logs in with: its client id unless given (DESIGN.md, CLI). */
-export function usernameOf(input: { clientId: string; username?: string }): string {
-  return input.username ?? input.clientId;
-}
-
-/**
- * Least privilege: the device's own rules, then a final deny of everything else for this client,
- * because EMQX's `authorization.no_match` defaults to allow (reference emqx-v5-api.md §3).
- */
-export function effectiveAcl(rules: AclRule[]): AclRule[] {
-  return [...rules, { permission: 'deny', action: 'all', topic: '#' }];
-}
 
 /** The non-secret state of a device as this project records it. */
 export interface DeviceRecord {

@@ -1,5 +1,5 @@
-import { z } from 'zod';
-import { CONTROL_CHARS, type AlarmPolicy } from './device';
+import type { AlarmPolicy } from './device';
+import { CONTROL_CHARS } from './device-core';
 
 /**
  * Presence and offline-alarm shapes, shared by the webhook adapter (which produces presence
@@ -85,11 +85,29 @@ export interface PresencePolicy extends Required<Pick<AlarmPolicy, 'graceMs' | '
 }
 
 
-/** An operator's note on ack or clear: free text, short, printable. */
-export const AlarmNote = z
-  .string({ error: 'must be a string' })
-  .max(500, 'must be at most 500 characters')
-  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters');
+/** An operator's ack or clear: an optional note, free text, short, printable. */
+export interface AlarmAction {
+  note?: string;
+}
 
-export const AlarmAction = z.strictObject({ note: AlarmNote.optional() });
-export type AlarmAction = z.infer<typeof AlarmAction>;
+export const ALARM_NOTE_MAX = 500;
+
+/** Why a note cannot be taken, or null (the device workflow's update validator; ./presence-input has the schema). */
+export function alarmNoteProblem(note: unknown): string | null {
+  if (typeof note !== 'string') return 'must be a string';
+  if (note.length > ALARM_NOTE_MAX) return `must be at most ${ALARM_NOTE_MAX} characters`;
+  if (CONTROL_CHARS.test(note)) return 'must not contain control characters';
+  return null;
+}
+
+/** Why an ack or clear request cannot be taken (naming the field), or null. */
+export function alarmActionProblem(action: unknown): string | null {
+  if (action === null || typeof action !== 'object' || Array.isArray(action)) return 'must be an object';
+  for (const [key, value] of Object.entries(action)) {
+    if (key !== 'note') return `${key}: is not a field of an alarm action`;
+    if (value === undefined) continue;
+    const problem = alarmNoteProblem(value);
+    if (problem) return `note: ${problem}`;
+  }
+  return null;
+}

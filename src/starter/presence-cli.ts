@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { effectiveEnv, loadConfig } from '../config';
 import { ClientId, TopicFilter } from '../domain/device';
 import { parseInput } from '../domain/input-error';
-import { AlarmNote } from '../domain/presence';
+import { AlarmNote } from '../domain/presence-input';
 import type { DeviceOps } from './client';
 import { printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
 

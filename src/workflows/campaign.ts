@@ -13,7 +13,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { addCounts, emptyCounts, LEGACY_CAMPAIGN_CHUNK_SIZE, type CampaignSettings, type CampaignState, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign';
+import type { CampaignSettings, CampaignState } from '../domain/campaign';
+import { addCounts, emptyCounts, LEGACY_CAMPAIGN_CHUNK_SIZE, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign-core';
 import { abortReason, batchAllowance, initialPacer, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
 import { failureMessage } from './failures';
 

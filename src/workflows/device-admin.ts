@@ -9,7 +9,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { effectiveAcl, usernameOf, type AclRule, type AlarmPolicy, type DeviceRecord, type Subscription } from '../domain/device';
+import type { AclRule, AlarmPolicy, DeviceRecord, Subscription } from '../domain/device';
+import { effectiveAcl, usernameOf } from '../domain/device-core';
 import { presenceWorkflowId } from '../domain/presence';
 import { deviceRecordChangedSignal } from './presence';
 import { failureMessage } from './failures';

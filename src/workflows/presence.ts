@@ -13,8 +13,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { campaignWorkflowId } from '../domain/campaign';
-import { AlarmAction, isOpen, type PresenceEvent } from '../domain/presence';
+import { campaignWorkflowId } from '../domain/campaign-core';
+import { alarmActionProblem, isOpen, type AlarmAction, type PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
 import { deviceOnlineSignal } from './campaign';
 import {
@@ -133,8 +133,8 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
     return alarmView(subject) as AlarmView;
   };
   const validated = (refusal: (s: PresenceState | null) => string | null) => (action: AlarmAction): void => {
-    const parsed = AlarmAction.safeParse(action);
-    if (!parsed.success) throw new Error(`note: ${parsed.error.issues[0]?.message ?? 'is invalid'}`);
+    const problem = alarmActionProblem(action);
+    if (problem) throw new Error(problem);
     const reason = refusal(state);
     if (reason) throw new Error(reason);
   };

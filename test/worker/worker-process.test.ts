@@ -16,12 +16,14 @@ import { API_KEY, API_SECRET, startDeviceOpsEnv, type DeviceOpsTestEnv } from '.
 let env: DeviceOpsTestEnv;
 let dir: string;
 let bundlePath: string;
+let bundleCode: string;
 
 beforeAll(async () => {
   env = await startDeviceOpsEnv();
   dir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-worker-'));
   bundlePath = path.join(dir, 'workflow-bundle.js');
   const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), failureConverterPath: failureConverterPath() });
+  bundleCode = code;
   writeFileSync(bundlePath, code);
 });
 
@@ -58,6 +60,11 @@ function startWorkerProcess(taskQueue: string, metricsAddress: string): { child:
 }
 
 describe('the worker process', () => {
+  it('bundles workflow code without zod (its module code would run again at every workflow start)', () => {
+    expect(bundleCode).toContain('runCampaign');
+    expect(bundleCode).not.toMatch(/node_modules\/zod\//);
+  });
+
   it('runs from the prebuilt bundle, logs JSON, and on SIGTERM lets the running activity finish, then exits 0', async () => {
     const taskQueue = uniqueName('worker-process');
     const metricsAddress = `127.0.0.1:${await freePort()}`;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { presenceWorkflowId } from '../../src/domain/presence';
+import { presenceWorkflowId, type AlarmAction } from '../../src/domain/presence';
+import { clearAlarmUpdate } from '../../src/workflows/presence';
 import { AlarmLevelKey, PresenceKey } from '../../src/domain/search-attributes';
 import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
 import { waitFor } from '../harness';
@@ -140,6 +141,18 @@ describe('device presence', () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already acknowledged/);
     expect(again.stderr.trim().split('\n')).toHaveLength(1);
+
+    // The workflow checks what the client library checks, for callers that bypass it.
+    const handle = env.temporal.workflow.getHandle(presenceWorkflowId('pr-ack'));
+    const refusal = (action: unknown) =>
+      handle.executeUpdate(clearAlarmUpdate, { args: [action as AlarmAction] }).then(
+        () => 'accepted',
+        (err: unknown) => (err as { cause?: Error }).cause?.message ?? String(err),
+      );
+    expect(await refusal({ note: 'x'.repeat(501) })).toBe('note: must be at most 500 characters');
+    expect(await refusal({ note: 'bell\u0007' })).toBe('note: must not contain control characters');
+    expect(await refusal({ note: 'ok', by: 'me' })).toBe('by: is not a field of an alarm action');
+    expect((await presenceOf('pr-ack'))?.alarm?.state).toBe('acknowledged');
 
     const open = JSON.parse((await cli(['alarms', '--active', '--json'])).stdout) as { clientId: string; level: number; state: string; raisedAt: string }[];
     expect(open.find((a) => a.clientId === 'pr-ack')).toMatchObject({ level: 1, state: 'acknowledged', raisedAt: expect.any(String) });
