@@ -284,7 +284,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     async recordCampaignState(input: { campaignId: string; state: CampaignState; counts?: TargetCounts; reason?: string }): Promise<void> {
       const final = isFinalCampaignState(input.state);
       const now = new Date().toISOString();
-      await storeOf().updateCampaign(input.campaignId, {
+      const recorded = storeOf().updateCampaign(input.campaignId, {
         state: input.state,
         active: !final,
         ...(input.state === 'running' ? { startedAt: now } : {}),
@@ -292,7 +292,8 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         ...(input.counts ? { counts: input.counts } : {}),
         ...(input.reason ? { reason: input.reason } : {}),
       });
-      if (final) await Promise.all([storeOf().clearWaiting(input.campaignId), storeOf().deleteChunkStates(input.campaignId)]);
+      // Every target has its final record by now; a retried run repeats all three harmlessly.
+      await Promise.all([recorded, ...(final ? [storeOf().clearWaiting(input.campaignId), storeOf().deleteChunkStates(input.campaignId)] : [])]);
     },
 
     /**

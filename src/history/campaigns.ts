@@ -229,6 +229,11 @@ export class CampaignStore {
     return doc ? (JSON.parse(doc.message) as MessageTemplate) : null;
   }
 
+  /** `created` -> `running`, once its workflow has started (a campaign that got further, or ended already, is left as it is). */
+  async markStarted(campaignId: string): Promise<void> {
+    await this.campaigns.updateOne({ _id: campaignId, state: 'created' }, { $set: { state: 'running', startedAt: new Date().toISOString() } });
+  }
+
   async updateCampaign(campaignId: string, patch: Partial<Omit<CampaignRecord, 'campaignId'>>): Promise<void> {
     await this.campaigns.updateOne({ _id: campaignId }, { $set: patch });
   }
@@ -261,8 +266,7 @@ export class CampaignStore {
         docs.push({ _id, campaignId, chunk, ...(plain ? { ids: slice.map((t) => t.clientId).join('\n') } : { targets: JSON.stringify(slice) }) });
         states.push({ _id, campaignId, chunk, finishedRuns: '', open: '{}', effort: { attempted: 0, attempts: 0, transientErrors: 0 }, updatedAt: now });
       }
-      await insertIdempotently(this.chunks, docs);
-      await insertIdempotently(this.chunkStates, states);
+      await Promise.all([insertIdempotently(this.chunks, docs), insertIdempotently(this.chunkStates, states)]);
     }
     return { chunkCount, chunkSize };
   }

@@ -212,8 +212,9 @@ export class CampaignOps {
       targets: chunking ? { source: 'list', ...chunking } : { source: 'selector', ...('selector' in request.targets ? { selector: request.targets.selector } : {}) },
     };
     if (!(await this.store.createCampaign(record, request.message))) {
-      // Only a start that failed after storing (state still `created`) may be repeated with the same
-      // id; what it stored (message, chunks of another list) is replaced.
+      // Only a start that failed before its workflow started may be repeated with the same id; what
+      // it stored (message, chunks of another list) is replaced.
+      if (await this.workflowExists(workflowId)) throw new CampaignExistsError(campaignId);
       if (!(await this.store.replaceCreatedCampaign(record, request.message))) throw new CampaignExistsError(campaignId);
       await this.store.deleteChunks(campaignId);
     }
@@ -252,7 +253,21 @@ export class CampaignOps {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new CampaignExistsError(campaignId);
       throw err;
     }
+    // A selector campaign's workflow marks itself running when it has resolved its targets. This
+    // mark only serves listings: if it fails, the record says `created` until the campaign ends
+    // (its final state is always recorded), and the campaign runs either way, so the start succeeded.
+    if (listed) await this.store.markStarted(campaignId).catch(() => undefined);
     return { campaignId, workflowId, runId, ...(listed ? { total: listed.unique.length, duplicates: listed.duplicates } : {}) };
+  }
+
+  private async workflowExists(workflowId: string): Promise<boolean> {
+    try {
+      await this.deps.temporal.workflow.getHandle(workflowId).describe();
+      return true;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw err;
+    }
   }
 
   /** Live progress while the workflow runs; the recorded outcome once it has ended. */

@@ -266,21 +266,16 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     },
   );
 
-  /** A list campaign is marked running while its first batches publish; the mark must land before the final state. */
-  let runningMark: Promise<void> | null = null;
   if (!carry) {
-    let prepared = input.targets;
-    if (prepared) {
-      runningMark = bookkeeping
-        .recordCampaignState({ campaignId, state: 'running' })
-        .catch((err: unknown) => log.warn('could not mark the campaign running', { campaignId, error: failureMessage(err) }));
-    } else {
-      prepared = await bookkeeping.prepareCampaignTargets({
+    // A list campaign's starter stored the targets (and marks the campaign running once this
+    // workflow has started); a selector campaign's are resolved here, which marks it running.
+    const prepared =
+      input.targets ??
+      (await bookkeeping.prepareCampaignTargets({
         campaignId,
         rollout: { batchSize: settings.rollout.batchSize, concurrency: settings.rollout.concurrency },
         ...(settings.selector ? { selector: settings.selector } : {}),
-      });
-    }
+      }));
     carry = freshCarry(settings, prepared, Date.now());
     if (pausedEarly) {
       carry.paused = true;
@@ -391,7 +386,6 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     if (newRunDue && idle()) {
       // A cancel waits for the end of the campaign, so it must not hold up the continue-as-new.
       await condition(() => allHandlersFinished() || isEnding());
-      await runningMark;
       if (!isEnding()) return continueAsNew<typeof runCampaign>({ ...input, carry: { ...c, woken: [...woken] } });
       continue;
     }
@@ -453,7 +447,6 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   }
   const state = ending?.state ?? 'completed';
   const counts = totals();
-  await runningMark;
   await bookkeeping.recordCampaignState({ campaignId, state, counts, ...(ending ? { reason: ending.reason } : {}) });
   finished = { ...progress(), state, counts, etaSeconds: 0, finishedAt: new Date().toISOString() };
   await condition(allHandlersFinished);

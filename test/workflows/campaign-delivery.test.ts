@@ -112,6 +112,37 @@ describe('campaign delivery', () => {
     expect(status.retries).toBeGreaterThanOrEqual(4);
   });
 
+  it('uses a campaign id once: a start that failed before its workflow started can be repeated, one whose workflow started cannot', async () => {
+    const targets = ids('reuse', 4);
+    await registerDevices(env.emqx, targets);
+    await devices.connectAll(targets);
+    const store = new CampaignStore(env.history.db);
+    const message = { topic: TOPIC, payload: { format: 'text' as const, text: 'reuse' } };
+
+    // What a start that failed after storing leaves: the record (state `created`) and chunks of another list.
+    const failedId = uniqueName('failed-start');
+    await store.createCampaign(
+      { campaignId: failedId, workflowId: `campaign/${failedId}`, state: 'created', active: true, transport: 'rest', waitOffline: false, createdAt: new Date().toISOString(), targets: { source: 'list', total: 2, chunkCount: 1, chunkSize: 2 } },
+      { topic: 'stale/${clientid}', payload: { format: 'text', text: 'stale' }, qos: 0, retain: false },
+    );
+    await store.writeChunks(failedId, [{ clientId: 'stale-a' }, { clientId: 'stale-b' }], 2);
+    const repeated = await env.ops.campaigns.start({ campaignId: failedId, targets: { list: targets.slice(0, 2).map((clientId) => ({ clientId })) }, message });
+    expect(await env.ops.campaigns.handle(repeated.campaignId).result()).toMatchObject({ state: 'completed', counts: { total: 2, delivered: 2 } });
+    for (const id of targets.slice(0, 2)) expect(devices.received(id).map((a) => a.payload)).toEqual(['reuse']);
+    expect((await env.ops.campaigns.finalRecords(failedId)).map((r) => r.clientId).sort()).toEqual(targets.slice(0, 2).sort());
+
+    // A finished campaign's id is taken.
+    await expect(env.ops.campaigns.start({ campaignId: failedId, targets: { list: [{ clientId: targets[2] as string }] }, message })).rejects.toThrow(/exists already/);
+
+    // A running one whose record still says `created` (its start did not get to mark it): taken too, and left alone.
+    const running = await env.ops.campaigns.start({ campaignId: uniqueName('running'), targets: { list: targets.slice(2).map((clientId) => ({ clientId })) }, message, rollout: { maximumPerMinute: 60 } });
+    await store.campaigns.updateOne({ _id: running.campaignId }, { $set: { state: 'created' } });
+    await expect(env.ops.campaigns.start({ campaignId: running.campaignId, targets: { list: [{ clientId: 'someone-else' }] }, message })).rejects.toThrow(/exists already/);
+    expect(await env.ops.campaigns.handle(running.campaignId).result()).toMatchObject({ state: 'completed', counts: { total: 2, delivered: 2 } });
+    for (const id of targets.slice(2)) expect(devices.received(id).map((a) => a.payload)).toEqual(['reuse']);
+    expect((await store.getCampaign(running.campaignId))?.state).toBe('completed');
+  });
+
   it('continues as new across runs, carrying progress, without publishing twice', async () => {
     const targets = ids('can', 30);
     await registerDevices(env.emqx, targets);
