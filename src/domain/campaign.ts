@@ -88,7 +88,7 @@ export const Rollout = z.object({
   /** Hard cap on targets published to per minute; unset = as fast as the stack goes. */
   maximumPerMinute: z.number().int().min(1).max(10_000_000).optional(),
   exponentialRate: ExponentialRate.optional(),
-  /** Targets per /publish/bulk request; with no rate limit one activity sends up to 4 in a row. */
+  /** Targets per /publish/bulk request; with no rate limit one activity sends up to 5 in a row. */
   batchSize: z.number().int().min(1).max(MAX_BATCH_SIZE).default(500),
   /** Batches in flight at once (on different chunks). */
   concurrency: z.number().int().min(1).max(16).default(4),
@@ -185,8 +185,8 @@ export interface CampaignSettings {
 /**
  * Targets per chunk for a new campaign: at most CAMPAIGN_CHUNK_SIZE, at least one bulk request,
  * and as many chunks as fill whole rounds of `concurrency` batches, so that the last round keeps
- * every slot busy (10,000 targets at concurrency 4: 8 chunks of 1,250, not 4 of 2,000 and a fifth
- * published alone).
+ * every slot busy (25,000 targets at concurrency 4: 12 chunks of 2,084, not 10 of 2,500 with the
+ * last two published in a round of their own).
  */
 export function chunkSizeFor(total: number, rollout: Pick<Rollout, 'batchSize' | 'concurrency'>): number {
   const rounds = Math.max(1, Math.ceil(total / (rollout.concurrency * CAMPAIGN_CHUNK_SIZE)));

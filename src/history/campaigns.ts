@@ -12,7 +12,7 @@ import {
 } from '../domain/campaign';
 import { ChunkLedger, type ChunkLedgerData, type Effort } from '../domain/campaign-chunk';
 import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
-import type { TargetState } from '../domain/campaign-target-state';
+import { NO_SUBSCRIBER_ERROR, type TargetState } from '../domain/campaign-target-state';
 
 /**
  * Campaign storage. Targets live here, not in workflow input, in fixed chunks (CAMPAIGN_CHUNK_SIZE
@@ -128,6 +128,23 @@ export interface ChunkState {
 /** Inserts, treating documents that already exist as written (idempotent inserts). */
 async function insertIdempotently<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
   await insertNew(collection, docs);
+}
+
+/**
+ * Open states as stored: a target waiting for its device says so with `lastFailure`, so the fixed
+ * no-subscriber message is left out (a third of a waiting state; offline-heavy chunks rewrite
+ * thousands of them after every request) and put back on reading.
+ */
+function compactOpenState(this: unknown, key: string, value: unknown): unknown {
+  if (key === 'lastError' && value === NO_SUBSCRIBER_ERROR && (this as TargetState).lastFailure === 'no_subscriber') return undefined;
+  return value;
+}
+
+function restoreOpenState(key: string, value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || !/^\d+$/.test(key)) return value;
+  const state = value as TargetState;
+  if (state.lastFailure === 'no_subscriber' && state.lastError === undefined) state.lastError = NO_SUBSCRIBER_ERROR;
+  return value;
 }
 
 /** `dddd.ff` -> `d4.1f2`: a chunk's letters come in long runs, and FerretDB parses every state row on each state write. */
@@ -303,7 +320,7 @@ export class CampaignStore {
     const doc = await this.chunkStates.findOne({ _id: chunkKey(campaignId, chunk) });
     if (!doc) return null;
     const finished = doc.finishedRuns !== undefined ? decodeRuns(doc.finishedRuns) : (doc.finished ?? '');
-    const ledger: ChunkLedgerData = { finished, open: JSON.parse(doc.open) as Record<number, TargetState>, effort: doc.effort };
+    const ledger: ChunkLedgerData = { finished, open: JSON.parse(doc.open, restoreOpenState) as Record<number, TargetState>, effort: doc.effort };
     return { ledger, ...(doc.lastBatch ? { lastBatch: doc.lastBatch } : {}) };
   }
 
@@ -314,7 +331,7 @@ export class CampaignStore {
         campaignId,
         chunk,
         finishedRuns: encodeRuns(state.ledger.finished),
-        open: JSON.stringify(state.ledger.open),
+        open: JSON.stringify(state.ledger.open, compactOpenState),
         effort: state.ledger.effort,
         ...(state.lastBatch ? { lastBatch: state.lastBatch } : {}),
         updatedAt: new Date().toISOString(),

@@ -227,7 +227,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--rate <n/min>', 'at most this many targets per minute (e.g. 600/min, 10/s)')
     .option('--ramp <base/min,factor,n>', 'exponential ramp: start rate, factor, raise after n delivered')
     .option('--batch-size <n>', 'targets per bulk request (1-1000, default 500)')
-    .option('--concurrency <n>', 'batches in flight, on different chunks (1-16, default 4); without --rate a batch sends up to 4 bulk requests')
+    .option('--concurrency <n>', 'batches in flight, on different chunks (1-16, default 4); without --rate a batch sends up to 5 bulk requests')
     .option('--retries <n>', 'retries after transient errors (503, timeouts), default 3')
     .option('--offline-retries <n>', 'retries when nobody is subscribed, default 0')
     .option('--retry-backoff <duration>', 'first retry delay, doubling, default 2s')

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { NO_SUBSCRIBER_ERROR } from '../../src/domain/campaign-target-state';
 import { CampaignStore, chunkingOf, finalRecord } from '../../src/history/campaigns';
 import { freshDatabase } from '../harness';
 
@@ -32,6 +33,23 @@ describe('campaign storage (on the real FerretDB)', () => {
       ]);
       expect(await store.targetRecord('c1', 'dev-b')).toMatchObject({ campaignId: 'c1', clientId: 'dev-b', attempts: 2 });
       expect(await store.targetRecord('c1', 'nobody')).toBeNull();
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('stores waiting targets without the fixed no-subscriber message and reads them back whole', async () => {
+    const database = await freshDatabase('campaign-states');
+    try {
+      const store = new CampaignStore(database.db);
+      await store.writeChunks('waits', [{ clientId: 'dev-a' }, { clientId: 'dev-b' }, { clientId: 'dev-c' }]);
+      const waiting = { status: 'waiting' as const, attempts: 1, firstAt: 1, nextAt: 60_001, lastFailure: 'no_subscriber' as const, lastError: NO_SUBSCRIBER_ERROR, noSubscriberCount: 1 };
+      const retrying = { status: 'retrying' as const, attempts: 2, firstAt: 1, nextAt: 5_001, lastFailure: 'transient' as const, lastError: 'EMQX answered 503', transientCount: 2 };
+      await store.writeChunkState('waits', 0, { ledger: { finished: 'd..', open: { 1: waiting, 2: retrying }, effort: { attempted: 1, attempts: 1, transientErrors: 0 } } });
+      const stored = await store.chunkStates.findOne({ _id: 'waits/000000' });
+      expect(stored?.open).not.toContain(NO_SUBSCRIBER_ERROR);
+      expect(stored?.open).toContain('EMQX answered 503');
+      expect((await store.readChunkState('waits', 0)).ledger.open).toEqual({ 1: waiting, 2: retrying });
     } finally {
       await database.close();
     }

@@ -170,8 +170,9 @@ describe('campaign rollout', () => {
 
   it('sizes chunks to fill whole rounds of concurrent batches, between one bulk request and CAMPAIGN_CHUNK_SIZE', () => {
     const rollout = { batchSize: 500, concurrency: 4 };
-    // 10,000 targets: two rounds of 4 chunks (1,250 each), not 5 chunks of 2,000 with the fifth alone.
-    expect(chunkSizeFor(10_000, rollout)).toBe(1_250);
+    // 25,000 targets: three rounds of 4 chunks (2,084 each), not 10 chunks of 2,500 with the last two in a round of their own.
+    expect(chunkSizeFor(25_000, rollout)).toBe(2_084);
+    expect(chunkSizeFor(10_000, rollout)).toBe(2_500);
     // Large campaigns: whole rounds of chunks just under the maximum.
     const size = chunkSizeFor(100_000, rollout);
     expect(size).toBeLessThanOrEqual(CAMPAIGN_CHUNK_SIZE);
