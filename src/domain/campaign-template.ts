@@ -34,11 +34,36 @@ function valueOf(name: string, clientId: string, values: Record<string, string> 
   return value;
 }
 
-export function renderText(template: string, clientId: string, values?: Record<string, string>): string {
-  return template.replace(PLACEHOLDER, (_, name: string) => valueOf(name, clientId, values));
+/** A template split once into literal text and placeholder names, alternating: [text, name, text, ..., text]. */
+const compiled = new Map<string, string[]>();
+
+function partsOf(template: string): string[] {
+  let parts = compiled.get(template);
+  if (parts === undefined) {
+    parts = template.split(PLACEHOLDER);
+    if (compiled.size >= 64) compiled.clear();
+    compiled.set(template, parts);
+  }
+  return parts;
 }
 
-const escapeJson = (value: string): string => JSON.stringify(value).slice(1, -1);
+/** Fills the placeholders; `escape` applies to the values (not to the template's own text). */
+function fill(template: string, clientId: string, values: Record<string, string> | undefined, escape?: (value: string) => string): string {
+  const parts = partsOf(template);
+  let out = parts[0] as string;
+  for (let i = 1; i < parts.length; i += 2) {
+    const value = valueOf(parts[i] as string, clientId, values);
+    out += (escape ? escape(value) : value) + (parts[i + 1] as string);
+  }
+  return out;
+}
+
+export function renderText(template: string, clientId: string, values?: Record<string, string>): string {
+  return fill(template, clientId, values);
+}
+
+const NEEDS_JSON_ESCAPE = /["\\\u0000-\u001f\u2028\u2029]|[\ud800-\udfff]/;
+const escapeJson = (value: string): string => (NEEDS_JSON_ESCAPE.test(value) ? JSON.stringify(value).slice(1, -1) : value);
 
 /** A value that is valid JSON only inside a string literal (escaped there), never outside one. */
 const STRING_ONLY_PROBE = 'probe"\\ value';
@@ -66,7 +91,7 @@ function placeholdersOnlyInStrings(template: string): boolean {
 
 /** JSON payloads: values are JSON-escaped (placeholders belong inside strings) and the result must parse. */
 export function renderJson(template: string, clientId: string, values?: Record<string, string>): string {
-  const text = template.replace(PLACEHOLDER, (_, name: string) => escapeJson(valueOf(name, clientId, values)));
+  const text = fill(template, clientId, values, escapeJson);
   if (placeholdersOnlyInStrings(template)) return text;
   try {
     JSON.parse(text);
