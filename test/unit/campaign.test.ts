@@ -29,7 +29,11 @@ describe('campaign message templates', () => {
 
   it('checks JSON payloads: values inside strings always fit; values outside strings must make valid JSON', () => {
     const inStrings = { ...template, payload: { format: 'json' as const, text: '{"note":"${fw}"}' } };
-    for (const fw of ['x', '"quoted"', '\\ back', '} {', '\u0000']) expect(JSON.parse(renderMessage(inStrings, { clientId: 'd', values: { fw } }).payload)).toEqual({ note: fw });
+    for (const fw of ['x', '"quoted"', '\\ back', '} {', '\u0000', '\t', '\u2028', 'caf\u00e9 \ud83d\ude00', 'lone \ud800', '${fw}']) {
+      const payload = renderMessage(inStrings, { clientId: 'd', values: { fw } }).payload;
+      expect(JSON.parse(payload)).toEqual({ note: fw });
+      expect(payload).toBe(`{"note":${JSON.stringify(fw)}}`);
+    }
     const bare = { ...template, payload: { format: 'json' as const, text: '{"n":${fw}}' } };
     expect(renderMessage(bare, { clientId: 'd', values: { fw: '7' } }).payload).toBe('{"n":7}');
     expect(() => renderMessage(bare, { clientId: 'd', values: { fw: 'seven' } })).toThrow(/not valid JSON/);
