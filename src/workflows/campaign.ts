@@ -21,11 +21,12 @@ import { failureMessage } from './failures';
 
 /**
  * A publish campaign (workflow id `campaign/<campaignId>`): the targets and the message live in
- * MongoDB, in chunks (CAMPAIGN_CHUNK_SIZE targets for new campaigns); the workflow keeps a few numbers per chunk and hands
- * batches to the publishing activity at the rollout rate, up to `rollout.concurrency` at a time on
- * different chunks. Each activity result is the chunk's absolute state, so history grows by a
- * handful of events per batch (about a dozen per 1,000 targets at the default batch size), not per
- * target, and the run continues as new long before Temporal's limits (limits-and-semantics.md §1).
+ * MongoDB, in chunks (up to CAMPAIGN_CHUNK_SIZE targets); the workflow keeps a few numbers per
+ * chunk and hands batches to the publishing activity at the rollout rate, up to
+ * `rollout.concurrency` at a time on different chunks. Each activity result is the chunk's absolute
+ * state, so history grows by a handful of events per batch (about 2.5 per 1,000 targets at the
+ * default batch size), not per target, and the run continues as new long before Temporal's limits
+ * (limits-and-semantics.md §1).
  *
  * Control: pause / resume / cancel are updates (validated, answered once they took effect: pause
  * returns when no batch is in flight any more); `campaignProgress` is a query; `deviceOnline` is a
