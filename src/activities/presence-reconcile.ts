@@ -3,6 +3,9 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ClientId } from '../domain/device';
 import { presenceWorkflowId, type PresenceEvent } from '../domain/presence';
 import type { EmqxClient } from '../emqx';
+import type { History } from '../history';
+import { CampaignStore } from '../history/campaigns';
+import { WaitingCampaigns } from '../history/waiting-campaigns';
 import { deliverPresenceEvents } from '../starter/presence-delivery';
 import { presenceEventsSignal } from '../workflows/presence';
 import { emqxStep, mapPooled } from './failures';
@@ -13,7 +16,9 @@ import type { PresenceSettings } from './presence';
  * webhook EMQX dropped leaves a device's recorded presence wrong; this compares EMQX's live clients
  * (paged) with the devices recorded online and tells each device workflow what EMQX shows. The
  * workflow decides, by its ordering rules, whether that changes anything, so a listing that races
- * with real events cannot undo them.
+ * with real events cannot undo them. A device found online also brings the campaigns waiting for
+ * it, as a connect through the webhook adapter would: a dropped connect delays its message by one
+ * reconciliation at most, not until the campaign's next recheck.
  */
 
 export interface ReconcileReport {
@@ -28,8 +33,9 @@ export interface ReconcileReport {
 
 const SIGNAL_CONCURRENCY = 16;
 
-export function createReconcileActivities(deps: { emqx: EmqxClient; presence?: PresenceSettings; temporalClient?: () => Client }) {
+export function createReconcileActivities(deps: { emqx: EmqxClient; history?: History; presence?: PresenceSettings; temporalClient?: () => Client }) {
   const temporal = deps.temporalClient ?? (() => Context.current().client);
+  const db = deps.history?.db;
 
   return {
     async reconcileWithLiveClients(input: { continueAsNewAfter?: number } = {}): Promise<ReconcileReport> {
@@ -71,10 +77,13 @@ export function createReconcileActivities(deps: { emqx: EmqxClient; presence?: P
         }
         progress();
       });
+      // The running campaigns that wait for offline devices, read once for this run.
+      const waiting = db ? new WaitingCampaigns(new CampaignStore(db), Number.POSITIVE_INFINITY) : null;
       await mapPooled(cameOnline, SIGNAL_CONCURRENCY, async ([clientId, connectedAt]) => {
         const event: PresenceEvent = { kind: 'observed', key: `reconcile|${observedAt}|online|${clientId}`, online: true, observedAt, connectedAt };
         const continueAsNewAfter = input.continueAsNewAfter ?? deps.presence?.continueAsNewAfter;
-        await deliverPresenceEvents(client, { clientId, taskQueue, events: [event], ...(continueAsNewAfter ? { continueAsNewAfter } : {}) });
+        const campaigns = waiting ? await waiting.forDevice(clientId) : [];
+        await deliverPresenceEvents(client, { clientId, taskQueue, events: [event], campaigns, ...(continueAsNewAfter ? { continueAsNewAfter } : {}) });
         progress();
       });
 

@@ -10,7 +10,7 @@ import { WebhookMetrics } from './metrics';
 import { DEFAULT_RELAY_OPTIONS, PresenceRelay, type RelayOptions } from './relay';
 import { buildServer } from './server';
 import { SignalThrottle } from './signal-throttle';
-import { WaitingCampaigns } from './waiting-campaigns';
+import { WaitingCampaigns } from '../history/waiting-campaigns';
 
 /** Deadline of one signal-with-start: a hung Temporal call must not hold a device's queue. */
 const SIGNAL_DEADLINE_MS = 10_000;

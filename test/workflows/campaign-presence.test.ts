@@ -72,4 +72,35 @@ describe('campaign delivery through the presence path', () => {
     expect(records.find((r) => r.clientId === mute)).toMatchObject({ status: 'delivered', attempts: 2 });
     for (const id of gone) expect(records.find((r) => r.clientId === id)).toMatchObject({ status: 'offline', attempts: 1 });
   });
+
+  it('a connect whose webhook EMQX dropped: reconciliation finds the device online and brings it its waiting campaigns', async () => {
+    const [dropped] = ids('pp-dropped', 1) as [string];
+    await registerDevices(env.emqx, [dropped]);
+    const started = await env.ops.campaigns.start({
+      targets: { list: [{ clientId: dropped }] },
+      message: { topic: 'campaign/${clientid}/cmd', payload: { format: 'text', text: 'late ${clientid}' }, qos: 1 },
+      offline: { wait: true, recheckIntervalMs: 600_000, wakeRetries: 2, wakeBackoffMs: 300 },
+      deadlineMs: 60_000,
+    });
+    await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).counts.waiting === 1, { what: 'the target waiting' });
+
+    env.broker.faults.set({ webhookDropRate: 1 });
+    try {
+      await devices.connect(dropped);
+    } finally {
+      env.broker.faults.reset();
+    }
+    // Nothing told the campaign: its recheck is ten minutes away.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(devices.received(dropped)).toHaveLength(0);
+
+    const reconciledAt = Date.now();
+    const report = await env.ops.reconcilePresence();
+    expect(report.markedOnline).toBeGreaterThanOrEqual(1);
+    await waitFor(() => devices.received(dropped).length > 0, { what: `message to ${dropped} after reconciliation`, timeoutMs: 10_000 });
+    expect((devices.received(dropped)[0]?.at ?? 0) - reconciledAt).toBeLessThan(8_000);
+    expect(await signalsToCampaign(dropped, started.workflowId)).toBe(1);
+    expect(await env.ops.campaigns.handle(started.campaignId).result()).toMatchObject({ state: 'completed', counts: { total: 1, delivered: 1 } });
+    expect(devices.received(dropped).map((a) => a.payload)).toEqual([`late ${dropped}`]);
+  });
 });

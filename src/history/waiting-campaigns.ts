@@ -1,4 +1,4 @@
-import type { CampaignStore } from '../history/campaigns';
+import type { CampaignStore } from './campaigns';
 
 /**
  * Which running campaigns wait to publish to a device that has just connected, so the device's
