@@ -108,6 +108,7 @@ const FINISH_CHUNKS_PER_ACTIVITY = 20;
 const RATE_WINDOW_MS = 60_000;
 const DRAIN_FOR_NEW_RUN = 'campaign-drain-for-new-run';
 const FINAL_STATE_LOCALLY = 'campaign-final-state-local-activity';
+const PAUSED_COLLECTS_WAKES = 'campaign-paused-collects-wakes';
 
 const publishing = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
@@ -159,7 +160,10 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   let ending: { state: 'cancelled' | 'aborted'; reason: string } | null = null;
   let cancelRequest: string | null = null;
   let finished: CampaignSummary | null = null;
+  /** Pause, resume, cancel and reconnect signals: anything that can change what the loop does next. */
   let controlEvents = 0;
+  /** The reconnect signals among them (a paused campaign only collects those). */
+  let wakeEvents = 0;
   let completions = 0;
   let signalsThisRun = 0;
   let batchesThisRun = 0;
@@ -218,6 +222,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     if (isEnding() || typeof clientId !== 'string') return;
     woken.add(clientId);
     controlEvents += 1;
+    wakeEvents += 1;
   });
   setHandler(
     pauseCampaignUpdate,
@@ -407,10 +412,16 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     }
 
     if (c.paused) {
-      const seen = controlEvents;
+      // Reconnect signals are collected while paused; they wake the loop (and restart the deadline
+      // timer) only in runs recorded before this rule, or when the run is due to continue as new.
+      const collectWakes = patched(PAUSED_COLLECTS_WAKES);
+      const seenControl = controlEvents;
+      const seenWakes = wakeEvents;
+      const changed = (): boolean =>
+        collectWakes ? controlEvents - wakeEvents !== seenControl - seenWakes || signalsThisRun >= SIGNALS_PER_RUN : controlEvents !== seenControl;
       const untilDeadline = c.deadlineAt === null ? null : Math.max(1, c.deadlineAt - now);
-      if (untilDeadline === null) await condition(() => controlEvents !== seen);
-      else await condition(() => controlEvents !== seen, untilDeadline);
+      if (untilDeadline === null) await condition(changed);
+      else await condition(changed, untilDeadline);
       continue;
     }
     if (woken.size > 0 && !wakeInFlight) {

@@ -114,6 +114,37 @@ describe('campaign control', () => {
     expect(byTopic(m.arrivals()).size).toBe(60);
   });
 
+  it('collects reconnect signals while paused without waking (no timer per signal), and serves those devices on resume', async () => {
+    const targets = ids('pause-wake', 3);
+    await registerDevices(env.emqx, targets);
+    const { campaignId, workflowId } = await env.ops.campaigns.start({
+      targets: { list: targets.map((clientId) => ({ clientId })) },
+      message: { topic: 'pause-wake/${clientid}/cmd', payload: { format: 'text', text: 'back' } },
+      offline: { wait: true, recheckIntervalMs: 600_000, wakeRetries: 2, wakeBackoffMs: 300 },
+      deadlineMs: 120_000,
+    });
+    await waitFor(async () => (await env.ops.campaigns.status(campaignId)).counts.waiting === 3, { what: 'targets waiting' });
+    await env.ops.campaigns.pause(campaignId);
+    await devices.connectAll(targets, (id) => `pause-wake/${id}/cmd`);
+    for (let round = 0; round < 5; round++) for (const id of targets) expect(await env.ops.campaigns.notifyDeviceOnline(id)).toEqual([campaignId]);
+    await new Promise((r) => setTimeout(r, 1_000));
+    for (const id of targets) expect(devices.received(id)).toEqual([]);
+
+    const resumedAt = Date.now();
+    await env.ops.campaigns.resume(campaignId);
+    await waitFor(() => targets.every((id) => devices.received(id).length > 0), { what: 'messages after resume', timeoutMs: 10_000 });
+    expect(Math.max(...targets.map((id) => (devices.received(id)[0]?.at ?? 0) - resumedAt))).toBeLessThan(5_000);
+    expect(await env.ops.campaigns.handle(campaignId).result()).toMatchObject({ state: 'completed', counts: { delivered: 3 } });
+
+    // Between the pause and the resume: 15 signals, one timer (the deadline), not one per signal.
+    const events = (await env.temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+    const updateAt = (name: string): number =>
+      events.findIndex((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === name);
+    const between = events.slice(updateAt('pauseCampaign'), updateAt('resumeCampaign'));
+    expect(between.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'deviceOnline')).toHaveLength(15);
+    expect(between.filter((e) => e.timerStartedEventAttributes).length).toBeLessThanOrEqual(1);
+  });
+
   it('cancels with a reason: publishing stops, open targets end cancelled', async () => {
     const m = await monitor('cancel');
     const targets = ids('cancel', 100).map((clientId) => ({ clientId }));
