@@ -1,4 +1,4 @@
-import { activityInfo, Context, heartbeat } from '@temporalio/activity';
+import { activityInfo, Context, heartbeat, log } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ClientId } from '../domain/device';
 import { presenceWorkflowId, type PresenceEvent } from '../domain/presence';
@@ -32,6 +32,16 @@ export interface ReconcileReport {
 }
 
 const SIGNAL_CONCURRENCY = 16;
+
+/** The campaigns waiting for a device; none when MongoDB cannot say (their rechecks still reach it): presence is corrected regardless. */
+async function waitingFor(waiting: WaitingCampaigns, clientId: string): Promise<string[]> {
+  try {
+    return await waiting.forDevice(clientId);
+  } catch (err) {
+    log.warn('could not look up campaigns waiting for the device', { clientId, error: (err as Error).message });
+    return [];
+  }
+}
 
 export function createReconcileActivities(deps: { emqx: EmqxClient; history?: History; presence?: PresenceSettings; temporalClient?: () => Client }) {
   const temporal = deps.temporalClient ?? (() => Context.current().client);
@@ -82,7 +92,7 @@ export function createReconcileActivities(deps: { emqx: EmqxClient; history?: Hi
       await mapPooled(cameOnline, SIGNAL_CONCURRENCY, async ([clientId, connectedAt]) => {
         const event: PresenceEvent = { kind: 'observed', key: `reconcile|${observedAt}|online|${clientId}`, online: true, observedAt, connectedAt };
         const continueAsNewAfter = input.continueAsNewAfter ?? deps.presence?.continueAsNewAfter;
-        const campaigns = waiting ? await waiting.forDevice(clientId) : [];
+        const campaigns = waiting ? await waitingFor(waiting, clientId) : [];
         await deliverPresenceEvents(client, { clientId, taskQueue, events: [event], campaigns, ...(continueAsNewAfter ? { continueAsNewAfter } : {}) });
         progress();
       });

@@ -34,17 +34,22 @@ function valueOf(name: string, clientId: string, values: Record<string, string> 
   return value;
 }
 
+/** Templates up to this length are remembered (64 of them at most): a payload template may be 1 MB. */
+const CACHED_TEMPLATE_CHARS = 64 * 1024;
+
+/** Remembers a per-template result in a small bounded cache. */
+function remember<V>(cache: Map<string, V>, template: string, value: V): V {
+  if (template.length > CACHED_TEMPLATE_CHARS) return value;
+  if (cache.size >= 64) cache.clear();
+  cache.set(template, value);
+  return value;
+}
+
 /** A template split once into literal text and placeholder names, alternating: [text, name, text, ..., text]. */
 const compiled = new Map<string, string[]>();
 
 function partsOf(template: string): string[] {
-  let parts = compiled.get(template);
-  if (parts === undefined) {
-    parts = template.split(PLACEHOLDER);
-    if (compiled.size >= 64) compiled.clear();
-    compiled.set(template, parts);
-  }
-  return parts;
+  return compiled.get(template) ?? remember(compiled, template, template.split(PLACEHOLDER));
 }
 
 /** Fills the placeholders; `escape` applies to the values (not to the template's own text). */
@@ -75,18 +80,14 @@ const stringOnlyTemplates = new Map<string, boolean>();
  * 100,000). Decided once per template by rendering a probe that is only valid inside a string.
  */
 function placeholdersOnlyInStrings(template: string): boolean {
-  let known = stringOnlyTemplates.get(template);
-  if (known === undefined) {
-    try {
-      JSON.parse(template.replace(PLACEHOLDER, escapeJson(STRING_ONLY_PROBE)));
-      known = true;
-    } catch {
-      known = false;
-    }
-    if (stringOnlyTemplates.size >= 64) stringOnlyTemplates.clear();
-    stringOnlyTemplates.set(template, known);
+  const known = stringOnlyTemplates.get(template);
+  if (known !== undefined) return known;
+  try {
+    JSON.parse(template.replace(PLACEHOLDER, escapeJson(STRING_ONLY_PROBE)));
+    return remember(stringOnlyTemplates, template, true);
+  } catch {
+    return remember(stringOnlyTemplates, template, false);
   }
-  return known;
 }
 
 /** JSON payloads: values are JSON-escaped (placeholders belong inside strings) and the result must parse. */

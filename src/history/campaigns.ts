@@ -147,6 +147,12 @@ function restoreOpenState(key: string, value: unknown): unknown {
   return value;
 }
 
+/** Waits for every write, then throws the first failure (if any). */
+async function allSettled(writes: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /** `dddd.ff` -> `d4.1f2`: a chunk's letters come in long runs, and FerretDB parses every state row on each state write. */
 export function encodeRuns(letters: string): string {
   let out = '';
@@ -279,11 +285,13 @@ export class CampaignStore {
       for (let chunk = from; chunk < Math.min(chunkCount, from + 50); chunk++) {
         const slice = targets.slice(chunk * chunkSize, (chunk + 1) * chunkSize);
         const _id = chunkKey(campaignId, chunk);
-        const plain = slice.every((t) => t.values === undefined);
+        const plain = slice.every((t) => t.values === undefined && !t.clientId.includes('\n'));
         docs.push({ _id, campaignId, chunk, ...(plain ? { ids: slice.map((t) => t.clientId).join('\n') } : { targets: JSON.stringify(slice) }) });
         states.push({ _id, campaignId, chunk, finishedRuns: '', open: '{}', effort: { attempted: 0, attempts: 0, transientErrors: 0 }, updatedAt: now });
       }
-      await Promise.all([insertIdempotently(this.chunks, docs), insertIdempotently(this.chunkStates, states)]);
+      // Both settle before a failure is thrown: a retry deletes and rewrites, and a write of this
+      // attempt landing after that delete would be kept as "already written".
+      await allSettled([insertIdempotently(this.chunks, docs), insertIdempotently(this.chunkStates, states)]);
     }
     return { chunkCount, chunkSize };
   }

@@ -67,6 +67,9 @@ describe('campaign storage (on the real FerretDB)', () => {
       const valued = [{ clientId: 'dev-x', values: { fw: '2.1' } }, { clientId: 'dev-y' }];
       await store.writeChunks('valued', valued);
       expect(await store.readChunkTargets('valued', 0)).toEqual(valued);
+      // An id that would split the one-per-line form (stored device ids are not checked again here) stays whole.
+      await store.writeChunks('odd', [{ clientId: 'dev\nsplit' }]);
+      expect(await store.readChunkTargets('odd', 0)).toEqual([{ clientId: 'dev\nsplit' }]);
 
       await store.chunks.insertOne({ _id: 'legacy/000000', campaignId: 'legacy', chunk: 0, targets: JSON.stringify(plain) });
       expect(await store.readChunkTargets('legacy', 0)).toEqual(plain);
