@@ -5,8 +5,9 @@
  */
 
 /**
- * Targets per stored chunk (one MongoDB document each) of new campaigns, and the most one
- * publishing activity handles: five bulk requests of the default 500. Each activity costs a
+ * The most targets per stored chunk (one MongoDB document each) of new campaigns (chunkSizeFor
+ * picks the size, up to this), and the most one publishing activity handles: five bulk requests
+ * of the default 500. Each activity costs a
  * Temporal round trip (worker and server CPU, and a slot idle until the next workflow task), so
  * larger chunks leave more of the machine to publishing (bench/campaign: 1,000 -> 2,500 took a
  * 10,000-target campaign from about 0.45 to 0.55 of the direct bulk rate); an offline-heavy

@@ -15,8 +15,8 @@ import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
 import { NO_SUBSCRIBER_ERROR, type TargetState } from '../domain/campaign-target-state';
 
 /**
- * Campaign storage. Targets live here, not in workflow input, in fixed chunks (CAMPAIGN_CHUNK_SIZE
- * for new campaigns; each campaign records its own):
+ * Campaign storage. Targets live here, not in workflow input, in chunks of one size per campaign
+ * (chunkSizeFor, at most CAMPAIGN_CHUNK_SIZE; recorded with the campaign):
  * - `campaigns`: one document per campaign (message template, state, final counts);
  * - `campaign_chunks`: a chunk's targets, immutable once written;
  * - `campaign_chunk_states`: a chunk's working state (ChunkLedger: a letter per finished target,
@@ -45,6 +45,8 @@ export interface CampaignRecord {
   transport: Transport;
   waitOffline: boolean;
   createdAt: string;
+  /** Which start call stored this record (a repeated start with the id takes over only from a failed one). */
+  startAttempt?: string;
   startedAt?: string;
   finishedAt?: string;
   /** Targets: given as a list, or selected from device records when the workflow starts. */
@@ -233,9 +235,16 @@ export class CampaignStore {
     }
   }
 
-  /** Replaces a campaign whose start failed part-way (state still `created`); false when there is none. */
-  async replaceCreatedCampaign(record: CampaignRecord, message: MessageTemplate): Promise<boolean> {
-    const { matchedCount } = await this.campaigns.replaceOne({ _id: record.campaignId, state: 'created' }, { ...record, message: JSON.stringify(message) });
+  /**
+   * Replaces a campaign whose start failed part-way (state still `created`, stored by the start
+   * attempt `previousAttempt`); false when it is not so any more (another start took it over).
+   */
+  async replaceCreatedCampaign(record: CampaignRecord, message: MessageTemplate, previousAttempt: string | undefined): Promise<boolean> {
+    const { matchedCount } = await this.campaigns.replaceOne(
+      // Records stored before start attempts were recorded have none.
+      { _id: record.campaignId, state: 'created', startAttempt: previousAttempt ?? { $exists: false } },
+      { ...record, message: JSON.stringify(message) },
+    );
     return matchedCount === 1;
   }
 
@@ -297,7 +306,12 @@ export class CampaignStore {
   }
 
   async deleteChunks(campaignId: string): Promise<void> {
-    await Promise.all([this.chunks.deleteMany(campaignRange(campaignId)), this.chunkStates.deleteMany(campaignRange(campaignId))]);
+    await allSettled([this.chunks.deleteMany(campaignRange(campaignId)), this.chunkStates.deleteMany(campaignRange(campaignId))]);
+  }
+
+  /** Everything stored under a campaign but its record: chunks, states, final records, reconnect lookups. */
+  async deleteCampaignData(campaignId: string): Promise<void> {
+    await allSettled([this.deleteChunks(campaignId), this.targets.deleteMany(campaignRange(campaignId)), this.waiting.deleteMany(campaignRange(campaignId))]);
   }
 
   /**

@@ -60,11 +60,21 @@ export interface StartedCampaign {
 
 export class CampaignExistsError extends Error {
   readonly type = 'CampaignExistsError';
-  constructor(readonly campaignId: string) {
-    super(`campaign ${campaignId} exists already; choose another id`);
+  constructor(
+    readonly campaignId: string,
+    detail = 'choose another id',
+  ) {
+    super(`campaign ${campaignId} exists already; ${detail}`);
     this.name = 'CampaignExistsError';
   }
 }
+
+/**
+ * How long a campaign id stays with a start that has stored its record but not started its
+ * workflow yet: another start with the id waits this long before taking it over (writing 1,000,000
+ * targets takes seconds).
+ */
+export const START_LEASE_MS = 60_000;
 
 export class CampaignNotFoundError extends Error {
   readonly type = 'CampaignNotFoundError';
@@ -209,16 +219,14 @@ export class CampaignOps {
       transport: request.transport,
       waitOffline: request.offline.wait,
       createdAt: new Date().toISOString(),
+      startAttempt: randomBytes(8).toString('hex'),
       targets: chunking ? { source: 'list', ...chunking } : { source: 'selector', ...('selector' in request.targets ? { selector: request.targets.selector } : {}) },
     };
-    if (!(await this.store.createCampaign(record, request.message))) {
-      // Only a start that failed before its workflow started may be repeated with the same id; what
-      // it stored (message, chunks of another list) is replaced.
-      if (await this.workflowExists(workflowId)) throw new CampaignExistsError(campaignId);
-      if (!(await this.store.replaceCreatedCampaign(record, request.message))) throw new CampaignExistsError(campaignId);
-      await this.store.deleteChunks(campaignId);
-    }
+    if (!(await this.store.createCampaign(record, request.message))) await this.takeOverFailedStart(record, request.message);
     if (listed && chunking) await this.store.writeChunks(campaignId, listed.unique, chunking.chunkSize);
+    // A start that stalled past the lease may have lost the id to another start meanwhile: then
+    // that one owns the stored campaign, and this one must not start a workflow on it.
+    if ((await this.store.getCampaign(campaignId))?.startAttempt !== record.startAttempt) throw new CampaignExistsError(campaignId, 'another start with this id took it over');
 
     const settings: CampaignSettings = {
       campaignId,
@@ -258,6 +266,22 @@ export class CampaignOps {
     // (its final state is always recorded), and the campaign runs either way, so the start succeeded.
     if (listed) await this.store.markStarted(campaignId).catch(() => undefined);
     return { campaignId, workflowId, runId, ...(listed ? { total: listed.unique.length, duplicates: listed.duplicates } : {}) };
+  }
+
+  /**
+   * A start that stored its campaign but never started the workflow (it failed, or its process
+   * died) may be repeated with the same id once its lease has passed: its record is replaced and
+   * everything it or its campaign wrote is deleted. Throws CampaignExistsError otherwise.
+   */
+  private async takeOverFailedStart(record: CampaignRecord, message: MessageTemplate): Promise<void> {
+    const { campaignId } = record;
+    const existing = await this.store.getCampaign(campaignId);
+    if (existing?.state !== 'created' || (await this.workflowExists(record.workflowId))) throw new CampaignExistsError(campaignId);
+    if (Date.now() - Date.parse(existing.createdAt) < START_LEASE_MS) {
+      throw new CampaignExistsError(campaignId, `a start with this id is under way or failed less than ${START_LEASE_MS / 1000} s ago; retry later or choose another id`);
+    }
+    if (!(await this.store.replaceCreatedCampaign(record, message, existing.startAttempt))) throw new CampaignExistsError(campaignId);
+    await this.store.deleteCampaignData(campaignId);
   }
 
   private async workflowExists(workflowId: string): Promise<boolean> {

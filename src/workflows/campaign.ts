@@ -124,9 +124,10 @@ const bookkeeping = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 
+/** A few quick tries in the workflow task; if MongoDB is out longer, `bookkeeping` retries on the server (no history growth). */
 const finishing = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3 },
 });
 
 function freshCarry(settings: CampaignSettings, targets: TargetChunking, now: number): CampaignCarry {
@@ -173,7 +174,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   const inFlight = new Set<number>();
   const woken = new Set<string>(carry?.woken ?? []);
 
-  // Summed over every chunk (a thousand for a million targets): kept until a chunk's report changes it.
+  // Summed over every chunk (hundreds for a million targets): kept until a chunk's report changes it.
   let totalsCache: TargetCounts | null = null;
   const totals = (): TargetCounts => {
     if (!carry) return emptyCounts();
@@ -412,13 +413,21 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     }
 
     if (c.paused) {
-      // Reconnect signals are collected while paused; they wake the loop (and restart the deadline
-      // timer) only in runs recorded before this rule, or when the run is due to continue as new.
+      // Reconnect signals are only collected while paused (runs recorded before this rule woke the
+      // loop, and restarted the deadline timer, on each). The loop wakes for resume and cancel, a
+      // batch that finishes after the pause (it may have failed: abort), and a run due to continue
+      // as new (collected signals grow its history too).
       const collectWakes = patched(PAUSED_COLLECTS_WAKES);
       const seenControl = controlEvents;
       const seenWakes = wakeEvents;
+      const seenCompletions = completions;
       const changed = (): boolean =>
-        collectWakes ? controlEvents - wakeEvents !== seenControl - seenWakes || signalsThisRun >= SIGNALS_PER_RUN : controlEvents !== seenControl;
+        collectWakes
+          ? controlEvents - wakeEvents !== seenControl - seenWakes ||
+            completions !== seenCompletions ||
+            signalsThisRun >= SIGNALS_PER_RUN ||
+            workflowInfo().continueAsNewSuggested
+          : controlEvents !== seenControl;
       const untilDeadline = c.deadlineAt === null ? null : Math.max(1, c.deadlineAt - now);
       if (untilDeadline === null) await condition(changed);
       else await condition(changed, untilDeadline);
@@ -466,11 +475,12 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   }
   const state = ending?.state ?? 'completed';
   const counts = totals();
-  // A local activity: the last step of every campaign, a few small writes, runs in the workflow
-  // task that decides it instead of a round trip through the server (runs recorded before used an
-  // activity).
-  const record = patched(FINAL_STATE_LOCALLY) ? finishing.recordCampaignState : bookkeeping.recordCampaignState;
-  await record({ campaignId, state, counts, ...(ending ? { reason: ending.reason } : {}) });
+  // The last step of every campaign, a few small writes: a local activity runs it in the workflow
+  // task that decides it instead of a round trip through the server, with the regular activity as
+  // the fallback (runs recorded before used the activity only).
+  const finalState: { campaignId: string; state: CampaignState; counts: TargetCounts; reason?: string } = { campaignId, state, counts, ...(ending ? { reason: ending.reason } : {}) };
+  if (!patched(FINAL_STATE_LOCALLY)) await bookkeeping.recordCampaignState(finalState);
+  else await finishing.recordCampaignState(finalState).catch(() => bookkeeping.recordCampaignState(finalState));
   finished = { ...progress(), state, counts, etaSeconds: 0, finishedAt: new Date().toISOString() };
   await condition(allHandlersFinished);
   return finished;

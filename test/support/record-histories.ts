@@ -21,15 +21,15 @@ async function main(): Promise<void> {
   mkdirSync(out, { recursive: true });
   const manifestFile = path.join(out, 'workflow-ids.json');
   const manifest: Record<string, string> = only.size > 0 && existsSync(manifestFile) ? (JSON.parse(readFileSync(manifestFile, 'utf8')) as Record<string, string>) : {};
-  const save = async (name: string, workflowId: string): Promise<void> => {
+  const save = async (name: string, workflowId: string, runId?: string): Promise<void> => {
     manifest[name] = workflowId;
-    const history = await stack.temporal.workflow.getHandle(workflowId).fetchHistory();
+    const history = await stack.temporal.workflow.getHandle(workflowId, runId).fetchHistory();
     writeFileSync(path.join(out, `${name}.json`), historyToJSON(history));
     console.log(`saved ${name} (${history.events?.length ?? 0} events)`);
   };
   try {
     if (wanted('devicePresence')) await recordPresence(stack, save);
-    if (wanted('runCampaign') || wanted('devicePresenceCampaignWait')) await recordCampaign(stack, save);
+    if (wanted('runCampaign') || wanted('devicePresenceCampaignWait') || wanted('runCampaignDrain')) await recordCampaign(stack, save);
     if (only.size === 0) await recordDeviceAdministration(stack, save);
     writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   } finally {
@@ -82,11 +82,12 @@ async function recordPresence(stack: Awaited<ReturnType<typeof startBenchStack>>
 }
 
 /**
- * A campaign of three devices (batches of one): two online, one missing that waits; paused and
- * resumed; the missing device connects, its device workflow gets the connect with the waiting
- * campaign and signals it, and the campaign delivers and completes.
+ * A campaign of three devices (batches of one): two online, one missing that waits; paused (a
+ * reconnect signal arrives meanwhile) and resumed; the missing device connects, its device workflow
+ * gets the connect with the waiting campaign and signals it, and the campaign delivers and
+ * completes. Then a campaign that continues as new with a batch in flight (its first run).
  */
-async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
+async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string, runId?: string) => Promise<void>): Promise<void> {
   const taskQueue = stack.env.TEMPORAL_TASK_QUEUE ?? 'bench';
   const ids = ['replay-c-0', 'replay-c-1', 'replay-c-late'];
   await stack.emqx.importUsers('plain', ids.map((id) => ({ user_id: id, password: 'replay-password' })));
@@ -116,6 +117,8 @@ async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>
     });
     await until('a target waiting', async () => (await stack.ops.campaigns.status(started.campaignId)).counts.waiting === 1);
     await stack.ops.campaigns.pause(started.campaignId);
+    // A reconnect signal while paused is collected (and served after the resume).
+    await stack.ops.campaigns.notifyDeviceOnline('replay-c-late');
     await stack.ops.campaigns.resume(started.campaignId);
     await connect('replay-c-late');
     const t = Date.now();
@@ -129,6 +132,19 @@ async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>
     await stack.ops.campaigns.handle(started.campaignId).result();
     await save('runCampaign', started.workflowId);
     await save('devicePresenceCampaignWait', 'device/replay-c-late');
+
+    // A run due to continue as new (one batch per run) while its batch is in flight: it drains first.
+    const drain = await stack.ops.campaigns.start(
+      {
+        campaignId: 'replay-campaign-drain',
+        targets: { list: ['replay-c-0', 'replay-c-1', 'replay-c-late', 'replay-c-0b'].map((clientId) => ({ clientId })) },
+        message: { topic: 'replay/${clientid}/cmd', payload: { format: 'text', text: 'drain' }, qos: 1 },
+        rollout: { batchSize: 1, concurrency: 2 },
+      },
+      { batchesPerRun: 1 },
+    );
+    await stack.ops.campaigns.handle(drain.campaignId).result();
+    await save('runCampaignDrain', drain.workflowId, drain.runId);
   } finally {
     await Promise.all(clients.map((c) => c.endAsync()));
   }

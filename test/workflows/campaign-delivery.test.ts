@@ -6,7 +6,8 @@ import { createDataConverter } from '../../src/codec/data-converter';
 import { CampaignRequest } from '../../src/domain/campaign';
 import { BULK_REQUESTS_PER_BATCH } from '../../src/domain/campaign-rollout';
 import { EmqxError, type EmqxClient } from '../../src/emqx';
-import { CampaignStore } from '../../src/history/campaigns';
+import { CampaignStore, finalRecord } from '../../src/history/campaigns';
+import { START_LEASE_MS } from '../../src/starter/campaigns';
 import { MqttPublisher } from '../../src/emqx/mqtt-publisher';
 import { createDeviceOpsWorker, workflowsPath } from '../../src/worker';
 import { stackEndpoints, uniqueName, waitFor, workerConnection } from '../harness';
@@ -112,24 +113,35 @@ describe('campaign delivery', () => {
     expect(status.retries).toBeGreaterThanOrEqual(4);
   });
 
-  it('uses a campaign id once: a start that failed before its workflow started can be repeated, one whose workflow started cannot', async () => {
+  it('uses a campaign id once: a start that failed before its workflow started can be repeated after its lease, one under way or whose workflow started cannot', async () => {
     const targets = ids('reuse', 4);
     await registerDevices(env.emqx, targets);
     await devices.connectAll(targets);
     const store = new CampaignStore(env.history.db);
     const message = { topic: TOPIC, payload: { format: 'text' as const, text: 'reuse' } };
 
-    // What a start that failed after storing leaves: the record (state `created`) and chunks of another list.
+    // What a start that failed after storing leaves: the record (state `created`), chunks of
+    // another list, even a final record (its workflow was terminated before recording its end).
     const failedId = uniqueName('failed-start');
-    await store.createCampaign(
-      { campaignId: failedId, workflowId: `campaign/${failedId}`, state: 'created', active: true, transport: 'rest', waitOffline: false, createdAt: new Date().toISOString(), targets: { source: 'list', total: 2, chunkCount: 1, chunkSize: 2 } },
-      { topic: 'stale/${clientid}', payload: { format: 'text', text: 'stale' }, qos: 0, retain: false },
+    const stored = (createdAt: string) =>
+      store.createCampaign(
+        { campaignId: failedId, workflowId: `campaign/${failedId}`, state: 'created', active: true, transport: 'rest', waitOffline: false, createdAt, startAttempt: 'a1', targets: { source: 'list', total: 2, chunkCount: 1, chunkSize: 2 } },
+        { topic: 'stale/${clientid}', payload: { format: 'text', text: 'stale' }, qos: 0, retain: false },
+      );
+    await stored(new Date().toISOString());
+    await store.writeChunks(failedId, [{ clientId: 'stale-a' }, { clientId: targets[0] as string }], 2);
+    await store.recordFinalTargets([finalRecord(failedId, targets[0] as string, { status: 'failed', attempts: 1, finishedAt: Date.now(), lastError: 'stale' })]);
+    // Within its lease the id stays with that start (it may still be writing).
+    await expect(env.ops.campaigns.start({ campaignId: failedId, targets: { list: targets.slice(0, 2).map((clientId) => ({ clientId })) }, message })).rejects.toThrow(
+      /under way or failed less than 60 s ago/,
     );
-    await store.writeChunks(failedId, [{ clientId: 'stale-a' }, { clientId: 'stale-b' }], 2);
+    await store.campaigns.updateOne({ _id: failedId }, { $set: { createdAt: new Date(Date.now() - START_LEASE_MS - 1_000).toISOString() } });
     const repeated = await env.ops.campaigns.start({ campaignId: failedId, targets: { list: targets.slice(0, 2).map((clientId) => ({ clientId })) }, message });
     expect(await env.ops.campaigns.handle(repeated.campaignId).result()).toMatchObject({ state: 'completed', counts: { total: 2, delivered: 2 } });
     for (const id of targets.slice(0, 2)) expect(devices.received(id).map((a) => a.payload)).toEqual(['reuse']);
-    expect((await env.ops.campaigns.finalRecords(failedId)).map((r) => r.clientId).sort()).toEqual(targets.slice(0, 2).sort());
+    const records = await env.ops.campaigns.finalRecords(failedId);
+    expect(records.map((r) => r.clientId).sort()).toEqual(targets.slice(0, 2).sort());
+    expect(records.every((r) => r.status === 'delivered')).toBe(true);
 
     // A finished campaign's id is taken.
     await expect(env.ops.campaigns.start({ campaignId: failedId, targets: { list: [{ clientId: targets[2] as string }] }, message })).rejects.toThrow(/exists already/);

@@ -30,6 +30,7 @@ describe('workflow replay', () => {
         'rotateCredentials',
         'runCampaign',
         'runCampaignBeforeListInput',
+        'runCampaignDrain',
         'setDesiredSubscriptions',
         'setDeviceAcl',
       ]),
