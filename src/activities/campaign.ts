@@ -42,6 +42,8 @@ export interface PublishBatchInput {
   wake?: number[];
   /** Unique per batch (workflow run id + sequence): a retried activity does not publish the batch again. */
   batchId: string;
+  /** The start this workflow belongs to: a campaign another start took over is not published by it. */
+  startAttempt?: string;
 }
 
 export type CampaignEnding = 'expire' | 'cancel';
@@ -205,7 +207,16 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
 
     async publishCampaignBatch(input: PublishBatchInput): Promise<ChunkReport> {
       const { campaignId, chunk, policy } = input;
-      const [template, targets, stored] = await Promise.all([templateOf(campaignId), targetsOf(campaignId, chunk), storeOf().readChunkState(campaignId, chunk)]);
+      const loading = Promise.all([templateOf(campaignId), targetsOf(campaignId, chunk), storeOf().readChunkState(campaignId, chunk)]);
+      if (input.startAttempt !== undefined) {
+        // Checked first: a take-over also replaces the chunks this would read.
+        loading.catch(() => undefined);
+        const owner = (await storeOf().getCampaign(campaignId))?.startAttempt;
+        if (owner !== input.startAttempt) {
+          throw ApplicationFailure.nonRetryable(`campaign ${campaignId} was taken over by another start with its id; this run publishes nothing more`, 'CampaignTakenOver');
+        }
+      }
+      const [template, targets, stored] = await loading;
       const ledger = new ChunkLedger(targets.length, stored.ledger);
       if (stored.lastBatch?.id === input.batchId) {
         // An earlier attempt of this activity applied this batch: report it again, publish nothing.

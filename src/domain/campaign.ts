@@ -180,6 +180,8 @@ export interface CampaignSettings {
   deadlineMs?: number;
   /** Set for selector campaigns: the workflow resolves the targets from device records. */
   selector?: TargetSelector;
+  /** The start that stored the campaign (absent in runs started before it was recorded). */
+  startAttempt?: string;
 }
 
 /**

@@ -238,6 +238,7 @@ export class CampaignOps {
         ...(request.inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs: request.inProgressTimeoutMs } : {}),
       },
       abort: request.abort,
+      startAttempt: record.startAttempt,
       ...(deadlineMs !== undefined ? { deadlineMs } : {}),
       ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
     };

@@ -331,6 +331,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
         policy: settings.policy,
         batchId,
         ...(wake.length ? { wake } : {}),
+        ...(settings.startAttempt ? { startAttempt: settings.startAttempt } : {}),
       })
       .then(
         (report) => {

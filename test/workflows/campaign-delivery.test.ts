@@ -155,6 +155,24 @@ describe('campaign delivery', () => {
     expect((await store.getCampaign(running.campaignId))?.state).toBe('completed');
   });
 
+  it('stops publishing when another start took its campaign id over, and says so', async () => {
+    const targets = ids('taken', 3);
+    await registerDevices(env.emqx, targets);
+    await devices.connectAll(targets);
+    const store = new CampaignStore(env.history.db);
+    const started = await env.ops.campaigns.start({
+      targets: { list: targets.map((clientId) => ({ clientId })) },
+      message: { topic: TOPIC, payload: { format: 'text', text: 'taken' } },
+      rollout: { maximumPerMinute: 60 },
+    });
+    await waitFor(() => devices.arrivals.some((a) => targets.includes(a.clientId)), { what: 'the first message' });
+    // What a take-over by another start leaves in the record (see the test above for when one happens).
+    await store.campaigns.updateOne({ _id: started.campaignId }, { $set: { startAttempt: 'another-start' } });
+    const summary = await env.ops.campaigns.handle(started.campaignId).result();
+    expect(summary).toMatchObject({ state: 'aborted', reason: expect.stringMatching(/taken over by another start/) });
+    expect(devices.arrivals.filter((a) => targets.includes(a.clientId)).length).toBeLessThan(3);
+  });
+
   it('continues as new across runs, carrying progress, without publishing twice', async () => {
     const targets = ids('can', 30);
     await registerDevices(env.emqx, targets);
