@@ -160,7 +160,6 @@ async function naiveLoop(stack: BenchStack, count: number): Promise<{ messages: 
   return { messages: count, seconds: round(seconds), messagesPerMinute: Math.round((count / seconds) * 60) };
 }
 
-/** One latency setting: each size as a campaign and as direct bulk calls, then the naive loop; ratios within the scenario. */
 /** The middle element by `key` (the upper one of an even count). */
 function median<T>(list: readonly T[], key: (item: T) => number): T {
   return [...list].sort((a, b) => key(a) - key(b))[Math.floor(list.length / 2)] as T;
@@ -173,6 +172,7 @@ function repeatsFor(size: number): number {
   return size < 50_000 ? 3 : 1;
 }
 
+/** One latency setting: each size as a campaign and as direct bulk calls, then the naive loop; ratios within the scenario. */
 async function scenario(stack: BenchStack, worker: ServiceProcess, options: { restLatencyMs: number; sizes: number[]; batchSize: number; concurrency: number; naiveCount: number }) {
   const { restLatencyMs, batchSize, concurrency, naiveCount } = options;
   if (restLatencyMs > 0) stack.broker.faults.set({ restLatencyMs });

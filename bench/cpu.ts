@@ -44,8 +44,8 @@ function readStat(pid: number): ProcStat | null {
   }
 }
 
-/** CPU seconds of a process and its descendants, leaving out the subtrees rooted at `exclude`. */
-function processTreeCpuSeconds(rootPid: number, exclude: ReadonlySet<number>): number {
+/** Every process's parent and CPU ticks, read once. */
+function readAllStats(): Map<number, ProcStat> {
   const stats = new Map<number, ProcStat>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
@@ -53,14 +53,27 @@ function processTreeCpuSeconds(rootPid: number, exclude: ReadonlySet<number>): n
     const stat = readStat(pid);
     if (stat) stats.set(pid, stat);
   }
-  let ticks = 0;
-  const pending = [rootPid];
-  while (pending.length > 0) {
-    const pid = pending.pop() as number;
-    ticks += stats.get(pid)?.ticks ?? 0;
-    for (const [child, stat] of stats) if (stat.ppid === pid && !exclude.has(child)) pending.push(child);
+  return stats;
+}
+
+/** CPU seconds of each named process and its descendants, leaving out the subtrees of the other named ones. */
+function cpuSecondsOf(pids: Record<string, number | undefined>): Map<string, number> {
+  const stats = readAllStats();
+  const children = new Map<number, number[]>();
+  for (const [pid, stat] of stats) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), pid]);
+  const named = new Set(Object.values(pids).filter((pid): pid is number => pid !== undefined));
+  const seconds = new Map<string, number>();
+  for (const [name, root] of Object.entries(pids)) {
+    let ticks = 0;
+    const pending = root ? [root] : [];
+    while (pending.length > 0) {
+      const pid = pending.pop() as number;
+      ticks += stats.get(pid)?.ticks ?? 0;
+      for (const child of children.get(pid) ?? []) if (!named.has(child)) pending.push(child);
+    }
+    seconds.set(name, ticks / TICKS_PER_SECOND);
   }
-  return ticks / TICKS_PER_SECOND;
+  return seconds;
 }
 
 /**
@@ -69,13 +82,12 @@ function processTreeCpuSeconds(rootPid: number, exclude: ReadonlySet<number>): n
  * own name.
  */
 export function cpuMeter(pids: Record<string, number | undefined>): { stop(): Record<string, number> } {
-  const named = new Set(Object.values(pids).filter((pid): pid is number => pid !== undefined));
-  const measure = (pid: number | undefined): number => (pid ? processTreeCpuSeconds(pid, named) : 0);
-  const before = new Map(Object.entries(pids).map(([name, pid]) => [name, measure(pid)]));
+  const before = cpuSecondsOf(pids);
   return {
     stop() {
+      const after = cpuSecondsOf(pids);
       const used: Record<string, number> = {};
-      for (const [name, pid] of Object.entries(pids)) used[name] = round(measure(pid) - (before.get(name) ?? 0));
+      for (const name of Object.keys(pids)) used[name] = round((after.get(name) ?? 0) - (before.get(name) ?? 0));
       return used;
     },
   };

@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
-import { PortInUseError } from './broker';
+import { PortInUseError } from './broker/listeners';
 
 /**
  * Starting and stopping the stack's server processes (Temporal dev server, FerretDB), shared by

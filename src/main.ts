@@ -20,7 +20,13 @@ function main(): void {
   const stopAll = (signal: NodeJS.Signals): void => {
     for (const child of children) if (child.exitCode === null) child.kill(signal);
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stopAll(signal));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      // The children are stopping already: the first to exit must not send the other a second signal.
+      exiting = true;
+      stopAll(signal);
+    });
+  }
   let remaining = children.length;
   let code = 0;
   for (const child of children) {

@@ -26,7 +26,7 @@ export function newMessageId(): string {
 }
 
 /** A subscription as `GET /clients/{id}/subscriptions` and `GET /subscriptions` show it. */
-export interface SubscriptionView {
+interface SubscriptionView {
   node: string;
   topic: string;
   clientid: string;

@@ -33,22 +33,12 @@ export interface ReconcileReport {
 
 const SIGNAL_CONCURRENCY = 16;
 
-/** The campaigns waiting for a device; none when MongoDB cannot say (their rechecks still reach it): presence is corrected regardless. */
-async function waitingFor(waiting: WaitingCampaigns, clientId: string): Promise<string[]> {
-  try {
-    return await waiting.forDevice(clientId);
-  } catch (err) {
-    log.warn('could not look up campaigns waiting for the device', { clientId, error: (err as Error).message });
-    return [];
-  }
-}
-
 export function createReconcileActivities(deps: { emqx: EmqxClient; history?: History; presence?: PresenceSettings; temporalClient?: () => Client }) {
   const temporal = deps.temporalClient ?? (() => Context.current().client);
   const db = deps.history?.db;
 
   return {
-    async reconcileWithLiveClients(input: { continueAsNewAfter?: number } = {}): Promise<ReconcileReport> {
+    async reconcileWithLiveClients(): Promise<ReconcileReport> {
       const client = temporal();
       const taskQueue = activityInfo().taskQueue;
       // Taken before the listing: a session that began earlier and is not listed has ended.
@@ -91,8 +81,12 @@ export function createReconcileActivities(deps: { emqx: EmqxClient; history?: Hi
       const waiting = db ? new WaitingCampaigns(new CampaignStore(db), Number.POSITIVE_INFINITY) : null;
       await mapPooled(cameOnline, SIGNAL_CONCURRENCY, async ([clientId, connectedAt]) => {
         const event: PresenceEvent = { kind: 'observed', key: `reconcile|${observedAt}|online|${clientId}`, online: true, observedAt, connectedAt };
-        const continueAsNewAfter = input.continueAsNewAfter ?? deps.presence?.continueAsNewAfter;
-        const campaigns = waiting ? await waitingFor(waiting, clientId) : [];
+        const continueAsNewAfter = deps.presence?.continueAsNewAfter;
+        // Presence is corrected even when MongoDB cannot say which campaigns wait.
+        const lookupFailed = (error: string): void => {
+          log.warn('could not look up campaigns waiting for the device', { clientId, error });
+        };
+        const campaigns = waiting ? await waiting.forDeviceOrNone(clientId, lookupFailed) : [];
         await deliverPresenceEvents(client, { clientId, taskQueue, events: [event], campaigns, ...(continueAsNewAfter ? { continueAsNewAfter } : {}) });
         progress();
       });

@@ -90,7 +90,7 @@ export interface AlarmAction {
   note?: string;
 }
 
-export const ALARM_NOTE_MAX = 500;
+const ALARM_NOTE_MAX = 500;
 
 /** Why a note cannot be taken, or null (the device workflow's update validator; ./presence-input has the schema). */
 export function alarmNoteProblem(note: unknown): string | null {

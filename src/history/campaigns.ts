@@ -127,11 +127,6 @@ export interface ChunkState {
   lastBatch?: BatchMark;
 }
 
-/** Inserts, treating documents that already exist as written (idempotent inserts). */
-async function insertIdempotently<T extends { _id: string }>(collection: Collection<T>, docs: T[]): Promise<void> {
-  await insertNew(collection, docs);
-}
-
 /**
  * Open states as stored: a target waiting for its device says so with `lastFailure`, so the fixed
  * no-subscriber message is left out (a third of a waiting state; offline-heavy chunks rewrite
@@ -300,7 +295,7 @@ export class CampaignStore {
       }
       // Both settle before a failure is thrown: a retry deletes and rewrites, and a write of this
       // attempt landing after that delete would be kept as "already written".
-      await allSettled([insertIdempotently(this.chunks, docs), insertIdempotently(this.chunkStates, states)]);
+      await allSettled([insertNew(this.chunks, docs), insertNew(this.chunkStates, states)]);
     }
     return { chunkCount, chunkSize };
   }
@@ -365,7 +360,7 @@ export class CampaignStore {
 
   /** Inserts final records; one that exists already is kept (the first final outcome wins). */
   async recordFinalTargets(records: readonly CampaignTargetRecord[]): Promise<void> {
-    await insertIdempotently(this.targets, records.map(targetDocument));
+    await insertNew(this.targets, records.map(targetDocument));
   }
 
   async targetRecord(campaignId: string, clientId: string): Promise<CampaignTargetRecord | null> {
@@ -396,7 +391,7 @@ export class CampaignStore {
 
   async recordWaiting(entries: readonly WaitingEntry[]): Promise<void> {
     const since = new Date().toISOString();
-    await insertIdempotently(
+    await insertNew(
       this.waiting,
       entries.map((e) => ({ _id: targetKey(e.campaignId, e.clientId), ...e, since })),
     );

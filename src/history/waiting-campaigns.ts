@@ -23,6 +23,19 @@ export class WaitingCampaigns {
     return ids.filter((_, i) => entries[i] !== null);
   }
 
+  /**
+   * `forDevice` for callers that go on without the answer: a failed lookup costs only the shortcut
+   * (the campaigns' own rechecks still reach the device). `onError` gets the failure to log.
+   */
+  async forDeviceOrNone(clientId: string, onError: (message: string) => void): Promise<string[]> {
+    try {
+      return await this.forDevice(clientId);
+    } catch (err) {
+      onError(err instanceof Error ? err.message : String(err));
+      return [];
+    }
+  }
+
   private async runningIds(): Promise<string[]> {
     if (this.cached && Date.now() - this.cached.at < this.refreshMs) return this.cached.ids;
     this.loading ??= this.store

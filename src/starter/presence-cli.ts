@@ -5,7 +5,7 @@ import { ClientId, TopicFilter } from '../domain/device';
 import { parseInput } from '../domain/input-error';
 import { AlarmNote } from '../domain/presence-input';
 import type { DeviceOps } from './client';
-import { printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
+import { collect, printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
 
 /** Presence and alarm commands, and the EMQX side of the webhook: `alarms`, `alarm ack|clear`, `presence reconcile`, `emqx setup-webhook`. */
 export function registerPresenceCommands(program: Command, io: CliIo): void {
@@ -68,7 +68,7 @@ export function registerPresenceCommands(program: Command, io: CliIo): void {
     .description('create the connector, HTTP action (with the token) and rule that send device events to the webhook adapter; idempotent')
     .option('--url <url>', 'where EMQX posts events; a bare address gets /emqx/events (default WEBHOOK_PUBLIC_URL, or http://WEBHOOK_HOST:WEBHOOK_PORT/emqx/events)')
     .option('--token <token>', 'the shared secret (default WEBHOOK_TOKEN; prefer the variable: arguments show in ps)')
-    .option('--topic <filter>', 'also send publishes on this topic filter (repeatable; default WEBHOOK_MESSAGE_TOPICS)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--topic <filter>', 'also send publishes on this topic filter (repeatable; default WEBHOOK_MESSAGE_TOPICS)', collect, [] as string[])
     .option('--json', 'print JSON')
     .action(async (opts: { url?: string; token?: string; topic: string[]; json?: boolean }) => {
       const setup = webhookSetupFrom(opts);

@@ -48,16 +48,11 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
   const metrics = new WebhookMetrics();
   const relayOptions = { ...DEFAULT_RELAY_OPTIONS, ...options.relay };
   const waiting = new WaitingCampaigns(new CampaignStore(options.history.db), options.campaignRefreshMs ?? CAMPAIGN_REFRESH_MS);
-  /** A connect tells the campaigns waiting for the device; a failed lookup costs only the shortcut (they recheck). */
-  const campaignsFor = async (clientId: string, events: PresenceEvent[]): Promise<string[]> => {
-    if (!events.some((e) => e.kind === 'connected')) return [];
-    try {
-      return await waiting.forDevice(clientId);
-    } catch (err) {
-      logger.warn({ err: (err as Error).message, clientId }, 'could not look up campaigns waiting for the device');
-      return [];
-    }
-  };
+  /** A connect tells the campaigns waiting for the device. */
+  const campaignsFor = (clientId: string, events: PresenceEvent[]): Promise<string[]> =>
+    events.some((e) => e.kind === 'connected')
+      ? waiting.forDeviceOrNone(clientId, (err) => logger.warn({ err, clientId }, 'could not look up campaigns waiting for the device'))
+      : Promise.resolve([]);
   const relay = new PresenceRelay(
     {
       deliver: async (clientId, events) => {

@@ -226,14 +226,7 @@ export class PresenceRelay {
       // for the backed-off read-back.
       this.abandonQueued();
     } finally {
-      for (const { event, bucket } of batch) {
-        this.known.delete(event.key);
-        bucket.pending--;
-        if (!ok) {
-          bucket.readBack = true;
-          bucket.unsent++;
-        }
-      }
+      this.release(batch, ok);
       this.inFlight.delete(clientId);
       this.active--;
       if (this.waiting.has(clientId)) this.ready.push({ clientId, at: Date.now() });
@@ -242,16 +235,21 @@ export class PresenceRelay {
   }
 
   private abandonQueued(): void {
-    for (const queued of this.waiting.values()) {
-      for (const { event, bucket } of queued) {
-        this.known.delete(event.key);
-        bucket.pending--;
+    for (const queued of this.waiting.values()) this.release(queued, false);
+    this.waiting.clear();
+    this.ready.length = 0;
+  }
+
+  /** Events leave the relay's hands; those not delivered are read back from their bucket later. */
+  private release(events: readonly Queued[], delivered: boolean): void {
+    for (const { event, bucket } of events) {
+      this.known.delete(event.key);
+      bucket.pending--;
+      if (!delivered) {
         bucket.readBack = true;
         bucket.unsent++;
       }
     }
-    this.waiting.clear();
-    this.ready.length = 0;
   }
 
   private wakeAt(at: number): void {

@@ -10,5 +10,5 @@ const { reconcileWithLiveClients } = proxyActivities<Activities>({
 
 /** Started by the `presence-reconcile` schedule (or `device-ops presence reconcile`): one comparison of EMQX and recorded presence. */
 export async function reconcilePresence(): Promise<ReconcileReport> {
-  return reconcileWithLiveClients({});
+  return reconcileWithLiveClients();
 }

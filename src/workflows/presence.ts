@@ -147,18 +147,16 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
    */
   const signalCampaigns = (campaignIds: readonly string[]): void => {
     for (const campaignId of campaignIds) {
-      background++;
-      void getExternalWorkflowHandle(campaignWorkflowId(campaignId))
-        .signal(deviceOnlineSignal, clientId)
-        .catch(() => log.debug('campaign no longer running', { clientId, campaignId }))
-        .finally(() => background--);
+      runInBackground(getExternalWorkflowHandle(campaignWorkflowId(campaignId)).signal(deviceOnlineSignal, clientId), 'campaign wake-up', () =>
+        log.debug('campaign no longer running', { clientId, campaignId }),
+      );
     }
   };
 
-  const runInBackground = (work: Promise<unknown>, what: string): void => {
+  const runInBackground = (work: Promise<unknown>, what: string, onFailure?: () => void): void => {
     background++;
     void work
-      .catch((err: unknown) => log.warn(`${what} failed for good`, { clientId, error: err instanceof Error ? err.message : String(err) }))
+      .catch((err: unknown) => (onFailure ? onFailure() : log.warn(`${what} failed for good`, { clientId, error: err instanceof Error ? err.message : String(err) })))
       .finally(() => background--);
   };
 

@@ -208,6 +208,8 @@ describe('live clients', () => {
   it('kicks several devices in one call', async () => {
     const a = await connectDevice();
     const b = await connectDevice();
+    // Listed first, so "none listed" afterwards is the kick's doing.
+    await waitFor(async () => (await emqx.listAllClients({ clientid: [a.clientId, b.clientId] })).length === 2, { what: 'both clients listed' });
     await emqx.kickClients([a.clientId, b.clientId, unique('ghost')]);
     await waitFor(async () => (await emqx.listAllClients({ clientid: [a.clientId, b.clientId] })).length === 0, { what: 'both clients to be gone' });
   });

@@ -49,7 +49,7 @@ describe('campaign storage (on the real FerretDB)', () => {
       const stored = await store.chunkStates.findOne({ _id: 'waits/000000' });
       expect(stored?.open).not.toContain(NO_SUBSCRIBER_ERROR);
       expect(stored?.open).toContain('EMQX answered 503');
-      expect((await store.readChunkState('waits', 0)).ledger.open).toEqual({ 1: waiting, 2: retrying });
+      expect(await store.readChunkState('waits', 0)).toEqual({ ledger: { finished: 'd..', open: { 1: waiting, 2: retrying }, effort: { attempted: 1, attempts: 1, transientErrors: 0 } } });
     } finally {
       await database.close();
     }

@@ -17,6 +17,15 @@ export interface Arrival {
   at: number;
 }
 
+/** Observes for `ms`, checking every 200 ms, so a claim like "nothing arrives while paused" is measured over a real window. */
+export async function observe(ms: number, check: () => Promise<void> | void): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    await check();
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 export async function registerDevices(emqx: EmqxClient, clientIds: readonly string[]): Promise<void> {
   for (let i = 0; i < clientIds.length; i += 500) {
     await emqx.importUsers('plain', clientIds.slice(i, i + 500).map((id) => ({ user_id: id, password: DEVICE_PASSWORD })));

@@ -58,6 +58,15 @@ async function recordDeviceAdministration(stack: Awaited<ReturnType<typeof start
   await save('provisionFleetChunk', `${handle.workflowId}/chunk-0`);
 }
 
+/** Polls until `check` holds (the harness's waitFor would pull vitest into this script). */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`the workflow did not get there: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** A device workflow through connect, an offline alarm escalated to level 2, ack, reconnect. */
 async function recordPresence(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
   const clientId = 'replay-presence';
@@ -65,19 +74,12 @@ async function recordPresence(stack: Awaited<ReturnType<typeof startBenchStack>>
   await stack.ops.provision({ clientId, password: 'replay-password', acl: [], subscriptions: [], alarmPolicy: { graceMs: 500, escalationMs: [1_000] } });
   const t = Date.now();
   const send = (events: PresenceEvent[]) => deliverPresenceEvents(stack.temporal, { clientId, taskQueue, events });
-  const until = async (check: () => Promise<boolean>): Promise<void> => {
-    const deadline = Date.now() + 30_000;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error('presence workflow did not get there');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
   await send([{ kind: 'connected', key: `${clientId}|connected|${t}`, connectedAt: t }]);
   await send([{ kind: 'disconnected', key: `${clientId}|disconnected|${t}`, connectedAt: t, disconnectedAt: t + 10, reason: 'keepalive_timeout' }]);
-  await until(async () => (await stack.ops.presenceOf(clientId))?.alarm?.level === 2);
+  await until('alarm level 2', async () => (await stack.ops.presenceOf(clientId))?.alarm?.level === 2);
   await stack.ops.acknowledgeAlarm(clientId, { note: 'replay' });
   await send([{ kind: 'connected', key: `${clientId}|connected|${t + 5_000}`, connectedAt: t + 5_000 }]);
-  await until(async () => (await stack.ops.presenceOf(clientId))?.presence === 'online');
+  await until('online again', async () => (await stack.ops.presenceOf(clientId))?.presence === 'online');
   await save('devicePresence', `device/${clientId}`);
 }
 
@@ -96,13 +98,6 @@ async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>
     const client = await mqtt.connectAsync(stack.broker.mqttUrl, { clientId, username: clientId, password: 'replay-password', reconnectPeriod: 0 });
     await client.subscribeAsync(`replay/${clientId}/cmd`, { qos: 1 });
     clients.push(client);
-  };
-  const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
-    const deadline = Date.now() + 30_000;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`campaign did not get there: ${what}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
   };
   try {
     await connect('replay-c-0');

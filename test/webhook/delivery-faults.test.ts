@@ -109,9 +109,14 @@ describe('webhook delivery faults', () => {
     let live: Map<string, MqttClient>;
     try {
       live = await churn(churned, 2);
-      // One connect that certainly never reaches the adapter, whatever the random drops did.
+      // One connect that certainly never reaches the adapter, whatever the random drops did (its
+      // webhook is queued after CONNACK: keep dropping until it was).
+      const droppedSoFar = (): number => env.broker.webhookMetrics()['http:device_ops']?.['dropped.other'] ?? 0;
+      await waitFor(brokerDeliveryDone, { what: 'the churn delivered or dropped' });
+      const before = droppedSoFar();
       env.broker.faults.set({ webhookDropRate: 1 });
       live.set(late, await connectDevice(env.broker, late, late, password(late)));
+      await waitFor(() => droppedSoFar() > before, { what: 'the late connect webhook dropped' });
     } finally {
       env.broker.faults.reset();
     }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CampaignControlError } from '../../src/starter/campaigns';
 import { waitFor } from '../harness';
-import { ids, registerDevices, TestDevices, type Arrival } from '../support/campaign-devices';
+import { ids, observe, registerDevices, TestDevices, type Arrival } from '../support/campaign-devices';
 import { startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
 let env: DeviceOpsTestEnv;
@@ -21,14 +21,6 @@ function byTopic(arrivals: Arrival[]): Map<string, number> {
   return counts;
 }
 
-/** Observes for `ms`, polling the campaign, so a claim like "nothing arrives while paused" is measured over a real window. */
-async function observe(ms: number, check: () => Promise<void>): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    await check();
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 beforeAll(async () => {
   env = await startDeviceOpsEnv();
@@ -127,8 +119,9 @@ describe('campaign control', () => {
     await env.ops.campaigns.pause(campaignId);
     await devices.connectAll(targets, (id) => `pause-wake/${id}/cmd`);
     for (let round = 0; round < 5; round++) for (const id of targets) expect(await env.ops.campaigns.notifyDeviceOnline(id)).toEqual([campaignId]);
-    await new Promise((r) => setTimeout(r, 1_000));
-    for (const id of targets) expect(devices.received(id)).toEqual([]);
+    await observe(1_000, () => {
+      for (const id of targets) expect(devices.received(id)).toEqual([]);
+    });
 
     const resumedAt = Date.now();
     await env.ops.campaigns.resume(campaignId);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presenceWorkflowId } from '../../src/domain/presence';
 import { waitFor } from '../harness';
-import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
+import { ids, observe, registerDevices, TestDevices } from '../support/campaign-devices';
 import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
 
 /**
@@ -84,15 +84,18 @@ describe('campaign delivery through the presence path', () => {
     });
     await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).counts.waiting === 1, { what: 'the target waiting' });
 
+    const droppedSoFar = (): number => env.broker.webhookMetrics()['http:device_ops']?.['dropped.other'] ?? 0;
+    const before = droppedSoFar();
     env.broker.faults.set({ webhookDropRate: 1 });
     try {
       await devices.connect(dropped);
+      // The connect's webhook is queued after CONNACK: keep dropping until it was.
+      await waitFor(() => droppedSoFar() > before, { what: 'the connect webhook dropped' });
     } finally {
       env.broker.faults.reset();
     }
     // Nothing told the campaign: its recheck is ten minutes away.
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
-    expect(devices.received(dropped)).toHaveLength(0);
+    await observe(1_500, () => expect(devices.received(dropped)).toHaveLength(0));
 
     const reconciledAt = Date.now();
     const report = await env.ops.reconcilePresence();
