@@ -3,7 +3,7 @@
 # production dependencies only, as a non-root user, on a glibc base (the Temporal core bridge is a
 # glibc native module).
 
-FROM node:20-bookworm-slim AS build
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -13,7 +13,7 @@ COPY devstack ./devstack
 # tsc to dist/, then bundleWorkflowCode to dist/workflow-bundle.js
 RUN npm run build
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

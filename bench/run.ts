@@ -18,7 +18,8 @@ async function main(): Promise<void> {
   for (const name of selected) {
     const bench = benchmarks[name];
     if (!bench) throw new Error(`unknown benchmark "${name}" (have: ${Object.keys(benchmarks).join(', ')})`);
-    console.log(JSON.stringify(await bench()));
+    // The runtime is part of every figure: the same benchmark differs between Node releases.
+    console.log(JSON.stringify({ benchmark: name, node: process.version, ...(await bench()) }));
   }
 }
 

@@ -119,7 +119,7 @@ async function main(): Promise<void> {
         ...(config.worker.WORKER_MAX_CACHED_WORKFLOWS !== undefined ? { maxCachedWorkflows: config.worker.WORKER_MAX_CACHED_WORKFLOWS } : {}),
       },
     });
-    log.info('worker polling', { taskQueue, address: config.temporal.TEMPORAL_ADDRESS });
+    log.info('worker polling', { taskQueue, address: config.temporal.TEMPORAL_ADDRESS, node: process.version });
     await worker.run();
     log.info('worker stopped');
   } finally {

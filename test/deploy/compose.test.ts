@@ -51,7 +51,7 @@ describe('docker-compose.yml', () => {
 
   it('builds the worker from a multi-stage, non-root Dockerfile with the prebuilt bundle', () => {
     const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
-    expect(dockerfile.match(/^FROM node:20-bookworm-slim/gm)).toHaveLength(2);
+    expect(dockerfile.match(/^FROM node:22-bookworm-slim/gm)).toHaveLength(2);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/npm run build/);
     expect(readFileSync(path.join(root, 'package.json'), 'utf8')).toMatch(/"build": "tsc -p tsconfig.build.json && node dist\/src\/bundle.js"/);

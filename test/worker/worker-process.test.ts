@@ -65,7 +65,7 @@ describe('the worker process', () => {
     expect(bundleCode).not.toMatch(/node_modules\/zod\//);
   });
 
-  it('runs from the prebuilt bundle, logs JSON, and on SIGTERM lets the running activity finish, then exits 0', async () => {
+  it('runs from the prebuilt bundle on the Node the suite runs under, logs JSON, and on SIGTERM lets the running activity finish, then exits 0', async () => {
     const taskQueue = uniqueName('worker-process');
     const metricsAddress = `127.0.0.1:${await freePort()}`;
     const worker = startWorkerProcess(taskQueue, metricsAddress);
@@ -74,6 +74,10 @@ describe('the worker process', () => {
       const lines = worker.output().split('\n').filter((l) => l.trim() !== '');
       expect(lines.length).toBeGreaterThan(0);
       for (const line of lines) expect(JSON.parse(line)).toHaveProperty('level');
+      // The worker (Temporal core bridge, mongodb driver, every native module) runs on the Node the
+      // suite runs under: .ci/run puts Node 22 first on PATH, so in CI this is Node 22.
+      const polling = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'worker polling');
+      expect(polling.node).toBe(process.version);
       expect(worker.output()).not.toContain('Workflow bundle created'); // no webpack run: the prebuilt bundle was used
       // Temporal runtime metrics for Prometheus.
       const metrics = await waitFor(async () => {
