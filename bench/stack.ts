@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { ensureFerretDb, ensureTemporalCli } from '../devstack/binaries';
+import { ensureFerretDb, ensureTemporalCli, installAll } from '../devstack/binaries';
 import { startBroker, type RunningBroker } from '../devstack/broker';
 import { freePort, startFerretDb, startTemporal } from '../devstack/services';
 import { createDataConverter } from '../src/codec/data-converter';
@@ -31,7 +31,7 @@ export interface BenchStack {
 
 export async function startBenchStack(options: { payloadEncryptionKeys?: string; inProcessWorker?: boolean } = {}): Promise<BenchStack> {
   const progress = (m: string): void => console.error(`[bench] ${m}`);
-  const [cli, ferret] = await Promise.all([ensureTemporalCli(progress), ensureFerretDb(progress)]);
+  const [cli, ferret] = await installAll([ensureTemporalCli(progress), ensureFerretDb(progress)]);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-bench-'));
   const host = '127.0.0.1';
   const [temporalServer, mongoServer] = await Promise.all([

