@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ensureFerretDb, ensureTemporalCli, installAll } from './binaries';
-import { assertPortFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
+import { assertPortsFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
 import { DEV_API_KEY, DEV_API_SECRET, faultsFromEnv, startBroker, type RunningBroker } from './broker';
 import { startAppProcesses, startCodecServer } from './app-processes';
 import { ConfigError, devstackEnvPath, parseEnvFile, projectRoot } from '../src/config';
@@ -83,11 +83,10 @@ async function main(): Promise<void> {
   const apiKey = env.EMQX_API_KEY ?? DEV_API_KEY;
   const apiSecret = env.EMQX_API_SECRET ?? DEV_API_SECRET;
 
-  for (const key of Object.keys(ports) as (keyof Ports)[]) {
-    if (key === 'mongo' && externalMongo) continue;
-    const [variable] = PORT_VARIABLES[key];
-    await assertPortFree(host, ports[key], variable);
-  }
+  await assertPortsFree(
+    host,
+    (Object.keys(ports) as (keyof Ports)[]).filter((key) => !(key === 'mongo' && externalMongo)).map((key) => ({ port: ports[key], variable: PORT_VARIABLES[key][0] })),
+  );
 
   const progress = (message: string): void => console.log(`[devstack] ${message}`);
   const [temporalCli, ferretDb] = await installAll([

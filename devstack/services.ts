@@ -19,8 +19,30 @@ export const SEARCH_ATTRIBUTES = {
   AlarmLevel: 'Int',
 } as const;
 
-/** Fails with the port and the variable that moves it when something already listens there. */
-export async function assertPortFree(host: string, port: number, variable: string): Promise<void> {
+/** Ports something else already listens on, each with the variable that moves it. */
+export class PortsInUseError extends Error {
+  readonly code = 'EADDRINUSE';
+  constructor(readonly ports: PortInUseError[]) {
+    const list = ports.map((p) => `${p.port} (${p.variable})`).join(', ');
+    super(
+      ports.length === 1
+        ? `port ${list} is already in use; set ${ports[0]?.variable} to use another port`
+        : `ports ${list} are already in use; set those variables to use other ports`,
+    );
+    this.name = 'PortsInUseError';
+  }
+}
+
+/** Checks every port before failing, so one run names all the ports in use, not only the first. */
+export async function assertPortsFree(host: string, ports: { port: number; variable: string }[]): Promise<void> {
+  const results = await Promise.allSettled(ports.map(({ port, variable }) => assertPortFree(host, port, variable)));
+  const busy = results.flatMap((r) => (r.status === 'rejected' && r.reason instanceof PortInUseError ? [r.reason] : []));
+  const other = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof PortInUseError));
+  if (other) throw other.reason;
+  if (busy.length > 0) throw new PortsInUseError(busy);
+}
+
+async function assertPortFree(host: string, port: number, variable: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const server = net.createServer();
     server.once('error', (err: NodeJS.ErrnoException) =>
