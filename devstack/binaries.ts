@@ -278,7 +278,7 @@ async function ensureGoProgram(program: GoProgram, progress: Progress, env: Node
       });
       packages = listed.split('\n').filter((l) => l && !l.startsWith('go:')).length;
     } catch (err) {
-      throw failed(err, `the Go module proxy (GOPROXY=${goEnvironment.GOPROXY ?? 'the default, https://proxy.golang.org'})`);
+      throw failed(err, `the Go module proxy${goEnvironment.GOPROXY ? ` (GOPROXY=${goEnvironment.GOPROXY})` : ''}`);
     }
     let compiled = 0;
     step.update(`modules ready (${downloaded} downloaded); compiling ${packages} packages`);
