@@ -84,7 +84,7 @@ describe('installing the server binaries without network', () => {
     expect(existsSync(stale)).toBe(false);
     expect(filesUnder(cache).filter((f) => f.includes('.partial-'))).toEqual([]);
     expect(processesMentioning(cache)).toEqual([]);
-  });
+  }, 120_000); // a real venv and pip run: slow on a loaded machine
 
   it("keeps Go's module and build caches inside the project's cache folder", () => {
     const env = goEnv({ DEVICE_OPS_CACHE_DIR: cache });
