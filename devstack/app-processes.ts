@@ -110,6 +110,7 @@ export async function startCodecServer(options: {
       CODEC_SERVER_HOST: options.host,
       CODEC_SERVER_PORT: String(options.port),
       CODEC_CORS_ORIGINS: `http://${options.host}:${options.uiPort},http://localhost:${options.uiPort}`,
+      CODEC_ALLOWED_HOSTS: [...new Set([options.host, 'localhost', '127.0.0.1', '::1'])].join(','),
     },
     logDir: options.logDir,
   });
