@@ -18,6 +18,8 @@ export async function startAppProcesses(options: {
   webhookPort: number;
   settings: Record<string, string>;
   emqxApiUrl: string;
+  /** What to do about a process that died: restarted with backoff, then `onGiveUp`. */
+  supervision: SupervisionOptions;
 }): Promise<{ services: ServiceProcess[]; webhookUrl: string; ruleId: string }> {
   const { settings } = options;
   const env = { ...process.env, ...settings };
@@ -25,8 +27,11 @@ export async function startAppProcesses(options: {
   const services: ServiceProcess[] = [];
   try {
     const [worker, webhook] = await Promise.all([
-      startWorkerProcess({ root: options.root, env, logDir: options.logDir }),
-      startHttpProcess({ name: 'webhook', entry: 'src/webhook/main.ts', root: options.root, env, logDir: options.logDir, baseUrl: `http://${options.host}:${options.webhookPort}` }),
+      supervise(() => startWorkerProcess({ root: options.root, env, logDir: options.logDir }), options.supervision),
+      supervise(
+        () => startHttpProcess({ name: 'webhook', entry: 'src/webhook/main.ts', root: options.root, env, logDir: options.logDir, baseUrl: `http://${options.host}:${options.webhookPort}` }),
+        options.supervision,
+      ),
     ]);
     services.push(worker, webhook);
     const emqx = createEmqxClient({ baseUrl: options.emqxApiUrl, apiKey: settings.EMQX_API_KEY ?? '', apiSecret: settings.EMQX_API_SECRET ?? '' });
@@ -45,6 +50,91 @@ export async function startAppProcesses(options: {
     await Promise.all(services.map((s) => s.stop()));
     throw err;
   }
+}
+
+export interface SupervisionOptions {
+  /** Restarts allowed inside `windowMs` before giving up (default 5 in 10 minutes). */
+  maxRestarts?: number;
+  windowMs?: number;
+  /** First restart delay, doubling up to `maxBackoffMs` (default 1 s, 30 s). */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  log: (message: string) => void;
+  /** Called once when a process died and cannot be (or may no longer be) restarted. */
+  onGiveUp: (message: string) => void;
+}
+
+/**
+ * Keeps a dev-stack process running: when it exits without being stopped (a crash, an OOM kill),
+ * it is started again after a delay that doubles with each restart; after `maxRestarts` inside
+ * `windowMs`, or when a restart fails, `onGiveUp` names the process and why. Without this, a dead
+ * worker left `provision --wait` waiting forever.
+ */
+export async function supervise(start: () => Promise<ServiceProcess>, options: SupervisionOptions): Promise<ServiceProcess> {
+  const maxRestarts = options.maxRestarts ?? 5;
+  const windowMs = options.windowMs ?? 600_000;
+  const maxBackoffMs = options.maxBackoffMs ?? 30_000;
+  let current = await start();
+  const name = current.name;
+  let stopped = false;
+  let restarts: number[] = [];
+  let pendingRestart: { timer: NodeJS.Timeout; cancel: () => void } | undefined;
+  let restarting: Promise<void> = Promise.resolve();
+
+  const watch = (service: ServiceProcess): void => {
+    service.child.once('exit', (code, signal) => {
+      if (stopped) return;
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const now = Date.now();
+      restarts = restarts.filter((at) => now - at < windowMs);
+      if (restarts.length >= maxRestarts) {
+        options.onGiveUp(`${name} ${how} and has been restarted ${restarts.length} times in ${Math.round(windowMs / 1000)}s; giving up (log ${service.logFile})`);
+        return;
+      }
+      const delay = Math.min(maxBackoffMs, (options.backoffMs ?? 1_000) * 2 ** restarts.length);
+      restarts.push(now);
+      options.log(`${name} ${how}; restarting in ${(delay / 1000).toFixed(1)}s (restart ${restarts.length} of ${maxRestarts}; log ${service.logFile})`);
+      restarting = new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          pendingRestart = undefined;
+          start().then(
+            (next) => {
+              current = next;
+              if (stopped) return void next.stop().then(resolve, resolve);
+              options.log(`${name} restarted`);
+              watch(next);
+              resolve();
+            },
+            (err: unknown) => {
+              if (!stopped) options.onGiveUp(`${name} ${how} and could not be restarted: ${err instanceof Error ? err.message : String(err)}`);
+              resolve();
+            },
+          );
+        }, delay);
+        pendingRestart = { timer, cancel: resolve };
+      });
+    });
+  };
+  watch(current);
+
+  return {
+    name,
+    get child() {
+      return current.child;
+    },
+    get logFile() {
+      return current.logFile;
+    },
+    async stop() {
+      stopped = true;
+      if (pendingRestart) {
+        clearTimeout(pendingRestart.timer);
+        pendingRestart.cancel();
+      }
+      await restarting;
+      await current.stop();
+    },
+  };
 }
 
 /** The worker as its own process (src/worker.ts through tsx), ready once it polls its task queue. */
@@ -110,6 +200,7 @@ export async function startCodecServer(options: {
       CODEC_SERVER_HOST: options.host,
       CODEC_SERVER_PORT: String(options.port),
       CODEC_CORS_ORIGINS: `http://${options.host}:${options.uiPort},http://localhost:${options.uiPort}`,
+      CODEC_ALLOWED_HOSTS: [...new Set([options.host, 'localhost', '127.0.0.1', '::1'])].join(','),
     },
     logDir: options.logDir,
   });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ensureFerretDb, ensureTemporalCli, installAll } from './binaries';
 import { assertPortsFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
 import { DEV_API_KEY, DEV_API_SECRET, faultsFromEnv, startBroker, type RunningBroker } from './broker';
-import { startAppProcesses, startCodecServer } from './app-processes';
+import { startAppProcesses, startCodecServer, supervise, type SupervisionOptions } from './app-processes';
 import { ConfigError, devstackEnvPath, parseEnvFile, projectRoot } from '../src/config';
 
 /**
@@ -167,9 +167,21 @@ async function main(): Promise<void> {
     writeEnvFile(envFile, settings);
 
     progress('starting the worker and the webhook adapter, and pointing the broker at the adapter ...');
-    const apps = await startAppProcesses({ root, logDir, host, webhookPort: ports.webhook, settings, emqxApiUrl: runningBroker.apiUrl });
+    // A dead worker or adapter is restarted with backoff; one that keeps dying stops the whole stack,
+    // saying which, rather than leaving commands such as `provision --wait` waiting for it.
+    const supervision: SupervisionOptions = {
+      log: progress,
+      onGiveUp: (message) => {
+        console.error(`[devstack] ${message}; stopping the stack`);
+        stopAll().then(
+          () => process.exit(1),
+          () => process.exit(1),
+        );
+      },
+    };
+    const apps = await startAppProcesses({ root, logDir, host, webhookPort: ports.webhook, settings, emqxApiUrl: runningBroker.apiUrl, supervision });
     services.push(...apps.services);
-    const codecServer = await startCodecServer({ root, logDir, host, port: ports.codec, uiPort: ports.temporalUi, settings });
+    const codecServer = await supervise(() => startCodecServer({ root, logDir, host, port: ports.codec, uiPort: ports.temporalUi, settings }), supervision);
     services.push(codecServer);
 
     const seconds = ((Date.now() - started) / 1000).toFixed(1);

@@ -39,6 +39,18 @@ const ByteSize = z
     return Number(match[1]) * factor;
   });
 
+/** An optional variable where an empty value (compose's `${X:-}`) means unset. */
+function optionalText<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+}
+
+function commaList(fallback: string) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((text) => text.split(',').map((o) => o.trim()).filter(Boolean));
+}
+
 const sections = {
   temporal: z.object({
     TEMPORAL_ADDRESS: hostPort.default('127.0.0.1:7233'),
@@ -84,12 +96,20 @@ const sections = {
   codecServer: z.object({
     CODEC_SERVER_HOST: nonEmpty.default('127.0.0.1'),
     CODEC_SERVER_PORT: port.default(8888),
-    /** Optional: the local Temporal UI has no login to pass a token, so the dev stack runs without one. */
-    CODEC_SERVER_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-    CODEC_CORS_ORIGINS: z
-      .string()
-      .default('http://127.0.0.1:8233,http://localhost:8233')
-      .transform((text) => text.split(',').map((o) => o.trim()).filter(Boolean)),
+    /** Static bearer token for programmatic callers; empty = unset. Required (or a JWKS) beyond loopback. */
+    CODEC_SERVER_TOKEN: optionalText(z.string().min(16, 'must be at least 16 characters')),
+    /** The identity provider whose access tokens (passed by the Temporal UI) are accepted; all three or none. */
+    CODEC_JWKS_URL: optionalText(url),
+    CODEC_JWT_ISSUER: optionalText(nonEmpty),
+    CODEC_JWT_AUDIENCE: optionalText(nonEmpty),
+    CODEC_CORS_ORIGINS: commaList('http://127.0.0.1:8233,http://localhost:8233'),
+    /** Host names the server answers to (DNS-rebinding defence). */
+    CODEC_ALLOWED_HOSTS: commaList('localhost,127.0.0.1,::1'),
+    CODEC_SERVER_BODY_LIMIT: ByteSize.default(4 * 1_048_576),
+    CODEC_SERVER_REQUEST_TIMEOUT: Duration.default(10_000),
+  }).refine((c) => [c.CODEC_JWKS_URL, c.CODEC_JWT_ISSUER, c.CODEC_JWT_AUDIENCE].filter((v) => v === undefined).length % 3 === 0, {
+    message: 'set CODEC_JWKS_URL, CODEC_JWT_ISSUER and CODEC_JWT_AUDIENCE together',
+    path: ['CODEC_JWKS_URL'],
   }),
   worker: z.object({
     WORKER_SHUTDOWN_GRACE: Duration.default(30_000),

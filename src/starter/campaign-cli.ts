@@ -1,4 +1,4 @@
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import type { Command } from 'commander';
 import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../domain/campaign';
 import { InputError } from '../domain/input-error';
@@ -200,8 +200,16 @@ export function progressBar(p: CampaignProgress, width = 30): string {
 const FINISHED = new Set(['completed', 'cancelled', 'aborted']);
 const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt'];
 
-function csvField(value: string | number | undefined): string {
-  const text = value === undefined ? '' : String(value);
+/**
+ * One CSV cell. Text that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR)
+ * gets a leading apostrophe and quotes, as OWASP recommends
+ * (https://owasp.org/www-community/attacks/CSV_Injection): error texts and client ids come from
+ * outside, and the file is opened by an operator.
+ */
+export function csvField(value: string | number | undefined): string {
+  if (typeof value === 'number') return String(value);
+  const text = value ?? '';
+  if (/^[=+\-@\t\r]/.test(text)) return `"'${text.replace(/"/g, '""')}"`;
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
@@ -314,23 +322,33 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
       if (opts.format !== 'csv' && opts.format !== 'json') fail('--format', `"${opts.format}" must be csv or json`);
       const statuses = ['pending', 'retrying', 'waiting', 'delivered', 'offline', 'failed', 'timed_out', 'cancelled'];
       if (opts.status !== undefined && !statuses.includes(opts.status)) fail('--status', `"${opts.status}" must be one of ${statuses.join(', ')}`);
-      const file = opts.output ? createWriteStream(opts.output) : undefined;
+      let file: WriteStream | undefined;
       const write = (text: string): void => {
         if (file) file.write(text);
         else io.stdout(text);
       };
       let rows = 0;
       await withCampaigns(async (ops) => {
+        const results = ops.results(campaignId);
+        // The first row is read before anything is written, so an unknown campaign prints only its error.
+        const first = await results.next();
+        if (opts.output) file = createWriteStream(opts.output);
         write(opts.format === 'csv' ? `${CSV_COLUMNS.join(',')}\n` : '[');
-        for await (const row of ops.results(campaignId)) {
+        const all = async function* (): AsyncGenerator<CampaignResultRow> {
+          if (first.done) return;
+          yield first.value;
+          yield* results;
+        };
+        for await (const row of all()) {
           if (opts.status !== undefined && row.status !== opts.status) continue;
           write(opts.format === 'csv' ? `${CSV_COLUMNS.map((c) => csvField(row[c])).join(',')}\n` : `${rows === 0 ? '\n' : ',\n'}${JSON.stringify(row)}`);
           rows += 1;
         }
         if (opts.format === 'json') write(rows === 0 ? ']\n' : '\n]\n');
       });
-      if (file) {
-        await new Promise<void>((resolve, reject) => file.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      const written = file;
+      if (written) {
+        await new Promise<void>((resolve, reject) => written.end((err?: Error | null) => (err ? reject(err) : resolve())));
         io.stderr(`wrote ${rows} targets to ${opts.output}\n`);
       }
     });

@@ -1,4 +1,8 @@
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { csvField } from '../../src/starter/campaign-cli';
 import { runCliWith, type CliRun } from '../support/cli-runner';
 import { waitFor } from '../harness';
 import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
@@ -113,5 +117,26 @@ describe('device-ops campaign', () => {
     await waitFor(async () => (await env.ops.campaigns.status(campaignId)).state === 'completed', { what: 'selector campaign' });
     expect((await env.ops.campaigns.status(campaignId)).counts).toMatchObject({ total: 3, delivered: 3 });
     for (const id of tagged) expect(devices.received(id).map((a) => a.payload)).toContain('tagged');
+  });
+
+  it('neutralises cells a spreadsheet would run as formulas (OWASP CSV injection)', () => {
+    // https://owasp.org/www-community/attacks/CSV_Injection: prefix with an apostrophe and quote.
+    expect(csvField('=HYPERLINK("http://evil","x")')).toBe(`"'=HYPERLINK(""http://evil"",""x"")"`);
+    for (const lead of ['+', '-', '@', '\t', '\r']) expect(csvField(`${lead}cmd|' /C calc'!A0`)).toBe(`"'${lead}cmd|' /C calc'!A0"`);
+    expect(csvField('plain text')).toBe('plain text');
+    expect(csvField('a,b')).toBe('"a,b"');
+    expect(csvField(3)).toBe('3');
+    expect(csvField(undefined)).toBe('');
+  });
+
+  it('results for an unknown campaign print the error only, and create no output file', async () => {
+    const out = path.join(tmpdir(), `results-${process.pid}-${Date.now()}.csv`);
+    for (const args of [['campaign', 'results', 'no-such-campaign'], ['campaign', 'results', 'no-such-campaign', '--output', out]]) {
+      const run = await cli(args);
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toBe('error: no campaign no-such-campaign\n');
+    }
+    expect(existsSync(out)).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCliWith, type CliRun } from '../support/cli-runner';
+import { binaryEnv, runBinary, runCliWith, type CliRun } from '../support/cli-runner';
 import { projectRoot } from '../../src/config';
 import { createPresenceActivities, DEFAULT_PRESENCE_SETTINGS } from '../../src/activities/presence';
 import { stackEndpoints, waitFor } from '../harness';
@@ -155,5 +155,39 @@ describe('device-ops CLI, end to end', () => {
     expect(broken.code).toBe(2);
     expect(broken.stderr).toMatch(/TEMPORAL_ADDRESS: must be host:port/);
     expect(broken.stderr).toMatch(/EMQX_API_KEY: must not be empty/);
+  });
+
+  it('the real binary writes large piped output in full, and stops quietly when the reader closes early', async () => {
+    const { temporalAddress, mongoUri } = stackEndpoints();
+    const binEnv = binaryEnv({
+      TEMPORAL_ADDRESS: temporalAddress,
+      TEMPORAL_TASK_QUEUE: env.taskQueue,
+      EMQX_API_URL: env.broker.apiUrl,
+      EMQX_API_KEY: API_KEY,
+      EMQX_API_SECRET: API_SECRET,
+      MONGODB_URI: mongoUri,
+      MONGODB_DB: env.dbName,
+      PAYLOAD_ENCRYPTION_KEYS: env.keys,
+    });
+    const base = Date.parse('2026-01-01T00:00:00Z');
+    await env.history.connectionEvents.insertMany(
+      Array.from({ length: 4_000 }, (_, i) => ({
+        _id: `pipe-dev-${i}`,
+        key: `pipe-dev-${i}`,
+        clientId: 'pipe-dev',
+        event: i % 2 ? ('connected' as const) : ('disconnected' as const),
+        at: new Date(base + i * 1000).toISOString(),
+        reason: `keepalive_timeout ${'x'.repeat(120)}`,
+      })),
+    );
+    const full = await runBinary(['history', 'pipe-dev', '--limit', '4000', '--json'], { env: binEnv });
+    expect(full.stderr).toBe('');
+    expect(full.code).toBe(0);
+    expect(full.bytesRead).toBeGreaterThan(4 * 65_536);
+    expect(JSON.parse(full.stdout)).toHaveLength(4_000);
+
+    const early = await runBinary(['history', 'pipe-dev', '--limit', '4000', '--json'], { env: binEnv, closeAfterBytes: 1 });
+    expect(early.stderr).toBe('');
+    expect(early.code).toBe(0);
   });
 });
