@@ -2,11 +2,47 @@ import type { Aedes, Client, Subscription } from 'aedes';
 import type { LiveSession, SessionRegistry, SubscriptionOptions } from './sessions';
 
 /**
- * What the REST API does to a live session: kick it, subscribe or unsubscribe on its behalf
- * (reference §4.3-4.5). Proxy subscriptions go through aedes' normal subscribe path, so they
- * are checked by `authorizeSubscribe`, fire `session.subscribed`, deliver retained messages and
- * then deliver every matching message to the client.
+ * What the REST API does to a live session: kick it, subscribe or unsubscribe on its behalf.
+ * Proxy subscriptions go through aedes' normal subscribe path, so they fire `session.subscribed`,
+ * deliver retained messages and then every matching message to the client. Like EMQX they are
+ * not authorized: the channel takes `{subscribe, TopicFilters}` straight to
+ * `post_process_subscribe/2`, without `check_sub_authzs/2`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl `handle_info/2`), so
+ * `authorizeSubscribe` lets every subscription marked here through.
  */
+
+const proxySubscriptions = new WeakSet<Subscription>();
+
+/** Whether aedes is authorizing a subscription the REST API made on a client's behalf. */
+export function isProxySubscription(subscription: Subscription): boolean {
+  return proxySubscriptions.has(subscription);
+}
+
+/** `Client ID not found` for a subscription whose client left before its turn (emqx_mgmt.erl `subscribe/3`). */
+export const CHANNEL_NOT_FOUND = 'channel_not_found';
+/** `no_local` on a shared subscription ([MQTT-3.8.3-4]); emqx_topic.erl `parse/2`. */
+export const INVALID_SUBOPTS_NL = 'invalid_subopts_nl';
+
+/**
+ * Why `emqx_topic:parse/2` refuses a filter with these options, as EMQX prints the reason (`~p`),
+ * or `undefined` when it accepts it (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_topic.erl):
+ * a `$share/` filter needs a group without wildcards and a topic, neither `$queue/` nor `$share/`
+ * may follow the group, an `$exclusive/` filter needs a topic, and `nl` is refused on shared ones.
+ */
+export function proxySubscribeRefusal(topic: string, nl: number): string | undefined {
+  const invalid = (filter: string): string => `{invalid_topic_filter,<<${JSON.stringify(filter)}>>}`;
+  let shared: string | undefined;
+  if (topic.startsWith('$queue/')) shared = topic.slice('$queue/'.length);
+  else if (topic.startsWith('$share/')) {
+    const rest = topic.slice('$share/'.length);
+    const slash = rest.indexOf('/');
+    if (slash < 0 || /[+#]/.test(rest.slice(0, slash))) return invalid(topic);
+    shared = rest.slice(slash + 1);
+  } else if (topic === '$exclusive/') return invalid(topic);
+  if (shared === undefined) return undefined;
+  if (shared.startsWith('$queue/') || shared.startsWith('$share/')) return invalid(shared);
+  return nl === 1 ? INVALID_SUBOPTS_NL : undefined;
+}
 
 /** aedes' subscription store (not in aedes' types), used to end persistent sessions. */
 interface SessionPersistence {
@@ -37,7 +73,39 @@ export async function subscribeOnBehalf(session: LiveSession, topic: string, opt
     rap: options.rap === 1,
     rh: options.rh,
   };
+  proxySubscriptions.add(subscription);
   await new Promise<void>((resolve, reject) => session.client.subscribe(subscription, (err) => (err ? reject(err) : resolve())));
+}
+
+export interface ProxySubscription extends SubscriptionOptions {
+  topic: string;
+}
+
+/**
+ * `POST /clients/{id}/subscribe/bulk` past the client lookup: each topic in turn, the answer of
+ * `emqx_mgmt_util:batch_operation/3` (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_util.erl):
+ * the list of subscriptions when all succeeded, else `{succeed, failed}` with each failure's
+ * `data` the call's arguments `[ClientID, Topic, Opts]`, failures listed last first.
+ */
+export async function subscribeBatchOnBehalf(
+  sessions: SessionRegistry,
+  session: LiveSession,
+  subscriptions: readonly ProxySubscription[],
+  node: string,
+): Promise<unknown> {
+  const succeed: Record<string, unknown>[] = [];
+  const failed: { data: [string, string, SubscriptionOptions]; reason: string }[] = [];
+  for (const { topic, ...options } of subscriptions) {
+    const stillConnected = sessions.get(session.clientid) === session && !session.client.closed;
+    const reason = stillConnected ? proxySubscribeRefusal(topic, options.nl) : CHANNEL_NOT_FOUND;
+    if (reason === undefined) {
+      await subscribeOnBehalf(session, topic, options);
+      succeed.push({ ...options, node, clientid: session.clientid, topic });
+    } else {
+      failed.unshift({ data: [session.clientid, topic, options], reason });
+    }
+  }
+  return failed.length === 0 ? succeed : { succeed, failed };
 }
 
 export async function unsubscribeOnBehalf(aedes: Aedes, session: LiveSession, topic: string): Promise<void> {

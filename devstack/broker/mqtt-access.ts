@@ -1,5 +1,6 @@
 import type { Aedes, AuthenticateError, Client, PublishPacket } from 'aedes';
 import type { AclRuleStore, AuthzRequest } from './acl';
+import { isProxySubscription } from './client-control';
 import type { BrokerMetrics } from './metrics';
 import type { SessionRegistry } from './sessions';
 import { isSystemTopic } from './topic';
@@ -104,6 +105,8 @@ export function installAccessControl(aedes: Aedes, options: AccessControlOptions
   };
 
   aedes.authorizeSubscribe = (client, subscription, callback) => {
+    // REST subscriptions on a client's behalf are not authorized in EMQX (client-control.ts).
+    if (isProxySubscription(subscription)) return callback(null, subscription);
     const allowed = authorize(client, { action: 'subscribe', topic: subscription.topic, qos: subscription.qos });
     callback(null, allowed ? subscription : null);
   };

@@ -77,10 +77,15 @@ export function createDeviceAdminActivities(deps: { emqx: EmqxClient; history: H
         if (stale.length > 0) await emqx.unsubscribeBulk(input.clientId, stale);
         if (input.desired.length === 0) return { online: true, applied: 0 };
         const result = await emqx.subscribeBulk(input.clientId, input.desired.map((s) => ({ topic: s.topic, qos: s.qos })));
-        if (result.failed.length > 0) {
-          const reasons = result.failed.map((f) => `${f.topic}: ${f.reason}`).join('; ');
-          throw ApplicationFailure.retryable(`EMQX refused some subscriptions for ${input.clientId}: ${reasons}`, 'SubscriptionRefused');
+        // EMQX grants proxy subscriptions without an ACL check; what fails here is a malformed
+        // request (a bad `$share` filter), which retrying will not change.
+        const rejected = result.failed.filter((f) => !f.clientGone);
+        if (rejected.length > 0) {
+          const reasons = rejected.map((f) => `${f.topic}: ${f.reason}`).join('; ');
+          throw ApplicationFailure.nonRetryable(`EMQX rejected subscriptions for ${input.clientId}: ${reasons}`, 'SubscriptionRejected');
         }
+        // Disconnected during the call: offline, the presence workflow re-applies on connect.
+        if (result.clientGone) return { online: false, applied: result.succeeded.length };
         return { online: true, applied: result.succeeded.length };
       } catch (err) {
         if (err instanceof EmqxNotFoundError) return { online: false, applied: 0 }; // went offline meanwhile

@@ -47,8 +47,10 @@ export function createReconcileActivities(deps: { emqx: EmqxClient; history?: Hi
       const live = new Map<string, number>();
       await emqxStep(async () => {
         for await (const info of deps.emqx.iterateClients({}, { pageSize: 1_000 })) {
+          // Only `connected: true` is live: offline sessions are listed with `false`, and a row EMQX could not
+          // fully format may carry nothing but `clientid` (emqx_mgmt_api_clients.erl `format_channel_info/3`).
           // Ids the adapter refuses (see ClientId) have no device workflow to correct.
-          if (info.connected === false || !ClientId.safeParse(info.clientid).success) continue;
+          if (info.connected !== true || !ClientId.safeParse(info.clientid).success) continue;
           const connectedAt = info.connected_at ? Date.parse(info.connected_at) : observedAt;
           live.set(info.clientid, Number.isNaN(connectedAt) ? observedAt : connectedAt);
         }

@@ -66,11 +66,15 @@ export function createPresenceActivities(deps: { emqx: EmqxClient; history: Hist
       if (record?.status !== 'active' || record.subscriptions.length === 0) return { online: true, applied: 0 };
       try {
         const result = await emqx.subscribeBulk(input.clientId, record.subscriptions.map((s) => ({ topic: s.topic, qos: s.qos })));
-        if (result.failed.length > 0) {
-          const reasons = result.failed.map((f) => `${f.topic}: ${f.reason}`).join('; ');
-          // A refusal (usually the device's ACL) will not change by retrying; the next connect tries again.
-          throw ApplicationFailure.nonRetryable(`EMQX refused some subscriptions for ${input.clientId}: ${reasons}`, 'SubscriptionRefused');
+        // EMQX grants proxy subscriptions without an ACL check; what fails here is a malformed
+        // request (a bad `$share` filter), which retrying will not change.
+        const rejected = result.failed.filter((f) => !f.clientGone);
+        if (rejected.length > 0) {
+          const reasons = rejected.map((f) => `${f.topic}: ${f.reason}`).join('; ');
+          throw ApplicationFailure.nonRetryable(`EMQX rejected subscriptions for ${input.clientId}: ${reasons}`, 'SubscriptionRejected');
         }
+        // Gone again during the call: the next connect re-applies.
+        if (result.clientGone) return { online: false, applied: result.succeeded.length };
         return { online: true, applied: result.succeeded.length };
       } catch (err) {
         // Gone again before we got there: the next connect re-applies.

@@ -1,7 +1,11 @@
 /**
- * Live clients (reference §4): list, look up, kick, and subscribe on a client's behalf. Subscribe
- * calls act on the client's session: when there is none, EMQX answers 404 `CLIENTID_NOT_FOUND`,
- * surfaced as `EmqxNotFoundError` so callers can tell "offline" apart and re-apply on reconnect.
+ * Live clients: list, look up, kick, and subscribe on a client's behalf
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_clients.erl).
+ * Subscribe calls act on the client's channel: when there is none, EMQX answers 404
+ * `CLIENTID_NOT_FOUND`, surfaced as `EmqxNotFoundError` so callers can tell "offline" apart and
+ * re-apply on reconnect. EMQX does not check authorization for these subscriptions (the channel
+ * takes `{subscribe, ...}` straight to `post_process_subscribe`, emqx_channel.erl), so whatever is
+ * asked is granted: callers check topics against the device's ACL themselves.
  */
 import { z } from 'zod';
 import { falseIfNotFound, nullIfNotFound } from './errors';
@@ -9,19 +13,30 @@ import { apiPath, type CallOptions, type EmqxHttp } from './http';
 import { ClientListQuery, NonEmpty, SubscribeOptions } from './inputs';
 import { fetchPage, paginate, type PaginateOptions } from './pagination';
 import { parseInput, parseMaybeWrapped } from './parse';
-import { ClientInfo, SubscribeBulkBody, Subscription, type Page } from './schemas';
+import { ClientInfo, SubscribeBulkBody, Subscription, type Page, type SubscribeBulkFailure } from './schemas';
 
 export type ClientFilter = Omit<ClientListQuery, 'page' | 'limit'>;
 
 export interface SubscribeFailure {
   topic: string;
+  /** EMQX's reason as Erlang prints it, e.g. `channel_not_found`, `invalid_subopts_nl`. */
   reason: string;
+  /** The client's channel was gone when EMQX got to this topic: it disconnected during the call. */
+  clientGone: boolean;
 }
 
 export interface SubscribeBulkResult {
   succeeded: Subscription[];
   failed: SubscribeFailure[];
+  /** Some topic failed because the client disconnected during the call (see `SubscribeFailure.clientGone`). */
+  clientGone: boolean;
 }
+
+/**
+ * The reason `emqx_mgmt:subscribe/2` gives when no node holds the client's channel any more: the
+ * client left between EMQX's lookup of it and this topic (emqx_mgmt.erl `subscribe/3`).
+ */
+const CLIENT_GONE_REASONS: ReadonlySet<string> = new Set(['channel_not_found']);
 
 const clientPath = (clientid: string) => apiPath`/clients/${parseInput(NonEmpty, clientid, 'clientid')}`;
 
@@ -76,9 +91,16 @@ function reasonText(reason: unknown): string {
   return typeof reason === 'string' ? reason : JSON.stringify(reason);
 }
 
+function failureOf({ data, reason }: SubscribeBulkFailure): SubscribeFailure {
+  const text = reasonText(reason);
+  return { topic: data[1], reason: text, clientGone: CLIENT_GONE_REASONS.has(text) };
+}
+
 /**
- * Subscribes to several topics at once. EMQX answers an array of results, or `{succeed, failed}`
- * when only some succeeded; both become `{succeeded, failed}`.
+ * Subscribes to several topics at once. EMQX answers a plain list when every topic succeeded and
+ * `{succeed, failed}` otherwise (emqx_mgmt_util:batch_operation/3); both become
+ * `{succeeded, failed, clientGone}`. A client gone before the call throws `EmqxNotFoundError`; one
+ * gone during it is `clientGone`, a normal outcome: its topics are re-applied on its next connect.
  */
 export async function subscribeBulk(
   http: EmqxHttp,
@@ -88,14 +110,12 @@ export async function subscribeBulk(
 ): Promise<SubscribeBulkResult> {
   const path = `${clientPath(clientid)}/subscribe/bulk`;
   const body = parseInput(z.array(SubscribeOptions), subscriptions, 'subscriptions');
-  if (body.length === 0) return { succeeded: [], failed: [] };
+  if (body.length === 0) return { succeeded: [], failed: [], clientGone: false };
   const res = await http.request({ method: 'POST', path, body, signal: opts.signal });
   const parsed = parseMaybeWrapped(SubscribeBulkBody, res, { method: 'POST', path });
-  if (Array.isArray(parsed)) return { succeeded: parsed, failed: [] };
-  const failed = parsed.failed.flatMap(({ data, reason }) =>
-    (Array.isArray(data) ? data : [data]).map((item) => ({ topic: item.topic, reason: reasonText(reason) })),
-  );
-  return { succeeded: parsed.succeed, failed };
+  if (Array.isArray(parsed)) return { succeeded: parsed, failed: [], clientGone: false };
+  const failed = parsed.failed.map(failureOf);
+  return { succeeded: parsed.succeed, failed, clientGone: failed.some((f) => f.clientGone) };
 }
 
 /** Throws `EmqxNotFoundError` (`CLIENTID_NOT_FOUND`) when the client is offline. */

@@ -66,27 +66,39 @@ export const GlobalAclRules = z.looseObject({ rules: z.array(AclRule) });
 
 // ---- clients and subscriptions (reference §4) ----
 
+/**
+ * EMQX sets every field it has no value for to `null` (`result_format_undefined_to_null/1` in
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_clients.erl):
+ * an offline persistent session has no `ip_address`, `port` or `connected_at`, and may have no
+ * `node`; a durable session missing its metadata is listed as `{"clientid": ...}` alone. So every
+ * field but `clientid` may be null or absent, and only `connected === true` means "online".
+ */
 export const ClientInfo = z.looseObject({
   clientid: z.string(),
   /** `null` when the client sent no username. */
   username: z.string().nullish(),
-  node: z.string().optional(),
-  connected: z.boolean().optional(),
-  connected_at: z.string().optional(),
-  disconnected_at: z.string().optional(),
-  created_at: z.string().optional(),
-  ip_address: z.string().optional(),
-  port: z.number().optional(),
-  proto_name: z.string().optional(),
-  proto_ver: z.number().optional(),
-  keepalive: z.number().optional(),
-  clean_start: z.boolean().optional(),
-  expiry_interval: z.number().optional(),
-  subscriptions_cnt: z.number().optional(),
-  mqueue_len: z.number().optional(),
-  inflight_cnt: z.number().optional(),
-  recv_msg: z.number().optional(),
-  send_msg: z.number().optional(),
+  node: z.string().nullish(),
+  connected: z.boolean().nullish(),
+  connected_at: z.string().nullish(),
+  disconnected_at: z.string().nullish(),
+  created_at: z.string().nullish(),
+  ip_address: z.string().nullish(),
+  port: z.number().nullish(),
+  proto_name: z.string().nullish(),
+  proto_ver: z.number().nullish(),
+  keepalive: z.number().nullish(),
+  clean_start: z.boolean().nullish(),
+  expiry_interval: z.number().nullish(),
+  is_persistent: z.boolean().nullish(),
+  subscriptions_cnt: z.number().nullish(),
+  mqueue_len: z.number().nullish(),
+  inflight_cnt: z.number().nullish(),
+  recv_msg: z.number().nullish(),
+  send_msg: z.number().nullish(),
+  recv_oct: z.number().nullish(),
+  send_oct: z.number().nullish(),
+  recv_pkt: z.number().nullish(),
+  send_pkt: z.number().nullish(),
 });
 export type ClientInfo = z.infer<typeof ClientInfo>;
 
@@ -94,7 +106,8 @@ export const Subscription = z.looseObject({
   topic: z.string(),
   qos: z.number(),
   clientid: z.string().optional(),
-  node: z.string().optional(),
+  // `null` or `"all"` for durable sessions (emqx_mgmt_api_subscriptions.erl `format/2`, `convert_null/1`).
+  node: z.string().nullish(),
   nl: z.number().optional(),
   rap: z.number().optional(),
   rh: z.number().optional(),
@@ -103,21 +116,23 @@ export const Subscription = z.looseObject({
 export type Subscription = z.infer<typeof Subscription>;
 
 /**
- * `POST /clients/{id}/subscribe/bulk`: an array of results, or `{succeed, failed}` when some failed,
- * where each failure lists the requested subscriptions (`data`, one object or an array) and a `reason`.
+ * `POST /clients/{id}/subscribe/bulk` answers 200 in two forms (emqx_mgmt_util:batch_operation/3,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_util.erl): a plain list
+ * of subscriptions when every topic succeeded, else `{succeed, failed}`, where each failure carries
+ * the arguments of the call that failed, `[ClientID, Topic, {qos, nl, rap, rh}]`, and the reason as
+ * Erlang prints it (`~p`), e.g. `channel_not_found` or `invalid_subopts_nl`.
  */
+export const SubscribeBulkFailure = z.looseObject({
+  data: z.tuple([z.string(), z.string()], z.unknown()),
+  reason: z.unknown(),
+});
+export type SubscribeBulkFailure = z.infer<typeof SubscribeBulkFailure>;
+
 export const SubscribeBulkBody = z.union([
   z.array(Subscription),
   z.looseObject({
     succeed: z.array(Subscription).default([]),
-    failed: z
-      .array(
-        z.looseObject({
-          data: z.union([z.array(z.looseObject({ topic: z.string() })), z.looseObject({ topic: z.string() })]),
-          reason: z.unknown(),
-        }),
-      )
-      .default([]),
+    failed: z.array(SubscribeBulkFailure).default([]),
   }),
 ]);
 

@@ -47,7 +47,7 @@ describe('activities', () => {
       getClient: () => Promise.resolve(null),
       subscribeBulk: () => {
         subscribed++;
-        return Promise.resolve({ succeeded: [], failed: [] });
+        return Promise.resolve({ succeeded: [], failed: [], clientGone: false });
       },
     });
     const result = await new MockActivityEnvironment().run(acts.applySubscriptions, { clientId: 'd', desired: [{ topic: 't', qos: 1 as const }], previous: [] });

@@ -182,11 +182,12 @@ describe('clients', () => {
     emqx.on('POST', '/clients/c1/subscribe/bulk').reply(200, [ok], json);
     emqx
       .on('POST', '/clients/c1/subscribe/bulk')
-      .reply(200, { succeed: [ok], failed: [{ data: [{ topic: '$share/g/x', nl: 1 }], reason: 'invalid_subopts_nl' }] }, json);
-    await expect(emqx.client.subscribeBulk('c1', [{ topic: 'a', qos: 1 }])).resolves.toEqual({ succeeded: [ok], failed: [] });
+      .reply(200, { succeed: [ok], failed: [{ data: ['c1', '$share/g/x', { qos: 0, nl: 1, rap: 0, rh: 0 }], reason: 'invalid_subopts_nl' }] }, json);
+    await expect(emqx.client.subscribeBulk('c1', [{ topic: 'a', qos: 1 }])).resolves.toEqual({ succeeded: [ok], failed: [], clientGone: false });
     await expect(emqx.client.subscribeBulk('c1', [{ topic: 'a', qos: 1 }, { topic: '$share/g/x', nl: 1 }])).resolves.toEqual({
       succeeded: [ok],
-      failed: [{ topic: '$share/g/x', reason: 'invalid_subopts_nl' }],
+      failed: [{ topic: '$share/g/x', reason: 'invalid_subopts_nl', clientGone: false }],
+      clientGone: false,
     });
   });
 });

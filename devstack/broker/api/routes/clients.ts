@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { kickClient, subscribeOnBehalf, unsubscribeOnBehalf } from '../../client-control';
+import { INVALID_SUBOPTS_NL, kickClient, proxySubscribeRefusal, subscribeBatchOnBehalf, subscribeOnBehalf, unsubscribeOnBehalf } from '../../client-control';
 import { NODE_NAME, rfc3339, subscriptionView } from '../../emqx-formats';
 import type { LiveSession } from '../../sessions';
 import { isValidTopicFilter } from '../../topic';
 import type { ApiContext } from '../context';
-import { badRequest, clientNotFound, parseBody } from '../errors';
+import { apiError, badRequest, clientNotFound, parseBody } from '../errors';
 import { booleanParam, integerParam, pageRequest, paginate, queryValue, queryValues, type Query } from '../pagination';
 
 /**
@@ -135,22 +135,24 @@ export function registerClientRoutes(app: FastifyInstance, { aedes, sessions }: 
     subscriptionView(liveSession(request.params.clientid)),
   );
 
+  // emqx_mgmt_api_clients.erl subscribe/1: the filter is parsed before the client is looked up.
   app.post<ClientParams>('/api/v5/clients/:clientid/subscribe', async (request) => {
     const sub = parseBody(SubscribeRequest, request.body);
+    const refusal = proxySubscribeRefusal(sub.topic, sub.nl);
+    if (refusal === INVALID_SUBOPTS_NL) {
+      throw apiError(400, 'INVALID_PARAMETER', 'Invalid Subscribe options: `no_local` not allowed for shared-sub. See [MQTT-3.8.3-4]');
+    }
+    if (refusal !== undefined) throw apiError(500, 'UNKNOWN_ERROR', refusal);
     const session = liveSession(request.params.clientid);
     await subscribeOnBehalf(session, sub.topic, sub);
     return { clientid: session.clientid, topic: sub.topic, qos: sub.qos, nl: sub.nl, rap: sub.rap, rh: sub.rh, node: NODE_NAME };
   });
 
+  // emqx_mgmt_api_clients.erl subscribe_batch/1: 404 when the client is unknown, else 200 with
+  // a per-topic outcome.
   app.post<ClientParams>('/api/v5/clients/:clientid/subscribe/bulk', async (request) => {
     const subs = parseBody(z.array(SubscribeRequest), request.body);
-    const session = liveSession(request.params.clientid);
-    const results = [];
-    for (const sub of subs) {
-      await subscribeOnBehalf(session, sub.topic, sub);
-      results.push({ clientid: session.clientid, topic: sub.topic, qos: sub.qos, nl: sub.nl, rap: sub.rap, rh: sub.rh, node: NODE_NAME });
-    }
-    return results;
+    return subscribeBatchOnBehalf(sessions, liveSession(request.params.clientid), subs, NODE_NAME);
   });
 
   app.post<ClientParams>('/api/v5/clients/:clientid/unsubscribe', async (request, reply) => {
