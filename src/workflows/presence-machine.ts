@@ -37,6 +37,8 @@ export interface PresenceCounters {
   sessionsStarted: number;
   sessionsEnded: number;
   alarmsRaised: number;
+  /** Events of an oversized batch that were summarised instead of applied one by one (see applyEvents). */
+  coalesced: number;
   /** Workflow runs so far (continue-as-new starts a new one). */
   runs: number;
 }
@@ -65,7 +67,10 @@ export interface PresenceState {
   escalationDueAt: number | null;
   /** A flapping alarm clears once the device has stayed online for a whole flap window. */
   flappingClearDueAt: number | null;
-  /** Session ends inside the flap window, oldest first. */
+  /**
+   * The latest `flapThreshold` session ends, oldest first: enough to tell whether `flapThreshold` of
+   * them fall inside the flap window, so a burst costs O(threshold) per disconnect, not O(burst).
+   */
   recentDisconnects: number[];
   recent: RecentEvent[];
   /** Keys of the last events, to count duplicates (the ordering rules make them no-ops anyway). */
@@ -97,7 +102,7 @@ export function initialState(clientId: string, policy: PresencePolicy): Presence
     recentDisconnects: [],
     recent: [],
     seenKeys: [],
-    counters: { events: 0, duplicates: 0, stale: 0, superseded: 0, sessionsStarted: 0, sessionsEnded: 0, alarmsRaised: 0, runs: 1 },
+    counters: { events: 0, duplicates: 0, stale: 0, superseded: 0, sessionsStarted: 0, sessionsEnded: 0, alarmsRaised: 0, coalesced: 0, runs: 1 },
   };
 }
 
@@ -112,11 +117,35 @@ function eventTime(event: PresenceEvent): number {
   }
 }
 
-/** Applies a batch of events in event-time order (connects before disconnects at the same instant). */
+/**
+ * A batch (the events of every signal one workflow task received) of more events than this is
+ * coalesced: the newest events are applied one by one, the older ones only counted. A workflow task
+ * must finish within the SDK's 2 s deadlock limit (https://docs.temporal.io/develop/typescript/debugging#deadlock),
+ * and a device that reconnects in a loop can deliver tens of thousands of events at once.
+ */
+export const MAX_EVENTS_APPLIED = 1_000;
+
+/**
+ * Applies a batch of events in event-time order (connects before disconnects at the same instant).
+ *
+ * A batch of more than MAX_EVENTS_APPLIED events is first deduplicated by key; then the events of
+ * the newest session (the largest `connectedAt` the batch names) and the newest others, up to
+ * MAX_EVENTS_APPLIED in all, are applied as usual. Each older event is summarised: it counts in
+ * `events` and `coalesced`, a disconnect among them (not a takeover) counts toward the flap window
+ * at its disconnect time, and it changes nothing else (no session, no recent entry). The final
+ * presence is what applying every event would give, since it is decided by the newest session; the
+ * flap window sees every session end the batch reports.
+ */
 export function applyEvents(state: PresenceState, events: readonly PresenceEvent[], now: number): PresenceEffect[] {
   const effects: PresenceEffect[] = [];
   const ordered = [...events].sort((a, b) => eventTime(a) - eventTime(b) || rank(a) - rank(b));
-  for (const event of ordered) {
+  const { applied, summarised } = events.length > MAX_EVENTS_APPLIED ? coalesce(state, ordered) : { applied: ordered, summarised: [] };
+  for (const event of summarised) {
+    state.counters.events++;
+    state.counters.coalesced++;
+    if (event.kind === 'disconnected' && !SUPERSEDED_REASONS.includes(event.reason)) noteDisconnect(state, event.disconnectedAt);
+  }
+  for (const event of applied) {
     state.counters.events++;
     if (state.seenKeys.includes(event.key)) {
       state.counters.duplicates++;
@@ -134,6 +163,51 @@ export function applyEvents(state: PresenceState, events: readonly PresenceEvent
   const rest = effects.filter((e) => e.type !== 'applySubscriptions');
   const live = state.presence === 'online' && lastApply !== undefined;
   return live ? [...rest, lastApply] : rest;
+}
+
+/** The session an event reports, if any: a takeover's disconnect and an offline observation name none that can be the newest. */
+function sessionOf(event: PresenceEvent): number | null {
+  switch (event.kind) {
+    case 'connected':
+      return event.connectedAt;
+    case 'disconnected':
+      return SUPERSEDED_REASONS.includes(event.reason) ? null : event.connectedAt;
+    case 'observed':
+      return event.online ? (event.connectedAt ?? event.observedAt) : null;
+  }
+}
+
+/** Splits an oversized batch (in event-time order) as applyEvents describes, in O(batch). */
+function coalesce(state: PresenceState, ordered: readonly PresenceEvent[]): { applied: PresenceEvent[]; summarised: PresenceEvent[] } {
+  const seen = new Set(state.seenKeys);
+  const unique: PresenceEvent[] = [];
+  for (const event of ordered) {
+    if (seen.has(event.key)) {
+      state.counters.events++;
+      state.counters.duplicates++;
+      continue;
+    }
+    seen.add(event.key);
+    unique.push(event);
+  }
+  let newest = -Infinity;
+  for (const event of unique) newest = Math.max(newest, sessionOf(event) ?? -Infinity);
+  const keep = new Array<boolean>(unique.length).fill(false);
+  let kept = 0;
+  // The newest session's own events first (a connect and a disconnect, perhaps an observation), newest first.
+  for (let i = unique.length - 1; i >= 0 && kept < MAX_EVENTS_APPLIED / 2; i--) {
+    if (sessionOf(unique[i] as PresenceEvent) === newest) {
+      keep[i] = true;
+      kept++;
+    }
+  }
+  for (let i = unique.length - 1; i >= 0 && kept < MAX_EVENTS_APPLIED; i--) {
+    if (!keep[i]) {
+      keep[i] = true;
+      kept++;
+    }
+  }
+  return { applied: unique.filter((_, i) => keep[i]), summarised: unique.filter((_, i) => !keep[i]) };
 }
 
 function rank(event: PresenceEvent): number {
@@ -216,7 +290,7 @@ function endSession(state: PresenceState, at: number, reason: string, by: 'event
   state.counters.sessionsEnded++;
   noteDisconnect(state, at);
   if (!state.policy.monitored || isOpen(state.alarm)) return;
-  if (state.recentDisconnects.length >= state.policy.flapThreshold) {
+  if (isFlapping(state.recentDisconnects, state.policy.flapThreshold, state.policy.flapWindowMs)) {
     raiseAlarm(state, 'flapping', now, effects);
     return;
   }
@@ -225,11 +299,30 @@ function endSession(state: PresenceState, at: number, reason: string, by: 'event
 }
 
 function noteDisconnect(state: PresenceState, at: number): void {
-  const window = state.policy.flapWindowMs;
-  state.recentDisconnects.push(at);
-  state.recentDisconnects.sort((a, b) => a - b);
-  const newest = state.recentDisconnects.at(-1) ?? at;
-  state.recentDisconnects = state.recentDisconnects.filter((t) => t > newest - window);
+  noteSessionEnd(state.recentDisconnects, at, state.policy.flapThreshold);
+}
+
+/**
+ * Adds a session end to `latest` (ascending), keeping only the newest `threshold`. Flapping asks
+ * whether `threshold` ends fall within one window before the newest end; those would be the newest
+ * `threshold` ends, so older ones can be dropped without changing the answer.
+ */
+export function noteSessionEnd(latest: number[], at: number, threshold: number): void {
+  if (latest.length >= threshold && at <= (latest[0] as number)) {
+    if (latest.length > threshold) latest.splice(0, latest.length - threshold);
+    return;
+  }
+  let i = latest.length;
+  while (i > 0 && (latest[i - 1] as number) > at) i--;
+  latest.splice(i, 0, at);
+  if (latest.length > threshold) latest.splice(0, latest.length - threshold);
+}
+
+/** `threshold` session ends inside the window that ends at the newest one. */
+export function isFlapping(latest: readonly number[], threshold: number, windowMs: number): boolean {
+  if (latest.length < threshold) return false;
+  const newest = latest[latest.length - 1] as number;
+  return (latest[latest.length - threshold] as number) > newest - windowMs;
 }
 
 function raiseAlarm(state: PresenceState, kind: AlarmKind, now: number, effects: PresenceEffect[]): void {

@@ -113,7 +113,8 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
 
   setHandler(presenceEventsSignal, ({ events, campaigns }) => {
     messages++;
-    inbox.push(...events);
+    // A loop, not push(...events): spreading tens of thousands of arguments can overflow the stack.
+    for (const event of Array.isArray(events) ? events : []) inbox.push(event);
     for (const campaignId of Array.isArray(campaigns) ? campaigns : []) if (typeof campaignId === 'string') hinted.add(campaignId);
   });
   setHandler(deviceRecordChangedSignal, () => {

@@ -25,8 +25,11 @@ export interface DeviceOpsTestEnv {
   taskQueue: string;
   keys: string;
   dbName: string;
-  /** Starts another worker on another task queue with its own EMQX client (e.g. a faulty one). */
-  extraWorker(emqx: EmqxClient): Promise<{ ops: DeviceOps; stop(): Promise<void> }>;
+  /**
+   * Starts another worker on another task queue (a fresh one unless named) with its own EMQX client
+   * (e.g. a faulty one). `stop` rejects if the worker failed.
+   */
+  extraWorker(emqx: EmqxClient, options?: { taskQueue?: string }): Promise<{ ops: DeviceOps; stop(): Promise<void> }>;
   close(): Promise<void>;
 }
 
@@ -85,8 +88,8 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings }
     taskQueue,
     keys,
     dbName: database.name,
-    async extraWorker(workerEmqx) {
-      const queue = uniqueName('device-ops-extra');
+    async extraWorker(workerEmqx, extra = {}) {
+      const queue = extra.taskQueue ?? uniqueName('device-ops-extra');
       const stop = await launch(queue, workerEmqx);
       return { ops: new DeviceOps({ temporal, taskQueue: queue, emqx: workerEmqx, history }), stop };
     },

@@ -7,7 +7,10 @@ import {
   clearByOperator,
   fireDueTimers,
   initialState,
+  isFlapping,
+  MAX_EVENTS_APPLIED,
   nextDeadline,
+  noteSessionEnd,
   openAlarmLevel,
   updatePolicy,
   type PresenceEffect,
@@ -189,6 +192,85 @@ describe('offline alarm', () => {
     expect(state.alarm).toMatchObject({ state: 'cleared', clearedBy: 'deprovisioned' });
     applyEvents(state, [connected(4_000), disconnected(4_000, 5_000)], 5_000);
     expect(fireDueTimers(state, 100_000)).toEqual([]);
+  });
+});
+
+describe('bounded flap window', () => {
+  /** The rule the bounded window must agree with: every session end kept, counted inside the window before the newest. */
+  const unboundedFlapping = (ends: number[], threshold: number, windowMs: number): boolean => {
+    const newest = Math.max(...ends);
+    return ends.filter((t) => t > newest - windowMs).length >= threshold;
+  };
+
+  /** A small deterministic generator (mulberry32), so a failure names a reproducible case. */
+  const random = (seed: number) => () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+
+  it('answers as if every session end were kept, for ends arriving in any order', () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const next = random(seed);
+      const threshold = 2 + Math.floor(next() * 6);
+      const windowMs = 1_000 + Math.floor(next() * 5_000);
+      const latest: number[] = [];
+      const all: number[] = [];
+      for (let i = 0; i < 60; i++) {
+        // Mostly forward in time, sometimes late (an older session's end delivered after newer ones).
+        const at = Math.floor(i * 400 * next() + (next() < 0.2 ? -3_000 * next() : 0));
+        all.push(at);
+        noteSessionEnd(latest, at, threshold);
+        expect(latest.length, `seed ${seed}`).toBeLessThanOrEqual(threshold);
+        expect(isFlapping(latest, threshold, windowMs), `seed ${seed}, end ${i}`).toBe(unboundedFlapping(all, threshold, windowMs));
+      }
+    }
+  });
+
+  it('keeps the state of a 50,000-event burst bounded, raises one flapping alarm, and ends on the newest session', () => {
+    const state = fresh();
+    const events: PresenceEvent[] = [];
+    for (let i = 0; i < 25_000; i++) events.push(connected(i * 10), disconnected(i * 10, i * 10 + 5));
+    // The burst ends online: a last session with no disconnect.
+    events.push(connected(250_000));
+    // Redelivered copies and a shuffled order change nothing.
+    events.push(...events.slice(0, 500));
+    events.reverse();
+
+    const effects = applyEvents(state, events, 300_000);
+    expect(state.presence).toBe('online');
+    expect(state.session).toEqual({ connectedAt: 250_000 });
+    expect(state.alarm).toMatchObject({ kind: 'flapping', state: 'active' });
+    expect(effects.filter((e) => e.type === 'notifyAlarm' && e.change === 'raised')).toHaveLength(1);
+    expect(types(effects).filter((t) => t === 'applySubscriptions')).toHaveLength(1);
+    expect(state.counters).toMatchObject({ events: events.length, duplicates: 500, coalesced: 50_001 - MAX_EVENTS_APPLIED });
+    expect(state.recentDisconnects.length).toBeLessThanOrEqual(policy.flapThreshold);
+    expect(state.seenKeys.length).toBeLessThanOrEqual(200);
+    // What continue-as-new carries stays small whatever the burst.
+    expect(JSON.stringify(state).length).toBeLessThan(40_000);
+  });
+
+  it('applies the newest session even when more than the limit of later events follow its connect', () => {
+    const state = fresh();
+    const events: PresenceEvent[] = [connected(1_000)];
+    // Older sessions whose disconnects are reported later than the newest connect (clock skew, late delivery).
+    for (let i = 0; i < MAX_EVENTS_APPLIED + 200; i++) events.push(disconnected(i / 2, 2_000 + i));
+    applyEvents(state, events, 5_000);
+    expect(state.presence).toBe('online');
+    expect(state.session).toEqual({ connectedAt: 1_000 });
+  });
+
+  it('counts the session ends of a coalesced burst toward flapping', () => {
+    const state = fresh();
+    // A tight cluster of session ends, oldest in the batch, then more takeover notices (no session end) than the limit.
+    const events: PresenceEvent[] = [];
+    for (let i = 0; i < policy.flapThreshold; i++) events.push(disconnected(i * 10, i * 10 + 5));
+    for (let i = 0; i < MAX_EVENTS_APPLIED; i++) events.push({ ...disconnected(i / 1_000, 100 + i, 'takenover'), key: `t|${i}` });
+    const effects = applyEvents(state, events, 2_000);
+    expect(state.counters.coalesced).toBe(events.length - MAX_EVENTS_APPLIED);
+    expect(state.alarm).toMatchObject({ kind: 'flapping', state: 'active' });
+    expect(effects.filter((e) => e.type === 'notifyAlarm' && e.change === 'raised')).toHaveLength(1);
   });
 });
 
