@@ -31,4 +31,15 @@ describe('fleet files', () => {
     expect(() => parseFleetFile('clientId,password\n', 'csv')).toThrow(/no devices/);
     expect(() => fleetFormatOf('devices.txt')).toThrow(/--file/);
   });
+
+  it('applies the identifier rule to client ids and usernames, naming line and field', () => {
+    const ndjson = [
+      JSON.stringify({ clientId: 'dev\ud800', password: 'password-1' }),
+      JSON.stringify({ clientId: 'ok2', username: '#', password: 'password-2' }),
+      JSON.stringify({ clientId: 'ok3', username: 'user\u202e', password: 'password-3' }),
+    ].join('\n');
+    expect(() => parseFleetFile(ndjson, 'ndjson')).toThrow(
+      /line 1: clientId: contains a lone surrogate.*line 2: username: must not contain "#".*line 3: username: contains a bidirectional text control \(U\+202E\)/,
+    );
+  });
 });
