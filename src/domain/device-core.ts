@@ -54,12 +54,24 @@ export function identifierProblem(value: string): string | null {
   if (wildcard) {
     return `must not contain "${wildcard[0]}" (position ${wildcard.index + 1}): "+", "#" and "/" are MQTT wildcards and level separators; use "-", "_", "." or ":" instead`;
   }
+  if (value.includes('${')) return 'must not contain "${": EMQX would read it as a placeholder in an ACL topic; remove it';
   for (const { pattern, what } of REFUSED) {
     const found = pattern.exec(value);
     if (found) return `contains ${what} (${codePoint(found[0])}) at position ${found.index + 1}; remove it`;
   }
   if (value.trim() !== value) return 'must not start or end with whitespace; trim it';
   return null;
+}
+
+/**
+ * A device password as EMQX's built-in database stores it with its default algorithm (sha256, salt
+ * as prefix): `passwordHash` = hex(sha256(salt ++ password)), `salt` the text EMQX keeps beside it
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authn/emqx_authn_password_hashing.erl).
+ * The client hashes; workflows, activities and history only ever see this.
+ */
+export interface PasswordHash {
+  passwordHash: string;
+  salt: string;
 }
 
 /** The MQTT username a device logs in with: its client id unless given (DESIGN.md, CLI). */
@@ -70,7 +82,7 @@ export function usernameOf(input: { clientId: string; username?: string }): stri
 /**
  * Least privilege: the device's own rules, then a final deny of everything else for this client,
  * because EMQX's `authorization.no_match` defaults to allow
- * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authz/emqx_authz_schema.erl).
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_schema.erl `no_match`).
  */
 export function effectiveAcl(rules: AclRule[]): AclRule[] {
   return [...rules, { permission: 'deny', action: 'all', topic: '#' }];

@@ -138,8 +138,17 @@ export interface DeviceRecord {
   subscriptions: Subscription[];
   alarmPolicy?: AlarmPolicy;
   tags: string[];
-  status: 'active' | 'deprovisioned';
+  /**
+   * `deprovisioning` while a deprovision runs; `deprovisioning-failed` when it stopped part way
+   * (see `failure`): its credentials may already be gone, its ACL may remain.
+   */
+  status: 'active' | 'deprovisioning' | 'deprovisioning-failed' | 'deprovisioned';
   provisionedAt: string;
   updatedAt: string;
   credentialsRotatedAt?: string;
+  /** The step an operation stopped at, and why (no secrets). */
+  failure?: { operation: 'deprovision'; step: DeprovisionStep; error: string; at: string };
 }
+
+/** The steps of a deprovision, in order: the device loses its credentials before its session and its ACL. */
+export type DeprovisionStep = 'mark-record' | 'remove-credentials' | 'kick' | 'remove-acl' | 'save-record';
