@@ -1,5 +1,5 @@
 import { FLEET_CHUNK_SIZE } from '../src/workflows/fleet';
-import type { FleetDevice } from '../src/workflows/fleet';
+import type { FleetFileDevice } from '../src/starter/fleet-file';
 import { round } from './cpu';
 import { percentile, startBenchStack } from './stack';
 
@@ -39,7 +39,7 @@ export async function benchProvision(): Promise<Record<string, unknown>> {
     const singleSeconds = (performance.now() - singleStart) / 1000;
     latencies.sort((a, b) => a - b);
 
-    const devices: FleetDevice[] = Array.from({ length: fleetCount }, (_, i) => ({
+    const devices: FleetFileDevice[] = Array.from({ length: fleetCount }, (_, i) => ({
       clientId: `fleet-${i}`,
       username: `fleet-${i}`,
       password: `password-${i}-fleet`,

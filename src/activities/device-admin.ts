@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/activity';
 import { EmqxNotFoundError, type EmqxClient } from '../emqx';
 import type { History } from '../history';
-import type { AclRule, DeviceRecord, Subscription } from '../domain/device';
+import type { AclRule, DeviceRecord, PasswordHash, Subscription } from '../domain/device';
 import { asActivityFailure, emqxStep } from './failures';
 
 /**
@@ -12,35 +11,40 @@ import { asActivityFailure, emqxStep } from './failures';
 export function createDeviceAdminActivities(deps: { emqx: EmqxClient; history: History }) {
   const { emqx, history } = deps;
 
+  async function importHash(clientId: string, hash: PasswordHash): Promise<void> {
+    const counts = await emqxStep(() => emqx.importUsers('hash', [{ user_id: clientId, password_hash: hash.passwordHash, salt: hash.salt }]));
+    if (counts.failed > 0) throw ApplicationFailure.nonRetryable(`EMQX did not import the credentials of ${clientId}`, 'CredentialsNotImported');
+  }
+
   async function isOnline(clientId: string): Promise<boolean> {
     const client = await emqxStep(() => emqx.getClient(clientId));
     return client?.connected === true;
   }
 
   return {
-    /** 24 characters from 144 random bits; returned through the encrypted payload codec only. */
-    async generatePassword(): Promise<string> {
-      return Promise.resolve(randomBytes(18).toString('base64url'));
+    /**
+     * Stores the device's password hash under its client id (`user_id_type = clientid`: the
+     * password only ever works for this client id). `import_users?type=hash` overwrites an
+     * existing user (`import_users/2` passes `override => true`,
+     * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth_mnesia/src/emqx_authn_mnesia.erl),
+     * which makes it both create and replace.
+     */
+    async importCredentialHash(input: { clientId: string; hash: PasswordHash }): Promise<{ created: boolean }> {
+      const existed = (await emqxStep(() => emqx.getUser(input.clientId))) !== null;
+      await importHash(input.clientId, input.hash);
+      return { created: !existed };
     },
 
-    async ensureCredentials(input: { username: string; password: string }): Promise<{ created: boolean }> {
-      const outcome = await emqxStep(() => emqx.upsertUser({ user_id: input.username, password: input.password }));
-      return { created: outcome === 'created' };
-    },
-
-    async replacePassword(input: { username: string; password: string }): Promise<void> {
-      try {
-        await emqx.updateUser(input.username, { password: input.password });
-      } catch (err) {
-        if (err instanceof EmqxNotFoundError) {
-          throw ApplicationFailure.nonRetryable(`EMQX has no user ${input.username}`, 'DeviceNotProvisioned');
-        }
-        throw asActivityFailure(err);
+    /** Replaces the password hash of an existing user; a device EMQX does not know is not provisioned. */
+    async replaceCredentialHash(input: { clientId: string; hash: PasswordHash }): Promise<void> {
+      if ((await emqxStep(() => emqx.getUser(input.clientId))) === null) {
+        throw ApplicationFailure.nonRetryable(`EMQX has no credentials for ${input.clientId}`, 'DeviceNotProvisioned');
       }
+      await importHash(input.clientId, input.hash);
     },
 
-    async removeCredentials(input: { username: string }): Promise<{ existed: boolean }> {
-      return { existed: await emqxStep(() => emqx.deleteUserIfExists(input.username)) };
+    async removeCredentials(input: { clientId: string }): Promise<{ existed: boolean }> {
+      return { existed: await emqxStep(() => emqx.deleteUserIfExists(input.clientId)) };
     },
 
     async readAcl(input: { clientId: string }): Promise<AclRule[] | null> {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { TopicName, topicNameProblem } from './device';
+import { identifierProblem } from './device-core';
 
 /**
  * Campaign message templates: `${clientid}` (EMQX's placeholder spelling) and per-target values
@@ -53,12 +54,18 @@ function partsOf(template: string): string[] {
 }
 
 /** Fills the placeholders; `escape` applies to the values (not to the template's own text). */
-function fill(template: string, clientId: string, values: Record<string, string> | undefined, escape?: (value: string) => string): string {
+function fill(
+  template: string,
+  clientId: string,
+  values: Record<string, string> | undefined,
+  escape?: (value: string, name: string) => string,
+): string {
   const parts = partsOf(template);
   let out = parts[0] as string;
   for (let i = 1; i < parts.length; i += 2) {
-    const value = valueOf(parts[i] as string, clientId, values);
-    out += (escape ? escape(value) : value) + (parts[i + 1] as string);
+    const name = parts[i] as string;
+    const value = valueOf(name, clientId, values);
+    out += (escape ? escape(value, name) : value) + (parts[i + 1] as string);
   }
   return out;
 }
@@ -102,8 +109,15 @@ export function renderJson(template: string, clientId: string, values?: Record<s
   return text;
 }
 
+/** A value placed in a topic follows the identifier rule: a `/`, `+` or `#` in it would change the topic's shape. */
+function topicValue(value: string, name: string): string {
+  const problem = identifierProblem(value);
+  if (problem) throw new TemplateError(`the value of \${${name}} ${problem}`);
+  return value;
+}
+
 export function renderTopic(template: string, clientId: string, values?: Record<string, string>): string {
-  const topic = renderText(template, clientId, values);
+  const topic = fill(template, clientId, values, topicValue);
   const problem = topicNameProblem(topic);
   if (problem) throw new TemplateError(`topic "${topic}" ${problem}`);
   return topic;

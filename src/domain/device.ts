@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CONTROL_CHARS } from './device-core';
+import { CONTROL_CHARS, identifierProblem } from './device-core';
 
 /**
  * Device-administration shapes, declared once and shared by the starter (which validates at the
@@ -8,21 +8,19 @@ import { CONTROL_CHARS } from './device-core';
 
 export * from './device-core';
 
-/** EMQX accepts long client ids, but a device id is also a workflow id and a Mongo key: keep it sane. */
-export const ClientId = z
-  .string({ error: 'must be a string' })
-  .min(1, 'must not be empty')
-  .max(128, 'must be at most 128 characters')
-  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters')
-  .refine((v) => !/[+#/]/.test(v), 'must not contain "+", "#" or "/"')
-  .refine((v) => v.trim() === v, 'must not start or end with whitespace');
+/**
+ * A string that can reach an MQTT topic (see identifierProblem): client ids, usernames, campaign
+ * template values. One rule for all of them.
+ */
+export const Identifier = z.string({ error: 'must be a string' }).superRefine((value, ctx) => {
+  const problem = identifierProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+export const ClientId = Identifier;
 export type ClientId = z.infer<typeof ClientId>;
 
-export const Username = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(128, 'must be at most 128 characters')
-  .refine((v) => !CONTROL_CHARS.test(v), 'must not contain control characters');
+export const Username = Identifier;
 
 export const Password = z
   .string()
@@ -140,8 +138,17 @@ export interface DeviceRecord {
   subscriptions: Subscription[];
   alarmPolicy?: AlarmPolicy;
   tags: string[];
-  status: 'active' | 'deprovisioned';
+  /**
+   * `deprovisioning` while a deprovision runs; `deprovisioning-failed` when it stopped part way
+   * (see `failure`): its credentials may already be gone, its ACL may remain.
+   */
+  status: 'active' | 'deprovisioning' | 'deprovisioning-failed' | 'deprovisioned';
   provisionedAt: string;
   updatedAt: string;
   credentialsRotatedAt?: string;
+  /** The step an operation stopped at, and why (no secrets). */
+  failure?: { operation: 'deprovision'; step: DeprovisionStep; error: string; at: string };
 }
+
+/** The steps of a deprovision, in order: the device loses its credentials before its session and its ACL. */
+export type DeprovisionStep = 'mark-record' | 'remove-credentials' | 'kick' | 'remove-acl' | 'save-record';

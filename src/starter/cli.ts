@@ -61,10 +61,12 @@ export function buildCli(io: CliIo): Command {
     json: boolean | undefined,
     clientId: string,
     describe: (result: R) => string,
+    generatedPassword?: string,
   ): Promise<void> => {
     try {
       const result = (await handle.result()) as R;
-      print(json, { clientId, workflowId: handle.workflowId, ...result, status: 'completed' }, () => describe(result));
+      const shown = generatedPassword ? { generatedPassword } : {};
+      print(json, { clientId, workflowId: handle.workflowId, ...result, ...shown, status: 'completed' }, () => describe(result));
     } catch (err) {
       if (!(err instanceof WorkflowFailedError)) throw err;
       const reason = failureMessage(err);
@@ -105,13 +107,14 @@ export function buildCli(io: CliIo): Command {
         ...(alarmPolicy ? { alarmPolicy } : {}),
       };
       await withOps(async (ops) => {
-        const handle = await ops.startProvisioning(input);
+        const { handle, generatedPassword } = await ops.startProvisioning(input);
         if (!opts.wait && !secret.generatePassword) return started(opts.json as boolean, clientId, handle);
-        await finish<{ username: string; online: boolean; generatedPassword?: string }>(handle, opts.json as boolean, clientId, (r) =>
+        await finish<{ username: string; online: boolean }>(handle, opts.json as boolean, clientId, (r) =>
           [
             `provisioned ${clientId} (username ${r.username}, ${r.online ? 'online: subscriptions applied' : 'offline'})`,
-            ...(r.generatedPassword ? [`password: ${r.generatedPassword}`, 'store it now: it is not shown again'] : []),
+            ...(generatedPassword ? [`password: ${generatedPassword}`, 'store it now: it is not shown again'] : []),
           ].join('\n'),
+          generatedPassword,
         );
       });
     });
@@ -175,10 +178,14 @@ export function buildCli(io: CliIo): Command {
     .action(async (clientId: string, opts: Record<string, unknown>) => {
       const secret = await readPassword(io, opts);
       await withOps(async (ops) => {
-        const handle = await ops.startRotation({ clientId, ...secret, kick: Boolean(opts.kick) });
+        const { handle, generatedPassword } = await ops.startRotation({ clientId, ...secret, kick: Boolean(opts.kick) });
         if (!opts.wait && !secret.generatePassword) return started(opts.json as boolean, clientId, handle);
-        await finish<{ kicked: boolean; generatedPassword?: string }>(handle, opts.json as boolean, clientId, (r) =>
-          [`rotated credentials of ${clientId}${r.kicked ? ' (kicked)' : ''}`, ...(r.generatedPassword ? [`password: ${r.generatedPassword}`] : [])].join('\n'),
+        await finish<{ kicked: boolean }>(
+          handle,
+          opts.json as boolean,
+          clientId,
+          (r) => [`rotated credentials of ${clientId}${r.kicked ? ' (kicked)' : ''}`, ...(generatedPassword ? [`password: ${generatedPassword}`] : [])].join('\n'),
+          generatedPassword,
         );
       });
     });

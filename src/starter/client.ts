@@ -6,7 +6,7 @@ import {
   WorkflowNotFoundError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import type { DataConverter } from '@temporalio/common';
+import type { DataConverter, Workflow } from '@temporalio/common';
 import { z } from 'zod';
 import { createDataConverter } from '../codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../config';
@@ -14,6 +14,7 @@ import { AclRule, ClientId, ProvisionInput, Password, Subscription, TopicFilter,
 import { presenceWorkflowId, type Alarm } from '../domain/presence';
 import { AlarmAction } from '../domain/presence-input';
 import { InputError, parseInput } from '../domain/input-error';
+import { deviceInputProblems } from '../domain/acl-match';
 import { DeviceIdKey, DeviceOperationKey } from '../domain/search-attributes';
 import { createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type EmqxClient, type EventWebhookResult } from '../emqx';
 import { connectHistory, type ConnectionEvent, type History } from '../history';
@@ -27,7 +28,11 @@ import {
   setDesiredSubscriptions,
   setDeviceAcl,
   type ProvisionRequest,
+  type ProvisionResult,
+  type RotateRequest,
 } from '../workflows/device-admin';
+import { generatePassword, hashPassword } from './credentials';
+import type { FleetFileDevice } from './fleet-file';
 import { FLEET_CHUNK_SIZE, fleetChunkSignal, fleetProgressQuery, provisionFleet, type FleetDevice, type FleetProgress } from '../workflows/fleet';
 import { acknowledgeAlarmUpdate, clearAlarmUpdate, devicePresence, presenceQuery, recentEventsQuery } from '../workflows/presence';
 import type { AlarmView, PresenceView, RecentEvent } from '../workflows/presence-machine';
@@ -53,6 +58,16 @@ export class WorkflowAlreadyRunningError extends Error {
     super(`workflow ${workflowId} is already running; wait for it or cancel it in the Temporal UI`);
     this.name = 'WorkflowAlreadyRunningError';
   }
+}
+
+/** A started workflow, and the password the client generated for it (shown once by whoever called). */
+export interface Started<W extends Workflow> {
+  handle: WorkflowHandle<W>;
+  generatedPassword?: string;
+}
+
+function refuseProblems(problems: string[]): void {
+  if (problems.length > 0) throw new InputError(problems);
 }
 
 const RotateInput = z
@@ -146,17 +161,26 @@ export class DeviceOps {
     }
   }
 
-  async startProvisioning(input: z.input<typeof ProvisionInput>): Promise<WorkflowHandle<typeof provisionDevice>> {
+  /**
+   * Starts provisioning. The password is hashed here (credentials.ts) and only the hash travels;
+   * a generated password is returned once, here, and nowhere else.
+   */
+  async startProvisioning(input: z.input<typeof ProvisionInput>): Promise<Started<typeof provisionDevice>> {
     const parsed = parseInput(ProvisionInput, input);
-    const request: ProvisionRequest = { ...parsed };
-    return this.start(provisionDevice, 'provision', `provision/${parsed.clientId}`, parsed.clientId, [request], {
+    refuseProblems(deviceInputProblems(parsed));
+    const { password, generatePassword: generate, ...device } = parsed;
+    const secret = password ?? generatePassword();
+    const request: ProvisionRequest = { ...device, credentials: hashPassword(secret), passwordGenerated: generate };
+    const handle = await this.start(provisionDevice, 'provision', `provision/${parsed.clientId}`, parsed.clientId, [request], {
       clientId: parsed.clientId,
       username: usernameOf(parsed),
     });
+    return { handle, ...(generate ? { generatedPassword: secret } : {}) };
   }
 
-  async provision(input: z.input<typeof ProvisionInput>) {
-    return (await this.startProvisioning(input)).result();
+  async provision(input: z.input<typeof ProvisionInput>): Promise<ProvisionResult & { generatedPassword?: string }> {
+    const { handle, generatedPassword } = await this.startProvisioning(input);
+    return { ...(await handle.result()), ...(generatedPassword ? { generatedPassword } : {}) };
   }
 
   async startDeprovisioning(clientId: string): Promise<WorkflowHandle<typeof deprovisionDevice>> {
@@ -164,12 +188,16 @@ export class DeviceOps {
     return this.start(deprovisionDevice, 'deprovision', `deprovision/${id}`, id, [{ clientId: id }], { clientId: id });
   }
 
-  async startRotation(input: z.input<typeof RotateInput>): Promise<WorkflowHandle<typeof rotateCredentials>> {
+  /** Starts a credential rotation; as with provisioning, only the hash travels and a generated password is returned here once. */
+  async startRotation(input: z.input<typeof RotateInput>): Promise<Started<typeof rotateCredentials>> {
     const parsed = parseInput(RotateInput, input);
-    return this.start(rotateCredentials, 'rotate-credentials', `rotate/${parsed.clientId}`, parsed.clientId, [parsed], {
+    const secret = parsed.password ?? generatePassword();
+    const request: RotateRequest = { clientId: parsed.clientId, credentials: hashPassword(secret), passwordGenerated: parsed.generatePassword, kick: parsed.kick };
+    const handle = await this.start(rotateCredentials, 'rotate-credentials', `rotate/${parsed.clientId}`, parsed.clientId, [request], {
       clientId: parsed.clientId,
       kick: parsed.kick,
     });
+    return { handle, ...(parsed.generatePassword ? { generatedPassword: secret } : {}) };
   }
 
   async kick(clientId: string) {
@@ -177,15 +205,21 @@ export class DeviceOps {
     return (await this.start(kickDevice, 'kick', `kick/${id}`, id, [{ clientId: id }], { clientId: id })).result();
   }
 
+  /** Refused when the device's desired subscriptions would no longer be allowed by the new rules. */
   async setAcl(clientId: string, rules: unknown[]) {
     const id = parseInput(ClientId, clientId, 'clientId');
     const parsed = parseInput(z.array(AclRule).max(99), rules, 'acl');
+    const record = await this.deps.history.getDevice(id);
+    if (record?.status === 'active') refuseProblems(deviceInputProblems({ ...record, acl: parsed }));
     return (await this.start(setDeviceAcl, 'set-acl', `acl/${id}`, id, [{ clientId: id, rules: parsed }], { clientId: id })).result();
   }
 
+  /** Refused when the device's ACL does not allow a subscription (EMQX does not check proxy subscriptions). */
   async setSubscriptions(clientId: string, subscriptions: unknown[]) {
     const id = parseInput(ClientId, clientId, 'clientId');
     const parsed = parseInput(z.array(Subscription).max(100), subscriptions, 'subscriptions');
+    const record = await this.deps.history.getDevice(id);
+    if (record?.status === 'active') refuseProblems(deviceInputProblems({ ...record, subscriptions: parsed }));
     return (
       await this.start(setDesiredSubscriptions, 'set-subscriptions', `subscriptions/${id}`, id, [{ clientId: id, subscriptions: parsed }], {
         clientId: id,
@@ -198,10 +232,11 @@ export class DeviceOps {
    * validated (see fleet-file.ts); the returned handle's result lists per-device failures.
    */
   async startFleetProvisioning(
-    devices: FleetDevice[],
+    fileDevices: FleetFileDevice[],
     onProgress?: (sentChunks: number, totalChunks: number) => void,
   ): Promise<{ fleetId: string; handle: WorkflowHandle<typeof provisionFleet> }> {
-    if (devices.length === 0) throw new InputError(['devices: the fleet file has no devices']);
+    if (fileDevices.length === 0) throw new InputError(['devices: the fleet file has no devices']);
+    const devices: FleetDevice[] = fileDevices.map(({ password, ...device }) => ({ ...device, credentials: hashPassword(password) }));
     const fleetId = `fleet-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
     const chunkCount = Math.ceil(devices.length / FLEET_CHUNK_SIZE);
     const handle = await this.deps.temporal.workflow.start(provisionFleet, {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
+import { deviceInputProblems } from '../domain/acl-match';
 import { AclRule, ClientId, Password, Subscription, Username, parseAclRule, parseSubscription, usernameOf } from '../domain/device';
 import { InputError } from '../domain/input-error';
-import type { FleetDevice } from '../workflows/fleet';
 
 /**
  * Reads a fleet file for `provision-fleet`: CSV with a header (clientId,username,password,acl,
@@ -21,6 +21,9 @@ const FleetRow = z.object({
   subscriptions: z.array(Subscription).max(100).default([]),
   tags: z.array(z.string().min(1).max(64)).max(32).default([]),
 });
+
+/** A device as the file gives it; the client hashes its password before anything is sent (credentials.ts). */
+export type FleetFileDevice = Omit<z.output<typeof FleetRow>, 'username'> & { username: string };
 
 function splitList(value: string | undefined): string[] {
   return (value ?? '').split(';').map((s) => s.trim()).filter(Boolean);
@@ -98,10 +101,10 @@ function ndjsonRows(text: string): { line: number; raw: Record<string, unknown> 
   return rows;
 }
 
-export function parseFleetFile(text: string, format: 'csv' | 'ndjson'): FleetDevice[] {
+export function parseFleetFile(text: string, format: 'csv' | 'ndjson'): FleetFileDevice[] {
   const rows = format === 'csv' ? csvRows(text) : ndjsonRows(text);
   const errors: string[] = [];
-  const devices: FleetDevice[] = [];
+  const devices: FleetFileDevice[] = [];
   const seen = new Map<string, number>();
   for (const { line, raw } of rows) {
     if (raw.__invalidJson) {
@@ -122,6 +125,11 @@ export function parseFleetFile(text: string, format: 'csv' | 'ndjson'): FleetDev
     const parsed = FleetRow.safeParse(candidate);
     if (!parsed.success) {
       for (const issue of parsed.error.issues) errors.push(`line ${line}: ${issue.path.join('.') || 'row'}: ${issue.message}`);
+      continue;
+    }
+    const refused = deviceInputProblems(parsed.data);
+    if (refused.length > 0) {
+      for (const problem of refused) errors.push(`line ${line}: ${problem}`);
       continue;
     }
     const previous = seen.get(parsed.data.clientId);

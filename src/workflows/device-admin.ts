@@ -3,14 +3,14 @@ import {
   CancellationScope,
   getExternalWorkflowHandle,
   log,
-  patched,
   proxyActivities,
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { AclRule, AlarmPolicy, DeviceRecord, Subscription } from '../domain/device';
-import { effectiveAcl, usernameOf } from '../domain/device-core';
+import { deviceInputProblems, renderedAcl } from '../domain/acl-match';
+import type { AclRule, AlarmPolicy, DeprovisionStep, DeviceRecord, Subscription } from '../domain/device';
+import { usernameOf, type PasswordHash } from '../domain/device-core';
 import { presenceWorkflowId } from '../domain/presence';
 import { deviceRecordChangedSignal } from './presence';
 import { failureMessage } from './failures';
@@ -35,9 +35,10 @@ const undo = proxyActivities<Activities>({
 export interface ProvisionRequest {
   clientId: string;
   username?: string;
-  /** Present when the caller chose the password; travels only through the encrypted payload codec. */
-  password?: string;
-  generatePassword: boolean;
+  /** The password as EMQX stores it; the client hashed it, so no plaintext reaches the history. */
+  credentials: PasswordHash;
+  /** Whether the client generated the password (recorded in the audit, never the password). */
+  passwordGenerated: boolean;
   acl: AclRule[];
   subscriptions: Subscription[];
   alarmPolicy?: AlarmPolicy;
@@ -48,12 +49,9 @@ export interface ProvisionResult {
   clientId: string;
   username: string;
   status: 'completed';
-  /** Only when generated: returned once to the caller, through the encrypted codec. */
-  generatedPassword?: string;
   online: boolean;
   subscriptionsApplied: number;
 }
-
 
 async function runCompensations(compensations: (() => Promise<unknown>)[]): Promise<void> {
   await CancellationScope.nonCancellable(async () => {
@@ -70,10 +68,8 @@ async function runCompensations(compensations: (() => Promise<unknown>)[]): Prom
 /**
  * Tells the device's presence workflow that its record changed (alarm policy, deprovisioning), so
  * it reloads it. A device without one (never connected) reads the record when its workflow starts.
- * Behind a patch: histories recorded before this step replay without it.
  */
 async function tellPresenceWorkflow(clientId: string): Promise<void> {
-  if (!patched('tell-presence-workflow')) return;
   try {
     await getExternalWorkflowHandle(presenceWorkflowId(clientId)).signal(deviceRecordChangedSignal);
   } catch {
@@ -86,22 +82,26 @@ function auditKey(step: string): string {
   return `${info.workflowId}/${info.runId}/${step}`;
 }
 
+/** Refuses bad input before anything is written; the client checks the same, this guards other callers. */
+function refuseInvalid(problems: string[]): void {
+  if (problems.length > 0) throw ApplicationFailure.nonRetryable(problems.join('; '), 'InvalidDeviceInput');
+}
+
+/**
+ * Provisions as a saga in the order that never lets a device in without its rules: the ACL first,
+ * the record, the credentials last; on failure the compensations run in reverse (credentials this
+ * run created are removed and their session kicked before the ACL goes).
+ */
 export async function provisionDevice(request: ProvisionRequest): Promise<ProvisionResult> {
   const { clientId } = request;
   const username = usernameOf(request);
+  refuseInvalid(deviceInputProblems(request));
   upsertMemo({ clientId, username, aclRules: request.acl.length, subscriptions: request.subscriptions.length });
   const compensations: (() => Promise<unknown>)[] = [];
   try {
-    const password = request.password ?? (await steps.generatePassword());
-
-    const credentials = await steps.ensureCredentials({ username, password });
-    if (credentials.created) compensations.unshift(() => undo.removeCredentials({ username }));
-
     const previousAcl = await steps.readAcl({ clientId });
-    await steps.writeAcl({ clientId, rules: effectiveAcl(request.acl) });
-    compensations.unshift(() =>
-      previousAcl ? undo.writeAcl({ clientId, rules: previousAcl }) : undo.removeAcl({ clientId }),
-    );
+    await steps.writeAcl({ clientId, rules: renderedAcl(request.acl, { clientId, username }) });
+    compensations.unshift(() => (previousAcl ? undo.writeAcl({ clientId, rules: previousAcl }) : undo.removeAcl({ clientId })));
 
     const previous = await steps.getDeviceRecord({ clientId });
     const now = new Date(Date.now()).toISOString();
@@ -118,9 +118,15 @@ export async function provisionDevice(request: ProvisionRequest): Promise<Provis
       ...(previous?.credentialsRotatedAt ? { credentialsRotatedAt: previous.credentialsRotatedAt } : {}),
     };
     await steps.saveDeviceRecord({ record });
-    compensations.unshift(() =>
-      previous ? undo.saveDeviceRecord({ record: previous }) : undo.deleteDeviceRecord({ clientId }),
-    );
+    compensations.unshift(() => (previous ? undo.saveDeviceRecord({ record: previous }) : undo.deleteDeviceRecord({ clientId })));
+
+    const credentials = await steps.importCredentialHash({ clientId, hash: request.credentials });
+    if (credentials.created) {
+      compensations.unshift(async () => {
+        await undo.removeCredentials({ clientId });
+        await undo.kickClient({ clientId });
+      });
+    }
 
     const applied = await steps.applySubscriptions({
       clientId,
@@ -134,16 +140,9 @@ export async function provisionDevice(request: ProvisionRequest): Promise<Provis
       clientId,
       operation: 'provision',
       outcome: 'succeeded',
-      details: { username, aclRules: request.acl.length, subscriptions: request.subscriptions.length, generatedPassword: request.generatePassword },
+      details: { username, aclRules: request.acl.length, subscriptions: request.subscriptions.length, generatedPassword: request.passwordGenerated },
     });
-    return {
-      clientId,
-      username,
-      status: 'completed',
-      online: applied.online,
-      subscriptionsApplied: applied.applied,
-      ...(request.password === undefined ? { generatedPassword: password } : {}),
-    };
+    return { clientId, username, status: 'completed', online: applied.online, subscriptionsApplied: applied.applied };
   } catch (err) {
     const reason = failureMessage(err);
     await runCompensations(compensations);
@@ -161,35 +160,66 @@ export interface DeprovisionResult {
   hadCredentials: boolean;
 }
 
-/** Removes credentials first so the kicked device cannot log in again (deleting a user does not disconnect it). */
+/**
+ * Credentials first (the device cannot log in again), then the kick (its live session ends), and
+ * only then the ACL: no session is ever left without its rules. A step that fails for good stops
+ * the run; the record says `deprovisioning-failed` and at which step, and running deprovision
+ * again finishes the job (every step is idempotent).
+ */
 export async function deprovisionDevice(request: { clientId: string }): Promise<DeprovisionResult> {
   const { clientId } = request;
   const record = await steps.getDeviceRecord({ clientId });
-  const username = record?.username ?? clientId;
-  upsertMemo({ clientId, username });
-  const removed = await steps.removeCredentials({ username });
-  await steps.removeAcl({ clientId });
-  const kicked = await steps.kickClient({ clientId });
-  if (record) {
-    await steps.saveDeviceRecord({
-      record: { ...record, status: 'deprovisioned', subscriptions: [], acl: [], updatedAt: new Date(Date.now()).toISOString() },
+  upsertMemo({ clientId, username: record?.username ?? clientId });
+  let step: DeprovisionStep = 'mark-record';
+  try {
+    if (record) await steps.saveDeviceRecord({ record: { ...record, status: 'deprovisioning', updatedAt: new Date(Date.now()).toISOString() } });
+    step = 'remove-credentials';
+    const removed = await steps.removeCredentials({ clientId });
+    step = 'kick';
+    const kicked = await steps.kickClient({ clientId });
+    step = 'remove-acl';
+    await steps.removeAcl({ clientId });
+    step = 'save-record';
+    if (record) {
+      const { failure: _failure, ...rest } = record;
+      await steps.saveDeviceRecord({
+        record: { ...rest, status: 'deprovisioned', subscriptions: [], acl: [], updatedAt: new Date(Date.now()).toISOString() },
+      });
+      await tellPresenceWorkflow(clientId);
+    }
+    await steps.recordAudit({
+      key: auditKey('deprovision'),
+      clientId,
+      operation: 'deprovision',
+      outcome: 'succeeded',
+      details: { kicked: kicked.kicked, hadCredentials: removed.existed },
     });
-    await tellPresenceWorkflow(clientId);
+    return { clientId, status: 'completed', kicked: kicked.kicked, hadCredentials: removed.existed };
+  } catch (err) {
+    const reason = failureMessage(err);
+    const at = new Date(Date.now()).toISOString();
+    await CancellationScope.nonCancellable(async () => {
+      if (record) {
+        await undo.saveDeviceRecord({ record: { ...record, status: 'deprovisioning-failed', failure: { operation: 'deprovision', step, error: reason, at }, updatedAt: at } });
+      }
+      await undo.recordAudit({ key: auditKey('deprovision'), clientId, operation: 'deprovision', outcome: 'failed', details: { step, reason } });
+    });
+    const state =
+      step === 'mark-record' || step === 'remove-credentials'
+        ? 'its credentials may still be valid'
+        : 'its credentials are removed, so it cannot connect again, and its ACL stays until the run completes';
+    throw ApplicationFailure.nonRetryable(
+      `deprovisioning ${clientId} stopped at step ${step}: ${reason}; ${state}; run deprovision again to finish`,
+      'DeprovisioningFailed',
+    );
   }
-  await steps.recordAudit({
-    key: auditKey('deprovision'),
-    clientId,
-    operation: 'deprovision',
-    outcome: 'succeeded',
-    details: { kicked: kicked.kicked, hadCredentials: removed.existed },
-  });
-  return { clientId, status: 'completed', kicked: kicked.kicked, hadCredentials: removed.existed };
 }
 
 export interface RotateRequest {
   clientId: string;
-  password?: string;
-  generatePassword: boolean;
+  /** The new password as EMQX stores it (hashed by the client). */
+  credentials: PasswordHash;
+  passwordGenerated: boolean;
   kick: boolean;
 }
 
@@ -197,15 +227,18 @@ export interface RotateResult {
   clientId: string;
   status: 'completed';
   kicked: boolean;
-  generatedPassword?: string;
 }
 
+/**
+ * The new password replaces the old one before the kick, so the kicked device can only come back
+ * with the new one; its ACL is never touched, so its session keeps its rules throughout.
+ */
 export async function rotateCredentials(request: RotateRequest): Promise<RotateResult> {
   const { clientId } = request;
+  refuseInvalid(deviceInputProblems({ clientId, acl: [], subscriptions: [] }));
   const record = await activeRecord(clientId);
   upsertMemo({ clientId, username: record.username, kick: request.kick });
-  const password = request.password ?? (await steps.generatePassword());
-  await steps.replacePassword({ username: record.username, password });
+  await steps.replaceCredentialHash({ clientId, hash: request.credentials });
   const kicked = request.kick ? (await steps.kickClient({ clientId })).kicked : false;
   const now = new Date(Date.now()).toISOString();
   await steps.saveDeviceRecord({ record: { ...record, credentialsRotatedAt: now, updatedAt: now } });
@@ -214,9 +247,9 @@ export async function rotateCredentials(request: RotateRequest): Promise<RotateR
     clientId,
     operation: 'rotate-credentials',
     outcome: 'succeeded',
-    details: { kicked, generatedPassword: request.generatePassword },
+    details: { kicked, generatedPassword: request.passwordGenerated },
   });
-  return { clientId, status: 'completed', kicked, ...(request.password === undefined ? { generatedPassword: password } : {}) };
+  return { clientId, status: 'completed', kicked };
 }
 
 export async function kickDevice(request: { clientId: string }): Promise<{ clientId: string; kicked: boolean }> {
@@ -239,9 +272,11 @@ async function activeRecord(clientId: string): Promise<DeviceRecord> {
   return record;
 }
 
+/** The device's desired subscriptions must stay allowed by its new rules (EMQX does not check proxy subscriptions). */
 export async function setDeviceAcl(request: { clientId: string; rules: AclRule[] }): Promise<{ clientId: string; rules: AclRule[] }> {
   const record = await activeRecord(request.clientId);
-  await steps.writeAcl({ clientId: request.clientId, rules: effectiveAcl(request.rules) });
+  refuseInvalid(deviceInputProblems({ clientId: request.clientId, username: record.username, acl: request.rules, subscriptions: record.subscriptions }));
+  await steps.writeAcl({ clientId: request.clientId, rules: renderedAcl(request.rules, { clientId: request.clientId, username: record.username }) });
   await steps.saveDeviceRecord({ record: { ...record, acl: request.rules, updatedAt: new Date(Date.now()).toISOString() } });
   await steps.recordAudit({
     key: auditKey('acl'),
@@ -258,6 +293,7 @@ export async function setDesiredSubscriptions(request: {
   subscriptions: Subscription[];
 }): Promise<{ clientId: string; online: boolean; applied: number }> {
   const record = await activeRecord(request.clientId);
+  refuseInvalid(deviceInputProblems({ clientId: request.clientId, username: record.username, acl: record.acl, subscriptions: request.subscriptions }));
   await steps.saveDeviceRecord({
     record: { ...record, subscriptions: request.subscriptions, updatedAt: new Date(Date.now()).toISOString() },
   });

@@ -10,7 +10,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { AclRule, Subscription } from '../domain/device';
+import { deviceInputProblems, renderedAcl } from '../domain/acl-match';
+import type { AclRule, PasswordHash, Subscription } from '../domain/device';
 import { failureMessage } from './failures';
 
 /**
@@ -18,7 +19,7 @@ import { failureMessage } from './failures';
  * payload codec); each chunk becomes one child workflow that provisions it with a handful of batched
  * activities (one import_users call, pooled ACL writes, one bulk Mongo write). So 10,000 devices make
  * about 20 children and a few hundred history events, far inside Temporal's limits
- * (reference limits-and-semantics.md §1).
+ * (https://docs.temporal.io/workflow-execution/limits).
  */
 
 export const FLEET_CHUNK_SIZE = 1000;
@@ -28,7 +29,8 @@ const CHUNK_ARRIVAL_TIMEOUT = '10 minutes';
 export interface FleetDevice {
   clientId: string;
   username: string;
-  password: string;
+  /** Hashed by the client (starter/credentials.ts): no plaintext password reaches the history. */
+  credentials: PasswordHash;
   acl: AclRule[];
   subscriptions: Subscription[];
   tags: string[];
@@ -80,6 +82,13 @@ const batch = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
+});
+
+/** Settling after a failure must not give up quickly. */
+const settle = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
 });
 
 export async function provisionFleet(request: FleetRequest): Promise<FleetResult> {
@@ -142,29 +151,49 @@ export async function provisionFleet(request: FleetRequest): Promise<FleetResult
   return { fleetId: request.fleetId, total: request.total, status: 'completed', provisioned: progress.provisioned, failed: progress.failed, failures };
 }
 
+/**
+ * Provisions one chunk in the order single provisioning uses: rules first, credentials last, then
+ * the records of the devices that have both. Every EMQX request is retried per device, so a failure
+ * is one device's and names it. Devices that did not finish (their credentials failed, or the chunk
+ * failed for good) are settled against EMQX: complete ones are recorded, the rest are removed, so
+ * EMQX and the records agree and no device can connect without its ACL.
+ */
 export async function provisionFleetChunk(request: { fleetId: string; chunk: FleetChunk }): Promise<FleetChunkResult> {
   const { fleetId, chunk } = request;
   const failed = new Map<string, string>();
-
-  const imported = await batch.importCredentials({ devices: chunk.devices.map((d) => ({ username: d.username, password: d.password })) });
-  if (imported.failed > 0) {
-    // import_users reports counts only; check which users are missing, so one bad row does not fail its chunk.
-    const missing = await batch.findMissingUsers({ usernames: chunk.devices.map((d) => d.username) });
-    const missingSet = new Set(missing);
-    for (const d of chunk.devices) if (missingSet.has(d.username)) failed.set(d.clientId, 'credentials were not imported');
+  for (const d of chunk.devices) {
+    const problems = deviceInputProblems(d);
+    if (problems.length > 0) failed.set(d.clientId, problems.join('; '));
   }
+  const checked = chunk.devices.filter((d) => !failed.has(d.clientId));
+  let recorded: FleetDevice[] = [];
+  try {
+    const aclFailures = await batch.writeAclBatch({
+      entries: checked.map((d) => ({ clientId: d.clientId, rules: renderedAcl(d.acl, { clientId: d.clientId, username: d.username }) })),
+    });
+    for (const f of aclFailures) failed.set(f.clientId, `ACL not written: ${f.error}`);
+    const withAcl = checked.filter((d) => !failed.has(d.clientId));
 
-  const remaining = chunk.devices.filter((d) => !failed.has(d.clientId));
-  const aclFailures = await batch.writeAclBatch({ entries: remaining.map((d) => ({ clientId: d.clientId, rules: d.acl })) });
-  for (const f of aclFailures) failed.set(f.clientId, f.error);
+    const credentialFailures = await batch.importCredentialsBatch({ devices: withAcl.map((d) => ({ clientId: d.clientId, hash: d.credentials })) });
+    for (const f of credentialFailures) failed.set(f.clientId, `credentials not stored: ${f.error}`);
 
-  const provisioned = remaining.filter((d) => !failed.has(d.clientId));
-  await batch.saveFleetDeviceRecords({
-    devices: provisioned.map((d) => ({ clientId: d.clientId, username: d.username, acl: d.acl, subscriptions: d.subscriptions, tags: d.tags })),
-  });
-  await batch.applySubscriptionsBatch({
-    entries: provisioned.filter((d) => d.subscriptions.length > 0).map((d) => ({ clientId: d.clientId, subscriptions: d.subscriptions })),
-  });
+    const unfinished = [...aclFailures, ...credentialFailures].map((f) => f.clientId);
+    const settled = unfinished.length > 0 ? await settle.settleFleetDevices({ clientIds: unfinished }) : [];
+    const kept = new Set(settled.filter((s) => s.state === 'complete').map((s) => s.clientId));
+    for (const f of credentialFailures) {
+      failed.set(f.clientId, kept.has(f.clientId) ? `${failed.get(f.clientId)}; EMQX keeps its earlier credentials and the new rules: provision it again` : `${failed.get(f.clientId)}; its rules were removed`);
+    }
+
+    recorded = withAcl.filter((d) => !failed.has(d.clientId) || kept.has(d.clientId));
+    await batch.saveFleetDeviceRecords({
+      devices: recorded.map((d) => ({ clientId: d.clientId, username: d.username, acl: d.acl, subscriptions: d.subscriptions, tags: d.tags })),
+    });
+    await batch.applySubscriptionsBatch({
+      entries: recorded.filter((d) => !failed.has(d.clientId) && d.subscriptions.length > 0).map((d) => ({ clientId: d.clientId, subscriptions: d.subscriptions })),
+    });
+  } catch (err) {
+    recorded = await settleFailedChunk(checked, failureMessage(err), failed);
+  }
   await batch.recordFleetResults({
     fleetId,
     results: chunk.devices.map((d) => {
@@ -173,5 +202,23 @@ export async function provisionFleetChunk(request: { fleetId: string; chunk: Fle
     }),
   });
   const failures = [...failed].map(([clientId, error]) => ({ clientId, error }));
-  return { provisioned: provisioned.length, failed: failures.length, failures: failures.slice(0, MAX_LISTED_FAILURES) };
+  return { provisioned: chunk.devices.length - failures.length, failed: failures.length, failures: failures.slice(0, MAX_LISTED_FAILURES) };
+}
+
+/**
+ * A chunk step failed for good: every device of the chunk is settled against EMQX, devices EMQX
+ * holds completely are recorded (and count as provisioned), the others fail with the chunk's error.
+ */
+async function settleFailedChunk(devices: FleetDevice[], error: string, failed: Map<string, string>): Promise<FleetDevice[]> {
+  const settled = await settle.settleFleetDevices({ clientIds: devices.map((d) => d.clientId) });
+  const complete = new Set(settled.filter((s) => s.state === 'complete').map((s) => s.clientId));
+  const recorded = devices.filter((d) => complete.has(d.clientId));
+  await settle.saveFleetDeviceRecords({
+    devices: recorded.map((d) => ({ clientId: d.clientId, username: d.username, acl: d.acl, subscriptions: d.subscriptions, tags: d.tags })),
+  });
+  for (const d of devices) {
+    if (complete.has(d.clientId)) failed.delete(d.clientId);
+    else failed.set(d.clientId, `not provisioned (its partial setup was removed): ${error}`);
+  }
+  return recorded;
 }

@@ -30,13 +30,16 @@ async function main(): Promise<void> {
   try {
     if (wanted('devicePresence')) await recordPresence(stack, save);
     if (wanted('runCampaign') || wanted('devicePresenceCampaignWait') || wanted('runCampaignDrain')) await recordCampaign(stack, save);
-    if (only.size === 0) await recordDeviceAdministration(stack, save);
+    if (DEVICE_ADMINISTRATION.some(wanted)) await recordDeviceAdministration(stack, save);
     writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   } finally {
     await stack.close();
   }
 }
 
+const DEVICE_ADMINISTRATION = ['provisionDevice', 'setDeviceAcl', 'setDesiredSubscriptions', 'rotateCredentials', 'kickDevice', 'deprovisionDevice', 'provisionFleet', 'provisionFleetChunk'];
+
+/** Records every device-administration workflow (asking for one of them records them all). */
 async function recordDeviceAdministration(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
   const { ops } = stack;
   await ops.provision({ clientId: 'replay-1', password: 'replay-password', acl: [{ permission: 'allow', action: 'publish', topic: 'a/${clientid}' }], subscriptions: [{ topic: 'c/replay-1', qos: 1 }] });
@@ -45,7 +48,7 @@ async function recordDeviceAdministration(stack: Awaited<ReturnType<typeof start
   await save('setDeviceAcl', 'acl/replay-1');
   await ops.setSubscriptions('replay-1', [{ topic: 'c/x', qos: 0 }]);
   await save('setDesiredSubscriptions', 'subscriptions/replay-1');
-  await (await ops.startRotation({ clientId: 'replay-1', generatePassword: true, kick: true })).result();
+  await (await ops.startRotation({ clientId: 'replay-1', generatePassword: true, kick: true })).handle.result();
   await save('rotateCredentials', 'rotate/replay-1');
   await ops.kick('replay-1');
   await save('kickDevice', 'kick/replay-1');

@@ -17,7 +17,7 @@ describe('provisionFleet', () => {
   it('imports a file of devices in chunks with per-device results and a small history', async () => {
     const count = FLEET_CHUNK_SIZE * 2 + 37;
     const lines = ['clientId,password,acl,subscriptions,tags'];
-    for (let i = 0; i < count; i++) lines.push(`fleet-${i},password-${i}-xyz,allow publish fleet/\${clientid}/up,fleet/fleet-${i}/cmd:1,batch-a`);
+    for (let i = 0; i < count; i++) lines.push(`fleet-${i},password-${i}-xyz,allow publish fleet/\${clientid}/up;allow subscribe fleet/\${clientid}/cmd,fleet/fleet-${i}/cmd:1,batch-a`);
     const devices = parseFleetFile(lines.join('\n'), 'csv');
 
     const { fleetId, handle } = await env.ops.startFleetProvisioning(devices);
@@ -27,7 +27,8 @@ describe('provisionFleet', () => {
     const users = await env.emqx.listAllUsers({ like_user_id: 'fleet-' });
     expect(users).toHaveLength(count);
     expect(await env.emqx.getAclRules({ clientid: `fleet-${count - 1}` })).toEqual([
-      expect.objectContaining({ permission: 'allow', action: 'publish', topic: 'fleet/${clientid}/up' }),
+      expect.objectContaining({ permission: 'allow', action: 'publish', topic: `fleet/fleet-${count - 1}/up` }),
+      expect.objectContaining({ permission: 'allow', action: 'subscribe', topic: `fleet/fleet-${count - 1}/cmd` }),
       expect.objectContaining({ permission: 'deny', action: 'all', topic: '#' }),
     ]);
     expect(await env.history.fleetResultsOf(fleetId, 'provisioned')).toHaveLength(count);
