@@ -10,10 +10,11 @@ import { bindListener, PortInUseError, type BoundListener } from './listeners';
 import { BrokerMetrics, MessageRateSampler } from './metrics';
 import { installAccessControl } from './mqtt-access';
 import { followBrokerEvents } from './mqtt-events';
+import { discardPersistedSession, keepAedesQueueForConnectedClients } from './offline-sessions';
 import { MessagePublisher } from './publish';
 import { RuleEngine } from './rule-engine/rule-engine';
 import type { ActionMetrics } from './rule-engine/webhook-delivery';
-import { SessionRegistry } from './sessions';
+import { DEFAULT_QUEUE_SETTINGS, SessionRegistry } from './sessions';
 import { BrokerStats } from './stats';
 import { AuthnUserStore } from './users';
 
@@ -26,9 +27,9 @@ import { AuthnUserStore } from './users';
  * - MQTT 3.1 and 3.1.1 only. aedes 1.x refuses MQTT 5 CONNECTs ("Unacceptable protocol
  *   version"), so MQTT 5 properties, reason codes and session expiry cannot be exercised here.
  * - One node (`emqx@127.0.0.1`); no clustering, shared subscriptions, bridges or TLS.
- * - Only connected clients appear in the clients, subscriptions and topics APIs; aedes keeps
- *   the sessions of disconnected `clean_session=false` clients for queued messages, but they
- *   are not listed, and REST subscribe on their behalf answers 404.
+ * - Offline persistent sessions (`clean_session=false`) are kept for EMQX's default 2 hours,
+ *   listed with `connected: false`, and queue what their subscriptions match; REST subscribe on
+ *   their behalf answers 404 (EMQX would subscribe the offline session).
  * - State lives in memory and is lost on close.
  */
 
@@ -56,6 +57,10 @@ export interface BrokerOptions {
   authzNoMatch?: 'allow' | 'deny';
   /** Default true: built-in database authentication with user_id_type username. */
   authenticationEnabled?: boolean;
+  /** `mqtt.max_mqueue_len` of offline sessions; default 1000 like EMQX, 0 = no limit. */
+  maxMqueueLen?: number;
+  /** `mqtt.mqueue_store_qos0`; default true like EMQX. */
+  mqueueStoreQos0?: boolean;
   faults?: Partial<FaultConfig>;
   /** Optional; default silent. */
   logger?: Logger;
@@ -83,16 +88,24 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   const host = opts.host ?? '127.0.0.1';
   const logger = opts.logger ?? pino({ level: 'silent' });
   const faults = new FaultSwitchboard(opts.faults ?? {});
-  const sessions = new SessionRegistry();
+  const metrics = new BrokerMetrics();
+  const queueSettings = {
+    maxMqueueLen: opts.maxMqueueLen ?? DEFAULT_QUEUE_SETTINGS.maxMqueueLen,
+    storeQos0: opts.mqueueStoreQos0 ?? DEFAULT_QUEUE_SETTINGS.storeQos0,
+  };
+  const aedes = await Aedes.createBroker();
+  const sessions = new SessionRegistry(queueSettings, (expired) => {
+    metrics.inc('session.terminated');
+    discardPersistedSession(aedes, expired.clientid).catch((err: unknown) => logger.warn({ err }, 'could not discard an expired session'));
+  });
   const users = new AuthnUserStore();
   const acl = new AclRuleStore();
-  const metrics = new BrokerMetrics();
   const stats = new BrokerStats(sessions);
   const dispatcher = new Agent({ connect: { timeout: 15_000 }, connections: 64 });
   const ruleEngine = new RuleEngine({ dispatcher, faults, logger: logger.child({ component: 'rule-engine' }) });
 
-  const aedes = await Aedes.createBroker();
   const brokerEvents: EventEmitter = aedes;
+  keepAedesQueueForConnectedClients(aedes);
   brokerEvents.on('error', (err: Error) => logger.error({ err }, 'mqtt broker error'));
   const publisher = new MessagePublisher(aedes, sessions);
   installAccessControl(aedes, {
@@ -120,6 +133,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   const shutDown = async (): Promise<void> => {
     ruleEngine.stop();
     rates.stop();
+    sessions.clearOffline();
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     await Promise.all(listeners.map((l) => l.close()));
     await api.close();

@@ -1,6 +1,7 @@
 import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
 import { newMessageId } from './emqx-formats';
 import type { BrokerMetrics } from './metrics';
+import { deliverQueued } from './offline-sessions';
 import type { MessagePublisher } from './publish';
 import {
   clientConnectedEvent,
@@ -10,7 +11,7 @@ import {
   sessionUnsubscribedEvent,
 } from './rule-engine/events';
 import type { RuleEngine } from './rule-engine/rule-engine';
-import type { DisconnectReason, SessionRegistry } from './sessions';
+import type { DisconnectReason, OfflineSession, SessionRegistry } from './sessions';
 import type { BrokerStats } from './stats';
 import { isSystemTopic } from './topic';
 
@@ -36,9 +37,18 @@ interface ClientInternals {
 
 export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
   const { sessions, metrics, stats, ruleEngine, publisher } = deps;
+  /** Offline sessions resumed by a connection, until its CONNACK is out and their queue can be sent. */
+  const resuming = new WeakMap<Client, OfflineSession>();
 
   aedes.on('client', (client) => {
+    // A clean start discards an offline session (aedes has already dropped its stored subscriptions).
+    const offline = sessions.takeOffline(client.id);
+    if (offline && client.clean) metrics.inc('session.discarded');
     const session = sessions.register(client);
+    if (offline && !client.clean) {
+      session.createdAt = offline.createdAt;
+      resuming.set(client, offline);
+    }
     // A resumed session's subscriptions are restored by aedes without a `subscribe` event.
     for (const [topic, sub] of Object.entries(internals(client).subscriptions ?? {})) {
       session.subscriptions.set(topic, { qos: sub.qos, nl: sub.nl ? 1 : 0, rap: sub.rap ? 1 : 0, rh: sub.rh ?? 0 });
@@ -49,10 +59,13 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
   aedes.on('clientReady', (client) => {
     const session = sessions.of(client);
     if (!session) return;
+    const resumed = resuming.get(client);
+    resuming.delete(client);
     metrics.inc('client.connected');
     metrics.inc('client.connack');
-    metrics.inc('session.created');
+    metrics.inc(resumed ? 'session.resumed' : 'session.created');
     ruleEngine.fireEvent('$events/client_connected', clientConnectedEvent(session));
+    if (resumed) deliverQueued(client, resumed, metrics);
   });
 
   aedes.on('keepaliveTimeout', (client) => markReason(client, 'keepalive_timeout'));
@@ -61,8 +74,9 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
     const session = sessions.unregister(client);
     if (!session) return;
     const reason = session.disconnectReason ?? (internals(client)._disconnected ? 'normal' : 'tcp_closed');
+    session.disconnectReason = reason;
     metrics.inc('client.disconnected');
-    metrics.inc('session.terminated');
+    if (!sessions.park(session)) metrics.inc('session.terminated');
     ruleEngine.fireEvent('$events/client_disconnected', clientDisconnectedEvent(session, reason, Date.now()));
     stats.observe();
   });
@@ -102,6 +116,16 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
       metrics.inc('messages.dropped');
       metrics.inc('messages.dropped.no_subscribers');
     }
+    const expiresAt = publisher.expiresAtOf(packet);
+    const offline = sessions.enqueueOffline({
+      topic: packet.topic,
+      payload,
+      qos: packet.qos,
+      retain: packet.retain,
+      ...(expiresAt !== undefined ? { expiresAt } : {}),
+    });
+    for (let i = 0; i < offline.droppedQueueFull; i++) countDeliveryDropped('delivery.dropped.queue_full');
+    for (let i = 0; i < offline.droppedQos0; i++) countDeliveryDropped('delivery.dropped.qos0_msg');
     ruleEngine.fireMessagePublish(
       packet.topic,
       messagePublishEvent({
@@ -116,6 +140,11 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
       }),
     );
   });
+
+  function countDeliveryDropped(reason: 'delivery.dropped.queue_full' | 'delivery.dropped.qos0_msg'): void {
+    metrics.inc('delivery.dropped');
+    metrics.inc(reason);
+  }
 
   function markReason(client: Client, reason: DisconnectReason): void {
     if (sessions.of(client)) sessions.markDisconnectReason(client.id, reason);

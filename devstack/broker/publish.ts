@@ -6,9 +6,11 @@ import type { SessionRegistry } from './sessions';
 import { isValidTopicName } from './topic';
 
 /**
- * `POST /publish` and `/publish/bulk` (reference §5). Messages come from the internal sender
- * `http_api` and skip authorization. 200 with the message id when a subscriber matched, 202
- * `no_matching_subscribers` otherwise (a retained message is still stored).
+ * `POST /publish` and `/publish/bulk` (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl).
+ * Messages come from the internal sender `http_api` and skip authorization. 200 with the message
+ * id when a subscriber matched, an offline persistent session's subscription included (the
+ * message is queued in that session), 202 `no_matching_subscribers` otherwise (a retained message
+ * is still stored).
  */
 
 export const PublishRequest = z.looseObject({
@@ -17,8 +19,11 @@ export const PublishRequest = z.looseObject({
   payload_encoding: z.enum(['plain', 'base64']).default('plain'),
   qos: z.number().int().min(0).max(2).default(0),
   retain: z.boolean().default(false),
-  /** MQTT 5 properties: accepted and ignored, MQTT 3.1.1 clients cannot receive them. */
-  properties: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * MQTT 5 properties. MQTT 3.1.1 clients cannot receive them; `message_expiry_interval` (seconds)
+   * still limits how long the message waits in an offline session's queue.
+   */
+  properties: z.looseObject({ message_expiry_interval: z.number().int().min(0).optional() }).optional(),
   /** Deprecated since 5.0.14 and ignored by EMQX. */
   clientid: z.string().optional(),
 });
@@ -39,6 +44,8 @@ interface PreparedMessage {
   payload: Buffer;
   qos: 0 | 1 | 2;
   retain: boolean;
+  /** Seconds; 0 or absent: no expiry. */
+  messageExpiryInterval?: number;
 }
 
 /** mqtt.max_packet_size default. */
@@ -46,7 +53,7 @@ const MAX_PACKET_SIZE = 1024 * 1024;
 
 export class MessagePublisher {
   /** Per packet published through REST: its id and whether a subscriber matched (looked up once). */
-  private readonly published = new WeakMap<object, { id: string; matched: boolean }>();
+  private readonly published = new WeakMap<object, { id: string; matched: boolean; expiresAt?: number }>();
 
   constructor(
     private readonly aedes: Aedes,
@@ -63,14 +70,16 @@ export class MessagePublisher {
     if (payload.length + Buffer.byteLength(request.topic) > MAX_PACKET_SIZE) {
       throw new PublishRejected({ reason_code: 151, message: 'packet_too_large' });
     }
-    return { topic: request.topic, payload, qos: request.qos as 0 | 1 | 2, retain: request.retain };
+    const expiry = request.properties?.message_expiry_interval;
+    return { topic: request.topic, payload, qos: request.qos as 0 | 1 | 2, retain: request.retain, ...(expiry ? { messageExpiryInterval: expiry } : {}) };
   }
 
   async publish(message: PreparedMessage): Promise<PublishResult> {
     const matched = this.sessions.hasSubscriberFor(message.topic);
     const id = newMessageId();
     const packet: PublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false };
-    this.published.set(packet, { id, matched });
+    const expiresAt = message.messageExpiryInterval ? Date.now() + message.messageExpiryInterval * 1000 : undefined;
+    this.published.set(packet, { id, matched, ...(expiresAt !== undefined ? { expiresAt } : {}) });
     await new Promise<void>((resolve, reject) => this.aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
     return matched
       ? { delivered: true, body: { id } }
@@ -80,6 +89,11 @@ export class MessagePublisher {
   /** The id returned to the REST caller, so the `message.publish` event carries the same one. */
   messageIdOf(packet: object): string | undefined {
     return this.published.get(packet)?.id;
+  }
+
+  /** When a REST-published message with a Message-Expiry-Interval expires (epoch ms). */
+  expiresAtOf(packet: object): number | undefined {
+    return this.published.get(packet)?.expiresAt;
   }
 
   /** Whether a subscriber matched a packet published through REST (undefined for MQTT publishes). */

@@ -2,12 +2,12 @@ import type { Client, ConnectPacket } from 'aedes';
 import { topicMatchesFilter } from './topic';
 
 /**
- * Live MQTT connections with what the EMQX clients API and rule-engine events report about
- * them. aedes keeps the protocol state; this keeps the facts aedes does not expose (connect
- * packet fields, peer addresses, timestamps, counters, the reason a connection ended).
- *
- * Only connected clients are listed: sessions of disconnected `clean_session=false` clients
- * are kept by aedes for message queuing but are not shown (see index.ts).
+ * MQTT sessions with what the EMQX clients API and rule-engine events report about them. aedes
+ * keeps the protocol state of connections; this keeps the facts aedes does not expose (connect
+ * packet fields, peer addresses, timestamps, counters, the reason a connection ended) and the
+ * sessions of disconnected persistent clients (`clean_session=false`), with their subscriptions
+ * and message queue, as EMQX's in-memory sessions do
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_session_mem.erl).
  */
 
 export type DisconnectReason = 'normal' | 'kicked' | 'keepalive_timeout' | 'takenover' | 'discarded' | 'tcp_closed';
@@ -19,8 +19,8 @@ export interface SubscriptionOptions {
   rh: number;
 }
 
-export interface LiveSession {
-  client: Client;
+/** What a session knows about its client, connected or not. */
+export interface SessionFacts {
   clientid: string;
   username: string | undefined;
   isSuperuser: boolean;
@@ -41,6 +41,39 @@ export interface LiveSession {
   sendMsg: number;
   disconnectReason?: DisconnectReason;
 }
+
+export interface LiveSession extends SessionFacts {
+  client: Client;
+}
+
+/** A message waiting in an offline session's queue (emqx_mqueue), with the QoS it will be delivered at. */
+export interface QueuedMessage {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  /** Epoch ms after which it is dropped instead of delivered (MQTT 5 Message-Expiry-Interval). */
+  expiresAt?: number;
+}
+
+/** A persistent session whose client is disconnected: kept until it expires, is resumed or is discarded. */
+export interface OfflineSession extends SessionFacts {
+  disconnectedAt: number;
+  mqueue: QueuedMessage[];
+  /** Messages dropped because the queue was full (the oldest go first). */
+  mqueueDropped: number;
+  expiryTimer: NodeJS.Timeout;
+}
+
+/** The zone's `mqtt` settings that shape offline queues (EMQX defaults). */
+export interface QueueSettings {
+  /** `max_mqueue_len`; 0 = no limit. */
+  maxMqueueLen: number;
+  /** `mqueue_store_qos0`. */
+  storeQos0: boolean;
+}
+
+export const DEFAULT_QUEUE_SETTINGS: QueueSettings = { maxMqueueLen: 1000, storeQos0: true };
 
 interface ConnectFacts {
   protoName: string;
@@ -65,6 +98,13 @@ const PERSISTENT_SESSION_EXPIRY_SEC = 7_200;
 export class SessionRegistry {
   private readonly connecting = new WeakMap<Client, ConnectFacts>();
   private readonly live = new Map<string, LiveSession>();
+  private readonly offline = new Map<string, OfflineSession>();
+
+  constructor(
+    readonly queueSettings: QueueSettings = DEFAULT_QUEUE_SETTINGS,
+    /** Called when an offline session expires (its persisted subscriptions are dropped). */
+    private readonly onExpired: (session: OfflineSession) => void = () => undefined,
+  ) {}
 
   /** From the CONNECT packet, before authentication. */
   noteConnectPacket(client: Client, packet: ConnectPacket): void {
@@ -148,9 +188,12 @@ export class SessionRegistry {
     if (session && session.disconnectReason === undefined) session.disconnectReason = reason;
   }
 
-  /** Whether any live subscription would receive a message on `topic`. */
+  /**
+   * Whether any subscription would receive a message on `topic`. An offline session's
+   * subscriptions count: EMQX keeps their routes, and queues what they match.
+   */
   hasSubscriberFor(topic: string): boolean {
-    for (const session of this.live.values()) {
+    for (const session of this.allSessions()) {
       for (const filter of session.subscriptions.keys()) {
         if (topicMatchesFilter(topic, filter)) return true;
       }
@@ -160,15 +203,101 @@ export class SessionRegistry {
 
   subscriptionCount(): number {
     let total = 0;
-    for (const session of this.live.values()) total += session.subscriptions.size;
+    for (const session of this.allSessions()) total += session.subscriptions.size;
     return total;
   }
 
   /** The routing table: each distinct topic filter once. */
   routedFilters(): string[] {
     const filters = new Set<string>();
-    for (const session of this.live.values()) for (const filter of session.subscriptions.keys()) filters.add(filter);
+    for (const session of this.allSessions()) for (const filter of session.subscriptions.keys()) filters.add(filter);
     return [...filters];
+  }
+
+  private *allSessions(): Iterable<SessionFacts> {
+    yield* this.live.values();
+    yield* this.offline.values();
+  }
+
+  // ---- offline persistent sessions ----
+
+  /**
+   * Keeps the session of a client that just disconnected, if it outlives its connection: MQTT
+   * 3.1.1 `clean_session=false` (or an MQTT 5 Session Expiry Interval above 0), and the
+   * connection ended without the session being kicked, taken over or discarded.
+   */
+  park(session: LiveSession, now = Date.now()): OfflineSession | undefined {
+    const reason = session.disconnectReason;
+    if (session.expiryInterval <= 0 || reason === 'kicked' || reason === 'takenover' || reason === 'discarded') return undefined;
+    const { client: _client, ...facts } = session;
+    const expiryTimer = setTimeout(() => this.expire(session.clientid), Math.min(session.expiryInterval * 1000, 2 ** 31 - 1));
+    expiryTimer.unref();
+    const parked: OfflineSession = { ...facts, disconnectedAt: now, mqueue: [], mqueueDropped: 0, expiryTimer };
+    this.offline.set(session.clientid, parked);
+    return parked;
+  }
+
+  getOffline(clientid: string): OfflineSession | undefined {
+    return this.offline.get(clientid);
+  }
+
+  listOffline(): OfflineSession[] {
+    return [...this.offline.values()];
+  }
+
+  /** Connected clients and offline sessions together (EMQX's `sessions.count`). */
+  sessionCount(): number {
+    return this.live.size + this.offline.size;
+  }
+
+  /** Removes an offline session (resumed by a new connection, or discarded); undefined if there was none. */
+  takeOffline(clientid: string): OfflineSession | undefined {
+    const session = this.offline.get(clientid);
+    if (!session) return undefined;
+    clearTimeout(session.expiryTimer);
+    this.offline.delete(clientid);
+    return session;
+  }
+
+  /**
+   * Queues a published message in every offline session with a matching subscription, once per
+   * matching filter as EMQX routes it, at the lower of the message's and the subscription's QoS
+   * (`upgrade_qos = false`). QoS 0 is queued only while `mqueue_store_qos0`; a full queue drops
+   * its oldest message (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_mqueue.erl `in/2`).
+   */
+  enqueueOffline(message: QueuedMessage): { queued: number; droppedQueueFull: number; droppedQos0: number } {
+    const counts = { queued: 0, droppedQueueFull: 0, droppedQos0: 0 };
+    const { maxMqueueLen, storeQos0 } = this.queueSettings;
+    for (const session of this.offline.values()) {
+      for (const [filter, options] of session.subscriptions) {
+        if (!topicMatchesFilter(message.topic, filter)) continue;
+        const qos = Math.min(message.qos, options.qos) as 0 | 1 | 2;
+        if (qos === 0 && !storeQos0) {
+          counts.droppedQos0 += 1;
+          continue;
+        }
+        // Retain As Published 0: the retain flag is cleared on delivery (emqx_session enrich_subopts/4).
+        session.mqueue.push({ ...message, qos, retain: options.rap === 1 ? message.retain : false });
+        if (maxMqueueLen > 0 && session.mqueue.length > maxMqueueLen) {
+          session.mqueue.shift();
+          session.mqueueDropped += 1;
+          counts.droppedQueueFull += 1;
+        }
+        counts.queued += 1;
+      }
+    }
+    return counts;
+  }
+
+  private expire(clientid: string): void {
+    const session = this.takeOffline(clientid);
+    if (session) this.onExpired(session);
+  }
+
+  /** Stops the expiry timers (the broker is closing). */
+  clearOffline(): void {
+    for (const session of this.offline.values()) clearTimeout(session.expiryTimer);
+    this.offline.clear();
   }
 }
 

@@ -1,8 +1,8 @@
-import { ApplicationFailure, getClient, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure, getClient, heartbeat, log } from '@temporalio/activity';
 import { CAMPAIGN_CHUNK_SIZE, chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
 import { ChunkLedger } from '../domain/campaign-chunk';
-import { applyOutcome, cancel, expire, isDue, wake, type AttemptOutcome, type TargetState } from '../domain/campaign-target-state';
+import { applyOutcome, cancel, confirmAtDevice, expire, isDue, wake, type AttemptOutcome, type DeviceSession, type TargetState } from '../domain/campaign-target-state';
 import { TemplateError } from '../domain/campaign-template';
 import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
@@ -51,6 +51,8 @@ export type CampaignEnding = 'expire' | 'cancel';
 /** How many EMQX /publish calls run at once when a bulk request must be split to find a bad message. */
 const SINGLE_PUBLISH_CONCURRENCY = 16;
 const CACHED_CHUNKS = 64;
+/** Client ids per `GET /clients?clientid=...` session lookup (each id is a query parameter). */
+const SESSION_LOOKUP_SIZE = 100;
 
 /** A small insertion-ordered cache for immutable data (message templates, chunk target lists). */
 class BoundedCache<V> {
@@ -148,6 +150,47 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     });
   }
 
+  /**
+   * The sessions EMQX has for these devices (`GET /clients` with repeated `clientid`, which lists
+   * offline persistent sessions too). A session without any subscription counts as none: no
+   * message can have been routed to it.
+   */
+  async function sessionsOf(clientIds: readonly string[]): Promise<Map<string, DeviceSession>> {
+    const found = new Map<string, DeviceSession>();
+    for (let from = 0; from < clientIds.length; from += SESSION_LOOKUP_SIZE) {
+      const ids = [...new Set(clientIds.slice(from, from + SESSION_LOOKUP_SIZE))];
+      const page = await deps.emqx.listClients({ clientid: ids, limit: ids.length });
+      for (const client of page.data) {
+        if (client.subscriptions_cnt === 0) continue;
+        found.set(client.clientid, client.connected === false ? 'offline' : 'connected');
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Publishes, and tells for each message EMQX accepted whether the target device itself had it
+   * (confirmAtDevice), from its session read before and after the publish. A failed read before
+   * fails the attempt (nothing was published); a failed read after keeps EMQX's answers unconfirmed
+   * rather than publish them again.
+   */
+  async function publishConfirmed(transport: Transport, clientIds: string[], messages: RenderedMessage[]): Promise<AttemptOutcome[]> {
+    const before = await sessionsOf(clientIds).catch((err: unknown) => {
+      throw asActivityFailure(err);
+    });
+    const outcomes = transport === 'mqtt' ? await publishMqtt(messages) : await publishRest(messages.map(toRestMessage));
+    const accepted = clientIds.filter((_, k) => outcomes[k]?.kind === 'delivered');
+    if (accepted.length === 0) return outcomes;
+    let after: Map<string, DeviceSession>;
+    try {
+      after = await sessionsOf(accepted);
+    } catch (err) {
+      log.warn('could not read the sessions of devices after publishing; their deliveries are not confirmed', { error: String(err) });
+      return outcomes;
+    }
+    return outcomes.map((outcome, k) => confirmAtDevice(outcome, before.get(clientIds[k] as string), after.get(clientIds[k] as string)));
+  }
+
   /** Renders and publishes; a target that cannot be rendered fails alone. */
   async function publishTargets(transport: Transport, template: MessageTemplate, targets: CampaignTarget[]): Promise<AttemptOutcome[]> {
     const outcomes: (AttemptOutcome | undefined)[] = targets.map(() => undefined);
@@ -161,8 +204,11 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       }
     });
     if (rendered.length > 0) {
-      const published =
-        transport === 'mqtt' ? await publishMqtt(rendered.map((r) => r.message)) : await publishRest(rendered.map((r) => toRestMessage(r.message)));
+      const published = await publishConfirmed(
+        transport,
+        rendered.map((r) => (targets[r.position] as CampaignTarget).clientId),
+        rendered.map((r) => r.message),
+      );
       rendered.forEach((r, k) => (outcomes[r.position] = published[k]));
     }
     return outcomes.map((o) => o ?? { kind: 'transient', error: 'no outcome' });

@@ -14,6 +14,8 @@ export interface TargetState {
   firstAt?: number;
   finishedAt?: number;
   messageId?: string;
+  /** Delivered targets: how the message reached the device (see DeviceDelivery). */
+  delivery?: DeviceDelivery;
   lastError?: string;
   /** The failure type of the last unsuccessful attempt. */
   lastFailure?: 'no_subscriber' | 'transient';
@@ -23,9 +25,19 @@ export interface TargetState {
   wakeLeft?: number;
 }
 
+/**
+ * How a delivered message reached its target device: `connected` = sent to the device's live
+ * connection; `queued` = put in the device's offline persistent session, which EMQX delivers when
+ * the device resumes it (docs/campaign-delivery.md).
+ */
+export type DeviceDelivery = 'connected' | 'queued';
+
+/** The target device's session as EMQX lists it: connected, offline (persistent session kept), or none (absent). */
+export type DeviceSession = 'connected' | 'offline';
+
 /** What one publish attempt produced. */
 export type AttemptOutcome =
-  | { kind: 'delivered'; messageId?: string }
+  | { kind: 'delivered'; messageId?: string; delivery?: DeviceDelivery }
   | { kind: 'no_subscriber' }
   | { kind: 'transient'; error: string }
   | { kind: 'rejected'; error: string };
@@ -80,6 +92,7 @@ export function applyOutcome(state: TargetState, outcome: AttemptOutcome, policy
     if (state.noSubscriberCount !== undefined) done.noSubscriberCount = state.noSubscriberCount;
     if (state.transientCount !== undefined) done.transientCount = state.transientCount;
     if (outcome.messageId) done.messageId = outcome.messageId;
+    if (outcome.delivery) done.delivery = outcome.delivery;
     return done;
   }
   const attempted: TargetState = { ...state, attempts: state.attempts + 1, firstAt: state.firstAt ?? now };
@@ -91,6 +104,20 @@ export function applyOutcome(state: TargetState, outcome: AttemptOutcome, policy
     case 'rejected':
       return finish(attempted, 'failed', now, outcome.error);
   }
+}
+
+/**
+ * Whether a message EMQX accepted reached the target device itself. EMQX answers a publish with
+ * success when any subscriber matches (a `#` monitoring client, a data pipeline), so the answer
+ * alone says nothing about the device. The device's session, read just before and just after the
+ * publish, does: with a session both times the device (connected, or offline with a persistent
+ * session that queues the message) subscribed as routed; without one at either read, the message
+ * reached other subscribers only, and the target is treated as not reached (no subscriber).
+ */
+export function confirmAtDevice(outcome: AttemptOutcome, before: DeviceSession | undefined, after: DeviceSession | undefined): AttemptOutcome {
+  if (outcome.kind !== 'delivered') return outcome;
+  if (before === undefined || after === undefined) return { kind: 'no_subscriber' };
+  return { ...outcome, delivery: before === 'connected' && after === 'connected' ? 'connected' : 'queued' };
 }
 
 /** A reconnect signal: a waiting (or no-subscriber retrying) target is tried again now, a few times. */

@@ -12,7 +12,7 @@ import {
 } from '../domain/campaign';
 import { ChunkLedger, type ChunkLedgerData, type Effort } from '../domain/campaign-chunk';
 import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
-import { NO_SUBSCRIBER_ERROR, type TargetState } from '../domain/campaign-target-state';
+import { NO_SUBSCRIBER_ERROR, type DeviceDelivery, type TargetState } from '../domain/campaign-target-state';
 
 /**
  * Campaign storage. Targets live here, not in workflow input, in chunks of one size per campaign
@@ -69,6 +69,8 @@ export interface CampaignTargetRecord {
   status: TargetStatus;
   attempts: number;
   messageId?: string;
+  /** Delivered targets: `connected` (sent to the device's connection) or `queued` (in its offline persistent session). */
+  delivery?: DeviceDelivery;
   lastError?: string;
   firstAttemptAt?: string;
   finishedAt: string;
@@ -439,6 +441,7 @@ function iso(ms: number | undefined): string | undefined {
 function targetDocument(record: CampaignTargetRecord): TargetDocument {
   const doc: TargetDocument = { _id: targetKey(record.campaignId, record.clientId), status: record.status, attempts: record.attempts } as TargetDocument;
   if (record.messageId !== undefined) doc.messageId = record.messageId;
+  if (record.delivery !== undefined) doc.delivery = record.delivery;
   if (record.lastError !== undefined) doc.lastError = record.lastError;
   if (record.firstAttemptAt !== undefined && !(record.attempts === 1 && record.firstAttemptAt === record.finishedAt)) doc.firstAttemptAt = record.firstAttemptAt;
   doc.finishedAt = record.finishedAt;
@@ -462,6 +465,7 @@ export function resultRow(target: CampaignTarget, state: TargetState | undefined
   const s = state ?? { status: 'pending' as const, attempts: 0 };
   const row: CampaignResultRow = { clientId: target.clientId, status: s.status, attempts: s.attempts };
   if (s.messageId) row.messageId = s.messageId;
+  if (s.delivery) row.delivery = s.delivery;
   if (s.lastError) row.lastError = s.lastError;
   const firstAt = iso(s.firstAt);
   if (firstAt) row.firstAttemptAt = firstAt;
@@ -476,6 +480,7 @@ export function resultRow(target: CampaignTarget, state: TargetState | undefined
 export function finalRecord(campaignId: string, clientId: string, state: TargetState): CampaignTargetRecord {
   const record: CampaignTargetRecord = { campaignId, clientId, status: state.status, attempts: state.attempts } as CampaignTargetRecord;
   if (state.messageId) record.messageId = state.messageId;
+  if (state.delivery) record.delivery = state.delivery;
   if (state.lastError) record.lastError = state.lastError;
   const firstAt = iso(state.firstAt);
   if (firstAt) record.firstAttemptAt = firstAt;

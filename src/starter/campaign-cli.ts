@@ -198,7 +198,7 @@ export function progressBar(p: CampaignProgress, width = 30): string {
 }
 
 const FINISHED = new Set(['completed', 'cancelled', 'aborted']);
-const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt'];
+const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'delivery', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt'];
 
 /**
  * One CSV cell. Text that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR)

@@ -73,9 +73,9 @@ describe('device-ops campaign', () => {
 
     const csvOut = await cli(['campaign', 'results', campaignId]);
     const lines = csvOut.stdout.trim().split('\n');
-    expect(lines[0]).toBe('clientId,status,attempts,messageId,lastError,firstAttemptAt,finishedAt,nextAttemptAt');
+    expect(lines[0]).toBe('clientId,status,attempts,messageId,delivery,lastError,firstAttemptAt,finishedAt,nextAttemptAt');
     expect(lines).toHaveLength(7);
-    expect(lines[5]).toMatch(/^cli-c-4,offline,1,,no matching subscribers/);
+    expect(lines[5]).toMatch(/^cli-c-4,offline,1,,,no matching subscribers/);
     const jsonOut = await cli(['campaign', 'results', campaignId, '--format', 'json', '--status', 'delivered']);
     expect(JSON.parse(jsonOut.stdout).map((r: { clientId: string }) => r.clientId)).toEqual(targets.slice(0, 4));
   });

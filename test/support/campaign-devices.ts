@@ -1,7 +1,6 @@
-import type { MqttClient } from 'mqtt';
+import { connect, type MqttClient } from 'mqtt';
 import type { RunningBroker } from '../../devstack/broker';
 import type { EmqxClient } from '../../src/emqx';
-import { connectDevice } from './device-ops-env';
 
 /**
  * Real MQTT devices for campaign tests: each connects with its own credentials, subscribes to its
@@ -38,12 +37,26 @@ export class TestDevices {
 
   constructor(private readonly broker: RunningBroker) {}
 
-  /** Connects (clean session) and subscribes to `topic` (default `campaign/<id>/cmd`) before resolving. */
-  async connect(clientId: string, topic = `campaign/${clientId}/cmd`, qos: 0 | 1 = 1): Promise<void> {
-    const client = await connectDevice(this.broker, clientId, clientId, DEVICE_PASSWORD);
+  /**
+   * Connects (clean session unless `persistent`) and subscribes to `topic` (default
+   * `campaign/<id>/cmd`) before resolving. A persistent device resuming its session gets what was
+   * queued for it right after the CONNACK, so it listens before connecting.
+   */
+  async connect(clientId: string, topic = `campaign/${clientId}/cmd`, qos: 0 | 1 = 1, persistent = false): Promise<void> {
+    const client = connect(this.broker.mqttUrl, { clientId, username: clientId, password: DEVICE_PASSWORD, clean: !persistent, reconnectPeriod: 0, connectTimeout: 5_000 });
     client.on('message', (t: string, payload: Buffer) => this.arrivals.push({ clientId, topic: t, payload: payload.toString(), at: Date.now() }));
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
     await client.subscribeAsync(topic, { qos });
     this.connected.set(clientId, client);
+  }
+
+  /** Disconnects one device; a persistent one keeps its session in the broker. */
+  async disconnect(clientId: string): Promise<void> {
+    await this.connected.get(clientId)?.endAsync();
+    this.connected.delete(clientId);
   }
 
   async connectAll(clientIds: readonly string[], topic?: (id: string) => string): Promise<void> {

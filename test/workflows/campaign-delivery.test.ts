@@ -95,6 +95,60 @@ describe('campaign delivery', () => {
     expect(await store.waiting.countDocuments({ campaignId: started.campaignId })).toBe(0);
   });
 
+  it('delivers once to a device whose persistent session is offline: EMQX queues it, and its return brings no second publish', async () => {
+    const [away, here] = [uniqueName('persist-away'), uniqueName('persist-here')];
+    await registerDevices(env.emqx, [away, here]);
+    // The away device leaves its session behind (clean_session=false, subscribed), as devices on flaky links do.
+    await devices.connect(away, undefined, 1, true);
+    await devices.disconnect(away);
+    await waitFor(async () => (await env.emqx.getClient(away))?.connected === false, { what: `${away} offline with its session` });
+    await devices.connect(here);
+
+    const started = await env.ops.campaigns.start({
+      targets: { list: [away, here].map((clientId) => ({ clientId })) },
+      message: { topic: TOPIC, payload: { format: 'text', text: 'once ${clientid}' }, qos: 1 },
+      offline: { wait: true, recheckIntervalMs: 1_000, wakeRetries: 3, wakeBackoffMs: 200 },
+      deadlineMs: 8_000,
+    });
+    await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).counts.delivered === 2, { what: 'both targets delivered' });
+    expect(devices.received(away)).toHaveLength(0);
+    expect((await env.emqx.getClient(away))?.mqueue_len).toBe(1);
+    const records = Object.fromEntries((await env.ops.campaigns.finalRecords(started.campaignId)).map((r) => [r.clientId, r]));
+    expect(records[away]).toMatchObject({ status: 'delivered', delivery: 'queued', attempts: 1 });
+    expect(records[here]).toMatchObject({ status: 'delivered', delivery: 'connected', attempts: 1 });
+
+    // The device returns: the queued message arrives; nothing waits for it, so its reconnect publishes nothing more.
+    await devices.connect(away, undefined, 1, true);
+    await waitFor(() => devices.received(away).length > 0, { what: 'the queued message at the returning device' });
+    expect(await env.ops.campaigns.notifyDeviceOnline(away)).toEqual([]);
+    const summary = await env.ops.campaigns.handle(started.campaignId).result();
+    expect(summary.counts).toMatchObject({ total: 2, delivered: 2, pending: 0 });
+    expect(devices.received(away).map((a) => a.payload)).toEqual([`once ${away}`]);
+    expect(devices.received(here).map((a) => a.payload)).toEqual([`once ${here}`]);
+    await devices.disconnect(away);
+  });
+
+  it('does not count a target as delivered when only a "#" subscriber got its message', async () => {
+    const [gone, here] = [uniqueName('hash-gone'), uniqueName('hash-here')];
+    const monitor = uniqueName('monitor');
+    await registerDevices(env.emqx, [gone, here, monitor]);
+    await devices.connect(here);
+    await devices.connect(monitor, '#', 0);
+
+    const started = await env.ops.campaigns.start({
+      targets: { list: [gone, here].map((clientId) => ({ clientId })) },
+      message: { topic: TOPIC, payload: { format: 'text', text: 'hash ${clientid}' }, qos: 1 },
+    });
+    const summary = await env.ops.campaigns.handle(started.campaignId).result();
+    // EMQX accepted both messages (the monitor matched each), yet only the device that is there had its own.
+    expect(devices.received(monitor).map((a) => a.payload)).toEqual(expect.arrayContaining([`hash ${gone}`, `hash ${here}`]));
+    expect(summary.counts).toMatchObject({ total: 2, delivered: 1, offline: 1, pending: 0 });
+    const records = Object.fromEntries((await env.ops.campaigns.finalRecords(started.campaignId)).map((r) => [r.clientId, r]));
+    expect(records[gone]).toMatchObject({ status: 'offline', lastError: expect.stringContaining('no matching subscribers') });
+    expect(records[here]).toMatchObject({ status: 'delivered', delivery: 'connected' });
+    await devices.disconnect(monitor);
+  });
+
   it('retries waiting targets periodically until the deadline when no reconnect signal comes', async () => {
     const back = ids('poll', 4);
     await registerDevices(env.emqx, back);
@@ -218,6 +272,7 @@ describe('campaign delivery', () => {
       if (sizes.length === 3) return Promise.reject(new EmqxError('EMQX answered 401', { status: 401, code: 'BAD_API_KEY_OR_SECRET' }));
       return env.emqx.publishBulk(messages, opts);
     };
+    emqx.listClients = (query, opts) => env.emqx.listClients(query, opts);
     const activities = createCampaignActivities({ emqx, history: env.history });
     const run = (batchId: string) =>
       new MockActivityEnvironment().run(activities.publishCampaignBatch, {

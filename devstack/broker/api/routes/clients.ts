@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { INVALID_SUBOPTS_NL, kickClient, proxySubscribeRefusal, subscribeBatchOnBehalf, subscribeOnBehalf, unsubscribeOnBehalf } from '../../client-control';
 import { NODE_NAME, rfc3339, subscriptionView } from '../../emqx-formats';
-import type { LiveSession } from '../../sessions';
+import { discardOfflineSession } from '../../offline-sessions';
+import type { LiveSession, OfflineSession, SessionFacts } from '../../sessions';
 import { isValidTopicFilter } from '../../topic';
 import type { ApiContext } from '../context';
 import { apiError, badRequest, clientNotFound, parseBody } from '../errors';
@@ -25,7 +26,7 @@ const UnsubscribeRequest = z.object({ topic: z.string().min(1) });
 type ClientParams = { Params: { clientid: string } };
 
 /** The EMQX client object (OAS `client` schema) for a connected client. */
-export function clientInfo(session: LiveSession): Record<string, unknown> {
+export function clientInfo(session: SessionFacts): Record<string, unknown> {
   return {
     clientid: session.clientid,
     username: session.username ?? null,
@@ -70,7 +71,21 @@ export function clientInfo(session: LiveSession): Record<string, unknown> {
   };
 }
 
-function selectClients(sessions: LiveSession[], query: Query): LiveSession[] {
+/** An offline persistent session (devstack/broker/offline-sessions.ts): its last connection's facts, `connected: false`, its queue. */
+function offlineClientInfo(session: OfflineSession): Record<string, unknown> {
+  return {
+    ...clientInfo(session),
+    connected: false,
+    disconnected_at: rfc3339(session.disconnectedAt),
+    mqueue_len: session.mqueue.length,
+    mqueue_dropped: session.mqueueDropped,
+  };
+}
+
+const isOffline = (session: SessionFacts): session is OfflineSession => 'mqueue' in session;
+const infoOf = (session: SessionFacts): Record<string, unknown> => (isOffline(session) ? offlineClientInfo(session) : clientInfo(session));
+
+function selectClients(sessions: SessionFacts[], query: Query): SessionFacts[] {
   const clientids = queryValues(query, 'clientid');
   const usernames = queryValues(query, 'username');
   const connState = queryValue(query, 'conn_state');
@@ -86,7 +101,7 @@ function selectClients(sessions: LiveSession[], query: Query): LiveSession[] {
     (s) =>
       (clientids.length === 0 || clientids.includes(s.clientid)) &&
       (usernames.length === 0 || (s.username !== undefined && usernames.includes(s.username))) &&
-      (connState === undefined || connState === 'connected') &&
+      (connState === undefined || connState === (isOffline(s) ? 'disconnected' : 'connected')) &&
       (likeClientid === undefined || s.clientid.includes(likeClientid)) &&
       (likeUsername === undefined || (s.username ?? '').includes(likeUsername)) &&
       (ipAddress === undefined || s.ipAddress === ipAddress) &&
@@ -102,7 +117,7 @@ function pickFields(info: Record<string, unknown>, fields: string | undefined): 
   return Object.fromEntries(Object.entries(info).filter(([key]) => wanted.includes(key)));
 }
 
-export function registerClientRoutes(app: FastifyInstance, { aedes, sessions }: ApiContext): void {
+export function registerClientRoutes(app: FastifyInstance, { aedes, sessions, metrics }: ApiContext): void {
   const liveSession = (clientid: string): LiveSession => {
     const session = sessions.get(clientid);
     if (!session) throw clientNotFound();
@@ -111,23 +126,28 @@ export function registerClientRoutes(app: FastifyInstance, { aedes, sessions }: 
 
   app.get<{ Querystring: Query }>('/api/v5/clients', (request) => {
     const page = pageRequest(request.query);
-    const selected = selectClients(sessions.list(), request.query);
+    const selected = selectClients([...sessions.list(), ...sessions.listOffline()], request.query);
     const fuzzy = queryValue(request.query, 'like_clientid') !== undefined || queryValue(request.query, 'like_username') !== undefined;
     const result = paginate(selected, page, { withCount: !fuzzy });
     const fields = queryValue(request.query, 'fields');
-    return { ...result, data: result.data.map((s) => pickFields(clientInfo(s), fields)) };
+    return { ...result, data: result.data.map((s) => pickFields(infoOf(s), fields)) };
   });
 
   app.post('/api/v5/clients/kickout/bulk', async (request, reply) => {
     const clientids = parseBody(z.array(z.string()), request.body);
-    await Promise.all(clientids.map((id) => kickClient(aedes, sessions, id)));
+    await Promise.all(clientids.map(async (id) => (await kickClient(aedes, sessions, id)) || discardOfflineSession(aedes, sessions, metrics, id)));
     return reply.code(204).send();
   });
 
-  app.get<ClientParams>('/api/v5/clients/:clientid', (request) => clientInfo(liveSession(request.params.clientid)));
+  app.get<ClientParams>('/api/v5/clients/:clientid', (request) => {
+    const offline = sessions.getOffline(request.params.clientid);
+    return offline ? offlineClientInfo(offline) : clientInfo(liveSession(request.params.clientid));
+  });
 
   app.delete<ClientParams>('/api/v5/clients/:clientid', async (request, reply) => {
-    if (!(await kickClient(aedes, sessions, request.params.clientid))) throw clientNotFound();
+    const { clientid } = request.params;
+    const ended = (await kickClient(aedes, sessions, clientid)) || (await discardOfflineSession(aedes, sessions, metrics, clientid));
+    if (!ended) throw clientNotFound();
     return reply.code(204).send();
   });
 
