@@ -18,6 +18,7 @@ declare module 'vitest' {
     temporalNamespace: string;
     mongoUri: string;
     temporalCliPath: string;
+    ferretDbPath: string;
   }
 }
 
@@ -42,6 +43,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('temporalNamespace', 'default');
     project.provide('mongoUri', mongo.uri);
     project.provide('temporalCliPath', temporalCli);
+    project.provide('ferretDbPath', ferretDb);
     progress(`Temporal ${temporal.address}, MongoDB-wire ${mongo.uri}`);
   } catch (err) {
     await stopAll();
