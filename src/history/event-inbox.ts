@@ -33,7 +33,19 @@ export interface DeviceEvent {
   receivedAt: string;
 }
 
+/** A connect/disconnect Temporal refused to take (see PresenceRelay), kept for the operator. */
+export interface DeadLetter {
+  key: string;
+  clientId: string;
+  event: StoredConnectionEvent;
+  /** Temporal's error. */
+  error: string;
+  deadLetteredAt: string;
+}
+
 type WithId<T> = T & { _id: string };
+
+export const DEAD_LETTERS = 'presence_dead_letters';
 
 export const INBOX_PREFIX = 'presence_inbox_';
 
@@ -50,10 +62,12 @@ export function bucketWindowStart(name: string): number | null {
 export class EventInbox {
   private readonly connectionEvents: Collection<WithId<StoredConnectionEvent>>;
   private readonly deviceEvents: Collection<WithId<DeviceEvent>>;
+  private readonly deadLetters: Collection<WithId<DeadLetter>>;
 
   constructor(private readonly db: Db) {
     this.connectionEvents = db.collection('connection_events');
     this.deviceEvents = db.collection('device_events');
+    this.deadLetters = db.collection(DEAD_LETTERS);
   }
 
   async ensureIndexes(): Promise<void> {
@@ -88,6 +102,19 @@ export class EventInbox {
 
   async readBucket(bucket: string): Promise<StoredConnectionEvent[]> {
     return this.db.collection<WithId<StoredConnectionEvent>>(bucket).find({}, { projection: { _id: 0 } }).toArray();
+  }
+
+  /**
+   * Sets aside events Temporal refused (see PresenceRelay), once per event, with Temporal's error,
+   * so an operator can inspect them and the inbox is not held up by them.
+   */
+  async deadLetter(events: readonly StoredConnectionEvent[], error: string): Promise<void> {
+    const deadLetteredAt = new Date().toISOString();
+    await insertOnce(this.deadLetters, events.map((event) => ({ key: event.key, clientId: event.clientId, event, error: error.slice(0, 1_000), deadLetteredAt })));
+  }
+
+  async listDeadLetters(limit = 100): Promise<DeadLetter[]> {
+    return this.deadLetters.find({}, { projection: { _id: 0 } }).limit(limit).toArray();
   }
 
   async dropBucket(bucket: string): Promise<void> {

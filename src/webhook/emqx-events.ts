@@ -134,7 +134,7 @@ function addEvent(parsed: ParsedEvents, event: KnownEvent, receivedAt: string): 
     case 'session.subscribed':
     case 'session.unsubscribed':
       parsed.deviceEvents.push({
-        key: `${event.clientid}|${event.event}|${event.topic}|${event.timestamp}`,
+        key: deviceEventKey(event.event, event.clientid, event.topic, event.timestamp),
         clientId: event.clientid,
         event: event.event,
         at: iso(event.timestamp),
@@ -145,7 +145,7 @@ function addEvent(parsed: ParsedEvents, event: KnownEvent, receivedAt: string): 
       return;
     case 'message.publish':
       parsed.deviceEvents.push({
-        key: `message|${event.id}`,
+        key: deviceEventKey('message.publish', event.id),
         clientId: event.clientid,
         event: 'message.publish',
         at: iso(event.publish_received_at),
@@ -157,6 +157,15 @@ function addEvent(parsed: ParsedEvents, event: KnownEvent, receivedAt: string): 
       });
       return;
   }
+}
+
+/**
+ * A device event's stable key: its identifying fields as a JSON array, which no choice of client
+ * id, topic or message id can make equal to another event's (joining with a separator cannot
+ * promise that: client id `a|b` with topic `c` and client id `a` with topic `b|c` would collide).
+ */
+export function deviceEventKey(...fields: [DeviceEvent['event'], ...(string | number)[]]): string {
+  return JSON.stringify(fields);
 }
 
 /** What the device workflow receives for a stored connect or disconnect. */

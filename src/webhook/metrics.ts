@@ -15,6 +15,10 @@ export class WebhookMetrics {
   ignored = 0;
   signalled = 0;
   signalFailures = 0;
+  /** Batches Temporal refused as such, sent again in halves. */
+  batchesSplit = 0;
+  /** Events Temporal refused on their own, recorded in the dead-letter collection. */
+  deadLettered = 0;
   readonly rejected = new Map<RejectReason, number>();
   private readonly buckets = DURATION_BUCKETS.map(() => 0);
   private durationCount = 0;
@@ -57,6 +61,10 @@ export class WebhookMetrics {
     lines.push(`device_ops_webhook_events_signalled_total ${this.signalled}`);
     family('device_ops_webhook_signal_failures_total', 'counter', 'signal-with-start calls that failed (the events stay in the inbox)');
     lines.push(`device_ops_webhook_signal_failures_total ${this.signalFailures}`);
+    family('device_ops_webhook_signal_batches_split_total', 'counter', 'signals Temporal refused for their content, sent again in halves');
+    lines.push(`device_ops_webhook_signal_batches_split_total ${this.batchesSplit}`);
+    family('device_ops_webhook_events_dead_lettered_total', 'counter', 'events Temporal refused on their own, set aside in presence_dead_letters');
+    lines.push(`device_ops_webhook_events_dead_lettered_total ${this.deadLettered}`);
     family('device_ops_webhook_requests_rejected_total', 'counter', 'requests answered 4xx or 503, by reason');
     for (const [reason, n] of this.rejected) lines.push(`device_ops_webhook_requests_rejected_total{reason="${reason}"} ${n}`);
     family('device_ops_webhook_inbox_depth', 'gauge', 'connect/disconnect events stored but not yet signalled');

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { isGrpcServiceError } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { PresenceEvent } from '../domain/presence';
 import type { StoredConnectionEvent } from '../history';
@@ -11,12 +12,22 @@ import type { WebhookMetrics } from './metrics';
  *
  * - Per-device coalescing: events of one device that pile up while its previous signal is in
  *   flight go out together in the next one (one signal-with-start for many events), and a device
- *   never has two signals in flight, so its events reach its workflow in the order they were stored.
+ *   never has two signals in flight, so its events reach its workflow in the order they were stored
+ *   (while some events wait in the inbox to be read back, newer ones wait there too).
  * - Inbox buckets (see event-inbox.ts): each write goes to the bucket of its time window; once a
  *   window is over and every event written to it has been signalled, the bucket is dropped.
+ * - Bounded signals: one signal carries at most `maxSignalEvents` events and `maxSignalBytes` of
+ *   them, far under Temporal's 2 MB blob limit, however many of a device's events are waiting (a
+ *   burst goes out as a series of signals, in order).
  * - Failures: a failed signal (Temporal unavailable) or a failed write marks the bucket; a marked
- *   bucket is read back and delivered again once its window is over, backing off while signals
- *   keep failing. A bucket nobody owns (its adapter crashed) is adopted the same way.
+ *   bucket is read back and delivered again once its window is over. While signals fail, the
+ *   relay probes: it reads back one bucket when the backoff has passed and no signal is in flight,
+ *   and the backoff grows only when a probe's signal fails. Every probe ends (signals have a
+ *   deadline), so whatever the outage's length, the first probe after it succeeds and the relay
+ *   delivers everything parked. A bucket nobody owns (its adapter crashed) is adopted the same way.
+ * - Rejected batches: a batch Temporal refuses as such (invalid or too large, not "unavailable") is
+ *   split in halves and retried; a single event it refuses is set aside in the dead-letter
+ *   collection and counted, so it never holds up the device or the inbox.
  */
 
 export type DeliverPresence = (clientId: string, events: PresenceEvent[]) => Promise<void>;
@@ -37,6 +48,10 @@ export interface RelayOptions {
    * reconnect right after it then go out as one signal (a storm costs Temporal half the signals).
    */
   lingerMs: number;
+  /** Most events one signal carries. */
+  maxSignalEvents: number;
+  /** Most bytes (of the events' JSON) one signal carries. */
+  maxSignalBytes: number;
 }
 
 export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
@@ -46,6 +61,8 @@ export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
   adoptAfterMs: 60_000,
   maxBackoffMs: 30_000,
   lingerMs: 50,
+  maxSignalEvents: 500,
+  maxSignalBytes: 262_144,
 };
 
 /** Writes still in flight may land in a bucket shortly after its window: wait this long before closing it. */
@@ -78,6 +95,8 @@ export class PresenceRelay {
   private lingerTimer: NodeJS.Timeout | undefined;
   private limit: number;
   private readonly inFlight = new Set<string>();
+  /** Devices whose last batch Temporal refused: the most events their next signal carries. */
+  private readonly caps = new Map<string, number>();
   /** Keys waiting or in flight, so a read-back does not queue them twice. */
   private readonly known = new Set<string>();
   private active = 0;
@@ -85,7 +104,8 @@ export class PresenceRelay {
   private sweeping = false;
   private stopped = false;
   private lastSignalOk = true;
-  private nextReadBackAt = 0;
+  /** While signals fail: the earliest time of the next probe. */
+  private retryAt = 0;
   private backoffMs: number;
   private nextAdoptionAt = 0;
   /** The bucket created ahead of time for the next window. */
@@ -160,11 +180,18 @@ export class PresenceRelay {
     bucket.writes--;
     // A failed write may have stored part of its events: read the bucket back to be sure.
     if (fresh === undefined) bucket.readBack = true;
-    else if (!this.lastSignalOk || this.stopped) {
-      // While Temporal is unavailable the events wait in MongoDB, not in memory.
+    else if (!this.lastSignalOk || this.stopped || this.parked()) {
+      // While Temporal is unavailable the events wait in MongoDB, not in memory; and while older
+      // events wait there, newer ones join them, so that each device gets its events in order.
       bucket.readBack = true;
       bucket.unsent += fresh.length;
     } else this.queue(fresh, bucket);
+  }
+
+  /** Some bucket's events are waiting to be read back. */
+  private parked(): boolean {
+    for (const bucket of this.buckets.values()) if (bucket.readBack) return true;
+    return false;
   }
 
   /** Stops; waits for the signals in flight. Whatever is not delivered stays in its bucket. */
@@ -201,37 +228,107 @@ export class PresenceRelay {
       }
       this.ready.shift();
       const clientId = next.clientId;
-      const batch = this.waiting.get(clientId);
+      const batch = this.takeBatch(clientId);
       if (!batch) continue;
-      this.waiting.delete(clientId);
       this.inFlight.add(clientId);
       this.active++;
       void this.signal(clientId, batch);
     }
   }
 
+  /** The device's oldest waiting events, as many as one signal may carry. */
+  private takeBatch(clientId: string): Queued[] | undefined {
+    const list = this.waiting.get(clientId);
+    if (!list) return undefined;
+    let bytes = 0;
+    let count = 0;
+    const most = Math.min(this.options.maxSignalEvents, this.caps.get(clientId) ?? Infinity);
+    while (count < list.length && count < most) {
+      const size = eventBytes((list[count] as Queued).event);
+      if (count > 0 && bytes + size > this.options.maxSignalBytes) break;
+      bytes += size;
+      count++;
+    }
+    if (count === list.length) {
+      this.waiting.delete(clientId);
+      return list;
+    }
+    return list.splice(0, count);
+  }
+
   private async signal(clientId: string, batch: Queued[]): Promise<void> {
-    let ok = false;
+    let outcome: 'delivered' | 'failed' | 'requeued' = 'failed';
     try {
       await this.deps.deliver(clientId, batch.map((q) => toPresenceEvent(q.event)));
-      ok = true;
+      outcome = 'delivered';
       this.deps.metrics.signalled += batch.length;
-      if (!this.lastSignalOk) this.deps.logger.info('signal-with-start works again');
-      this.lastSignalOk = true;
+      this.signalWorked();
+      this.relaxCap(clientId);
     } catch (err) {
-      this.deps.metrics.signalFailures++;
-      if (this.lastSignalOk) this.deps.logger.warn({ clientId, err: (err as Error).message }, 'signal-with-start failed; events stay in the inbox');
-      this.lastSignalOk = false;
-      // Trying the rest now would only fail the same way, as fast as it can: leave them in MongoDB
-      // for the backed-off read-back.
-      this.abandonQueued();
+      if (isRejectedBatch(err)) {
+        // Temporal is up and refuses this batch: it would fail the same way on every retry.
+        this.signalWorked();
+        outcome = await this.setAsideRejected(clientId, batch, err as Error);
+      } else this.signalFailed(clientId, err as Error);
     } finally {
-      this.release(batch, ok);
+      if (outcome !== 'requeued') this.release(batch, outcome === 'delivered');
       this.inFlight.delete(clientId);
       this.active--;
       if (this.waiting.has(clientId)) this.ready.push({ clientId, at: Date.now() });
       this.pump();
     }
+  }
+
+  private signalWorked(): void {
+    if (!this.lastSignalOk) this.deps.logger.info('signal-with-start works again');
+    this.lastSignalOk = true;
+    this.backoffMs = this.options.sweepIntervalMs;
+    this.retryAt = 0;
+  }
+
+  private signalFailed(clientId: string, err: Error): void {
+    this.deps.metrics.signalFailures++;
+    if (this.lastSignalOk) this.deps.logger.warn({ clientId, err: err.message }, 'signal-with-start failed; events stay in the inbox');
+    this.lastSignalOk = false;
+    // The signals of one probe fail together: the first of them sets the next probe's time.
+    const now = Date.now();
+    if (now >= this.retryAt) {
+      this.retryAt = now + this.backoffMs;
+      this.backoffMs = Math.min(this.options.maxBackoffMs, this.backoffMs * 2);
+    }
+    // Trying the rest now would only fail the same way, as fast as it can: leave them in MongoDB
+    // for the next probe.
+    this.abandonQueued();
+  }
+
+  /**
+   * A batch Temporal refused: it goes back to the head of the device's queue, in order, and the
+   * device's next signals carry half as many events; a single event is recorded as a dead letter.
+   */
+  private async setAsideRejected(clientId: string, batch: Queued[], err: Error): Promise<'delivered' | 'failed' | 'requeued'> {
+    if (batch.length > 1) {
+      this.deps.metrics.batchesSplit++;
+      this.caps.set(clientId, Math.ceil(batch.length / 2));
+      this.waiting.set(clientId, [...batch, ...(this.waiting.get(clientId) ?? [])]);
+      return 'requeued';
+    }
+    try {
+      await this.deps.inbox.deadLetter(batch.map((q) => q.event), err.message);
+      this.deps.metrics.deadLettered += batch.length;
+      this.deps.logger.error({ clientId, err: err.message }, 'Temporal refused an event; recorded it as a dead letter');
+      return 'delivered';
+    } catch (writeErr) {
+      this.deps.logger.warn({ clientId, err: (writeErr as Error).message }, 'could not record a dead letter; the event stays in the inbox');
+      return 'failed';
+    }
+  }
+
+  /** After a delivery, a device whose batches were split may carry twice as many again. */
+  private relaxCap(clientId: string): void {
+    const cap = this.caps.get(clientId);
+    if (cap === undefined) return;
+    if (cap * 2 >= this.options.maxSignalEvents || !this.waiting.has(clientId)) this.caps.delete(clientId);
+    else this.caps.set(clientId, cap * 2);
   }
 
   private abandonQueued(): void {
@@ -274,20 +371,20 @@ export class PresenceRelay {
       const now = Date.now();
       await this.prepareBuckets(now);
       if (now >= this.nextAdoptionAt) await this.adoptOrphans(now);
-      for (const bucket of [...this.buckets.values()]) {
+      // Oldest window first: a device's parked events are queued in the order they were stored.
+      for (const bucket of [...this.buckets.values()].sort((a, b) => a.endsAt - b.endsAt)) {
         if (this.stopped) break;
         if (now < bucket.endsAt + SETTLE_MS || bucket.writes > 0 || bucket.pending > 0) continue;
         if (!bucket.readBack) {
           await this.deps.inbox.dropBucket(bucket.name);
           this.buckets.delete(bucket.name);
-        } else if (now >= this.nextReadBackAt) {
+        } else if (this.lastSignalOk) await this.readBack(bucket);
+        else if (now >= this.retryAt && this.active === 0) {
+          // A probe: one bucket, after the backoff, once the previous probe's signals have ended.
           await this.readBack(bucket);
-          // While signals fail, one bucket per backoff period: a probe, not a flood.
-          if (!this.lastSignalOk) break;
+          break;
         }
       }
-      this.backoffMs = this.lastSignalOk ? this.options.sweepIntervalMs : Math.min(this.options.maxBackoffMs, this.backoffMs * 2);
-      if (!this.lastSignalOk) this.nextReadBackAt = Date.now() + this.backoffMs;
     } catch (err) {
       this.deps.logger.warn({ err: (err as Error).message }, 'inbox sweep failed');
     } finally {
@@ -314,4 +411,28 @@ export class PresenceRelay {
       this.deps.logger.info({ bucket: name }, 'adopting an inbox bucket left behind');
     }
   }
+}
+
+/** An event's share of a signal: the bytes of its JSON, as the payload converter writes it. */
+function eventBytes(event: StoredConnectionEvent): number {
+  return Buffer.byteLength(JSON.stringify(toPresenceEvent(event)));
+}
+
+/** gRPC status codes by which Temporal refuses a request as such (https://grpc.io/docs/guides/status-codes/). */
+const INVALID_ARGUMENT = 3;
+const RESOURCE_EXHAUSTED = 8;
+
+/**
+ * True when Temporal refused this request for what it carries, so sending it again cannot work:
+ * INVALID_ARGUMENT (among others the blob size limit, `BlobSizeLimitError`), or a gRPC message
+ * over the size limit. Unavailable, deadline exceeded and rate limits are outages, not this.
+ */
+export function isRejectedBatch(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (!isGrpcServiceError(e)) continue;
+    const code: number = e.code;
+    if (code === INVALID_ARGUMENT) return true;
+    return code === RESOURCE_EXHAUSTED && /larger than max|message size|too large/i.test(e.details);
+  }
+  return false;
 }

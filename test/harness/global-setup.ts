@@ -20,6 +20,7 @@ declare module 'vitest' {
     mongoUri: string;
     temporalCliPath: string;
     composeCheckPath: string;
+    ferretDbPath: string;
   }
 }
 
@@ -45,6 +46,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('mongoUri', mongo.uri);
     project.provide('temporalCliPath', temporalCli);
     project.provide('composeCheckPath', composeCheck);
+    project.provide('ferretDbPath', ferretDb);
     progress(`Temporal ${temporal.address}, MongoDB-wire ${mongo.uri}`);
   } catch (err) {
     await stopAll();

@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { MongoClient, type Db } from 'mongodb';
 import { inject } from 'vitest';
+import { freePort, startFerretDb, startTemporal, type ServiceProcess } from '../../devstack/services';
 
 /**
  * The one test harness. The servers come from the global setup (test/harness/global-setup.ts);
@@ -34,15 +38,16 @@ export async function freshDatabase(prefix = 'test'): Promise<{ client: MongoCli
   };
 }
 
-export async function temporalClient(): Promise<{ client: Client; connection: Connection; close(): Promise<void> }> {
+/** A client of the shared Temporal server, or of the one at `address` (a file's own server). */
+export async function temporalClient(address?: string): Promise<{ client: Client; connection: Connection; close(): Promise<void> }> {
   const { temporalAddress, namespace } = stackEndpoints();
-  const connection = await Connection.connect({ address: temporalAddress });
+  const connection = await Connection.connect({ address: address ?? temporalAddress });
   const client = new Client({ connection, namespace });
   return { client, connection, close: () => connection.close() };
 }
 
-export async function workerConnection(): Promise<NativeConnection> {
-  return NativeConnection.connect({ address: stackEndpoints().temporalAddress });
+export async function workerConnection(address?: string): Promise<NativeConnection> {
+  return NativeConnection.connect({ address: address ?? stackEndpoints().temporalAddress });
 }
 
 /** Polls `check` until it returns a truthy value or the deadline passes; never a fixed sleep. */
@@ -62,4 +67,50 @@ export async function waitFor<T>(check: () => Promise<T> | T, options: { timeout
     }
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 50));
   }
+}
+
+/** A server of a test file's own, which the file may freeze (SIGSTOP) without disturbing other files. */
+export interface OwnServer {
+  /** host:port (Temporal) or mongodb:// URI (FerretDB). */
+  address: string;
+  /** SIGSTOP: the process keeps its sockets open and answers nothing, as a hung server does. */
+  freeze(): void;
+  /** SIGCONT. */
+  thaw(): void;
+  stop(): Promise<void>;
+}
+
+async function ownServer(start: (workDir: string, port: number) => Promise<ServiceProcess & { address: string }>): Promise<OwnServer> {
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-own-'));
+  const service = await start(workDir, await freePort());
+  let frozen = false;
+  const signal = (name: NodeJS.Signals): void => {
+    service.child.kill(name);
+    frozen = name === 'SIGSTOP';
+  };
+  return {
+    address: service.address,
+    freeze: () => signal('SIGSTOP'),
+    thaw: () => signal('SIGCONT'),
+    async stop() {
+      if (frozen) signal('SIGCONT');
+      await service.stop();
+      rmSync(workDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A Temporal dev server for one test file (same binary and settings as the shared one). */
+export function ownTemporal(): Promise<OwnServer> {
+  return ownServer((workDir, port) =>
+    startTemporal({ binary: inject('temporalCliPath'), host: '127.0.0.1', port, namespace: inject('temporalNamespace'), logDir: workDir }),
+  );
+}
+
+/** A FerretDB for one test file. */
+export function ownFerretDb(): Promise<OwnServer> {
+  return ownServer(async (workDir, port) => {
+    const service = await startFerretDb({ binary: inject('ferretDbPath'), host: '127.0.0.1', port, dataDir: path.join(workDir, 'data'), logDir: workDir });
+    return { ...service, address: service.uri };
+  });
 }

@@ -45,7 +45,8 @@ function quietRuntime(): void {
   Runtime.install({ logger: new DefaultLogger('WARN') });
 }
 
-export async function startDeviceOpsEnv(options: { presence?: PresenceSettings } = {}): Promise<DeviceOpsTestEnv> {
+/** `temporalAddress`: a Temporal server of the file's own (one it may stop), instead of the shared one. */
+export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; temporalAddress?: string } = {}): Promise<DeviceOpsTestEnv> {
   quietRuntime();
   const broker = await startBroker({ apiKey: API_KEY, apiSecret: API_SECRET });
   const database = await freshDatabase('ops');
@@ -54,8 +55,8 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings }
   const emqx = createEmqxClient({ baseUrl: broker.apiUrl, apiKey: API_KEY, apiSecret: API_SECRET });
   const keys = `test:${randomBytes(32).toString('base64')}`;
   const dataConverter = createDataConverter(keys);
-  const connection = await workerConnection();
-  const { connection: clientConnection, close: closeClient } = await temporalClient();
+  const connection = await workerConnection(options.temporalAddress);
+  const { connection: clientConnection, close: closeClient } = await temporalClient(options.temporalAddress);
   const temporal = new Client({ connection: clientConnection, namespace: stackEndpoints().namespace, dataConverter });
 
   const running: { worker: Worker; run: Promise<void> }[] = [];

@@ -23,7 +23,7 @@ export interface PresenceTestEnv extends DeviceOpsTestEnv {
 /** Short defaults so unprovisioned clients behave predictably; tests give devices their own policy. */
 export const TEST_PRESENCE_DEFAULTS: PresenceSettings['defaults'] = { graceMs: 60_000, escalationMs: [60_000], flapThreshold: 50, flapWindowMs: 60_000 };
 
-export async function startPresenceEnv(options: { defaults?: PresenceSettings['defaults'] } = {}): Promise<PresenceTestEnv> {
+export async function startPresenceEnv(options: { defaults?: PresenceSettings['defaults']; temporalAddress?: string } = {}): Promise<PresenceTestEnv> {
   const notifications: AlarmNotification[] = [];
   const receiver = Fastify();
   receiver.post('/alarms', (req, reply) => {
@@ -36,6 +36,7 @@ export async function startPresenceEnv(options: { defaults?: PresenceSettings['d
 
   const env = await startDeviceOpsEnv({
     presence: { defaults: options.defaults ?? TEST_PRESENCE_DEFAULTS, alarmWebhookUrl: `http://127.0.0.1:${receiverPort}/alarms` },
+    ...(options.temporalAddress ? { temporalAddress: options.temporalAddress } : {}),
   });
   const adapters: WebhookAdapter[] = [];
   const extraAdapter = async (overrides: Partial<WebhookAdapterOptions>): Promise<{ adapter: WebhookAdapter; url: string }> => {
@@ -88,4 +89,49 @@ export async function postEvents(
     // not JSON: keep the text
   }
   return { status: res.statusCode, body: parsed };
+}
+
+/** A client.connected body as EMQX 5 sends it for `SELECT *` (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_rule_engine/src/emqx_rule_events.erl, eventmsg_connected). */
+export function connectedEvent(clientid: string, connectedAt: number): Record<string, unknown> {
+  return {
+    username: clientid,
+    timestamp: connectedAt + 2,
+    sockname: '127.0.0.1:1883',
+    receive_maximum: 32,
+    proto_ver: 4,
+    proto_name: 'MQTT',
+    peername: '127.0.0.1:50000',
+    node: 'emqx@127.0.0.1',
+    mountpoint: 'undefined',
+    metadata: { rule_id: 'device_ops_events' },
+    keepalive: 60,
+    is_bridge: false,
+    expiry_interval: 0,
+    event: 'client.connected',
+    connected_at: connectedAt,
+    conn_props: { 'User-Property': {} },
+    clientid,
+    clean_start: true,
+    client_attrs: {},
+  };
+}
+
+export function disconnectedEvent(clientid: string, connectedAt: number, disconnectedAt: number, reason = 'normal'): Record<string, unknown> {
+  return {
+    reason,
+    clientid,
+    username: clientid,
+    peername: '127.0.0.1:50000',
+    sockname: '127.0.0.1:1883',
+    proto_name: 'MQTT',
+    proto_ver: 4,
+    disconn_props: { 'User-Property': {} },
+    disconnected_at: disconnectedAt,
+    connected_at: connectedAt,
+    client_attrs: {},
+    event: 'client.disconnected',
+    timestamp: disconnectedAt,
+    node: 'emqx@127.0.0.1',
+    metadata: { rule_id: 'device_ops_events' },
+  };
 }

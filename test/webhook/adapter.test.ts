@@ -7,7 +7,7 @@ import { createDataConverter } from '../../src/codec/data-converter';
 import { History } from '../../src/history';
 import { createWebhookAdapter, type WebhookAdapter } from '../../src/webhook/adapter';
 import { freshDatabase, waitFor } from '../harness';
-import { postEvents, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
+import { connectedEvent, disconnectedEvent, postEvents, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
 
 /**
  * The adapter's HTTP contract (DESIGN.md "Webhook adapter"; EMQX retry semantics, reference limits
@@ -26,51 +26,6 @@ afterAll(async () => {
 });
 
 const auth = { authorization: `Bearer ${WEBHOOK_TOKEN}` };
-
-/** A client.connected body as EMQX 5 sends it for `SELECT *` (reference §8.1). */
-function connectedEvent(clientid: string, connectedAt: number): Record<string, unknown> {
-  return {
-    username: clientid,
-    timestamp: connectedAt + 2,
-    sockname: '127.0.0.1:1883',
-    receive_maximum: 32,
-    proto_ver: 4,
-    proto_name: 'MQTT',
-    peername: '127.0.0.1:50000',
-    node: 'emqx@127.0.0.1',
-    mountpoint: 'undefined',
-    metadata: { rule_id: 'device_ops_events' },
-    keepalive: 60,
-    is_bridge: false,
-    expiry_interval: 0,
-    event: 'client.connected',
-    connected_at: connectedAt,
-    conn_props: { 'User-Property': {} },
-    clientid,
-    clean_start: true,
-    client_attrs: {},
-  };
-}
-
-function disconnectedEvent(clientid: string, connectedAt: number, disconnectedAt: number, reason = 'normal'): Record<string, unknown> {
-  return {
-    reason,
-    clientid,
-    username: clientid,
-    peername: '127.0.0.1:50000',
-    sockname: '127.0.0.1:1883',
-    proto_name: 'MQTT',
-    proto_ver: 4,
-    disconn_props: { 'User-Property': {} },
-    disconnected_at: disconnectedAt,
-    connected_at: connectedAt,
-    client_attrs: {},
-    event: 'client.disconnected',
-    timestamp: disconnectedAt,
-    node: 'emqx@127.0.0.1',
-    metadata: { rule_id: 'device_ops_events' },
-  };
-}
 
 async function storedCounts(history: History): Promise<{ connections: number; devices: number }> {
   return {

@@ -9,6 +9,23 @@ import { SignalThrottle } from '../../src/webhook/signal-throttle';
 const received = new Date('2026-01-01T00:00:00.000Z');
 
 describe('parseEventBody', () => {
+  it('gives distinct events distinct keys whatever their client ids, topics and message ids hold', () => {
+    // Each pair collided when keys were the fields joined with "|": the second event of a pair was
+    // then dropped as a duplicate of the first.
+    const subscribed = (clientid: string, topic: string) => ({ event: 'session.subscribed', clientid, topic, qos: 0, timestamp: 1 });
+    const pairs = [
+      [subscribed('a|session.subscribed|x', 'y'), subscribed('a', 'x|session.subscribed|y')],
+      [subscribed('message', 't'), { event: 'message.publish', id: 'session.subscribed|t|1', clientid: 'c', topic: 'u', qos: 0, payload: '', publish_received_at: 1 }],
+    ];
+    for (const pair of pairs) {
+      const keys = parseEventBody(pair, received).deviceEvents.map((e) => e.key);
+      expect(keys).toHaveLength(2);
+      expect(new Set(keys).size).toBe(2);
+    }
+    // Still stable: the same event always gets the same key.
+    expect(parseEventBody(pairs[0], received).deviceEvents[0]?.key).toBe(parseEventBody(pairs[0], received).deviceEvents[0]?.key);
+  });
+
   it('turns connect and disconnect events into stored events with stable keys', () => {
     const parsed = parseEventBody(
       [
