@@ -286,7 +286,7 @@ async function ensureGoProgram(program: GoProgram, progress: Progress, env: Node
       await run('go', ['build', '-v', '-trimpath', '-o', staging, '.'], {
         cwd: program.sourceDir,
         env: goEnvironment,
-        onLine: () => step.update(`compiling packages: ${++compiled} of at most ${packages} (the rest are in Go's build cache)`),
+        onLine: () => step.update(`compiling packages: ${++compiled} of at most ${packages}`),
       });
     } catch (err) {
       throw failed(err, 'the Go module proxy');
