@@ -286,7 +286,7 @@ async function ensureGoProgram(program: GoProgram, progress: Progress, env: Node
       await run('go', ['build', '-v', '-trimpath', '-o', staging, '.'], {
         cwd: program.sourceDir,
         env: goEnvironment,
-        onLine: () => step.update(`compiling packages: ${++compiled} of at most ${packages} (the rest are in Go's build cache)`),
+        onLine: () => step.update(`compiling packages: ${++compiled} of at most ${packages}`),
       });
     } catch (err) {
       throw failed(err, 'the Go module proxy');
@@ -314,7 +314,7 @@ export async function ensureFerretDb(progress: Progress, env: NodeJS.ProcessEnv 
       sourceDir: path.join(projectRoot(), 'devstack', 'ferretdb'),
       cacheFolder: `ferretdb-${FERRETDB_VERSION}`,
       binaryPrefix: 'ferretdb-embedded',
-      estimate: 'about 3 minutes on 2 cores, ~1 GB of Go module and build caches',
+      estimate: 'about 3 minutes on 2 idle cores, 10 on a busy machine; ~1 GB of Go module and build caches',
     },
     progress,
     env,
@@ -330,7 +330,7 @@ export async function ensureComposeCheck(progress: Progress, env: NodeJS.Process
       sourceDir: path.join(projectRoot(), 'devstack', 'compose-check'),
       cacheFolder: 'compose-check',
       binaryPrefix: 'compose-check',
-      estimate: 'about 1 minute on 2 cores',
+      estimate: 'about 1 minute on 2 idle cores',
     },
     progress,
     env,
