@@ -7,7 +7,6 @@ import type { CampaignProgress } from '../workflows/campaign';
 import { collect, durationFlag, printResult, withOps, type CliIo } from './cli-io';
 import type { DeviceOps } from './client';
 import { parseTargetsFile } from './campaign-file';
-import { validateCampaignRequest } from './campaigns';
 
 /**
  * `device-ops campaign ...`: start, status, watch, pause, resume, cancel, results. Like every
@@ -252,6 +251,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .action(async (opts: StartOptions) => {
       const request = await campaignRequest(io, opts);
       // Everything, every target's rendered message included, is checked before connecting.
+      const { validateCampaignRequest } = await import('./campaigns.js');
       const validated = validateCampaignRequest(request);
       const started = await withCampaigns((ops) => ops.startValidated(validated));
       const duplicates = started.duplicates ?? 0;

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError } from '../config';
 import { failureMessage } from '../workflows/failures';
@@ -9,7 +9,7 @@ import type { DeviceOps } from './client';
 import { fleetFormatOf, parseFleetFile } from './fleet-file';
 import { registerCampaignCommands } from './campaign-cli';
 import { registerOpsCommands } from './ops-cli';
-import { collect, durationFlag, printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
+import { collect, durationFlag, printResult, STACK_HINT, withOps as withConnectedOps, type CliIo } from './cli-io';
 import { registerPresenceCommands } from './presence-cli';
 
 /**
@@ -68,6 +68,8 @@ export function buildCli(io: CliIo): Command {
       const shown = generatedPassword ? { generatedPassword } : {};
       print(json, { clientId, workflowId: handle.workflowId, ...result, ...shown, status: 'completed' }, () => describe(result));
     } catch (err) {
+      // Loaded here, not at start-up: the Temporal client is already in memory once a handle exists.
+      const { WorkflowFailedError } = await import('@temporalio/client');
       if (!(err instanceof WorkflowFailedError)) throw err;
       const reason = failureMessage(err);
       if (json) print(true, { clientId, workflowId: handle.workflowId, status: 'failed', error: reason }, () => '');
@@ -310,7 +312,13 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`error: ${err.message}\n`);
       return 2;
     }
-    io.stderr(`error: ${failureMessage(err)}\n`);
+    io.stderr(`error: ${failureMessage(err)}${unreachableHint(err)}\n`);
     return 1;
   }
+}
+
+/** An EMQX API that does not answer is named with its variable, like Temporal and MongoDB (cli-io.ts). */
+function unreachableHint(err: unknown): string {
+  const connectionFailed = err instanceof Error && (err as { type?: string }).type === 'EmqxUnavailableError' && (err as { status?: number }).status === 0;
+  return connectionFailed ? ` (EMQX_API_URL). ${STACK_HINT}` : '';
 }

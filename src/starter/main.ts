@@ -1,5 +1,6 @@
-import { connectDeviceOps } from './client';
+import { loadConfig } from '../config';
 import { runCli } from './cli';
+import { assertReachable } from './cli-io';
 
 /** The `device-ops` binary. */
 async function readStdin(): Promise<string> {
@@ -30,7 +31,14 @@ runCli(process.argv.slice(2), {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
   readStdin,
-  connect: () => connectDeviceOps(),
+  connect: async () => {
+    // Every section connectDeviceOps reads, so all configuration problems are listed at once.
+    const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec']);
+    await assertReachable({ temporalAddress: config.temporal.TEMPORAL_ADDRESS, mongoUri: config.mongo.MONGODB_URI });
+    // Loaded only by commands that connect: the Temporal, MongoDB and HTTP clients are most of the start-up time.
+    const { connectDeviceOps } = await import('./client.js');
+    return connectDeviceOps();
+  },
 }).then(exitAfterFlush, (err: unknown) => {
   process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
   exitAfterFlush(1);

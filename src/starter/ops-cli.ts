@@ -1,8 +1,6 @@
-import { Connection } from '@temporalio/client';
 import type { Command } from 'commander';
 import { loadConfig, temporalConnectionOptions } from '../config';
-import { durationFlag, printResult, withOps, type CliIo } from './cli-io';
-import { registerSearchAttributes } from './temporal-setup';
+import { assertReachable, durationFlag, printResult, withOps, type CliIo } from './cli-io';
 
 /** Operator commands: broker statistics, and one-time Temporal cluster setup. */
 export function registerOpsCommands(program: Command, io: CliIo): void {
@@ -35,6 +33,9 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
     .description('register the search attributes (DeviceId, CampaignId, DeviceOperation, Presence, AlarmLevel) on the cluster')
     .action(async () => {
       const config = loadConfig(['temporal']);
+      await assertReachable({ temporalAddress: config.temporal.TEMPORAL_ADDRESS });
+      // Loaded by this command only: the Temporal client is most of the CLI's start-up time.
+      const [{ Connection }, { registerSearchAttributes }] = await Promise.all([import('@temporalio/client'), import('./temporal-setup.js')]);
       const connection = await Connection.connect(temporalConnectionOptions(config.temporal));
       try {
         const result = await registerSearchAttributes(connection, config.temporal.TEMPORAL_NAMESPACE);

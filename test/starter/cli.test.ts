@@ -5,6 +5,7 @@ import { binaryEnv, runBinary, runCliWith, type CliRun } from '../support/cli-ru
 import { projectRoot } from '../../src/config';
 import { createPresenceActivities, DEFAULT_PRESENCE_SETTINGS } from '../../src/activities/presence';
 import { stackEndpoints, waitFor } from '../harness';
+import { freePort } from '../../devstack/services';
 import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
 let env: DeviceOpsTestEnv;
@@ -189,5 +190,28 @@ describe('device-ops CLI, end to end', () => {
     const early = await runBinary(['history', 'pipe-dev', '--limit', '4000', '--json'], { env: binEnv, closeAfterBytes: 1 });
     expect(early.stderr).toBe('');
     expect(early.code).toBe(0);
+  });
+
+  it('the real binary fails within seconds when the stack is not running, naming each address and its variable', async () => {
+    const [temporalPort, mongoPort, emqxPort] = [await freePort(), await freePort(), await freePort()];
+    const closed = binaryEnv({
+      TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
+      MONGODB_URI: `mongodb://127.0.0.1:${mongoPort}`,
+      EMQX_API_URL: `http://127.0.0.1:${emqxPort}/api/v5`,
+      EMQX_API_KEY: API_KEY,
+      EMQX_API_SECRET: API_SECRET,
+      PAYLOAD_ENCRYPTION_KEYS: env.keys,
+    });
+    for (const args of [['status', 'sensor-1'], ['temporal', 'setup']]) {
+      const run = await runBinary(args, { env: closed });
+      expect(run.code, args.join(' ')).toBe(1);
+      // Loosely: the clients' own deadlines were 10 s and more.
+      expect(run.ms, args.join(' ')).toBeLessThan(3_500);
+      expect(run.stderr).toMatch(new RegExp(`^error: cannot reach Temporal at 127\\.0\\.0\\.1:${temporalPort} \\(TEMPORAL_ADDRESS\\): connection refused`));
+      expect(run.stderr).toMatch(/npm run dev/);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    const status = await runBinary(['status', 'sensor-1'], { env: closed });
+    expect(status.stderr).toMatch(new RegExp(`cannot reach MongoDB at 127\\.0\\.0\\.1:${mongoPort} \\(MONGODB_URI\\)`));
   });
 });
