@@ -14,7 +14,7 @@ import { MessagePublisher } from './publish';
 import { RuleEngine } from './rule-engine/rule-engine';
 import type { ActionMetrics } from './rule-engine/webhook-delivery';
 import { SessionRegistry } from './sessions';
-import { BrokerStats } from './stats';
+import { BrokerStats, countClientTraffic } from './stats';
 import { AuthnUserStore } from './users';
 
 /**
@@ -104,6 +104,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
     authzNoMatch: opts.authzNoMatch ?? 'allow',
   });
   followBrokerEvents(aedes, { sessions, metrics, stats, ruleEngine, publisher });
+  countClientTraffic(aedes);
   const rates = new MessageRateSampler(metrics);
 
   const api = buildApiServer(
