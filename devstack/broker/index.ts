@@ -25,7 +25,8 @@ import { AuthnUserStore } from './users';
  * Limits, on purpose:
  * - MQTT 3.1 and 3.1.1 only. aedes 1.x refuses MQTT 5 CONNECTs ("Unacceptable protocol
  *   version"), so MQTT 5 properties, reason codes and session expiry cannot be exercised here.
- * - One node (`emqx@127.0.0.1`); no clustering, shared subscriptions, bridges or TLS.
+ * - One node (`emqx@127.0.0.1`); no clustering, shared subscriptions, bridges or TLS. What else
+ *   is and is not modelled, endpoint by endpoint: docs/emqx-compatibility.md.
  * - Only connected clients appear in the clients, subscriptions and topics APIs; aedes keeps
  *   the sessions of disconnected `clean_session=false` clients for queued messages, but they
  *   are not listed, and REST subscribe on their behalf answers 404.
