@@ -15,7 +15,7 @@ import { MessagePublisher } from './publish';
 import { RuleEngine } from './rule-engine/rule-engine';
 import type { ActionMetrics } from './rule-engine/webhook-delivery';
 import { DEFAULT_QUEUE_SETTINGS, SessionRegistry } from './sessions';
-import { BrokerStats } from './stats';
+import { BrokerStats, countClientTraffic } from './stats';
 import { AuthnUserStore } from './users';
 
 /**
@@ -26,7 +26,8 @@ import { AuthnUserStore } from './users';
  * Limits, on purpose:
  * - MQTT 3.1 and 3.1.1 only. aedes 1.x refuses MQTT 5 CONNECTs ("Unacceptable protocol
  *   version"), so MQTT 5 properties, reason codes and session expiry cannot be exercised here.
- * - One node (`emqx@127.0.0.1`); no clustering, shared subscriptions, bridges or TLS.
+ * - One node (`emqx@127.0.0.1`); no clustering, shared subscriptions, bridges or TLS. What else
+ *   is and is not modelled, endpoint by endpoint: docs/emqx-compatibility.md.
  * - Offline persistent sessions (`clean_session=false`) are kept for EMQX's default 2 hours,
  *   listed with `connected: false`, and queue what their subscriptions match; REST subscribe on
  *   their behalf answers 404 (EMQX would subscribe the offline session).
@@ -117,6 +118,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
     authzNoMatch: opts.authzNoMatch ?? 'allow',
   });
   followBrokerEvents(aedes, { sessions, metrics, stats, ruleEngine, publisher });
+  countClientTraffic(aedes);
   const rates = new MessageRateSampler(metrics);
 
   const api = buildApiServer(

@@ -63,6 +63,15 @@ export class BrokerMetrics {
     this.counters.set(name, (this.counters.get(name) ?? 0) + by);
   }
 
+  /**
+   * A message that entered the broker: `messages.received` and its QoS twin, as emqx_metrics.erl
+   * `inc_msg/1` counts it, for MQTT PUBLISHes and REST publishes (emqx_mgmt.erl `publish/1`) alike.
+   */
+  countReceivedMessage(qos: number): void {
+    this.inc('messages.received');
+    this.inc(qos === 2 ? 'messages.qos2.received' : qos === 1 ? 'messages.qos1.received' : 'messages.qos0.received');
+  }
+
   value(name: MetricName): number {
     return this.counters.get(name) ?? 0;
   }

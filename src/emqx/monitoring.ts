@@ -12,6 +12,7 @@ export interface BrokerStatus {
   running: boolean;
   status: number;
   nodeName?: string;
+  /** `rel_vsn` as EMQX prints it: the edition prefix and the release, e.g. `v5.8.9` or `e5.8.9` (emqx_mgmt_api_status.erl vsn/0). */
   version?: string;
   brokerStatus?: string;
 }

@@ -4,18 +4,16 @@
  * real MQTT clients (mqtt.js).
  */
 import type { MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningBroker } from '../../devstack/broker';
+import { describe, expect, it } from 'vitest';
 import {
   AUTHN_USERS,
   AUTHZ_RULES,
   collectMessages,
   connectClient,
-  startTestBroker,
+  brokerForFile,
   subscribeGranted,
   unique,
   waitFor,
-  type BrokerApi,
 } from '../devstack/broker-helpers';
 
 const V = 'https://github.com/emqx/emqx/blob/v5.8.9';
@@ -29,25 +27,17 @@ const NODE = 'emqx@127.0.0.1';
 const PASSWORD = 'conformance-pw';
 const CLIENTID_NOT_FOUND = { code: 'CLIENTID_NOT_FOUND', message: 'Client ID not found' };
 
-let broker: RunningBroker;
-let api: BrokerApi;
 
-beforeAll(async () => {
   // no_match deny, the project's recommended setting, so an ACL miss is a refusal.
-  ({ broker, api } = await startTestBroker({ authzNoMatch: 'deny' }));
-});
-
-afterAll(async () => {
-  await broker.close();
-});
+const stack = brokerForFile({ authzNoMatch: 'deny' });
 
 async function device(clientId = unique('conf')): Promise<{ clientId: string; client: MqttClient }> {
-  await api.post(AUTHN_USERS, { user_id: clientId, password: PASSWORD });
-  await api.put(`${AUTHZ_RULES}/clients/${clientId}`, {
+  await stack.api.post(AUTHN_USERS, { user_id: clientId, password: PASSWORD });
+  await stack.api.put(`${AUTHZ_RULES}/clients/${clientId}`, {
     clientid: clientId,
     rules: [{ topic: 'conf/#', permission: 'allow', action: 'all' }],
   });
-  const client = await connectClient(broker.mqttUrl, { clientId, username: clientId, password: PASSWORD, keepalive: 30 });
+  const client = await connectClient(stack.broker.mqttUrl, { clientId, username: clientId, password: PASSWORD, keepalive: 30 });
   return { clientId, client };
 }
 
@@ -67,14 +57,14 @@ describe(`${CLIENTS_SUITE}`, () => {
       ['POST', `/clients/${ghost}/unsubscribe/bulk`, [{ topic: 'testtopic' }]],
     ];
     for (const [method, path, body] of calls) {
-      const response = await api.request(method, path, body);
+      const response = await stack.api.request(method, path, body);
       expect([method, path, response.status, response.body]).toEqual([method, path, 404, CLIENTID_NOT_FOUND]);
     }
   });
 
   it('t_subscribe_shared_topic_nl: no_local on a shared subscription answers 400 INVALID_PARAMETER', async () => {
     const { clientId, client } = await device();
-    const response = await api.post(`/clients/${clientId}/subscribe`, { topic: '$share/group/testtopic', qos: 1, nl: 1, rh: 1 });
+    const response = await stack.api.post(`/clients/${clientId}/subscribe`, { topic: '$share/group/testtopic', qos: 1, nl: 1, rh: 1 });
     expect(response.status).toBe(400);
     expect(response.body.code).toBe('INVALID_PARAMETER');
     expect(response.body.message).toMatch(/^Invalid Subscribe options: `no_local` not allowed for shared-sub/);
@@ -87,17 +77,17 @@ describe(`${CLIENTS_SUITE}`, () => {
     const topic = `conf/${unique('bulk')}`;
     const after = `${topic}/after`;
     const received = collectMessages(client);
-    const bulk = await api.post(`/clients/${clientId}/subscribe/bulk`, [{ topic, qos: 1, nl: 1, rh: 1 }]);
+    const bulk = await stack.api.post(`/clients/${clientId}/subscribe/bulk`, [{ topic, qos: 1, nl: 1, rh: 1 }]);
     expect(bulk.status).toBe(200);
     expect(bulk.body).toEqual([{ qos: 1, nl: 1, rap: 0, rh: 1, node: NODE, clientid: clientId, topic }]);
-    expect((await api.get(`/clients/${clientId}/subscriptions`)).body).toHaveLength(1);
+    expect((await stack.api.get(`/clients/${clientId}/subscriptions`)).body).toHaveLength(1);
     await publisher.client.publishAsync(topic, 'hi1', { qos: 1 });
     await waitFor(() => received.some((m) => m.payload === 'hi1'), { what: 'hi1' });
 
-    expect((await api.post(`/clients/${clientId}/unsubscribe/bulk`, [{ topic }])).status).toBe(204);
-    expect((await api.get(`/clients/${clientId}/subscriptions`)).body).toEqual([]);
+    expect((await stack.api.post(`/clients/${clientId}/unsubscribe/bulk`, [{ topic }])).status).toBe(204);
+    expect((await stack.api.get(`/clients/${clientId}/subscriptions`)).body).toEqual([]);
     // A later message on a topic still subscribed proves hi2 had its chance to arrive.
-    await api.post(`/clients/${clientId}/subscribe`, { topic: after, qos: 1 });
+    await stack.api.post(`/clients/${clientId}/subscribe`, { topic: after, qos: 1 });
     await publisher.client.publishAsync(topic, 'hi2', { qos: 1 });
     await publisher.client.publishAsync(after, 'marker', { qos: 1 });
     await waitFor(() => received.some((m) => m.payload === 'marker'), { what: 'the marker' });
@@ -106,11 +96,94 @@ describe(`${CLIENTS_SUITE}`, () => {
   });
 });
 
+describe(`${CLIENTS_SUITE} listing`, () => {
+  it('t_query_clients_with_fields: fields picks client fields; unknown names and all mixed with names are refused', async () => {
+    const { clientId, client } = await device();
+    const list = (qs: string) => stack.api.get(`/clients?clientid=${clientId}&${qs}`);
+    expect((await list('fields=clientid')).body.data).toEqual([{ clientid: clientId }]);
+    expect((await list('fields=clientid,username')).body.data).toEqual([{ clientid: clientId, username: clientId }]);
+    const all = (await list('fields=all')).body.data;
+    expect(all).toEqual((await list('')).body.data);
+    expect(Object.keys(all[0] as object).length).toBeGreaterThan(2);
+    for (const bad of ['fields=bad_field_name', 'fields=all,bad_field_name', 'fields=all,username,clientid']) {
+      expect([bad, (await list(bad)).status]).toEqual([bad, 400]);
+    }
+    await client.endAsync();
+  });
+
+  it('t_query_clients_with_time: lte_/gte_ created_at and connected_at take RFC 3339 or epoch milliseconds', async () => {
+    const { clientId, client } = await device();
+    const now = Date.now();
+    const ids = async (qs: string): Promise<string[]> =>
+      (await stack.api.get(`/clients?clientid=${clientId}&${qs}`)).body.data.map((c: { clientid: string }) => c.clientid);
+    const rfc3339 = encodeURIComponent(new Date(now).toISOString());
+    for (const key of ['created_at', 'connected_at']) {
+      expect(await ids(`lte_${key}=${now}`)).toEqual([clientId]);
+      expect(await ids(`lte_${key}=${rfc3339}`)).toEqual([clientId]);
+      expect(await ids(`gte_${key}=${now + 1}`)).toEqual([]);
+      expect(await ids(`gte_${key}=${now - 60_000}&lte_${key}=${now}`)).toEqual([clientId]);
+    }
+    await client.endAsync();
+  });
+
+  it('ip_address is compared as an address and a malformed one is 400 INVALID_PARAMETER (list_clients/1, emqx_mgmt_api.erl to_type/2)', async () => {
+    const { clientId, client } = await device();
+    expect((await stack.api.get(`/clients?clientid=${clientId}&ip_address=127.0.0.1`)).body.data).toHaveLength(1);
+    expect((await stack.api.get(`/clients?clientid=${clientId}&ip_address=10.1.2.3`)).body.data).toEqual([]);
+    const bad = await stack.api.get('/clients?ip_address=not-an-ip');
+    expect(bad.status).toBe(400);
+    expect(bad.body).toEqual({ code: 'INVALID_PARAMETER', message: 'the ip_address parameter expected type is ip, but the value is not-an-ip' });
+    await client.endAsync();
+  });
+
+  it('node lists that node, and a node EMQX does not know is 500 NODE_DOWN (list_clients/1)', async () => {
+    const { clientId, client } = await device();
+    expect((await stack.api.get(`/clients?clientid=${clientId}&node=${NODE}`)).body.data).toHaveLength(1);
+    const other = await stack.api.get('/clients?node=emqx@elsewhere');
+    expect(other.status).toBe(500);
+    expect(other.body.code).toBe('NODE_DOWN');
+    await client.endAsync();
+  });
+
+  it('client_example/0: a client carries recv_oct, recv_pkt, send_oct and send_pkt, counted on the wire', async () => {
+    const { clientId, client } = await device();
+    const traffic = async () => {
+      const { recv_oct, recv_pkt, send_oct, send_pkt } = (await stack.api.get(`/clients/${clientId}`)).body;
+      return { recv_oct, recv_pkt, send_oct, send_pkt };
+    };
+    const afterConnect = await traffic();
+    // CONNECT in, CONNACK (4 bytes) out.
+    expect(afterConnect).toMatchObject({ recv_pkt: 1, send_pkt: 1, send_oct: 4 });
+    expect(afterConnect.recv_oct).toBeGreaterThan(10);
+    await client.publishAsync('conf/traffic', 'payload', { qos: 1 });
+    // The PUBLISH in, its PUBACK (4 bytes) out.
+    const afterPublish = await waitFor(async () => {
+      const now = await traffic();
+      return now.send_pkt === 2 ? now : undefined;
+    }, { what: 'the PUBACK counted' });
+    expect(afterPublish).toMatchObject({ recv_pkt: 2, send_pkt: 2, send_oct: 8 });
+    expect(afterPublish.recv_oct).toBe(afterConnect.recv_oct + 2 + 2 + 'conf/traffic'.length + 2 + 'payload'.length);
+    await client.endAsync();
+  });
+});
+
+describe(`${CLIENTS_ERL} api_spec/0 (check_schema => true)`, () => {
+  it('refuses a subscribe body with a field the hocon schema does not know with 400', async () => {
+    const { clientId, client } = await device();
+    const single = await stack.api.post(`/clients/${clientId}/subscribe`, { topic: 'conf/x', qos: 1, colour: 'red' });
+    expect(single.status).toBe(400);
+    expect(single.body.message).toContain('colour');
+    expect((await stack.api.post(`/clients/${clientId}/subscribe/bulk`, [{ topic: 'conf/x', colour: 'red' }])).status).toBe(400);
+    expect((await stack.api.post(`/clients/${clientId}/unsubscribe`, { topic: 'conf/x', colour: 'red' })).status).toBe(400);
+    await client.endAsync();
+  });
+});
+
 describe(`${CLIENTS_ERL} subscribe_batch/1 with ${MGMT_UTIL_ERL} batch_operation/3`, () => {
   it('answers 200 {succeed, failed} with data [ClientID, Topic, Opts] and the ~p reason when a topic fails', async () => {
     const { clientId, client } = await device();
     const topic = `conf/${unique('ok')}`;
-    const response = await api.post(`/clients/${clientId}/subscribe/bulk`, [
+    const response = await stack.api.post(`/clients/${clientId}/subscribe/bulk`, [
       { topic, qos: 1 },
       { topic: '$share/g/conf/x', nl: 1 },
       { topic: '$share/g' },
@@ -124,7 +197,7 @@ describe(`${CLIENTS_ERL} subscribe_batch/1 with ${MGMT_UTIL_ERL} batch_operation
         { data: [clientId, '$share/g/conf/x', { qos: 0, nl: 1, rap: 0, rh: 0 }], reason: 'invalid_subopts_nl' },
       ],
     });
-    expect((await api.get(`/clients/${clientId}/subscriptions`)).body.map((s: { topic: string }) => s.topic)).toEqual([topic]);
+    expect((await stack.api.get(`/clients/${clientId}/subscriptions`)).body.map((s: { topic: string }) => s.topic)).toEqual([topic]);
     await client.endAsync();
   });
 
@@ -132,17 +205,17 @@ describe(`${CLIENTS_ERL} subscribe_batch/1 with ${MGMT_UTIL_ERL} batch_operation
     const { clientId, client } = await device();
     client.on('error', () => undefined);
     const topics = Array.from({ length: 2000 }, (_, i) => ({ topic: `conf/${clientId}/${i}` }));
-    const bulkCall = api.post(`/clients/${clientId}/subscribe/bulk`, topics);
+    const bulkCall = stack.api.post(`/clients/${clientId}/subscribe/bulk`, topics);
     // Kick as soon as the first subscription lands, while the rest of the batch is under way.
-    await waitFor(async () => (await api.get(`/subscriptions?clientid=${clientId}`)).body.data.length > 0, { what: 'the first subscription' });
-    expect((await api.delete(`/clients/${clientId}`)).status).toBe(204);
+    await waitFor(async () => (await stack.api.get(`/subscriptions?clientid=${clientId}`)).body.data.length > 0, { what: 'the first subscription' });
+    expect((await stack.api.delete(`/clients/${clientId}`)).status).toBe(204);
     const bulk = await bulkCall;
     expect(bulk.status).toBe(200);
     const { succeed, failed } = bulk.body as { succeed: { topic: string }[]; failed: { data: unknown[]; reason: string }[] };
     expect(succeed.length).toBeGreaterThan(0);
     expect(succeed.length + failed.length).toBe(topics.length);
     for (const failure of failed) expect(failure).toMatchObject({ data: [clientId, expect.any(String), expect.any(Object)], reason: 'channel_not_found' });
-    expect((await api.get(`/subscriptions?clientid=${clientId}`)).body.data).toEqual([]);
+    expect((await stack.api.get(`/subscriptions?clientid=${clientId}`)).body.data).toEqual([]);
   });
 });
 
@@ -150,7 +223,7 @@ describe(`${TOPIC_ERL} parse/2`, () => {
   it('answers 500 UNKNOWN_ERROR with the ~p reason for a shared filter without a topic (subscribe/1)', async () => {
     const { clientId, client } = await device();
     for (const topic of ['$share/g', '$queue/$share/g/t', '$exclusive/']) {
-      const response = await api.post(`/clients/${clientId}/subscribe`, { topic });
+      const response = await stack.api.post(`/clients/${clientId}/subscribe`, { topic });
       expect([topic, response.status, response.body.code]).toEqual([topic, 500, 'UNKNOWN_ERROR']);
       expect(response.body.message).toMatch(/^\{invalid_topic_filter,<<".*">>\}$/);
     }
@@ -165,14 +238,14 @@ describe(`${CHANNEL_ERL} handle_info({subscribe, TopicFilters}, Channel)`, () =>
     expect(await subscribeGranted(client, { [denied]: 1 })).toEqual({ [denied]: 128 });
 
     const received = collectMessages(client);
-    const response = await api.post(`/clients/${clientId}/subscribe`, { topic: denied, qos: 1 });
+    const response = await stack.api.post(`/clients/${clientId}/subscribe`, { topic: denied, qos: 1 });
     expect(response.status).toBe(200);
-    expect((await api.get(`/clients/${clientId}/subscriptions`)).body.map((s: { topic: string }) => s.topic)).toEqual([denied]);
-    expect((await api.post('/publish', { topic: denied, payload: 'through', qos: 1 })).status).toBe(200);
+    expect((await stack.api.get(`/clients/${clientId}/subscriptions`)).body.map((s: { topic: string }) => s.topic)).toEqual([denied]);
+    expect((await stack.api.post('/publish', { topic: denied, payload: 'through', qos: 1 })).status).toBe(200);
     await waitFor(() => received.some((m) => m.topic === denied && m.payload === 'through'), { what: 'the message on the denied topic' });
 
     const bulkDenied = `${denied}/bulk`;
-    const bulk = await api.post(`/clients/${clientId}/subscribe/bulk`, [{ topic: bulkDenied }]);
+    const bulk = await stack.api.post(`/clients/${clientId}/subscribe/bulk`, [{ topic: bulkDenied }]);
     expect(bulk.body).toEqual([{ qos: 0, nl: 0, rap: 0, rh: 0, node: NODE, clientid: clientId, topic: bulkDenied }]);
     await client.endAsync();
   });

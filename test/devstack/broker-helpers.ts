@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import net from 'node:net';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
+import { afterAll, beforeAll } from 'vitest';
 import { startBroker, type BrokerOptions, type RunningBroker } from '../../devstack/broker';
 
 /**
@@ -62,6 +63,29 @@ export function basicAuth(key: string, secret: string): string {
 export async function startTestBroker(options: Partial<BrokerOptions> = {}): Promise<{ broker: RunningBroker; api: BrokerApi }> {
   const broker = await startBroker({ apiKey: API_KEY, apiSecret: API_SECRET, ...options });
   return { broker, api: new BrokerApi(broker.apiUrl) };
+}
+
+/** A broker for the whole test file: started before its tests, closed after them. */
+export function brokerForFile(options: Partial<BrokerOptions> = {}): { readonly broker: RunningBroker; readonly api: BrokerApi } {
+  let started: { broker: RunningBroker; api: BrokerApi } | undefined;
+  const current = () => {
+    if (!started) throw new Error('the broker starts in beforeAll');
+    return started;
+  };
+  beforeAll(async () => {
+    started = await startTestBroker(options);
+  });
+  afterAll(async () => {
+    await started?.broker.close();
+  });
+  return {
+    get broker() {
+      return current().broker;
+    },
+    get api() {
+      return current().api;
+    },
+  };
 }
 
 /** A fresh name per test so tests in one file never share client ids, users or topics. */

@@ -177,6 +177,27 @@ describe('live clients', () => {
     await expect(emqx.getClientSubscriptions(clientId)).resolves.toEqual([]);
   });
 
+  it("reads the dev broker's partial-failure form: a rejected topic is named, the rest is subscribed", async () => {
+    const { clientId } = await connectDevice();
+    const ok = `devices/${clientId}/ok`;
+    const result = await emqx.subscribeBulk(clientId, [{ topic: ok, qos: 1 }, { topic: `$share/g/devices/${clientId}/x`, nl: 1 }]);
+    expect(result.succeeded.map((s) => s.topic)).toEqual([ok]);
+    expect(result.failed).toEqual([{ topic: `$share/g/devices/${clientId}/x`, reason: 'invalid_subopts_nl', clientGone: false }]);
+    expect(result.clientGone).toBe(false);
+  });
+
+  it('lists clients page by page with the traffic counters EMQX reports', async () => {
+    const devices = [await connectDevice(), await connectDevice(), await connectDevice()];
+    const ids = devices.map((d) => d.clientId);
+    const listed = await emqx.listAllClients({ clientid: ids }, { pageSize: 2 });
+    expect(listed.map((c) => c.clientid).sort()).toEqual([...ids].sort());
+    for (const c of listed) {
+      expect(c.connected).toBe(true);
+      expect(c.recv_pkt).toBeGreaterThanOrEqual(1);
+      expect(c.send_oct).toBeGreaterThanOrEqual(4);
+    }
+  });
+
   it('publishes in bulk with an outcome per message, in request order', async () => {
     const { clientId, client } = await connectDevice();
     const topic = `devices/${clientId}/bulk`;

@@ -75,7 +75,7 @@ describe('transport', () => {
       .on('GET', '/status')
       .reply((req) => {
         auth.push((req.headers as Record<string, string>).authorization);
-        return { statusCode: 200, data: { node_name: 'emqx@127.0.0.1', rel_vsn: '5.8.9', broker_status: 'started' }, responseOptions: json };
+        return { statusCode: 200, data: { node_name: 'emqx@127.0.0.1', rel_vsn: 'v5.8.9', broker_status: 'started' }, responseOptions: json };
       })
       .times(1);
     emqx.on('GET', '/status').reply(503, 'Node emqx@127.0.0.1 is stopped');
@@ -83,7 +83,7 @@ describe('transport', () => {
       running: true,
       status: 200,
       nodeName: 'emqx@127.0.0.1',
-      version: '5.8.9',
+      version: 'v5.8.9',
       brokerStatus: 'started',
     });
     await expect(emqx.client.status()).resolves.toEqual({ running: false, status: 503 });

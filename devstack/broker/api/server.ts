@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { PublishRequest } from '../publish';
 import type { ApiContext } from './context';
 import { ApiError, badRequest } from './errors';
 import { registerAuthnUserRoutes } from './routes/authn-users';
@@ -54,6 +55,7 @@ export function buildApiServer(context: ApiContext, options: ApiServerOptions): 
     }
   });
 
+  rejectUnknownFields(app);
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ code: 'NOT_FOUND', message: 'Request path not found' }));
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => answerError(error, request, reply));
 
@@ -67,6 +69,28 @@ export function buildApiServer(context: ApiContext, options: ApiServerOptions): 
   registerRuleEngineRoutes(app, context);
   registerDevstackFaultRoutes(app, context);
   return app;
+}
+
+/**
+ * Bodies EMQX checks against a hocon struct before the handler runs (`check_schema => true` in the
+ * module's api_spec/0, e.g. emqx_mgmt_api_publish.erl), which refuses any field it does not know.
+ * Routes with a zod schema refuse them there (`z.strictObject`); these share a schema with code
+ * that keeps unknown fields, so they are checked here.
+ */
+const STRICT_BODY_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  '/api/v5/publish': new Set(Object.keys(PublishRequest.shape)),
+  '/api/v5/publish/bulk': new Set(Object.keys(PublishRequest.shape)),
+};
+
+function rejectUnknownFields(app: FastifyInstance): void {
+  app.addHook('preHandler', (request, _reply, done) => {
+    const allowed = request.method === 'POST' ? STRICT_BODY_FIELDS[request.url.split('?')[0] ?? ''] : undefined;
+    const items: unknown[] = Array.isArray(request.body) ? request.body : [request.body];
+    const unknown = allowed
+      ? items.flatMap((item) => (item !== null && typeof item === 'object' ? Object.keys(item).filter((key) => !allowed.has(key)) : []))
+      : [];
+    done(unknown.length > 0 ? badRequest(`unknown_fields: ${[...new Set(unknown)].join(', ')}`) : undefined);
+  });
 }
 
 function answerError(error: Error & { statusCode?: number }, request: FastifyRequest, reply: FastifyReply): FastifyReply {

@@ -7,7 +7,8 @@ import { parseDurationMs } from '../../../src/config';
  * body template and retry settings. Ids are `<type>:<name>`; only type `http` exists here.
  */
 
-const Name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must start with a letter or digit and use only letters, digits, _ . -');
+// emqx_resource.erl validate_name/2: no dots, shorter than 255.
+const Name = z.string().max(254).regex(/^[A-Za-z0-9][A-Za-z0-9_-]*$/, 'must start with a letter or digit and use only letters, digits, _ and -');
 const Headers = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String));
 const DurationText = z
   .union([z.string(), z.number().int().nonnegative().transform((ms) => `${ms}ms`)])

@@ -1,12 +1,14 @@
+import { isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { INVALID_SUBOPTS_NL, kickClient, proxySubscribeRefusal, subscribeBatchOnBehalf, subscribeOnBehalf, unsubscribeOnBehalf } from '../../client-control';
 import { NODE_NAME, rfc3339, subscriptionView } from '../../emqx-formats';
 import { discardOfflineSession } from '../../offline-sessions';
 import type { LiveSession, OfflineSession, SessionFacts } from '../../sessions';
+import { trafficOf } from '../../stats';
 import { isValidTopicFilter } from '../../topic';
 import type { ApiContext } from '../context';
-import { apiError, badRequest, clientNotFound, parseBody } from '../errors';
+import { apiError, badRequest, clientNotFound, parseBody, type ApiError } from '../errors';
 import { booleanParam, integerParam, pageRequest, paginate, queryValue, queryValues, type Query } from '../pagination';
 
 /**
@@ -14,14 +16,16 @@ import { booleanParam, integerParam, pageRequest, paginate, queryValue, queryVal
  * a body that fails its schema is a 400 before the client is looked up.
  */
 
-const SubscribeRequest = z.object({
+// EMQX checks these bodies against its hocon schema (`check_schema => true` in
+// emqx_mgmt_api_clients.erl api_spec/0), which refuses fields it does not know.
+const SubscribeRequest = z.strictObject({
   topic: z.string().refine(isValidTopicFilter, 'must be a valid topic filter'),
   qos: z.number().int().min(0).max(2).default(0),
   nl: z.number().int().min(0).max(1).default(0),
   rap: z.number().int().min(0).max(1).default(0),
   rh: z.number().int().min(0).max(2).default(0),
 });
-const UnsubscribeRequest = z.object({ topic: z.string().min(1) });
+const UnsubscribeRequest = z.strictObject({ topic: z.string().min(1) });
 
 type ClientParams = { Params: { clientid: string } };
 
@@ -60,6 +64,8 @@ export function clientInfo(session: SessionFacts): Record<string, unknown> {
     awaiting_rel_max: 100,
     recv_msg: session.recvMsg,
     send_msg: session.sendMsg,
+    // An offline session's socket counters went with its connection; EMQX keeps them per channel.
+    ...('client' in session ? trafficOf((session as LiveSession).client) : { recv_oct: 0, recv_pkt: 0, send_oct: 0, send_pkt: 0 }),
     'recv_msg.dropped': 0,
     'send_msg.dropped': 0,
     'send_msg.dropped.queue_full': 0,
@@ -85,17 +91,137 @@ function offlineClientInfo(session: OfflineSession): Record<string, unknown> {
 const isOffline = (session: SessionFacts): session is OfflineSession => 'mqueue' in session;
 const infoOf = (session: SessionFacts): Record<string, unknown> => (isOffline(session) ? offlineClientInfo(session) : clientInfo(session));
 
+/** What `fields=` may name: the `client` schema's fields plus `client_attrs` (emqx_mgmt_api_clients.erl `fields(requested_client_fields)`). */
+const CLIENT_FIELDS: ReadonlySet<string> = new Set([
+  'client_attrs',
+  'awaiting_rel_cnt',
+  'awaiting_rel_max',
+  'clean_start',
+  'clientid',
+  'connected',
+  'connected_at',
+  'created_at',
+  'disconnected_at',
+  'expiry_interval',
+  'heap_size',
+  'inflight_cnt',
+  'inflight_max',
+  'ip_address',
+  'is_bridge',
+  'is_expired',
+  'keepalive',
+  'mailbox_len',
+  'mqueue_dropped',
+  'mqueue_len',
+  'mqueue_max',
+  'node',
+  'port',
+  'proto_name',
+  'proto_ver',
+  'recv_cnt',
+  'recv_msg',
+  'recv_msg.dropped',
+  'recv_msg.dropped.await_pubrel_timeout',
+  'recv_msg.qos0',
+  'recv_msg.qos1',
+  'recv_msg.qos2',
+  'recv_oct',
+  'recv_pkt',
+  'reductions',
+  'send_cnt',
+  'send_msg',
+  'send_msg.dropped',
+  'send_msg.dropped.expired',
+  'send_msg.dropped.queue_full',
+  'send_msg.dropped.too_large',
+  'send_msg.qos0',
+  'send_msg.qos1',
+  'send_msg.qos2',
+  'send_oct',
+  'send_pkt',
+  'subscriptions_cnt',
+  'subscriptions_max',
+  'username',
+  'mountpoint',
+  'durable',
+  'n_streams',
+  'seqno_q1_comm',
+  'seqno_q1_dup',
+  'seqno_q1_next',
+  'seqno_q2_comm',
+  'seqno_q2_dup',
+  'seqno_q2_rec',
+  'seqno_q2_next',
+]);
+
+/**
+ * `fields=all` or a comma-separated list of client fields; anything else fails EMQX's query schema
+ * (a 400), including `all` mixed with names (`t_query_clients_with_fields`).
+ */
+function requestedFields(query: Query): string[] | undefined {
+  const raw = queryValue(query, 'fields');
+  if (raw === undefined || raw === 'all') return undefined;
+  const wanted = raw.split(',').filter((f) => f !== '');
+  const unknown = wanted.find((f) => !CLIENT_FIELDS.has(f));
+  if (unknown !== undefined || wanted.length === 0) throw badRequest(`fields: unknown client field ${unknown ?? '(none)'}`);
+  return wanted;
+}
+
+function pickFields(info: Record<string, unknown>, fields: string[] | undefined): Record<string, unknown> {
+  if (fields === undefined) return info;
+  return Object.fromEntries(Object.entries(info).filter(([key]) => fields.includes(key)));
+}
+
+/** emqx_mgmt_api.erl `to_type/2`: a query value of the wrong type is 400 INVALID_PARAMETER naming it. */
+function badValueType(key: string, type: string, value: string): ApiError {
+  return apiError(400, 'INVALID_PARAMETER', `the ${key} parameter expected type is ${type}, but the value is ${value}`);
+}
+
+/** An IP address as `inet:parse_address/1` reads it, in the form the peer address is compared in. */
+function ipParam(query: Query): string | undefined {
+  const raw = queryValue(query, 'ip_address');
+  if (raw === undefined) return undefined;
+  if (isIP(raw) === 0) throw badValueType('ip_address', 'ip', raw);
+  return raw;
+}
+
+/**
+ * `gte_*`/`lte_*` on `created_at` and `connected_at`: an RFC 3339 time or epoch milliseconds
+ * (`emqx_utils_calendar:epoch_millisecond()` in the query schema).
+ */
+function timeParam(query: Query, name: string): number | undefined {
+  const raw = queryValue(query, name);
+  if (raw === undefined) return undefined;
+  const ms = /^-?\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
+  if (Number.isNaN(ms)) throw badRequest(`${name}: must be an RFC 3339 time or epoch milliseconds`);
+  return ms;
+}
+
+function inRange(value: number, gte: number | undefined, lte: number | undefined): boolean {
+  return (gte === undefined || value >= gte) && (lte === undefined || value <= lte);
+}
+
+/**
+ * The filters of `GET /clients` (`?CLIENT_QSCHEMA` in emqx_mgmt_api_clients.erl). `node` names the
+ * node to list: this one, or an error like EMQX's for a node it cannot reach (`list_clients/1`).
+ */
 function selectClients(sessions: SessionFacts[], query: Query): SessionFacts[] {
   const clientids = queryValues(query, 'clientid');
   const usernames = queryValues(query, 'username');
   const connState = queryValue(query, 'conn_state');
   const likeClientid = queryValue(query, 'like_clientid');
   const likeUsername = queryValue(query, 'like_username');
-  const ipAddress = queryValue(query, 'ip_address');
+  const ipAddress = ipParam(query);
   const cleanStart = booleanParam(query, 'clean_start');
   const protoVer = integerParam(query, 'proto_ver');
+  const node = queryValue(query, 'node');
+  const created = [timeParam(query, 'gte_created_at'), timeParam(query, 'lte_created_at')] as const;
+  const connected = [timeParam(query, 'gte_connected_at'), timeParam(query, 'lte_connected_at')] as const;
   if (connState !== undefined && !['connected', 'idle', 'disconnected'].includes(connState)) {
     throw badRequest('conn_state: must be connected, idle or disconnected');
+  }
+  if (node !== undefined && node !== NODE_NAME) {
+    throw apiError(500, 'NODE_DOWN', `bad rpc call <<${JSON.stringify(node)}>>, Reason <<"invalid node">>`);
   }
   return sessions.filter(
     (s) =>
@@ -106,15 +232,10 @@ function selectClients(sessions: SessionFacts[], query: Query): SessionFacts[] {
       (likeUsername === undefined || (s.username ?? '').includes(likeUsername)) &&
       (ipAddress === undefined || s.ipAddress === ipAddress) &&
       (cleanStart === undefined || s.cleanStart === cleanStart) &&
-      (protoVer === undefined || s.protoVer === protoVer),
+      (protoVer === undefined || s.protoVer === protoVer) &&
+      inRange(s.createdAt, ...created) &&
+      inRange(s.connectedAt, ...connected),
   );
-}
-
-/** `fields=a,b` (5.6+): only those keys of each client. */
-function pickFields(info: Record<string, unknown>, fields: string | undefined): Record<string, unknown> {
-  if (fields === undefined || fields === 'all') return info;
-  const wanted = fields.split(',').map((f) => f.trim());
-  return Object.fromEntries(Object.entries(info).filter(([key]) => wanted.includes(key)));
 }
 
 export function registerClientRoutes(app: FastifyInstance, { aedes, sessions, metrics }: ApiContext): void {
@@ -126,10 +247,10 @@ export function registerClientRoutes(app: FastifyInstance, { aedes, sessions, me
 
   app.get<{ Querystring: Query }>('/api/v5/clients', (request) => {
     const page = pageRequest(request.query);
+    const fields = requestedFields(request.query);
     const selected = selectClients([...sessions.list(), ...sessions.listOffline()], request.query);
     const fuzzy = queryValue(request.query, 'like_clientid') !== undefined || queryValue(request.query, 'like_username') !== undefined;
     const result = paginate(selected, page, { withCount: !fuzzy });
-    const fields = queryValue(request.query, 'fields');
     return { ...result, data: result.data.map((s) => pickFields(infoOf(s), fields)) };
   });
 

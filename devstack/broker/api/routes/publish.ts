@@ -7,7 +7,7 @@ import { ApiError, badRequest } from '../errors';
  * `POST /publish` and `/publish/bulk` (reference §5). In a bulk request every item is validated
  * before anything is published; one bad item rejects the batch with that item's error body.
  */
-export function registerPublishRoutes(app: FastifyInstance, { publisher }: ApiContext): void {
+export function registerPublishRoutes(app: FastifyInstance, { publisher, metrics }: ApiContext): void {
   const prepare = (body: unknown): ReturnType<typeof publisher.prepare> => {
     try {
       return publisher.prepare(body);
@@ -18,7 +18,9 @@ export function registerPublishRoutes(app: FastifyInstance, { publisher }: ApiCo
   };
 
   app.post('/api/v5/publish', async (request, reply) => {
-    const result = await publisher.publish(prepare(request.body));
+    const message = prepare(request.body);
+    metrics.countReceivedMessage(message.qos);
+    const result = await publisher.publish(message);
     return reply.code(result.delivered ? 200 : 202).send(result.body);
   });
 
@@ -27,7 +29,10 @@ export function registerPublishRoutes(app: FastifyInstance, { publisher }: ApiCo
     if (request.body.length === 0) throw badRequest('the message list must not be empty');
     const messages = (request.body as unknown[]).map(prepare);
     const results = [];
-    for (const message of messages) results.push(await publisher.publish(message));
+    for (const message of messages) {
+      metrics.countReceivedMessage(message.qos);
+      results.push(await publisher.publish(message));
+    }
     return reply.code(results.every((r) => r.delivered) ? 200 : 202).send(results.map((r) => r.body));
   });
 }

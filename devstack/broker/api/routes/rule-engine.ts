@@ -10,7 +10,7 @@ import {
 import { RuleInput, type RuleEngine, type StoredRule } from '../../rule-engine/rule-engine';
 import { RuleSqlError } from '../../rule-engine/sql';
 import type { ApiContext } from '../context';
-import { apiError, badRequest, notFound, parseBody } from '../errors';
+import { ApiError, apiError, badRequest, notFound, parseBody } from '../errors';
 import { booleanParam, pageRequest, paginate, queryValue, type Query } from '../pagination';
 import { noContent } from '../replies';
 
@@ -19,11 +19,43 @@ import { noContent } from '../replies';
 type IdParams = { Params: { id: string } };
 const CONNECTED = { status: 'connected', status_reason: '', node_status: [{ node: NODE_NAME, status: 'connected' }] };
 
+/** emqx_resource.erl `validate_name/2`: what a connector or action name may be. */
+const RESOURCE_NAME = /^[0-9a-zA-Z][-0-9a-zA-Z_]*$/;
+
+const INVALID_NAME_FORMAT =
+  'Invalid name format. The name must begin with a letter or number (0-9, a-z, A-Z) and can only include underscores and hyphens as non-initial characters. Got: ';
+
+/** Why emqx_resource.erl `validate_name/2` refuses a name, or `undefined` when it accepts it. */
+function nameRefusal(name: string): string | undefined {
+  if (name === '') return 'Name cannot be empty string';
+  if (name.length >= 255) return 'Name length must be less than 255';
+  return RESOURCE_NAME.test(name) ? undefined : INVALID_NAME_FORMAT + name;
+}
+
+/**
+ * A create body whose `name` EMQX refuses: 400 with the validation error as a JSON text, as
+ * `t_create_with_bad_name` (emqx_connector_api_SUITE.erl) and `t_bad_name` (emqx_bridge_v2_api_SUITE.erl) expect.
+ */
+function checkNewName(body: unknown): void {
+  const name = body !== null && typeof body === 'object' ? (body as { name?: unknown }).name : undefined;
+  const refusal = typeof name === 'string' ? nameRefusal(name) : undefined;
+  if (refusal !== undefined) throw badRequest(JSON.stringify({ kind: 'validation_error', reason: refusal }));
+}
+
+/**
+ * The name in a `{type}:{name}` id. An id EMQX cannot parse is 404 "Invalid connector ID, ..." /
+ * "Invalid bridge ID, ..." (`?TRY_PARSE_ID` in emqx_connector_api.erl and emqx_bridge_v2_api.erl,
+ * reasons from emqx_resource.erl `parse_resource_id/2`).
+ */
 function httpResourceName(id: string, kind: 'connector' | 'action'): string {
-  const parsed = parseResourceId(id);
-  if (!parsed) throw badRequest(`Invalid ${kind} ID, expected <type>:<name>`);
-  if (parsed.type !== 'http') throw notFound(kind === 'connector' ? 'Connector not found' : 'Action not found');
-  return parsed.name;
+  const invalid = (reason: string) => notFound(`Invalid ${kind === 'connector' ? 'connector' : 'bridge'} ID, ${reason}`);
+  const parts = id.split(':');
+  if (parts.length !== 2) throw invalid(`should be of pattern {type}:{name}, but got: ${id}`);
+  const [type = '', name = ''] = parts;
+  const refusal = nameRefusal(name);
+  if (refusal !== undefined) throw invalid(refusal);
+  if (type !== 'http') throw notFound(kind === 'connector' ? 'Connector not found' : 'Action not found');
+  return name;
 }
 
 function withoutIdentity(body: unknown): unknown {
@@ -49,6 +81,7 @@ function registerConnectorRoutes(app: FastifyInstance, ruleEngine: RuleEngine): 
   app.get('/api/v5/connectors', () => resources.listConnectors().map((c) => view(c.name)));
 
   app.post('/api/v5/connectors', (request, reply) => {
+    checkNewName(request.body);
     const { type: _type, name, ...config } = parseBody(HttpConnectorCreate, request.body);
     if (resources.getConnector(name)) throw apiError(400, 'ALREADY_EXISTS', 'Connector already exists');
     resources.putConnector(name, config);
@@ -98,6 +131,7 @@ function registerActionRoutes(app: FastifyInstance, ruleEngine: RuleEngine): voi
   app.get('/api/v5/actions', () => resources.listActions().map((a) => view(a.name)));
 
   app.post('/api/v5/actions', (request, reply) => {
+    checkNewName(request.body);
     const { type: _type, name, ...config } = parseBody(HttpActionCreate, request.body);
     if (resources.getAction(name)) throw apiError(400, 'ALREADY_EXISTS', 'Action already exists');
     requireConnector(config.connector);
@@ -122,8 +156,9 @@ function registerActionRoutes(app: FastifyInstance, ruleEngine: RuleEngine): voi
     if (!resources.getAction(name)) throw notFound('Action not found');
     const actionId = `http:${name}`;
     const dependents = ruleEngine.rulesUsingAction(actionId);
+    // emqx_bridge_v2_api.erl handle_delete/3: the dependent rule ids travel in `rules`.
     if (dependents.length > 0 && booleanParam(request.query, 'also_delete_dep_actions') !== true) {
-      throw badRequest(`Cannot delete action while active rules are depending on it: ${dependents.join(', ')}`);
+      throw new ApiError(400, { code: 'BAD_REQUEST', message: 'Cannot delete action while active rules are depending on it', rules: dependents });
     }
     ruleEngine.removeActionFromRules(actionId);
     resources.deleteAction(name);
@@ -177,6 +212,33 @@ function storeRule(ruleEngine: RuleEngine, id: string, input: RuleInput): Stored
   }
 }
 
+/**
+ * The fields a rule body may carry: the rule config's (emqx_rule_engine_schema.erl `fields("rules")`)
+ * and those emqx_rule_engine_api.erl `filter_out_request_body/1` drops. The config check refuses any
+ * other field with a 400.
+ */
+const RULE_BODY_FIELDS: ReadonlySet<string> = new Set([
+  'name',
+  'sql',
+  'actions',
+  'enable',
+  'description',
+  'metadata',
+  'id',
+  'status',
+  'node_status',
+  'node_metrics',
+  'metrics',
+  'node',
+]);
+
+function ruleBody(body: unknown): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badRequest('the body must be a JSON object');
+  const unknown = Object.keys(body).filter((key) => !RULE_BODY_FIELDS.has(key));
+  if (unknown.length > 0) throw badRequest(`unknown_fields: ${unknown.join(', ')}`);
+  return body as Record<string, unknown>;
+}
+
 function registerRuleRoutes(app: FastifyInstance, ruleEngine: RuleEngine): void {
   app.get<{ Querystring: Query }>('/api/v5/rules', (request) => {
     const page = pageRequest(request.query);
@@ -190,7 +252,7 @@ function registerRuleRoutes(app: FastifyInstance, ruleEngine: RuleEngine): void 
   });
 
   app.post('/api/v5/rules', (request, reply) => {
-    const input = parseBody(RuleInput, request.body);
+    const input = parseBody(RuleInput, ruleBody(request.body));
     const id = input.id ?? ruleEngine.newRuleId();
     if (ruleEngine.getRule(id)) throw badRequest('rule id already exists');
     reply.code(201);
@@ -203,22 +265,19 @@ function registerRuleRoutes(app: FastifyInstance, ruleEngine: RuleEngine): void 
     return ruleView(rule);
   });
 
-  /** Fields left out keep their current values. */
+  /**
+   * Fields left out keep their current values (the update is merged into the stored config,
+   * emqx_config_handler.erl `merge_to_old_config/2`); an unknown id is created, with 200
+   * (emqx_rule_engine.erl `post_config_update/5` with no old rule).
+   */
   app.put<IdParams>('/api/v5/rules/:id', (request) => {
+    const body = ruleBody(request.body);
     const current = ruleEngine.getRule(request.params.id);
-    if (!current) throw notFound('Rule Id Not Found');
-    const body = request.body !== null && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {};
-    const input = parseBody(RuleInput, {
-      sql: current.sql,
-      actions: current.actions,
-      enable: current.enable,
-      description: current.description,
-      metadata: current.metadata,
-      name: current.name,
-      ...body,
-      id: undefined,
-    });
-    return ruleView(storeRule(ruleEngine, current.id, input));
+    const kept = current
+      ? { sql: current.sql, actions: current.actions, enable: current.enable, description: current.description, metadata: current.metadata, name: current.name }
+      : {};
+    const input = parseBody(RuleInput, { ...kept, ...body, id: undefined });
+    return ruleView(storeRule(ruleEngine, request.params.id, input));
   });
 
   app.delete<IdParams>('/api/v5/rules/:id', (request, reply) => {

@@ -6,7 +6,8 @@ import { queryValue, type Query } from '../pagination';
 export function registerStatusRoutes(app: FastifyInstance): void {
   const status = (request: FastifyRequest<{ Querystring: Query }>, reply: FastifyReply): unknown => {
     if (queryValue(request.query, 'format') === 'json') {
-      return { rel_vsn: EMQX_VERSION, node_name: NODE_NAME, broker_status: 'started', app_status: 'running' };
+      // The edition prefix comes first: `v` for the open-source edition (emqx_mgmt_api_status.erl vsn/0).
+      return { rel_vsn: `v${EMQX_VERSION}`, node_name: NODE_NAME, broker_status: 'started', app_status: 'running' };
     }
     reply.type('text/plain');
     return `Node ${NODE_NAME} is started\nemqx is running`;
