@@ -79,6 +79,17 @@ const sections = {
     WEBHOOK_SIGNAL_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(32),
     /** Events accepted but not yet signalled above which the adapter answers 503, so EMQX holds them. */
     WEBHOOK_INBOX_LIMIT: z.coerce.number().int().min(1).default(100_000),
+    /** Most events and bytes one signal to a device workflow carries (docs/webhook-adapter.md). */
+    WEBHOOK_SIGNAL_MAX_EVENTS: z.coerce.number().int().min(1).max(5_000).default(500),
+    WEBHOOK_SIGNAL_MAX_BYTES: ByteSize.pipe(z.number().min(1_024, 'must be at least 1kb').max(1_048_576, 'must be at most 1mb')).default(262_144),
+    /** A request whose events MongoDB has not stored within this is answered 503 (EMQX retries). */
+    WEBHOOK_STORE_TIMEOUT: Duration.default(5_000),
+    /** Connections and their timeouts (docs/webhook-adapter.md). */
+    WEBHOOK_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(100_000).default(512),
+    WEBHOOK_IDLE_TIMEOUT: Duration.default(10_000),
+    WEBHOOK_HEADERS_TIMEOUT: Duration.default(10_000),
+    WEBHOOK_REQUEST_TIMEOUT: Duration.default(30_000),
+    WEBHOOK_KEEPALIVE_TIMEOUT: Duration.default(75_000),
     /** The URL EMQX posts to (setup-webhook); default http://WEBHOOK_HOST:WEBHOOK_PORT/emqx/events. */
     WEBHOOK_PUBLIC_URL: url.optional(),
     /** Message topic filters whose publishes EMQX also sends (stored as device events), comma-separated. */

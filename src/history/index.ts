@@ -1,4 +1,4 @@
-import { MongoClient, type Collection, type Db } from 'mongodb';
+import { MongoClient, type Collection, type Db, type MongoClientOptions } from 'mongodb';
 import type { DeviceRecord } from '../domain/device';
 import { AlarmStore } from './alarms';
 import { EventInbox } from './event-inbox';
@@ -119,8 +119,8 @@ export class History {
 }
 
 /** Connects, ensures indexes, and returns the layer with its `close`. */
-export async function connectHistory(uri: string, dbName: string): Promise<{ history: History; close(): Promise<void> }> {
-  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
+export async function connectHistory(uri: string, dbName: string, options: MongoClientOptions = {}): Promise<{ history: History; close(): Promise<void> }> {
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, ...options });
   await client.connect();
   const history = new History(client.db(dbName));
   await history.ensureIndexes();

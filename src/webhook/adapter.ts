@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
+import type { MongoClientOptions } from 'mongodb';
 import pino, { type Logger } from 'pino';
 import type { PresenceEvent } from '../domain/presence';
 import type { History } from '../history';
@@ -8,13 +9,22 @@ import { deliverPresenceEvents } from '../starter/presence-delivery';
 import { InboxSink } from './event-sink';
 import { WebhookMetrics } from './metrics';
 import { DEFAULT_RELAY_OPTIONS, PresenceRelay, type RelayOptions } from './relay';
-import { buildServer } from './server';
+import { buildServer, type ConnectionLimits } from './server';
 import { SignalThrottle } from './signal-throttle';
 import { WaitingCampaigns } from '../history/waiting-campaigns';
 
 /** Deadline of one signal-with-start: a hung Temporal call must not hold a device's queue. */
 const SIGNAL_DEADLINE_MS = 10_000;
 const CAMPAIGN_REFRESH_MS = 5_000;
+
+/**
+ * MongoDB client settings for the adapter: a hung MongoDB fails operations instead of holding them
+ * and the requests waiting on them. Requests get 503 after `storeTimeoutMs` (InboxSink); a
+ * connection that stays silent is given up soon after, and a new one must answer quickly.
+ */
+export function adapterMongoOptions(storeTimeoutMs: number): MongoClientOptions {
+  return { serverSelectionTimeoutMS: storeTimeoutMs, connectTimeoutMS: storeTimeoutMs, socketTimeoutMS: storeTimeoutMs * 2 };
+}
 
 export interface WebhookAdapterOptions {
   history: History;
@@ -23,6 +33,9 @@ export interface WebhookAdapterOptions {
   token: string;
   bodyLimit?: number;
   inboxLimit?: number;
+  /** A request whose events MongoDB has not stored within this gets 503 (default 5 s). */
+  storeTimeoutMs?: number;
+  connections?: Partial<ConnectionLimits>;
   relay?: Partial<RelayOptions>;
   /** Deadline of one signal-with-start (default 10 s). */
   signalDeadlineMs?: number;
@@ -79,13 +92,17 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
   });
   relay.setLimit(throttle.limit());
   metrics.signalLimit = throttle.limit();
-  const sink = new InboxSink(options.history.inbox, relay, { limit: options.inboxLimit ?? 100_000 });
+  const sink = new InboxSink(options.history.inbox, relay, {
+    limit: options.inboxLimit ?? 100_000,
+    ...(options.storeTimeoutMs ? { storeTimeoutMs: options.storeTimeoutMs } : {}),
+  });
   const app = buildServer({
     onAnswered: (ms) => throttle.observe(ms),
     token: options.token,
     sink,
     metrics,
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
+    ...(options.connections ? { connections: options.connections } : {}),
     pingStore: async () => {
       await options.history.db.command({ ping: 1 });
     },

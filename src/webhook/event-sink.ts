@@ -17,6 +17,8 @@ export class SinkUnavailableError extends Error {
   readonly type = 'SinkUnavailableError';
 }
 
+export const DEFAULT_STORE_TIMEOUT_MS = 5_000;
+
 interface Write {
   connections: StoredConnectionEvent[];
   deviceEvents: DeviceEvent[];
@@ -34,9 +36,14 @@ export class InboxSink implements EventSink {
   constructor(
     private readonly inbox: EventInbox,
     private readonly relay: PresenceRelay,
-    private readonly options: { limit: number; maxBatch?: number; maxConcurrentWrites?: number },
+    /** `storeTimeoutMs`: a request whose events are not stored within it gets 503 (a hung MongoDB). */
+    private readonly options: { limit: number; storeTimeoutMs?: number; maxBatch?: number; maxConcurrentWrites?: number },
   ) {
-    this.commit = new GroupCommit((writes) => this.write(writes), { maxItems: options.maxBatch ?? 500, maxConcurrent: options.maxConcurrentWrites ?? 1 });
+    this.commit = new GroupCommit((writes) => this.write(writes), {
+      maxItems: options.maxBatch ?? 500,
+      maxConcurrent: options.maxConcurrentWrites ?? 1,
+      deadlineMs: options.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS,
+    });
   }
 
   async accept(events: ParsedEvents): Promise<{ stored: number; duplicates: number }> {

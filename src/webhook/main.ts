@@ -3,7 +3,7 @@ import pino from 'pino';
 import { createDataConverter } from '../codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../config';
 import { connectHistory } from '../history';
-import { createWebhookAdapter } from './adapter';
+import { adapterMongoOptions, createWebhookAdapter } from './adapter';
 
 /** `npm run webhook`: the EMQX webhook adapter against the configured MongoDB and Temporal. */
 async function main(): Promise<void> {
@@ -19,7 +19,8 @@ async function main(): Promise<void> {
     namespace: config.temporal.TEMPORAL_NAMESPACE,
     dataConverter: createDataConverter(config.codec.PAYLOAD_ENCRYPTION_KEYS),
   });
-  const mongo = await connectHistory(config.mongo.MONGODB_URI, config.mongo.MONGODB_DB);
+  const storeTimeoutMs = config.webhook.WEBHOOK_STORE_TIMEOUT;
+  const mongo = await connectHistory(config.mongo.MONGODB_URI, config.mongo.MONGODB_DB, adapterMongoOptions(storeTimeoutMs));
   const adapter = createWebhookAdapter({
     history: mongo.history,
     temporal,
@@ -27,7 +28,19 @@ async function main(): Promise<void> {
     token: config.webhook.WEBHOOK_TOKEN,
     bodyLimit: config.webhook.WEBHOOK_BODY_LIMIT,
     inboxLimit: config.webhook.WEBHOOK_INBOX_LIMIT,
-    relay: { concurrency: config.webhook.WEBHOOK_SIGNAL_CONCURRENCY },
+    storeTimeoutMs,
+    connections: {
+      maxConnections: config.webhook.WEBHOOK_MAX_CONNECTIONS,
+      idleTimeoutMs: config.webhook.WEBHOOK_IDLE_TIMEOUT,
+      headersTimeoutMs: config.webhook.WEBHOOK_HEADERS_TIMEOUT,
+      requestTimeoutMs: config.webhook.WEBHOOK_REQUEST_TIMEOUT,
+      keepAliveTimeoutMs: config.webhook.WEBHOOK_KEEPALIVE_TIMEOUT,
+    },
+    relay: {
+      concurrency: config.webhook.WEBHOOK_SIGNAL_CONCURRENCY,
+      maxSignalEvents: config.webhook.WEBHOOK_SIGNAL_MAX_EVENTS,
+      maxSignalBytes: config.webhook.WEBHOOK_SIGNAL_MAX_BYTES,
+    },
     continueAsNewAfter: config.presence.PRESENCE_CONTINUE_AS_NEW_AFTER,
     logger,
   });

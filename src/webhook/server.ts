@@ -24,24 +24,62 @@ export interface WebhookServerDeps {
   logger?: FastifyServerOptions['loggerInstance'];
   /** Called with each POST /emqx/events response time in milliseconds. */
   onAnswered?: (ms: number) => void;
+  connections?: Partial<ConnectionLimits>;
 }
 
 export const DEFAULT_BODY_LIMIT = 1_048_576;
 
+/**
+ * How many connections the adapter keeps and for how long. EMQX's HTTP action keeps `pool_size`
+ * (default 8) keep-alive connections per node, pipelines up to 100 requests on each, and gives up
+ * on a request after 30 s (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_bridge_http/src/emqx_bridge_http_connector.erl:
+ * fields(config), DEFAULT_PIPELINE_SIZE, DEFAULT_REQUEST_TIMEOUT_MS): a few dozen connections that
+ * send steadily. Everything else (idle sockets, slow headers) is closed early, so it cannot use up
+ * the process's file descriptors.
+ */
+export interface ConnectionLimits {
+  /** Connections open at once; further ones are closed as they arrive (WEBHOOK_MAX_CONNECTIONS). */
+  maxConnections: number;
+  /** A connection that sends nothing for this long, before or during a request, is closed (WEBHOOK_IDLE_TIMEOUT). */
+  idleTimeoutMs: number;
+  /** Complete request headers must arrive within this (WEBHOOK_HEADERS_TIMEOUT); 408 otherwise. */
+  headersTimeoutMs: number;
+  /** The whole request must arrive within this (WEBHOOK_REQUEST_TIMEOUT); 408 otherwise. */
+  requestTimeoutMs: number;
+  /** A keep-alive connection idle between requests is closed after this (WEBHOOK_KEEPALIVE_TIMEOUT). */
+  keepAliveTimeoutMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  maxConnections: 512,
+  idleTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 75_000,
+};
+
 export function buildServer(deps: WebhookServerDeps): FastifyInstance {
   const { metrics, sink } = deps;
+  const limits = { ...DEFAULT_CONNECTION_LIMITS, ...deps.connections };
   const app = Fastify({
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     // A storm is thousands of requests a second: log problems, not every request (metrics count them).
     logController: new LogController({ disableRequestLogging: true }),
-    // EMQX keeps a pool of connections open (reference §8.2, pool_size): let them live.
-    keepAliveTimeout: 75_000,
-    requestTimeout: 30_000,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    http: {
+      // Node rejects a headers timeout longer than the request timeout.
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+      // Node checks header and request deadlines this often (default 30 s, which would stretch them).
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
     return503OnClosing: true,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
   });
+  app.server.maxConnections = limits.maxConnections;
   const tokenMatches = createTokenCheck(deps.token);
 
   const reject = (reply: FastifyReply, status: number, reason: RejectReason, message: string): FastifyReply => {
@@ -67,7 +105,8 @@ export function buildServer(deps: WebhookServerDeps): FastifyInstance {
     {
       // Before the body is read: a caller without the token gets nothing parsed or stored.
       onRequest: async (request, reply) => {
-        if (!tokenMatches(request.headers)) return reject(reply, 401, 'unauthorized', 'missing or wrong token');
+        // Closed after the answer: a caller without the token does not keep a connection slot.
+        if (!tokenMatches(request.headers)) return reject(reply.header('connection', 'close'), 401, 'unauthorized', 'missing or wrong token');
       },
       onResponse: async (_request, reply) => {
         metrics.observeDuration(reply.elapsedTime / 1_000);

@@ -1,10 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../src/config';
-import { stackEndpoints, uniqueName, waitFor } from '../harness';
+import { uniqueName, waitFor } from '../harness';
 import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
-import { API_KEY, API_SECRET, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
+import { startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
+import { startWorkerProcess } from '../support/worker-process';
 
 let env: DeviceOpsTestEnv;
 let devices: TestDevices;
@@ -23,32 +22,8 @@ afterAll(async () => {
 
 /** Starts a worker process on `taskQueue`; resolves once it polls. */
 async function workerProcess(taskQueue: string): Promise<ChildProcess> {
-  const { temporalAddress, namespace, mongoUri } = stackEndpoints();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join('test', 'support', 'campaign-worker-process.ts')], {
-    cwd: projectRoot(),
-    env: {
-      ...process.env,
-      TEMPORAL_ADDRESS: temporalAddress,
-      TEMPORAL_NAMESPACE: namespace,
-      TEMPORAL_TASK_QUEUE: taskQueue,
-      EMQX_API_URL: env.broker.apiUrl,
-      EMQX_API_KEY: API_KEY,
-      EMQX_API_SECRET: API_SECRET,
-      MONGODB_URI: mongoUri,
-      MONGODB_DB: env.dbName,
-      PAYLOAD_ENCRYPTION_KEYS: env.keys,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = await startWorkerProcess(env, taskQueue);
   started.push(child);
-  let output = '';
-  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`worker process exited with ${code}: ${output.slice(-500)}`)));
-  });
   return child;
 }
 

@@ -1,0 +1,85 @@
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PresenceEvent } from '../../src/domain/presence';
+import { presenceEventKey } from '../../src/domain/presence';
+import { EventInbox, type StoredConnectionEvent } from '../../src/history/event-inbox';
+import { WebhookMetrics } from '../../src/webhook/metrics';
+import { DEFAULT_RELAY_OPTIONS, isRejectedBatch, PresenceRelay } from '../../src/webhook/relay';
+import { freshDatabase, waitFor } from '../harness';
+
+/**
+ * The relay on its own, with the real inbox on FerretDB and a stand-in for Temporal that refuses
+ * what the test says: refused batches are split, a refused event is set aside as a dead letter, and
+ * nothing else is held up.
+ */
+
+let database: Awaited<ReturnType<typeof freshDatabase>>;
+let inbox: EventInbox;
+
+beforeAll(async () => {
+  database = await freshDatabase('relay');
+  inbox = new EventInbox(database.db);
+});
+
+afterAll(async () => {
+  await database?.close();
+});
+
+/** An error as @temporalio/client throws for a gRPC status. */
+function grpcError(code: number, details: string): Error {
+  return Object.assign(new Error(`${code} ${details}`), { code, details, metadata: {} });
+}
+
+function connected(clientId: string, connectedAt: number): StoredConnectionEvent {
+  return { key: presenceEventKey.connected(clientId, connectedAt), clientId, event: 'connected', at: new Date(connectedAt).toISOString(), connectedAt, receivedAt: new Date().toISOString() };
+}
+
+describe('isRejectedBatch', () => {
+  it('tells a refused request from an outage', () => {
+    expect(isRejectedBatch(grpcError(3, 'Blob data size exceeds limit.'))).toBe(true);
+    expect(isRejectedBatch(Object.assign(new Error('failed'), { cause: grpcError(8, 'Received message larger than max (4200000 vs. 4194304)') }))).toBe(true);
+    expect(isRejectedBatch(grpcError(8, 'namespace rate limit exceeded'))).toBe(false);
+    expect(isRejectedBatch(grpcError(14, 'No connection established'))).toBe(false);
+    expect(isRejectedBatch(grpcError(4, 'Deadline exceeded'))).toBe(false);
+    expect(isRejectedBatch(new Error('something else'))).toBe(false);
+  });
+});
+
+describe('PresenceRelay', () => {
+  it('splits refused batches, sets a refused event aside as a dead letter, and delivers the rest in order', async () => {
+    const poison = connected('dl-a', 1_005);
+    const delivered = new Map<string, string[]>();
+    let calls = 0;
+    const deliver = (clientId: string, events: PresenceEvent[]): Promise<void> => {
+      calls++;
+      if (events.some((e) => e.key === poison.key)) return Promise.reject(grpcError(3, 'refused'));
+      delivered.set(clientId, [...(delivered.get(clientId) ?? []), ...events.map((e) => e.key)]);
+      return Promise.resolve();
+    };
+    const metrics = new WebhookMetrics();
+    const relay = new PresenceRelay({ deliver, inbox, metrics, logger: pino({ level: 'silent' }) }, { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, maxSignalEvents: 8 });
+    relay.start();
+    try {
+      const a = Array.from({ length: 20 }, (_, i) => connected('dl-a', 1_000 + i));
+      const b = Array.from({ length: 5 }, (_, i) => connected('dl-b', 1_000 + i));
+      const events = [...a, ...b];
+      const bucket = relay.beginWrite();
+      const { fresh } = await inbox.store(bucket, events, []);
+      relay.finishWrite(bucket, events.filter((e) => fresh.has(e.key)));
+
+      await waitFor(async () => relay.depth() === 0 && (await inbox.pendingCount()) === 0, { timeoutMs: 20_000, what: 'everything delivered or set aside' });
+      expect(delivered.get('dl-a')).toEqual(a.map((e) => e.key).filter((key) => key !== poison.key));
+      expect(delivered.get('dl-b')).toEqual(b.map((e) => e.key));
+      expect(metrics.deadLettered).toBe(1);
+      expect(metrics.batchesSplit).toBeGreaterThan(0);
+      expect(metrics.signalFailures).toBe(0);
+      expect(relay.temporalUp()).toBe(true);
+      // Bounded: at most 8 events per signal, so a handful of calls, not one per event.
+      expect(calls).toBeLessThan(20);
+      const letters = await inbox.listDeadLetters();
+      expect(letters).toMatchObject([{ key: poison.key, clientId: 'dl-a', error: '3 refused', event: { connectedAt: 1_005 } }]);
+    } finally {
+      await relay.stop();
+    }
+  });
+});
