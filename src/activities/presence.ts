@@ -3,6 +3,7 @@ import { request } from 'undici';
 import type { Alarm, AlarmChange, PresencePolicy } from '../domain/presence';
 import { EmqxNotFoundError, type EmqxClient } from '../emqx';
 import type { History } from '../history';
+import type { PresenceTracking } from '../starter/presence-delivery';
 import { asActivityFailure } from './failures';
 
 /**
@@ -17,6 +18,8 @@ export interface PresenceSettings {
   alarmWebhookUrl?: string;
   /** PRESENCE_CONTINUE_AS_NEW_AFTER, for device workflows that reconciliation starts. */
   continueAsNewAfter?: number;
+  /** PRESENCE_UNKNOWN_CLIENTS, PRESENCE_TRACK_PATTERN: which clients reconciliation starts a device workflow for. */
+  tracking?: PresenceTracking;
 }
 
 export const DEFAULT_PRESENCE_SETTINGS: PresenceSettings = {
