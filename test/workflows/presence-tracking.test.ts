@@ -122,6 +122,34 @@ describe('presence tracking policy', () => {
     }
   });
 
+  it('wakes a campaign waiting for an unknown client directly when it connects, without a device workflow', async () => {
+    const clientId = 'pt-target';
+    await env.emqx.importUsers('plain', [{ user_id: clientId, password: PASSWORD }]);
+    const topic = `pt/${clientId}/cmd`;
+    const started = await env.ops.campaigns.start({
+      targets: { list: [{ clientId }] },
+      message: { topic: 'pt/${clientid}/cmd', payload: { format: 'text', text: 'for ${clientid}' }, qos: 1 },
+      // Only a wake-up can deliver before the deadline: the recheck is ten minutes away.
+      offline: { wait: true, recheckIntervalMs: 600_000 },
+      deadlineMs: 30_000,
+    });
+    await waitFor(async () => (await env.ops.campaigns.status(started.campaignId)).counts.waiting === 1, { what: 'target waiting', timeoutMs: 15_000 });
+    const device = await connectDevice(env.broker, clientId, clientId, PASSWORD);
+    const received: string[] = [];
+    device.on('message', (t: string, payload: Buffer) => {
+      if (t === topic) received.push(payload.toString());
+    });
+    try {
+      await device.subscribeAsync(topic, { qos: 1 });
+      expect(await env.ops.campaigns.handle(started.campaignId).result()).toMatchObject({ state: 'completed', counts: { total: 1, delivered: 1 } });
+      await waitFor(() => received.length > 0, { what: 'message received' });
+      expect(received).toEqual([`for ${clientId}`]);
+      expect(await hasWorkflow(clientId)).toBe(false);
+    } finally {
+      await device.endAsync();
+    }
+  });
+
   it('decides by record, PRESENCE_UNKNOWN_CLIENTS and PRESENCE_TRACK_PATTERN, caching only provisioned ids', async () => {
     const ids = ['pt-rec-1', 'pt-lab-1', 'pt-other-1'];
     await env.history.devices.deleteMany({ _id: { $in: ids } });
