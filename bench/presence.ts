@@ -253,8 +253,19 @@ async function postAll(url: string, bodies: string[], concurrency: number) {
   };
 }
 
+/** Device records, so the simulated clients are provisioned devices with device workflows (docs/presence.md). */
+async function recordDevices(stack: BenchStack, ids: readonly string[]): Promise<void> {
+  const at = new Date().toISOString();
+  for (let i = 0; i < ids.length; i += 5_000) {
+    await stack.history.saveDevices(
+      ids.slice(i, i + 5_000).map((clientId) => ({ clientId, username: clientId, acl: [], subscriptions: [], tags: [], status: 'active' as const, provisionedAt: at, updatedAt: at })),
+    );
+  }
+}
+
 async function httpPhase(stack: BenchStack, url: string, prefix: string, count: number, concurrency: number, timeoutMs: number) {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
+  await recordDevices(stack, ids);
   const bodies = stormBodies(ids);
   const { started, ...posted } = await postAll(url, bodies, concurrency);
   const converged = await waitConverged(stack.temporal, ids, (v) => v.presence === 'online' && v.counters.sessionsStarted === 2 && v.counters.sessionsEnded === 1, started, timeoutMs);
@@ -308,6 +319,7 @@ function startFleet(): { send(command: Record<string, unknown>): Promise<{ secon
 async function mqttPhase(stack: BenchStack, adapterUrl: string, count: number, timeoutMs: number) {
   const ids = Array.from({ length: count }, (_, i) => `m-${i}`);
   await stack.emqx.ensureEventWebhook({ url: `${adapterUrl}/emqx/events`, token: TOKEN });
+  await recordDevices(stack, ids);
   for (let i = 0; i < ids.length; i += 5_000) {
     await stack.emqx.importUsers('plain', ids.slice(i, i + 5_000).map((id) => ({ user_id: id, password: `${id}-pw` })));
   }

@@ -156,6 +156,21 @@ const sections = {
     PRESENCE_RECONCILE_INTERVAL: Duration.default(300_000),
     /** Device workflows continue as new after this many signals and updates. */
     PRESENCE_CONTINUE_AS_NEW_AFTER: z.coerce.number().int().min(10).max(5_000).default(1_000),
+    /** Clients with no device record: `record` (history only) or `track` (device workflow and alarms). docs/presence.md */
+    PRESENCE_UNKNOWN_CLIENTS: z.enum(['record', 'track'], { error: 'must be record or track' }).default('record'),
+    /** Unknown clients whose whole id matches this regular expression are tracked anyway. */
+    PRESENCE_TRACK_PATTERN: z
+      .string()
+      .optional()
+      .transform((text, ctx) => {
+        if (text === undefined || text === '') return undefined;
+        try {
+          return new RegExp(`^(?:${text})$`, 'u');
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `must be a regular expression (${(err as Error).message})` });
+          return z.NEVER;
+        }
+      }),
   }),
   campaign: z.object({
     /** The broker the worker publishes campaign messages to when a campaign's transport is `mqtt`; unset = REST only. */

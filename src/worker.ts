@@ -11,6 +11,7 @@ import { loadConfig, projectRoot, temporalConnectionOptions, type Config } from 
 import { createEmqxClientFromConfig } from './emqx';
 import { mqttPublisherFromConfig } from './emqx/mqtt-publisher';
 import { connectHistory } from './history';
+import { presenceTrackingFromConfig } from './starter/presence-delivery';
 import { ensurePresenceReconcileSchedule, ensureStatsSchedule } from './starter/schedules';
 
 /** The workflow entry point, from src (tsx, tests) or dist (built). */
@@ -70,7 +71,7 @@ function jsonLog(entry: LogEntry): void {
 /** The ALARM_* variables as the presence activities take them. */
 export function presenceSettings(alarm: Config<'alarm'>['alarm'], presence?: Config<'presence'>['presence']): PresenceSettings {
   return {
-    ...(presence ? { continueAsNewAfter: presence.PRESENCE_CONTINUE_AS_NEW_AFTER } : {}),
+    ...(presence ? { continueAsNewAfter: presence.PRESENCE_CONTINUE_AS_NEW_AFTER, tracking: presenceTrackingFromConfig(presence) } : {}),
     defaults: {
       graceMs: alarm.ALARM_GRACE_PERIOD,
       escalationMs: alarm.ALARM_ESCALATION_STEPS,

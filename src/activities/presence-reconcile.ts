@@ -6,7 +6,7 @@ import type { EmqxClient } from '../emqx';
 import type { History } from '../history';
 import { CampaignStore } from '../history/campaigns';
 import { WaitingCampaigns } from '../history/waiting-campaigns';
-import { deliverPresenceEvents } from '../starter/presence-delivery';
+import { PresenceDelivery } from '../starter/presence-delivery';
 import { presenceEventsSignal } from '../workflows/presence';
 import { emqxStep, mapPooled } from './failures';
 import type { PresenceSettings } from './presence';
@@ -26,8 +26,10 @@ export interface ReconcileReport {
   recordedOnline: number;
   /** Recorded online, absent from EMQX: told "not connected". */
   markedOffline: number;
-  /** Connected in EMQX, not recorded online: told "connected since". */
+  /** Connected in EMQX, not recorded online, tracked (docs/presence.md): told "connected since". */
   markedOnline: number;
+  /** Connected in EMQX, not tracked: left to the history. */
+  untracked: number;
   observedAt: string;
 }
 
@@ -79,17 +81,29 @@ export function createReconcileActivities(deps: { emqx: EmqxClient; history?: Hi
         }
         progress();
       });
+      // Only tracked clients get a device workflow (docs/presence.md): a provisioned device whose
+      // first events were recorded only is started here once it is online.
+      const delivery = deps.history
+        ? new PresenceDelivery({
+            temporal: client,
+            taskQueue,
+            history: deps.history,
+            ...(deps.presence?.tracking ? { tracking: deps.presence.tracking } : {}),
+            ...(deps.presence?.continueAsNewAfter ? { continueAsNewAfter: deps.presence.continueAsNewAfter } : {}),
+          })
+        : null;
+      const tracked = delivery ? await delivery.tracked.among(cameOnline.map(([clientId]) => clientId)) : new Set<string>();
+      const toStart = cameOnline.filter(([clientId]) => tracked.has(clientId));
       // The running campaigns that wait for offline devices, read once for this run.
       const waiting = db ? new WaitingCampaigns(new CampaignStore(db), Number.POSITIVE_INFINITY) : null;
-      await mapPooled(cameOnline, SIGNAL_CONCURRENCY, async ([clientId, connectedAt]) => {
+      await mapPooled(toStart, SIGNAL_CONCURRENCY, async ([clientId, connectedAt]) => {
         const event: PresenceEvent = { kind: 'observed', key: `reconcile|${observedAt}|online|${clientId}`, online: true, observedAt, connectedAt };
-        const continueAsNewAfter = deps.presence?.continueAsNewAfter;
         // Presence is corrected even when MongoDB cannot say which campaigns wait.
         const lookupFailed = (error: string): void => {
           log.warn('could not look up campaigns waiting for the device', { clientId, error });
         };
         const campaigns = waiting ? await waiting.forDeviceOrNone(clientId, lookupFailed) : [];
-        await deliverPresenceEvents(client, { clientId, taskQueue, events: [event], campaigns, ...(continueAsNewAfter ? { continueAsNewAfter } : {}) });
+        await delivery?.deliver(clientId, [event], campaigns);
         progress();
       });
 
@@ -97,7 +111,8 @@ export function createReconcileActivities(deps: { emqx: EmqxClient; history?: Hi
         live: live.size,
         recordedOnline: recordedOnline.size,
         markedOffline: goneOffline.length,
-        markedOnline: cameOnline.length,
+        markedOnline: toStart.length,
+        untracked: cameOnline.length - toStart.length,
         observedAt: new Date(observedAt).toISOString(),
       };
     },

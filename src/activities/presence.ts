@@ -1,8 +1,11 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, log } from '@temporalio/activity';
 import { request } from 'undici';
 import type { Alarm, AlarmChange, PresencePolicy } from '../domain/presence';
 import { EmqxNotFoundError, type EmqxClient } from '../emqx';
 import type { History } from '../history';
+import { CampaignStore } from '../history/campaigns';
+import { WaitingCampaigns } from '../history/waiting-campaigns';
+import type { PresenceTracking } from '../starter/presence-delivery';
 import { asActivityFailure } from './failures';
 
 /**
@@ -17,6 +20,8 @@ export interface PresenceSettings {
   alarmWebhookUrl?: string;
   /** PRESENCE_CONTINUE_AS_NEW_AFTER, for device workflows that reconciliation starts. */
   continueAsNewAfter?: number;
+  /** PRESENCE_UNKNOWN_CLIENTS, PRESENCE_TRACK_PATTERN: which clients reconciliation starts a device workflow for. */
+  tracking?: PresenceTracking;
 }
 
 export const DEFAULT_PRESENCE_SETTINGS: PresenceSettings = {
@@ -39,12 +44,15 @@ export interface AlarmNotification {
 }
 
 const WEBHOOK_TIMEOUT_MS = 10_000;
+const WAITING_REFRESH_MS = 1_000;
 
 export function createPresenceActivities(deps: { emqx: EmqxClient; history: History; presence?: PresenceSettings }) {
   const { emqx, history } = deps;
   const settings = deps.presence ?? DEFAULT_PRESENCE_SETTINGS;
+  // Read afresh at most once a second: a campaign started a moment ago must be found.
+  const waiting = new WaitingCampaigns(new CampaignStore(history.db), WAITING_REFRESH_MS);
 
-  return {
+  const activities = {
     /** The device's own policy (set at provisioning) or the default; a deprovisioned device is not monitored. */
     async loadPresencePolicy(input: { clientId: string }): Promise<PresencePolicy> {
       const record = await history.getDevice(input.clientId);
@@ -123,6 +131,25 @@ export function createPresenceActivities(deps: { emqx: EmqxClient; history: Hist
       const retryable = status === 408 || status === 429 || status >= 500;
       const message = `alarm webhook ${new URL(url).host} answered ${status}`;
       throw retryable ? ApplicationFailure.retryable(message, 'AlarmWebhookUnavailable') : ApplicationFailure.nonRetryable(message, 'AlarmWebhookRejected');
+    },
+  };
+
+  return {
+    ...activities,
+
+    /**
+     * Re-applies the desired subscriptions, then lists the campaigns waiting for the device, read
+     * only now: a campaign that found no subscriber while the subscriptions were being re-applied
+     * (after the connect's own lookup) is found here, and every campaign the device workflow wakes
+     * with this answer finds the subscriptions live.
+     */
+    async reapplySubscriptionsAndFindCampaigns(input: { clientId: string; connectedAt: number }): Promise<{ online: boolean; applied: number; campaigns: string[] }> {
+      const result = await activities.reapplyDesiredSubscriptions(input);
+      if (!result.online) return { ...result, campaigns: [] };
+      const campaigns = await waiting.forDeviceOrNone(input.clientId, (error) => {
+        log.warn('could not look up campaigns waiting for the device', { clientId: input.clientId, error });
+      });
+      return { ...result, campaigns };
     },
   };
 }

@@ -141,8 +141,13 @@ function isClosed(err: unknown): boolean {
  * reached (a campaign that ended meanwhile is skipped). Cheap when the device is not awaited.
  */
 export async function wakeCampaignsWaitingFor(store: CampaignStore, temporal: Client, clientId: string): Promise<string[]> {
+  return wakeCampaigns(temporal, await store.campaignsAwaiting(clientId), clientId);
+}
+
+/** Signals `deviceOnline` to these campaigns; returns those it reached (one that ended is skipped). */
+export async function wakeCampaigns(temporal: Client, campaignIds: readonly string[], clientId: string): Promise<string[]> {
   const signalled: string[] = [];
-  for (const campaignId of await store.campaignsAwaiting(clientId)) {
+  for (const campaignId of campaignIds) {
     try {
       await temporal.workflow.getHandle(campaignWorkflowId(campaignId)).signal(deviceOnlineSignal, clientId);
       signalled.push(campaignId);

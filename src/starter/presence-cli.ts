@@ -57,7 +57,7 @@ export function registerPresenceCommands(program: Command, io: CliIo): void {
     .action(async (opts: { json?: boolean }) => {
       const report = await withOps((ops) => ops.reconcilePresence());
       print(opts.json, report, () =>
-        `EMQX lists ${report.live} connected; ${report.recordedOnline} recorded online; corrected ${report.markedOffline} to offline and ${report.markedOnline} to online`,
+        `EMQX lists ${report.live} connected; ${report.recordedOnline} recorded online; corrected ${report.markedOffline} to offline and ${report.markedOnline} to online; ${report.untracked} connected clients are not tracked (no device record)`,
       );
     });
 

@@ -5,7 +5,7 @@ import pino, { type Logger } from 'pino';
 import type { PresenceEvent } from '../domain/presence';
 import type { History } from '../history';
 import { CampaignStore } from '../history/campaigns';
-import { deliverPresenceEvents } from '../starter/presence-delivery';
+import { PresenceDelivery, type PresenceTracking } from '../starter/presence-delivery';
 import { InboxSink } from './event-sink';
 import { WebhookMetrics } from './metrics';
 import { DEFAULT_RELAY_OPTIONS, PresenceRelay, type RelayOptions } from './relay';
@@ -43,6 +43,8 @@ export interface WebhookAdapterOptions {
   continueAsNewAfter?: number;
   /** How long the list of campaigns waiting for devices is cached (default 5 s). */
   campaignRefreshMs?: number;
+  /** Which clients get a device workflow (default: provisioned devices only; docs/presence.md). */
+  tracking?: PresenceTracking;
   logger?: Logger;
 }
 
@@ -66,19 +68,18 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
     events.some((e) => e.kind === 'connected')
       ? waiting.forDeviceOrNone(clientId, (err) => logger.warn({ err, clientId }, 'could not look up campaigns waiting for the device'))
       : Promise.resolve([]);
+  const delivery = new PresenceDelivery({
+    temporal: options.temporal,
+    taskQueue: options.taskQueue,
+    history: options.history,
+    ...(options.tracking ? { tracking: options.tracking } : {}),
+    ...(options.continueAsNewAfter ? { continueAsNewAfter: options.continueAsNewAfter } : {}),
+  });
   const relay = new PresenceRelay(
     {
       deliver: async (clientId, events) => {
         const campaigns = await campaignsFor(clientId, events);
-        return options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), () =>
-          deliverPresenceEvents(options.temporal, {
-            clientId,
-            taskQueue: options.taskQueue,
-            events,
-            campaigns,
-            ...(options.continueAsNewAfter ? { continueAsNewAfter: options.continueAsNewAfter } : {}),
-          }),
-        );
+        await options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), () => delivery.deliver(clientId, events, campaigns));
       },
       inbox: options.history.inbox,
       metrics,

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { createDataConverter } from '../codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../config';
 import { connectHistory } from '../history';
+import { presenceTrackingFromConfig } from '../starter/presence-delivery';
 import { adapterMongoOptions, createWebhookAdapter } from './adapter';
 
 /** `npm run webhook`: the EMQX webhook adapter against the configured MongoDB and Temporal. */
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
       maxSignalBytes: config.webhook.WEBHOOK_SIGNAL_MAX_BYTES,
     },
     continueAsNewAfter: config.presence.PRESENCE_CONTINUE_AS_NEW_AFTER,
+    tracking: presenceTrackingFromConfig(config.presence),
     logger,
   });
   let stopping = false;

@@ -104,6 +104,8 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
   let messages = 0;
   /** Campaigns that came with the events in `inbox`. */
   const hinted = new Set<string>();
+  /** Campaigns to wake once the new session's subscriptions are live (the next applySubscriptions effect). */
+  const wakeWithSessionStart: string[] = [];
 
   const enqueue = (more: PresenceEffect[]): number => {
     effects.push(...more);
@@ -171,12 +173,31 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
         case 'notifyAlarm':
           runInBackground(notify.notifyAlarm({ alarm: effect.alarm, change: effect.change }), 'alarm notification');
           break;
-        case 'applySubscriptions':
-          // Most devices have none: skip the activity (a connect storm is then signals only).
-          if (current.policy.desiredSubscriptions > 0) {
-            runInBackground(emqx.reapplyDesiredSubscriptions({ clientId, connectedAt: effect.connectedAt }), 'subscription re-apply');
+        case 'applySubscriptions': {
+          const hintedNow = wakeWithSessionStart.splice(0);
+          // Most devices have none: skip the activity (a connect storm is then signals only) and
+          // wake the campaigns at once.
+          if (current.policy.desiredSubscriptions === 0) {
+            signalCampaigns(hintedNow);
+            break;
           }
+          // Campaigns are woken once the subscriptions are live, or they would publish to a device
+          // not yet subscribed and wait again; the activity also finds campaigns that began waiting
+          // meanwhile. A device gone again wakes nothing: its next connect brings its own.
+          runInBackground(
+            emqx.reapplySubscriptionsAndFindCampaigns({ clientId, connectedAt: effect.connectedAt }).then(
+              (result) => {
+                if (result.online) signalCampaigns([...new Set([...hintedNow, ...result.campaigns])]);
+              },
+              (err: unknown) => {
+                signalCampaigns(hintedNow);
+                throw err;
+              },
+            ),
+            'subscription re-apply',
+          );
           break;
+        }
       }
       effectsDone++;
     }
@@ -209,10 +230,9 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
     }
     // A connect that leaves the device online (a new session: its subscriptions are re-applied)
     // wakes the campaigns that came with it; a stale one wakes nothing (the next connect brings its own).
-    let campaignsToWake: string[] = [];
     if (inbox.length > 0) {
       const applied = applyEvents(current, inbox.splice(0), Date.now());
-      if (applied.some((e) => e.type === 'applySubscriptions')) campaignsToWake = [...hinted];
+      if (applied.some((e) => e.type === 'applySubscriptions')) wakeWithSessionStart.push(...hinted);
       hinted.clear();
       enqueue(applied);
     }
@@ -223,7 +243,6 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
       enqueue(due);
     }
     await carryOut();
-    signalCampaigns(campaignsToWake);
     publishSearchAttributes(current);
 
     const idle = (): boolean => inbox.length === 0 && effects.length === 0 && !policyStale;

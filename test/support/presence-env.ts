@@ -1,6 +1,8 @@
 import Fastify from 'fastify';
 import { request } from 'undici';
 import type { AlarmNotification, PresenceSettings } from '../../src/activities/presence';
+import type { DeviceRecord } from '../../src/domain/device';
+import type { History } from '../../src/history';
 import { createWebhookAdapter, type WebhookAdapter, type WebhookAdapterOptions } from '../../src/webhook/adapter';
 import { startDeviceOpsEnv, type DeviceOpsTestEnv } from './device-ops-env';
 
@@ -134,4 +136,15 @@ export function disconnectedEvent(clientid: string, connectedAt: number, disconn
     node: 'emqx@127.0.0.1',
     metadata: { rule_id: 'device_ops_events' },
   };
+}
+
+/**
+ * Device records for clients registered straight in EMQX (no provisioning workflow): a record is
+ * what makes a client a tracked device, with a device workflow and alarms (docs/presence.md).
+ */
+export async function recordDevices(history: History, clientIds: readonly string[]): Promise<void> {
+  const at = new Date().toISOString();
+  await history.saveDevices(
+    clientIds.map((clientId): DeviceRecord => ({ clientId, username: clientId, acl: [], subscriptions: [], tags: [], status: 'active', provisionedAt: at, updatedAt: at })),
+  );
 }

@@ -70,11 +70,22 @@ async function until(what: string, check: () => Promise<boolean>): Promise<void>
   }
 }
 
-/** A device workflow through connect, an offline alarm escalated to level 2, ack, reconnect. */
+/**
+ * A device workflow through connect, an offline alarm escalated to level 2, ack, reconnect. The
+ * device has a desired subscription, so each connect runs the re-apply (the device is not really
+ * connected: EMQX answers "not found" and nothing is woken).
+ */
 async function recordPresence(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
   const clientId = 'replay-presence';
   const taskQueue = stack.env.TEMPORAL_TASK_QUEUE ?? 'bench';
-  await stack.ops.provision({ clientId, password: 'replay-password', acl: [], subscriptions: [], alarmPolicy: { graceMs: 500, escalationMs: [1_000] } });
+  const topic = `replay/${clientId}/cmd`;
+  await stack.ops.provision({
+    clientId,
+    password: 'replay-password',
+    acl: [{ permission: 'allow', action: 'subscribe', topic }],
+    subscriptions: [{ topic, qos: 1 }],
+    alarmPolicy: { graceMs: 500, escalationMs: [1_000] },
+  });
   const t = Date.now();
   const send = (events: PresenceEvent[]) => deliverPresenceEvents(stack.temporal, { clientId, taskQueue, events });
   await send([{ kind: 'connected', key: `${clientId}|connected|${t}`, connectedAt: t }]);
@@ -83,6 +94,13 @@ async function recordPresence(stack: Awaited<ReturnType<typeof startBenchStack>>
   await stack.ops.acknowledgeAlarm(clientId, { note: 'replay' });
   await send([{ kind: 'connected', key: `${clientId}|connected|${t + 5_000}`, connectedAt: t + 5_000 }]);
   await until('online again', async () => (await stack.ops.presenceOf(clientId))?.presence === 'online');
+  // The query answers before the connect's effects ran: wait for the re-apply to finish too.
+  await until('subscriptions re-applied', async () => {
+    const history = await stack.temporal.workflow.getHandle(`device/${clientId}`).fetchHistory();
+    const events = history.events ?? [];
+    const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'reapplySubscriptionsAndFindCampaigns');
+    return scheduled !== undefined && events.some((e) => e.activityTaskCompletedEventAttributes?.scheduledEventId?.toString() === scheduled.eventId?.toString());
+  });
   await save('devicePresence', `device/${clientId}`);
 }
 

@@ -7,7 +7,7 @@ import { createDataConverter } from '../../src/codec/data-converter';
 import { History } from '../../src/history';
 import { createWebhookAdapter, type WebhookAdapter } from '../../src/webhook/adapter';
 import { freshDatabase, waitFor } from '../harness';
-import { connectedEvent, disconnectedEvent, postEvents, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
+import { connectedEvent, disconnectedEvent, postEvents, recordDevices, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
 
 /**
  * The adapter's HTTP contract (DESIGN.md "Webhook adapter"; EMQX retry semantics, reference limits
@@ -37,6 +37,7 @@ async function storedCounts(history: History): Promise<{ connections: number; de
 describe('POST /emqx/events', () => {
   it('accepts the token as a Bearer header or as x-emqx-token, and stores each event once', async () => {
     const at = Date.now();
+    await recordDevices(env.history, ['ad-auth']);
     const body = [connectedEvent('ad-auth', at), disconnectedEvent('ad-auth', at, at + 10)];
     expect(await postEvents(env.adapterUrl, body)).toMatchObject({ status: 200, body: { accepted: 2, stored: 2, duplicates: 0 } });
     // EMQX retries and duplicates: the same events again are accepted and not stored twice.
@@ -161,6 +162,7 @@ describe('outages', () => {
     const database = await freshDatabase('outage');
     const history = new History(database.db);
     await history.ensureIndexes();
+    await recordDevices(history, ['ad-outage']);
     const closedPort = await freePort();
     const unreachable = new Client({
       connection: Connection.lazy({ address: `127.0.0.1:${closedPort}`, connectTimeout: 500 }),

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presenceWorkflowId } from '../../src/domain/presence';
 import { waitFor } from '../harness';
 import { ids, observe, registerDevices, TestDevices } from '../support/campaign-devices';
-import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
+import { recordDevices, startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
 
 /**
  * Deliver-on-reconnect through the presence path, end to end: a device connects, the broker's
@@ -37,6 +37,7 @@ describe('campaign delivery through the presence path', () => {
     const gone = ids('pp-gone', 2);
     const [mute] = ids('pp-mute', 1) as [string];
     await registerDevices(env.emqx, [...online, ...late, ...gone, mute]);
+    await recordDevices(env.history, [...online, ...late, ...gone, mute]);
     await devices.connectAll(online);
     // Connected, but subscribed to something else: the campaign finds no subscriber for it.
     await devices.connect(mute, 'elsewhere/#');
@@ -76,6 +77,7 @@ describe('campaign delivery through the presence path', () => {
   it('a connect whose webhook EMQX dropped: reconciliation finds the device online and brings it its waiting campaigns', async () => {
     const [dropped] = ids('pp-dropped', 1) as [string];
     await registerDevices(env.emqx, [dropped]);
+    await recordDevices(env.history, [dropped]);
     const started = await env.ops.campaigns.start({
       targets: { list: [{ clientId: dropped }] },
       message: { topic: 'campaign/${clientid}/cmd', payload: { format: 'text', text: 'late ${clientid}' }, qos: 1 },
