@@ -188,6 +188,27 @@ describe('rotateCredentials and deprovisionDevice', () => {
     expect((await env.history.getDevice('wf-rot'))?.credentialsRotatedAt).toBeTruthy();
   });
 
+  it('rotation whose kick fails: the new password is in place, the live session keeps its rules, the failure says so', async () => {
+    await env.ops.provision({ clientId: 'wf-rot-kick', password: 'old-password-2', acl: [{ permission: 'allow', action: 'subscribe', topic: 'devices/${clientid}/cmd' }], subscriptions: [] });
+    const device = await connectDevice(env.broker, 'wf-rot-kick', 'wf-rot-kick', 'old-password-2');
+    const extra = await env.extraWorker(withFailing(env.emqx, 'kickClient', () => new EmqxBadRequestError('DELETE /clients/wf-rot-kick: refused', { status: 400, code: 'BAD_REQUEST' })));
+    try {
+      const { handle } = await extra.ops.startRotation({ clientId: 'wf-rot-kick', password: 'new-password-2', kick: true });
+      const failure = await handle.result().catch((err: unknown) => err);
+      expect((failure as WorkflowFailedError).cause).toMatchObject({
+        type: 'RotationKickFailed',
+        message: expect.stringMatching(/new password is in place but the kick failed: .*refused; its current session keeps its ACL/),
+      });
+      await expect(connectDevice(env.broker, 'wf-rot-kick', 'wf-rot-kick', 'old-password-2')).rejects.toThrow();
+      expect(device.connected).toBe(true);
+      await expect(device.subscribeAsync('#')).rejects.toThrow(/Subscribe error/);
+      expect((await env.history.getDevice('wf-rot-kick'))?.credentialsRotatedAt).toBeTruthy();
+    } finally {
+      await extra.stop();
+      await device.endAsync();
+    }
+  });
+
   it('refuses to rotate a device that was never provisioned', async () => {
     const { handle } = await env.ops.startRotation({ clientId: 'wf-ghost', generatePassword: true });
     const failure = await handle.result().catch((err: unknown) => err);
