@@ -7,7 +7,7 @@ import { InputError } from '../../src/domain/input-error';
 import { hashPassword } from '../../src/starter/credentials';
 import { provisionDevice, type ProvisionRequest } from '../../src/workflows/device-admin';
 import type { MqttClient } from 'mqtt';
-import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
+import { connectDevice, setBrokerFaults, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 import { waitFor } from '../harness';
 
 let env: DeviceOpsTestEnv;
@@ -237,15 +237,7 @@ describe('rotateCredentials and deprovisionDevice', () => {
 });
 
 describe('no device is ever connected with credentials and without its ACL', () => {
-  /** The dev broker's fault injection (`PUT /devstack/faults`), as an operator would use it. */
-  async function setFaults(patch: Record<string, number | boolean>): Promise<void> {
-    const res = await fetch(new URL('/devstack/faults', env.broker.apiUrl), {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${API_KEY}:${API_SECRET}`).toString('base64')}` },
-      body: JSON.stringify(patch),
-    });
-    expect(res.status).toBe(200);
-  }
+  const setFaults = (patch: Record<string, number | boolean>): Promise<void> => setBrokerFaults(env.broker, patch);
 
   /** Whether this live session was granted `#` (SUBACK 128 rejects the promise). */
   async function grantedEverything(device: MqttClient): Promise<boolean> {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseFleetFile } from '../../src/starter/fleet-file';
 import { FLEET_CHUNK_SIZE } from '../../src/workflows/fleet';
 import { EmqxBadRequestError } from '../../src/emqx';
-import { API_KEY, API_SECRET, connectDevice, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
+import { connectDevice, setBrokerFaults, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
 let env: DeviceOpsTestEnv;
 
@@ -47,15 +47,7 @@ describe('provisionFleet', () => {
 });
 
 describe('provisionFleet against a failing EMQX', () => {
-  /** The dev broker's fault injection (`PUT /devstack/faults`). */
-  async function setFaults(patch: Record<string, number>): Promise<void> {
-    const res = await fetch(new URL('/devstack/faults', env.broker.apiUrl), {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${API_KEY}:${API_SECRET}`).toString('base64')}` },
-      body: JSON.stringify(patch),
-    });
-    expect(res.status).toBe(200);
-  }
+  const setFaults = (patch: Record<string, number | boolean>): Promise<void> => setBrokerFaults(env.broker, patch);
 
   function fleetFile(prefix: string, count: number): string {
     const lines = ['clientId,password,acl,subscriptions'];
