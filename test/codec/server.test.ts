@@ -41,7 +41,10 @@ describe('codec server', () => {
     expect(response.headers.get('access-control-allow-origin')).toBe(UI);
     const decoded = (await response.json()) as { payloads: { metadata: Record<string, string>; data: string }[] };
     expect(Buffer.from(decoded.payloads[0]!.metadata.encoding!, 'base64').toString()).toBe('json/plain');
-    expect(JSON.parse(Buffer.from(decoded.payloads[0]!.data, 'base64').toString())).toMatchObject({ clientId: 'codec-dev', password: 'codec-password-1' });
+    const decodedInput = Buffer.from(decoded.payloads[0]!.data, 'base64').toString();
+    // The workflow input carries the password hash the client made, never the password.
+    expect(JSON.parse(decodedInput)).toMatchObject({ clientId: 'codec-dev', credentials: { passwordHash: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    expect(decodedInput).not.toContain('codec-password-1');
   });
 
   it('encodes with the first key and round-trips through /decode', async () => {
