@@ -239,9 +239,19 @@ export async function rotateCredentials(request: RotateRequest): Promise<RotateR
   const record = await activeRecord(clientId);
   upsertMemo({ clientId, username: record.username, kick: request.kick });
   await steps.replaceCredentialHash({ clientId, hash: request.credentials });
-  const kicked = request.kick ? (await steps.kickClient({ clientId })).kicked : false;
   const now = new Date(Date.now()).toISOString();
   await steps.saveDeviceRecord({ record: { ...record, credentialsRotatedAt: now, updatedAt: now } });
+  let kicked = false;
+  if (request.kick) {
+    try {
+      kicked = (await steps.kickClient({ clientId })).kicked;
+    } catch (err) {
+      throw ApplicationFailure.nonRetryable(
+        `rotating ${clientId}: the new password is in place but the kick failed: ${failureMessage(err)}; its current session keeps its ACL until it disconnects; run kick ${clientId}`,
+        'RotationKickFailed',
+      );
+    }
+  }
   await steps.recordAudit({
     key: auditKey('rotate'),
     clientId,

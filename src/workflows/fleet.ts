@@ -166,7 +166,6 @@ export async function provisionFleetChunk(request: { fleetId: string; chunk: Fle
     if (problems.length > 0) failed.set(d.clientId, problems.join('; '));
   }
   const checked = chunk.devices.filter((d) => !failed.has(d.clientId));
-  let recorded: FleetDevice[] = [];
   try {
     const aclFailures = await batch.writeAclBatch({
       entries: checked.map((d) => ({ clientId: d.clientId, rules: renderedAcl(d.acl, { clientId: d.clientId, username: d.username }) })),
@@ -184,7 +183,7 @@ export async function provisionFleetChunk(request: { fleetId: string; chunk: Fle
       failed.set(f.clientId, kept.has(f.clientId) ? `${failed.get(f.clientId)}; EMQX keeps its earlier credentials and the new rules: provision it again` : `${failed.get(f.clientId)}; its rules were removed`);
     }
 
-    recorded = withAcl.filter((d) => !failed.has(d.clientId) || kept.has(d.clientId));
+    const recorded = withAcl.filter((d) => !failed.has(d.clientId) || kept.has(d.clientId));
     await batch.saveFleetDeviceRecords({
       devices: recorded.map((d) => ({ clientId: d.clientId, username: d.username, acl: d.acl, subscriptions: d.subscriptions, tags: d.tags })),
     });
@@ -192,7 +191,7 @@ export async function provisionFleetChunk(request: { fleetId: string; chunk: Fle
       entries: recorded.filter((d) => !failed.has(d.clientId) && d.subscriptions.length > 0).map((d) => ({ clientId: d.clientId, subscriptions: d.subscriptions })),
     });
   } catch (err) {
-    recorded = await settleFailedChunk(checked, failureMessage(err), failed);
+    await settleFailedChunk(checked, failureMessage(err), failed);
   }
   await batch.recordFleetResults({
     fleetId,
@@ -209,7 +208,7 @@ export async function provisionFleetChunk(request: { fleetId: string; chunk: Fle
  * A chunk step failed for good: every device of the chunk is settled against EMQX, devices EMQX
  * holds completely are recorded (and count as provisioned), the others fail with the chunk's error.
  */
-async function settleFailedChunk(devices: FleetDevice[], error: string, failed: Map<string, string>): Promise<FleetDevice[]> {
+async function settleFailedChunk(devices: FleetDevice[], error: string, failed: Map<string, string>): Promise<void> {
   const settled = await settle.settleFleetDevices({ clientIds: devices.map((d) => d.clientId) });
   const complete = new Set(settled.filter((s) => s.state === 'complete').map((s) => s.clientId));
   const recorded = devices.filter((d) => complete.has(d.clientId));
@@ -220,5 +219,4 @@ async function settleFailedChunk(devices: FleetDevice[], error: string, failed: 
     if (complete.has(d.clientId)) failed.delete(d.clientId);
     else failed.set(d.clientId, `not provisioned (its partial setup was removed): ${error}`);
   }
-  return recorded;
 }

@@ -104,7 +104,10 @@ describe('codec server', () => {
     expect(response.headers['access-control-allow-origin']).toBe(UI);
     const decoded = response.json() as { payloads: { metadata: Record<string, string>; data: string }[] };
     expect(Buffer.from(decoded.payloads[0]!.metadata.encoding!, 'base64').toString()).toBe('json/plain');
-    expect(JSON.parse(Buffer.from(decoded.payloads[0]!.data, 'base64').toString())).toMatchObject({ clientId: 'codec-dev' });
+    const decodedInput = Buffer.from(decoded.payloads[0]!.data, 'base64').toString();
+    // The workflow input carries the password hash the client made, never the password.
+    expect(JSON.parse(decodedInput)).toMatchObject({ clientId: 'codec-dev', credentials: { passwordHash: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    expect(decodedInput).not.toContain('codec-password-1');
   });
 
   it('accepts RS256 and ES256 tokens from the JWKS, and the static token; round-trips /encode', async () => {

@@ -127,3 +127,13 @@ export function nextMessage(client: MqttClient, topic: string, ms = 3_000): Prom
     client.on('message', onMessage);
   });
 }
+
+/** Sets the dev broker's fault injection through `PUT /devstack/faults`, as an operator would. */
+export async function setBrokerFaults(broker: RunningBroker, patch: Record<string, number | boolean>): Promise<void> {
+  const res = await fetch(new URL('/devstack/faults', broker.apiUrl), {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${API_KEY}:${API_SECRET}`).toString('base64')}` },
+    body: JSON.stringify(patch),
+  });
+  if (res.status !== 200) throw new Error(`PUT /devstack/faults answered ${res.status}`);
+}

@@ -42,9 +42,9 @@ const DEVICE_ADMINISTRATION = ['provisionDevice', 'setDeviceAcl', 'setDesiredSub
 /** Records every device-administration workflow (asking for one of them records them all). */
 async function recordDeviceAdministration(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
   const { ops } = stack;
-  await ops.provision({ clientId: 'replay-1', password: 'replay-password', acl: [{ permission: 'allow', action: 'publish', topic: 'a/${clientid}' }], subscriptions: [{ topic: 'c/replay-1', qos: 1 }] });
+  await ops.provision({ clientId: 'replay-1', password: 'replay-password', acl: [{ permission: 'allow', action: 'publish', topic: 'a/${clientid}' }, { permission: 'allow', action: 'subscribe', topic: 'c/#' }], subscriptions: [{ topic: 'c/replay-1', qos: 1 }] });
   await save('provisionDevice', 'provision/replay-1');
-  await ops.setAcl('replay-1', [{ permission: 'allow', action: 'all', topic: 'b/#' }]);
+  await ops.setAcl('replay-1', [{ permission: 'allow', action: 'all', topic: 'b/#' }, { permission: 'allow', action: 'subscribe', topic: 'c/#' }]);
   await save('setDeviceAcl', 'acl/replay-1');
   await ops.setSubscriptions('replay-1', [{ topic: 'c/x', qos: 0 }]);
   await save('setDesiredSubscriptions', 'subscriptions/replay-1');

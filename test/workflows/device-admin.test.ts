@@ -7,7 +7,7 @@ import { InputError } from '../../src/domain/input-error';
 import { hashPassword } from '../../src/starter/credentials';
 import { provisionDevice, type ProvisionRequest } from '../../src/workflows/device-admin';
 import type { MqttClient } from 'mqtt';
-import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
+import { connectDevice, setBrokerFaults, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 import { waitFor } from '../harness';
 
 let env: DeviceOpsTestEnv;
@@ -188,6 +188,27 @@ describe('rotateCredentials and deprovisionDevice', () => {
     expect((await env.history.getDevice('wf-rot'))?.credentialsRotatedAt).toBeTruthy();
   });
 
+  it('rotation whose kick fails: the new password is in place, the live session keeps its rules, the failure says so', async () => {
+    await env.ops.provision({ clientId: 'wf-rot-kick', password: 'old-password-2', acl: [{ permission: 'allow', action: 'subscribe', topic: 'devices/${clientid}/cmd' }], subscriptions: [] });
+    const device = await connectDevice(env.broker, 'wf-rot-kick', 'wf-rot-kick', 'old-password-2');
+    const extra = await env.extraWorker(withFailing(env.emqx, 'kickClient', () => new EmqxBadRequestError('DELETE /clients/wf-rot-kick: refused', { status: 400, code: 'BAD_REQUEST' })));
+    try {
+      const { handle } = await extra.ops.startRotation({ clientId: 'wf-rot-kick', password: 'new-password-2', kick: true });
+      const failure = await handle.result().catch((err: unknown) => err);
+      expect((failure as WorkflowFailedError).cause).toMatchObject({
+        type: 'RotationKickFailed',
+        message: expect.stringMatching(/new password is in place but the kick failed: .*refused; its current session keeps its ACL/),
+      });
+      await expect(connectDevice(env.broker, 'wf-rot-kick', 'wf-rot-kick', 'old-password-2')).rejects.toThrow();
+      expect(device.connected).toBe(true);
+      await expect(device.subscribeAsync('#')).rejects.toThrow(/Subscribe error/);
+      expect((await env.history.getDevice('wf-rot-kick'))?.credentialsRotatedAt).toBeTruthy();
+    } finally {
+      await extra.stop();
+      await device.endAsync();
+    }
+  });
+
   it('refuses to rotate a device that was never provisioned', async () => {
     const { handle } = await env.ops.startRotation({ clientId: 'wf-ghost', generatePassword: true });
     const failure = await handle.result().catch((err: unknown) => err);
@@ -216,15 +237,7 @@ describe('rotateCredentials and deprovisionDevice', () => {
 });
 
 describe('no device is ever connected with credentials and without its ACL', () => {
-  /** The dev broker's fault injection (`PUT /devstack/faults`), as an operator would use it. */
-  async function setFaults(patch: Record<string, number | boolean>): Promise<void> {
-    const res = await fetch(new URL('/devstack/faults', env.broker.apiUrl), {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${API_KEY}:${API_SECRET}`).toString('base64')}` },
-      body: JSON.stringify(patch),
-    });
-    expect(res.status).toBe(200);
-  }
+  const setFaults = (patch: Record<string, number | boolean>): Promise<void> => setBrokerFaults(env.broker, patch);
 
   /** Whether this live session was granted `#` (SUBACK 128 rejects the promise). */
   async function grantedEverything(device: MqttClient): Promise<boolean> {
