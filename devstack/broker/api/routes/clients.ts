@@ -152,7 +152,7 @@ export function registerClientRoutes(app: FastifyInstance, { aedes, sessions, me
   });
 
   app.get<ClientParams>('/api/v5/clients/:clientid/subscriptions', (request) =>
-    subscriptionView(liveSession(request.params.clientid)),
+    subscriptionView(sessions.getOffline(request.params.clientid) ?? liveSession(request.params.clientid)),
   );
 
   app.post<ClientParams>('/api/v5/clients/:clientid/subscribe', async (request) => {
