@@ -82,6 +82,8 @@ describe('offline persistent sessions in the clients API', () => {
     expect(single.status).toBe(200);
     expect(single.body).toMatchObject({ clientid: device.clientId, connected: false, clean_start: false, expiry_interval: 7200 });
     expect(typeof single.body.disconnected_at).toBe('string');
+    const stats = (await api.get('/stats?aggregate=true')).body;
+    expect(stats['sessions.count']).toBeGreaterThan(stats['connections.count'] as number);
     // The offline session keeps its subscriptions (and their routes): listed per client and overall.
     const subscriptions = await api.get(`/clients/${device.clientId}/subscriptions`);
     expect(subscriptions.status).toBe(200);
