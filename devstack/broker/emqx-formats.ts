@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { LiveSession } from './sessions';
+import type { SessionFacts } from './sessions';
 
 /** The node name EMQX reports for a single local node; every `node` field carries it. */
 export const NODE_NAME = 'emqx@127.0.0.1';
@@ -37,7 +37,8 @@ interface SubscriptionView {
   durable: false;
 }
 
-export function subscriptionView(session: LiveSession): SubscriptionView[] {
+/** The subscriptions of a connected client or of an offline persistent session (EMQX keeps both routed). */
+export function subscriptionView(session: SessionFacts): SubscriptionView[] {
   return [...session.subscriptions.entries()].map(([topic, o]) => ({
     node: NODE_NAME,
     topic,

@@ -30,7 +30,8 @@ import { AuthnUserStore } from './users';
  *   is and is not modelled, endpoint by endpoint: docs/emqx-compatibility.md.
  * - Offline persistent sessions (`clean_session=false`) are kept for EMQX's default 2 hours,
  *   listed with `connected: false`, and queue what their subscriptions match; REST subscribe on
- *   their behalf answers 404 (EMQX would subscribe the offline session).
+ *   their behalf answers 404 (EMQX would subscribe the offline session). What is and is not
+ *   modelled, and the MQTT 5 evaluation: docs/emqx-compatibility-sessions.md.
  * - State lives in memory and is lost on close.
  */
 

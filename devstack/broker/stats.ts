@@ -57,11 +57,13 @@ export class BrokerStats {
   }
 
   private current(): Record<Gauge, number> {
-    const sessions = this.sessions.count();
+    const connections = this.sessions.count();
+    // Offline persistent sessions count as sessions and channels, not as connections.
+    const sessions = this.sessions.sessionCount();
     const subscriptions = this.sessions.subscriptionCount();
     return {
-      connections: sessions,
-      live_connections: sessions,
+      connections,
+      live_connections: connections,
       sessions,
       channels: sessions,
       cluster_sessions: sessions,

@@ -174,11 +174,13 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
    * fails the attempt (nothing was published); a failed read after keeps EMQX's answers unconfirmed
    * rather than publish them again.
    */
-  async function publishConfirmed(transport: Transport, clientIds: string[], messages: RenderedMessage[]): Promise<AttemptOutcome[]> {
+  async function publishConfirmed(transport: Transport, clientIds: string[], messages: RenderedMessage[], confirm: boolean): Promise<AttemptOutcome[]> {
+    const publish = (): Promise<AttemptOutcome[]> => (transport === 'mqtt' ? publishMqtt(messages) : publishRest(messages.map(toRestMessage)));
+    if (!confirm) return publish();
     const before = await sessionsOf(clientIds).catch((err: unknown) => {
       throw asActivityFailure(err);
     });
-    const outcomes = transport === 'mqtt' ? await publishMqtt(messages) : await publishRest(messages.map(toRestMessage));
+    const outcomes = await publish();
     const accepted = clientIds.filter((_, k) => outcomes[k]?.kind === 'delivered');
     if (accepted.length === 0) return outcomes;
     let after: Map<string, DeviceSession>;
@@ -192,7 +194,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
   }
 
   /** Renders and publishes; a target that cannot be rendered fails alone. */
-  async function publishTargets(transport: Transport, template: MessageTemplate, targets: CampaignTarget[]): Promise<AttemptOutcome[]> {
+  async function publishTargets(transport: Transport, template: MessageTemplate, targets: CampaignTarget[], policy: TargetPolicy): Promise<AttemptOutcome[]> {
     const outcomes: (AttemptOutcome | undefined)[] = targets.map(() => undefined);
     const rendered: { position: number; message: RenderedMessage }[] = [];
     targets.forEach((target, position) => {
@@ -208,6 +210,8 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         transport,
         rendered.map((r) => (targets[r.position] as CampaignTarget).clientId),
         rendered.map((r) => r.message),
+        // Policies stored before the setting existed have none: confirm.
+        policy.offline.confirmAtDevice !== false,
       );
       rendered.forEach((r, k) => (outcomes[r.position] = published[k]));
     }
@@ -282,7 +286,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       // request's messages (the retried activity sees how far this batch got by its id).
       for (let from = 0; from < due.length || from === 0; from += requestSize) {
         const group = due.slice(from, from + requestSize);
-        const outcomes = group.length > 0 ? await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget)) : [];
+        const outcomes = group.length > 0 ? await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget), policy) : [];
         heartbeat();
         const after = Date.now();
         const finals = new Map<number, TargetState>();

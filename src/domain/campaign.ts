@@ -119,6 +119,12 @@ export const OfflinePolicy = z.object({
   /** After a reconnect signal: tries at 0, 1x, 2x, 4x... this backoff (the device may not have subscribed yet). */
   wakeRetries: z.number().int().min(0).max(10).default(3),
   wakeBackoffMs: z.number().int().min(0).max(600_000).default(1_000),
+  /**
+   * Count a target delivered only when the device itself had a session at the publish (EMQX
+   * answers 200 when any subscriber matches, a `#` monitor included: docs/campaign-delivery.md).
+   * `false` trusts EMQX's answer and saves two session reads per request.
+   */
+  confirmAtDevice: z.boolean().default(true),
 });
 export type OfflinePolicy = z.infer<typeof OfflinePolicy>;
 

@@ -82,6 +82,13 @@ describe('offline persistent sessions in the clients API', () => {
     expect(single.status).toBe(200);
     expect(single.body).toMatchObject({ clientid: device.clientId, connected: false, clean_start: false, expiry_interval: 7200 });
     expect(typeof single.body.disconnected_at).toBe('string');
+    const stats = (await api.get('/stats?aggregate=true')).body;
+    expect(stats['sessions.count']).toBeGreaterThan(stats['connections.count'] as number);
+    // The offline session keeps its subscriptions (and their routes): listed per client and overall.
+    const subscriptions = await api.get(`/clients/${device.clientId}/subscriptions`);
+    expect(subscriptions.status).toBe(200);
+    expect(subscriptions.body).toMatchObject([{ clientid: device.clientId, topic: `${device.clientId}/cmd`, qos: 1 }]);
+    expect((await api.get(`/subscriptions?clientid=${device.clientId}`)).body.data).toHaveLength(1);
     const offlineOnly = (await api.get(`/clients?conn_state=disconnected&clientid=${device.clientId}`)).body;
     expect(offlineOnly.data.map((c: { clientid: string }) => c.clientid)).toEqual([device.clientId]);
 

@@ -7,13 +7,18 @@ import { startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-
 let env: DeviceOpsTestEnv;
 let devices: TestDevices;
 
-/** One subscriber per test on `<prefix>/+/cmd` stands in for the fleet: every target's topic reaches it. */
+/**
+ * One subscriber per test on `<prefix>/+/cmd` stands in for the fleet: every target's topic reaches
+ * it. Its campaigns trust EMQX's answer (`STAND_IN`), as the targets themselves have no sessions.
+ */
 async function monitor(prefix: string): Promise<{ arrivals: () => Arrival[]; topicOf: (id: string) => string }> {
   const name = `${prefix}-monitor`;
   await registerDevices(env.emqx, [name]);
   await devices.connect(name, `${prefix}/+/cmd`);
   return { arrivals: () => devices.received(name), topicOf: (id) => `${prefix}/${id}/cmd` };
 }
+
+const STAND_IN = { confirmAtDevice: false };
 
 function byTopic(arrivals: Arrival[]): Map<string, number> {
   const counts = new Map<string, number>();
@@ -38,6 +43,7 @@ describe('campaign control', () => {
     const targets = ids('rate', 40).map((clientId) => ({ clientId }));
     const { campaignId } = await env.ops.campaigns.start({
       targets: { list: targets },
+      offline: STAND_IN,
       message: { topic: 'rate/${clientid}/cmd', payload: { format: 'text', text: 'go' } },
       rollout: { maximumPerMinute: 300 },
     });
@@ -59,6 +65,7 @@ describe('campaign control', () => {
     const targets = ids('ramp', 40).map((clientId) => ({ clientId }));
     const { campaignId } = await env.ops.campaigns.start({
       targets: { list: targets },
+      offline: STAND_IN,
       message: { topic: 'ramp/${clientid}/cmd', payload: { format: 'text', text: 'go' } },
       rollout: { maximumPerMinute: 600, exponentialRate: { baseRatePerMinute: 60, incrementFactor: 2, numberOfSucceededTargets: 5 } },
     });
@@ -75,6 +82,7 @@ describe('campaign control', () => {
     const targets = ids('pause', 60).map((clientId) => ({ clientId }));
     const { campaignId } = await env.ops.campaigns.start({
       targets: { list: targets },
+      offline: STAND_IN,
       message: { topic: 'pause/${clientid}/cmd', payload: { format: 'text', text: 'x' } },
       rollout: { maximumPerMinute: 600 },
     });
@@ -143,6 +151,7 @@ describe('campaign control', () => {
     const targets = ids('cancel', 100).map((clientId) => ({ clientId }));
     const { campaignId } = await env.ops.campaigns.start({
       targets: { list: targets },
+      offline: STAND_IN,
       message: { topic: 'cancel/${clientid}/cmd', payload: { format: 'text', text: 'x' } },
       rollout: { maximumPerMinute: 600 },
     });
@@ -172,6 +181,7 @@ describe('campaign control', () => {
     const online = ids('abort-on', 20).map((clientId) => ({ clientId, values: { p: 'abort' } }));
     const { campaignId } = await env.ops.campaigns.start({
       targets: { list: [...offline, ...online] },
+      offline: STAND_IN,
       message: { topic: '${p}/${clientid}/cmd', payload: { format: 'text', text: 'x' } },
       rollout: { maximumPerMinute: 600 },
       abort: [{ failureType: 'offline', minExecuted: 10, thresholdPercent: 50 }],
@@ -194,6 +204,7 @@ describe('campaign control', () => {
     try {
       const { campaignId } = await env.ops.campaigns.start({
         targets: { list: targets },
+        offline: STAND_IN,
         message: { topic: 'fault/${clientid}/cmd', payload: { format: 'text', text: 'x' } },
         rollout: { batchSize: 10 },
         retry: { transient: { retries: 10, backoffMs: 100 } },

@@ -273,7 +273,7 @@ export function registerClientRoutes(app: FastifyInstance, { aedes, sessions, me
   });
 
   app.get<ClientParams>('/api/v5/clients/:clientid/subscriptions', (request) =>
-    subscriptionView(liveSession(request.params.clientid)),
+    subscriptionView(sessions.getOffline(request.params.clientid) ?? liveSession(request.params.clientid)),
   );
 
   // emqx_mgmt_api_clients.erl subscribe/1: the filter is parsed before the client is looked up.

@@ -15,7 +15,7 @@ export function registerSubscriptionRoutes(app: FastifyInstance, { sessions }: A
     const matchTopic = queryValue(request.query, 'match_topic');
     const durable = booleanParam(request.query, 'durable');
     if (matchTopic !== undefined && !isValidTopicName(matchTopic)) throw apiError(400, 'INVALID_PARAMETER', 'match_topic_invalid');
-    const all = sessions.list().flatMap(subscriptionView);
+    const all = [...sessions.list(), ...sessions.listOffline()].flatMap(subscriptionView);
     const selected = all.filter(
       (sub) =>
         (clientid === undefined || sub.clientid === clientid) &&
