@@ -34,7 +34,7 @@ export type { UpsertResult } from './integrations';
 export type { BrokerStatus } from './monitoring';
 export type { PaginateOptions } from './pagination';
 export type { PublishOutcome } from './publish';
-export type { ImportUsersResult, UserFilter } from './users';
+export { hashPasswordForImport, type ImportUsersResult, type UserFilter } from './users';
 export type {
   AclListQuery,
   AclRuleInput,
