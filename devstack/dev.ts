@@ -143,7 +143,11 @@ async function main(): Promise<void> {
         apiPort: ports.emqxApi,
         apiKey,
         apiSecret,
-        authzNoMatch: env.BROKER_AUTHZ_NO_MATCH === 'deny' ? 'deny' : 'allow',
+        // Ready to use: the broker runs `device-ops emqx setup`'s access-control code at start
+        // (no_match deny unless BROKER_AUTHZ_NO_MATCH=allow); BROKER_STOCK=true starts it like a
+        // stock EMQX instead, to try `emqx setup` and `doctor` from zero.
+        authzNoMatch: env.BROKER_AUTHZ_NO_MATCH === 'allow' ? 'allow' : 'deny',
+        stock: env.BROKER_STOCK === 'true',
         faults: faultsFromEnv(env),
       }).then((b) => (broker = b)),
     ]);

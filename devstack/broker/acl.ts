@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { topicMatchesFilter } from './topic';
 
 /**
- * EMQX built-in database authorization rules (reference §3): per client id, per username and
- * for all. Checked in that order, the first matching rule wins; with no match the caller applies
- * `authorization.no_match` (default allow).
+ * EMQX built-in database authorization rules: per client id, per username and for all. Checked in
+ * that order, the first matching rule wins; with no match the next source decides, and after the
+ * last one `authorization.no_match` (auth-config.ts).
  */
 
 export const MAX_RULES = 100;
@@ -96,6 +96,12 @@ export class AclRuleStore {
 
   setAllRules(rules: AclRule[]): void {
     this.forAll = rules;
+  }
+
+  clear(): void {
+    this.byClientId.clear();
+    this.byUsername.clear();
+    this.forAll = [];
   }
 
   /** First match over client rules, then user rules, then the rules for all. */

@@ -3,9 +3,11 @@ import { createServer } from 'aedes-server-factory';
 import type { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
 import { Agent } from 'undici';
+import { createEmqxClient } from '../../src/emqx';
 import { AclRuleStore } from './acl';
+import { AuthenticationChain, AuthorizationConfig } from './auth-config';
 import { buildApiServer } from './api/server';
-import { FaultSwitchboard, type FaultConfig } from './faults';
+import { FaultSwitchboard, NO_FAULTS, type FaultConfig } from './faults';
 import { bindListener, PortInUseError, type BoundListener } from './listeners';
 import { BrokerMetrics, MessageRateSampler } from './metrics';
 import { installAccessControl } from './mqtt-access';
@@ -33,6 +35,9 @@ import { AuthnUserStore } from './users';
  *   their behalf answers 404 (EMQX would subscribe the offline session). What is and is not
  *   modelled, and the MQTT 5 evaluation: docs/emqx-compatibility-sessions.md.
  * - State lives in memory and is lost on close.
+ * - Authentication: the built-in database authenticator only (simple hashes and pbkdf2, no
+ *   bcrypt); authorization: the built_in_database source and the stock `file` source (EMQX's
+ *   default acl.conf, nothing else); `deny_action = disconnect` is stored but not applied.
  */
 
 export type { FaultConfig } from './faults';
@@ -55,9 +60,21 @@ export interface BrokerOptions {
   apiPort?: number;
   apiKey: string;
   apiSecret: string;
-  /** `authorization.no_match`; default 'allow' like EMQX. */
+  /**
+   * Start like a stock EMQX 5.8: no authenticator (every client is let in), authorization
+   * sources `[file]` with EMQX's default acl.conf, `no_match = allow`. Default false: the broker
+   * then configures itself with the code `device-ops emqx setup` runs (src/emqx/access-control.ts):
+   * the built-in database authenticator keyed by client id (sha256, prefix salt), the
+   * built_in_database source first, the file source disabled, and `no_match` below.
+   */
+  stock?: boolean;
+  /**
+   * `authorization.no_match` the setup leaves (not used with `stock`). Default 'allow', because
+   * many tests connect clients that have no rules; `npm run dev` and `npm run broker` pass 'deny',
+   * what `emqx setup` sets.
+   */
   authzNoMatch?: 'allow' | 'deny';
-  /** Default true: built-in database authentication with user_id_type username. */
+  /** Default true; false removes the authenticator after the setup (anonymous clients allowed). */
   authenticationEnabled?: boolean;
   /** `mqtt.max_mqueue_len` of offline sessions; default 1000 like EMQX, 0 = no limit. */
   maxMqueueLen?: number;
@@ -102,6 +119,8 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   });
   const users = new AuthnUserStore();
   const acl = new AclRuleStore();
+  const authentication = new AuthenticationChain(users);
+  const authorization = new AuthorizationConfig(acl);
   const stats = new BrokerStats(sessions);
   const dispatcher = new Agent({ connect: { timeout: 15_000 }, connections: 64 });
   const ruleEngine = new RuleEngine({ dispatcher, faults, logger: logger.child({ component: 'rule-engine' }) });
@@ -110,20 +129,13 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   keepAedesQueueForConnectedClients(aedes);
   brokerEvents.on('error', (err: Error) => logger.error({ err }, 'mqtt broker error'));
   const publisher = new MessagePublisher(aedes, sessions);
-  installAccessControl(aedes, {
-    users,
-    acl,
-    sessions,
-    metrics,
-    authenticationEnabled: opts.authenticationEnabled ?? true,
-    authzNoMatch: opts.authzNoMatch ?? 'allow',
-  });
+  installAccessControl(aedes, { users, authentication, authorization, sessions, metrics });
   followBrokerEvents(aedes, { sessions, metrics, stats, ruleEngine, publisher });
   countClientTraffic(aedes);
   const rates = new MessageRateSampler(metrics);
 
   const api = buildApiServer(
-    { aedes, sessions, users, acl, metrics, stats, rates, publisher, ruleEngine, faults, startedAt: Date.now() },
+    { aedes, sessions, users, acl, authentication, authorization, metrics, stats, rates, publisher, ruleEngine, faults, startedAt: Date.now() },
     { apiKey: opts.apiKey, apiSecret: opts.apiSecret, logger: logger.child({ component: 'api' }) },
   );
 
@@ -149,7 +161,15 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
     const ws = await bindListener(createServer(aedes, { ws: true }), host, opts.wsPort ?? 0);
     listeners.push(ws);
     const apiPort = await listenApi(api, host, opts.apiPort ?? 0);
-    logger.info({ mqttPort: mqtt.port, wsPort: ws.port, apiPort }, 'EMQX-compatible dev broker started');
+    const apiUrl = `http://${host}:${apiPort}/api/v5`;
+    if (!opts.stock) {
+      // The configured faults apply to the project's calls, not to the broker's own setup.
+      faults.set(NO_FAULTS);
+      await setUpAccessControl(apiUrl, opts);
+      faults.reset();
+      if (opts.authenticationEnabled === false) authentication.remove();
+    }
+    logger.info({ mqttPort: mqtt.port, wsPort: ws.port, apiPort, stock: opts.stock ?? false }, 'EMQX-compatible dev broker started');
     return {
       host,
       mqttPort: mqtt.port,
@@ -157,7 +177,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
       apiPort,
       mqttUrl: `mqtt://${host}:${mqtt.port}`,
       wsUrl: `ws://${host}:${ws.port}/mqtt`,
-      apiUrl: `http://${host}:${apiPort}/api/v5`,
+      apiUrl,
       faults: { get: () => faults.get(), set: (patch) => faults.set(patch), reset: () => faults.reset() },
       webhookMetrics: () => ruleEngine.deliveryStats(),
       close,
@@ -165,6 +185,16 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   } catch (err) {
     await close();
     throw err;
+  }
+}
+
+/** What `device-ops emqx setup` does to the access control, through the broker's own REST API. */
+async function setUpAccessControl(apiUrl: string, opts: BrokerOptions): Promise<void> {
+  const emqx = createEmqxClient({ baseUrl: apiUrl, apiKey: opts.apiKey, apiSecret: opts.apiSecret });
+  try {
+    await emqx.ensureAccessControl({ noMatch: opts.authzNoMatch ?? 'allow', disableFileSource: true });
+  } finally {
+    await emqx.close();
   }
 }
 

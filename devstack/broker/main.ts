@@ -16,7 +16,10 @@ const BrokerEnv = z.object({
   EMQX_API_PORT: port.default(18083),
   EMQX_API_KEY: z.string().min(1).default(DEV_API_KEY),
   EMQX_API_SECRET: z.string().min(1).default(DEV_API_SECRET),
-  BROKER_AUTHZ_NO_MATCH: z.enum(['allow', 'deny']).default('allow'),
+  /** `authorization.no_match` the start-up setup leaves; deny, as `device-ops emqx setup` sets. */
+  BROKER_AUTHZ_NO_MATCH: z.enum(['allow', 'deny']).default('deny'),
+  /** `true`: start like a stock EMQX 5.8 (no authenticator, sources [file], no_match allow). */
+  BROKER_STOCK: z.enum(['true', 'false'], 'must be true or false').default('false'),
   BROKER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
 });
 
@@ -39,6 +42,7 @@ async function main(): Promise<void> {
     apiKey: settings.EMQX_API_KEY,
     apiSecret: settings.EMQX_API_SECRET,
     authzNoMatch: settings.BROKER_AUTHZ_NO_MATCH,
+    stock: settings.BROKER_STOCK === 'true',
     faults: faultsFromEnv(env),
     logger: pino({ level: settings.BROKER_LOG_LEVEL }),
   }).catch((err: unknown) => {
@@ -50,6 +54,7 @@ async function main(): Promise<void> {
   MQTT            ${broker.mqttUrl}
   MQTT/WebSocket  ${broker.wsUrl}
   REST API        ${broker.apiUrl}  (API key ${settings.EMQX_API_KEY})
+  access control  ${settings.BROKER_STOCK === 'true' ? 'stock EMQX 5.8: anyone may connect; run device-ops emqx setup' : `as device-ops emqx setup leaves it (no_match ${settings.BROKER_AUTHZ_NO_MATCH})`}
   faults          ${JSON.stringify(broker.faults.get())}`);
 
   let stopping = false;

@@ -1,5 +1,6 @@
 import type { Aedes, AuthenticateError, Client, PublishPacket } from 'aedes';
-import type { AclRuleStore, AuthzRequest } from './acl';
+import type { AuthzRequest } from './acl';
+import type { AuthenticationChain, AuthorizationConfig } from './auth-config';
 import { isProxySubscription } from './client-control';
 import type { BrokerMetrics } from './metrics';
 import type { SessionRegistry } from './sessions';
@@ -8,18 +9,19 @@ import type { AuthnUserStore } from './users';
 
 /**
  * Authentication and authorization on the MQTT side, as EMQX does them for MQTT 3.1.1 clients:
- * CONNECT checked against the built-in database users; PUBLISH and SUBSCRIBE checked against the
- * ACL rules (superusers skip them); a denied PUBLISH is dropped without disconnecting (QoS 1/2
- * still acknowledged, EMQX's `deny_action = ignore`); a denied SUBSCRIBE gets SUBACK 0x80.
+ * CONNECT checked against the built-in database users when that authenticator is in the chain
+ * (anyone is let in when the chain is empty, as on a stock EMQX); PUBLISH and SUBSCRIBE checked
+ * against the authorization sources in order, then `no_match` (superusers skip them); a denied
+ * PUBLISH is dropped without disconnecting (QoS 1/2 still acknowledged, `deny_action = ignore`);
+ * a denied SUBSCRIBE gets SUBACK 0x80.
  */
 
 export interface AccessControlOptions {
   users: AuthnUserStore;
-  acl: AclRuleStore;
+  authentication: AuthenticationChain;
+  authorization: AuthorizationConfig;
   sessions: SessionRegistry;
   metrics: BrokerMetrics;
-  authenticationEnabled: boolean;
-  authzNoMatch: 'allow' | 'deny';
 }
 
 /** CONNACK return codes (MQTT 3.1.1 §3.2.2.3). */
@@ -52,13 +54,18 @@ export function installAccessControl(aedes: Aedes, options: AccessControlOptions
       noteSessionTakeover(client);
       callback(null, true);
     };
-    if (!options.authenticationEnabled) {
+    const authenticator = options.authentication.authenticator;
+    if (!authenticator?.enable) {
       metrics.inc('authentication.success.anonymous');
       return accept(false);
     }
-    if (username === undefined || username === '') return refuse(NOT_AUTHORIZED, 'not authorized');
+    // emqx_authn_mnesia:authenticate/2: no password is a bad password; then the user id is the
+    // client id or the username, as `user_id_type` says. With `clientid`, a device's credentials
+    // only ever let in its own client id, whatever username it gives.
     if (password === undefined) return refuse(BAD_USERNAME_OR_PASSWORD, 'bad username or password');
-    const check = users.checkPassword(username, password);
+    const userId = authenticator.user_id_type === 'clientid' ? client.id : username;
+    if (userId === undefined || userId === '') return refuse(NOT_AUTHORIZED, 'not authorized');
+    const check = users.checkPassword(userId, password);
     if (check.result === 'ok') return accept(check.isSuperuser);
     // An unknown user makes the built-in database authenticator "ignore" the client, and the end
     // of the chain answers not_authorized (emqx_authn_chains:do_authenticate/3).
@@ -84,8 +91,7 @@ export function installAccessControl(aedes: Aedes, options: AccessControlOptions
       metrics.inc('authorization.superuser');
       return true;
     }
-    const decision = options.acl.check(subject, request);
-    const allowed = decision === 'nomatch' ? options.authzNoMatch === 'allow' : decision === 'allow';
+    const allowed = options.authorization.decide({ ...subject, peerhost: peerhostOf(client) }, request) === 'allow';
     metrics.inc(allowed ? 'authorization.allow' : 'authorization.deny');
     return allowed;
   }
@@ -139,6 +145,12 @@ export function installAccessControl(aedes: Aedes, options: AccessControlOptions
     const session = sessions.of(client);
     if (session) session.recvMsg++;
   }
+}
+
+/** The client's IP address, IPv4-mapped addresses unmapped, as EMQX's `peerhost`. */
+function peerhostOf(client: Client): string {
+  const address = (client as unknown as { connDetails?: { ipAddress?: string } }).connDetails?.ipAddress ?? '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
 function qosMetric(qos: number, direction: 'received' | 'sent'): `messages.qos${0 | 1 | 2}.${'received' | 'sent'}` {

@@ -6,6 +6,7 @@
  * `isRetryable(err)`, treat the rest as final.
  */
 import { z } from 'zod';
+import * as access from './access-control';
 import * as acl from './acl';
 import * as clients from './clients';
 import { ensureEventWebhook, type EventWebhookResult, type EventWebhookSpec } from './event-webhook';
@@ -112,6 +113,25 @@ export class EmqxClient {
   }
   clearAllAuthzCache(opts?: CallOptions): Promise<void> {
     return acl.clearAllAuthzCache(this.#http, opts);
+  }
+
+  // ---- authenticator, authorization sources and settings ----
+
+  getAuthenticator(opts?: CallOptions): Promise<access.Authenticator | null> {
+    return access.getAuthenticator(this.#http, opts);
+  }
+  getAuthzSettings(opts?: CallOptions): Promise<access.AuthzSettings> {
+    return access.getAuthzSettings(this.#http, opts);
+  }
+  putAuthzSettings(settings: access.AuthzSettings, opts?: CallOptions): Promise<void> {
+    return access.putAuthzSettings(this.#http, settings, opts);
+  }
+  listAuthzSources(opts?: CallOptions): Promise<access.AuthzSource[]> {
+    return access.listAuthzSources(this.#http, opts);
+  }
+  /** Creates the authenticator, authorization source and no_match the project needs; idempotent. */
+  ensureAccessControl(opts?: access.AccessControlOptions): Promise<access.AccessControlSetup> {
+    return access.ensureAccessControl(this.#http, opts);
   }
 
   // ---- clients, kick, proxy subscriptions ----

@@ -50,6 +50,17 @@ export class EmqxNotFoundError extends EmqxError {
   override readonly type = 'EmqxNotFoundError';
 }
 
+/**
+ * EMQX lacks what the project needs: the `password_based:built_in_database` authenticator or the
+ * `built_in_database` authorization source (a stock EMQX 5.8 has neither). EMQX says so with a
+ * 404 `NOT_FOUND`, the same code as a missing user or rule, so the message tells them apart
+ * (see `missingAccessControl`). Not retryable: someone must run `device-ops emqx setup`.
+ */
+export class EmqxNotConfiguredError extends EmqxError {
+  static override readonly type = 'EmqxNotConfiguredError';
+  override readonly type = 'EmqxNotConfiguredError';
+}
+
 /** 409 `ALREADY_EXISTS`, and 400 "already exists" on connectors, actions and rules (reference §8.2). */
 export class EmqxConflictError extends EmqxError {
   static override readonly type = 'EmqxConflictError';
@@ -102,6 +113,7 @@ export const nonRetryableEmqxErrorTypes: readonly string[] = [
   EmqxUnauthorizedError.type,
   EmqxResponseError.type,
   EmqxInputError.type,
+  EmqxNotConfiguredError.type,
 ];
 
 const MAX_DETAIL_LENGTH = 300;
@@ -146,9 +158,41 @@ export interface FailedResponse {
   secrets: readonly string[];
 }
 
+/**
+ * What EMQX 5.8 answers about a user or rule when the authenticator or source itself is missing
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authn/emqx_authn_api.erl
+ * `serialize_error/1`; apps/emqx_auth/src/emqx_authz/emqx_authz_api_sources.erl `with_source/2`,
+ * the filter of every rules endpoint in apps/emqx_auth_mnesia/src/emqx_authz_api_mnesia.erl):
+ * - 404 "Authenticator not found in the 'global' scope": no authenticator was ever created;
+ * - 400 "User error: {not_found,{authenticator,...}}": the chain exists, this authenticator not;
+ * - 404 "Authenticator '<id>' does not exist": `GET /authentication/{id}`;
+ * - 404 "Not found: built_in_database": no built_in_database authorization source.
+ * A missing user answers "User not found", missing rules "Not Found" / "ClientID Not Found".
+ */
+export function missingAccessControl(status: number, message: string): 'authenticator' | 'authz_source' | undefined {
+  if (status === 404 && (/^Authenticator not found in the 'global' scope/.test(message) || /^Authenticator '.*' does not exist$/.test(message))) {
+    return 'authenticator';
+  }
+  if (status === 400 && /^User error: \{not_found,\{authenticator,/.test(message)) return 'authenticator';
+  if (status === 404 && message === 'Not found: built_in_database') return 'authz_source';
+  return undefined;
+}
+
+const SETUP_HINT = {
+  authenticator: 'EMQX has no password_based:built_in_database authenticator',
+  authz_source: 'EMQX has no built_in_database authorization source',
+} as const;
+
 /** Maps a non-2xx EMQX answer to the matching typed error. */
 export function errorFromResponse(res: FailedResponse): EmqxError {
   const body = readErrorBody(res.body);
+  const missing = missingAccessControl(res.status, body.message ?? '');
+  if (missing) {
+    return new EmqxNotConfiguredError(
+      `${SETUP_HINT[missing]} (EMQX ${res.method} ${res.path} answered ${res.status} ${body.code ?? ''}: ${body.message ?? ''}): run \`device-ops emqx setup\``,
+      { status: res.status, code: body.code ?? `HTTP_${res.status}`, method: res.method, path: res.path },
+    );
+  }
   const code = body.code ?? (body.reasonCode !== undefined ? `REASON_CODE_${body.reasonCode}` : `HTTP_${res.status}`);
   const detail = redactSecrets(body.message ?? '', res.secrets);
   const message = `EMQX ${res.method} ${res.path} failed with ${res.status} ${code}${detail ? `: ${detail}` : ''}`;

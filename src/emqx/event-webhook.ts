@@ -2,6 +2,7 @@
  * The EMQX side of the webhook adapter: an HTTP connector, an HTTP action and a rule that POST device
  * events to the adapter with the shared token (reference §8.2). Safe to run again: each piece is upserted.
  */
+import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { CallOptions, EmqxHttp } from './http';
 import { NonEmpty } from './inputs';
@@ -30,6 +31,42 @@ export const EventWebhookSpec = z.strictObject({
 });
 export type EventWebhookSpec = z.input<typeof EventWebhookSpec>;
 
+/**
+ * The HTTP action's delivery settings. The request timeout is `resource_opts.request_ttl`: the
+ * HTTP connector times each request out after it, and a buffered event older than it is dropped
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_bridge_http/src/emqx_bridge_http_connector.erl
+ * do_create_http_action/1); `parameters.request_timeout` is deprecated and ignored
+ * (apps/emqx_bridge_http/src/emqx_bridge_http_schema.erl request_timeout_field/0). docs/emqx-setup.md
+ * explains each value.
+ */
+export const EVENT_ACTION_RESOURCE_OPTS = {
+  request_ttl: '45s',
+  inflight_window: 100,
+  worker_pool_size: 16,
+  health_check_interval: '15s',
+  query_mode: 'async',
+} as const;
+export const EVENT_ACTION_MAX_RETRIES = 3;
+export const EVENT_CONNECTOR_POOL_SIZE = 8;
+
+/**
+ * EMQX never shows the action's `authorization` header again (emqx_utils_redact), so the action's
+ * description carries a salted scrypt fingerprint of the token: `doctor` recomputes it from
+ * WEBHOOK_TOKEN to tell whether EMQX sends the token the adapter expects.
+ */
+const FINGERPRINT = /token-check scrypt\$([0-9a-f]{32})\$([0-9a-f]{32})/;
+
+export function tokenFingerprint(token: string, salt = randomBytes(16).toString('hex')): string {
+  return `token-check scrypt$${salt}$${scryptSync(token, salt, 16).toString('hex')}`;
+}
+
+/** Whether the description's fingerprint is this token's; undefined when there is none. */
+export function fingerprintMatches(description: string | undefined, token: string): boolean | undefined {
+  const found = FINGERPRINT.exec(description ?? '');
+  if (!found?.[1] || !found[2]) return undefined;
+  return timingSafeEqual(scryptSync(token, found[1], 16), Buffer.from(found[2], 'hex'));
+}
+
 export interface EventWebhookResult {
   connector: UpsertResult;
   action: UpsertResult;
@@ -49,7 +86,7 @@ export async function ensureEventWebhook(http: EmqxHttp, spec: EventWebhookSpec,
       url: target.origin,
       enable: true,
       headers: { 'content-type': 'application/json' },
-      pool_size: 8,
+      pool_size: EVENT_CONNECTOR_POOL_SIZE,
       connect_timeout: '15s',
       ssl: { enable: target.protocol === 'https:' },
     },
@@ -62,14 +99,15 @@ export async function ensureEventWebhook(http: EmqxHttp, spec: EventWebhookSpec,
       name,
       connector: name,
       enable: true,
+      description: `device events to emqx-device-ops; ${tokenFingerprint(token)}`,
       // No `body`: EMQX then sends the whole SELECT output as one JSON object.
       parameters: {
         path: `${target.pathname}${target.search}`,
         method: 'post',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-        max_retries: 2,
-        request_timeout: '15s',
+        max_retries: EVENT_ACTION_MAX_RETRIES,
       },
+      resource_opts: { ...EVENT_ACTION_RESOURCE_OPTS },
     },
     opts,
   );

@@ -5,6 +5,7 @@ export {
   EmqxConflictError,
   EmqxError,
   EmqxInputError,
+  EmqxNotConfiguredError,
   EmqxNotFoundError,
   EmqxResponseError,
   EmqxUnauthorizedError,
@@ -15,13 +16,25 @@ export {
 } from './errors';
 export { apiPath, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT_MS, type CallOptions, type Query } from './http';
 export type { AclFilter, AclRuleSets, ClearCacheOptions } from './acl';
+export {
+  AUTHENTICATOR_ID,
+  AuthenticatorMismatchError,
+  authenticatorProblems,
+  PASSWORD_HASH,
+  PROJECT_AUTHENTICATOR,
+  type AccessControlOptions,
+  type AccessControlSetup,
+  type Authenticator,
+  type AuthzSettings,
+  type AuthzSource,
+} from './access-control';
 export type { ClientFilter, SubscribeBulkResult, SubscribeFailure } from './clients';
 export { DEFAULT_EVENT_TOPICS, type EventWebhookResult, type EventWebhookSpec } from './event-webhook';
 export type { UpsertResult } from './integrations';
 export type { BrokerStatus } from './monitoring';
 export type { PaginateOptions } from './pagination';
 export type { PublishOutcome } from './publish';
-export type { ImportUsersResult, UserFilter } from './users';
+export { hashPasswordForImport, type ImportUsersResult, type UserFilter } from './users';
 export type {
   AclListQuery,
   AclRuleInput,

@@ -8,6 +8,7 @@ import { InputError } from '../domain/input-error';
 import type { DeviceOps } from './client';
 import { fleetFormatOf, parseFleetFile } from './fleet-file';
 import { registerCampaignCommands } from './campaign-cli';
+import { registerEmqxCommands } from './emqx-cli';
 import { registerOpsCommands } from './ops-cli';
 import { collect, durationFlag, printResult, STACK_HINT, withOps as withConnectedOps, type CliIo } from './cli-io';
 import { registerPresenceCommands } from './presence-cli';
@@ -283,6 +284,7 @@ export function buildCli(io: CliIo): Command {
   registerOpsCommands(program, io);
   registerPresenceCommands(program, io);
   registerCampaignCommands(program, io);
+  registerEmqxCommands(program, io);
   program.addOption(new Option('--no-color').hideHelp());
   return program;
 }

@@ -39,7 +39,8 @@ describe('docker-compose.yml', () => {
     expect(config.match(/healthcheck:/g)?.length).toBeGreaterThanOrEqual(7);
     expect(config).toMatch(/EMQX_AUTHORIZATION__NO_MATCH: deny/);
     expect(config).toMatch(/TEMPORAL_CODEC_ENDPOINT: http:\/\/localhost:8888/);
-    expect(config).toMatch(/device-ops.cjs temporal setup && node bin\/device-ops.cjs emqx setup-webhook/);
+    expect(config).toMatch(/device-ops.cjs temporal setup && node bin\/device-ops.cjs emqx setup --url/);
+    expect(config).toMatch(/EMQX_AUTHENTICATION__1__USER_ID_TYPE: clientid/);
     expect(config).toMatch(/restart: unless-stopped/);
   });
 

@@ -30,7 +30,8 @@ afterAll(async () => {
 async function device(options: { clientId?: string; username?: string; ws?: boolean; keepalive?: number } = {}): Promise<{ clientId: string; client: MqttClient }> {
   const clientId = options.clientId ?? unique('dev');
   const username = options.username ?? clientId;
-  await api.post(AUTHN_USERS, { user_id: username, password: PASSWORD });
+  // The broker is set up as `device-ops emqx setup` leaves it: users are keyed by client id.
+  await api.post(AUTHN_USERS, { user_id: clientId, password: PASSWORD });
   const client = await connectClient(options.ws ? broker.wsUrl : broker.mqttUrl, {
     clientId,
     username,

@@ -1,5 +1,6 @@
 import type { Aedes } from 'aedes';
 import type { AclRuleStore } from '../acl';
+import type { AuthenticationChain, AuthorizationConfig } from '../auth-config';
 import type { FaultSwitchboard } from '../faults';
 import type { BrokerMetrics, MessageRateSampler } from '../metrics';
 import type { MessagePublisher } from '../publish';
@@ -13,6 +14,8 @@ export interface ApiContext {
   aedes: Aedes;
   sessions: SessionRegistry;
   users: AuthnUserStore;
+  authentication: AuthenticationChain;
+  authorization: AuthorizationConfig;
   acl: AclRuleStore;
   metrics: BrokerMetrics;
   stats: BrokerStats;

@@ -4,7 +4,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { PublishRequest } from '../publish';
 import type { ApiContext } from './context';
 import { ApiError, badRequest } from './errors';
+import { registerAuthnConfigRoutes } from './routes/authn-config';
 import { registerAuthnUserRoutes } from './routes/authn-users';
+import { registerAuthzConfigRoutes } from './routes/authz-config';
 import { registerAuthzRuleRoutes } from './routes/authz-rules';
 import { registerClientRoutes } from './routes/clients';
 import { registerDevstackFaultRoutes } from './routes/devstack-faults';
@@ -60,7 +62,9 @@ export function buildApiServer(context: ApiContext, options: ApiServerOptions): 
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => answerError(error, request, reply));
 
   registerStatusRoutes(app);
+  registerAuthnConfigRoutes(app, context);
   registerAuthnUserRoutes(app, context);
+  registerAuthzConfigRoutes(app, context);
   registerAuthzRuleRoutes(app, context);
   registerClientRoutes(app, context);
   registerSubscriptionRoutes(app, context);

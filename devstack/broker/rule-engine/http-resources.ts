@@ -35,6 +35,7 @@ const HttpActionParameters = z.looseObject({
   headers: Headers.optional(),
   body: z.string().optional(),
   max_retries: z.number().int().min(0).max(100).optional(),
+  /** Deprecated since 5.0.26 and ignored: `resource_opts.request_ttl` is the request timeout. */
   request_timeout: DurationText.optional(),
 });
 
@@ -72,15 +73,16 @@ export interface WebhookTarget {
   headers: Record<string, string>;
   bodyTemplate: string | undefined;
   maxRetries: number;
+  /** Per request (headers and body), 0 for none: `request_ttl` (emqx_bridge_http_connector:do_create_http_action/1). */
   requestTimeoutMs: number;
   requestTtlMs: number;
   inflightWindow: number;
 }
 
 export const DEFAULT_MAX_RETRIES = 2;
-export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
+/** EMQX's defaults (apps/emqx_resource/include/emqx_resource.hrl): request_ttl 45 s, inflight_window 100. */
 export const DEFAULT_REQUEST_TTL_MS = 45_000;
-export const DEFAULT_INFLIGHT_WINDOW = 32;
+export const DEFAULT_INFLIGHT_WINDOW = 100;
 
 /** Splits `http:name`; undefined when the id is not of that form. */
 export function parseResourceId(id: string): { type: string; name: string } | undefined {
@@ -136,6 +138,7 @@ export class HttpResourceStore {
     if (!action || !connector) return undefined;
     const parameters = action.config.parameters;
     const ttl = action.config.resource_opts?.request_ttl;
+    const ttlMs = ttl === undefined ? DEFAULT_REQUEST_TTL_MS : ttl === 'infinity' ? Number.POSITIVE_INFINITY : parseDurationMs(ttl);
     return {
       enabled: action.config.enable !== false && connector.config.enable !== false,
       baseUrl: connector.config.url,
@@ -148,8 +151,9 @@ export class HttpResourceStore {
       },
       bodyTemplate: parameters.body,
       maxRetries: parameters.max_retries ?? DEFAULT_MAX_RETRIES,
-      requestTimeoutMs: parameters.request_timeout ? parseDurationMs(parameters.request_timeout) : DEFAULT_REQUEST_TIMEOUT_MS,
-      requestTtlMs: ttl === undefined ? DEFAULT_REQUEST_TTL_MS : ttl === 'infinity' ? Number.POSITIVE_INFINITY : parseDurationMs(ttl),
+      // The HTTP connector times each request out after request_ttl; parameters.request_timeout is ignored.
+      requestTimeoutMs: Number.isFinite(ttlMs) ? ttlMs : 0,
+      requestTtlMs: ttlMs,
       inflightWindow: action.config.resource_opts?.inflight_window ?? DEFAULT_INFLIGHT_WINDOW,
     };
   }

@@ -1,24 +1,19 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ApiContext } from '../context';
+import { AUTHENTICATOR_ID } from '../../auth-config';
 import { apiError, badRequest, notFound, parseBody } from '../errors';
 import { booleanParam, pageRequest, paginate, queryValue, type Query } from '../pagination';
 import { noContent } from '../replies';
 
 /**
- * Built-in database authentication users (reference §2). The authenticator id appears URL-encoded
- * (`password_based%3Abuilt_in_database`) or plain; both reach the same routes.
+ * Built-in database authentication users. The authenticator id appears URL-encoded
+ * (`password_based%3Abuilt_in_database`) or plain; both reach the same routes. Without the
+ * authenticator, EMQX answers user calls from `emqx_authn_chains:call_authenticator/4` through
+ * `emqx_authn_api:serialize_error/1`: 404 "Authenticator not found in the 'global' scope" while
+ * the global chain has never existed, and 400 `{not_found,{authenticator,...}}` once it has
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authn/emqx_authn_api.erl).
  */
-
-const AUTHENTICATOR_ID = 'password_based:built_in_database';
-const AUTHENTICATOR_CONFIG = {
-  id: AUTHENTICATOR_ID,
-  mechanism: 'password_based',
-  backend: 'built_in_database',
-  user_id_type: 'username',
-  password_hash_algorithm: { name: 'sha256', salt_position: 'suffix' },
-  enable: true,
-};
 
 const UserCreate = z.object({
   user_id: z.string().min(1, 'must not be empty'),
@@ -31,7 +26,7 @@ const PlainImport = z.array(z.object({ user_id: z.string().min(1), password: z.s
 const HashImport = z.array(
   z.object({
     user_id: z.string().min(1),
-    password_hash: z.string().regex(/^[0-9A-Fa-f]{64}$/, 'must be a hex sha256 digest'),
+    password_hash: z.string().min(1, 'must not be empty'),
     salt: z.string().optional(),
     is_superuser: Superuser,
   }),
@@ -40,25 +35,12 @@ const HashImport = z.array(
 type AuthnParams = { authenticator: string };
 type UserParams = AuthnParams & { userId: string };
 
-function requireBuiltInDatabase(authenticator: string): void {
-  if (authenticator !== AUTHENTICATOR_ID) throw notFound('Authenticator not found');
-}
-
-export function registerAuthnUserRoutes(app: FastifyInstance, { users }: ApiContext): void {
-  app.get('/api/v5/authentication', () => [AUTHENTICATOR_CONFIG]);
-
-  app.post('/api/v5/authentication', (request) => {
-    const body = parseBody(z.looseObject({ mechanism: z.string(), backend: z.string() }), request.body);
-    if (`${body.mechanism}:${body.backend}` === AUTHENTICATOR_ID) {
-      throw apiError(409, 'ALREADY_EXISTS', `Authenticator '${AUTHENTICATOR_ID}' already exists`);
-    }
-    throw badRequest('only the password_based:built_in_database authenticator is available in the dev broker');
-  });
-
-  app.get<{ Params: AuthnParams }>('/api/v5/authentication/:authenticator', (request) => {
-    requireBuiltInDatabase(request.params.authenticator);
-    return AUTHENTICATOR_CONFIG;
-  });
+export function registerAuthnUserRoutes(app: FastifyInstance, { users, authentication }: ApiContext): void {
+  const requireBuiltInDatabase = (authenticator: string): void => {
+    if (authenticator === AUTHENTICATOR_ID && authentication.authenticator) return;
+    if (!authentication.chainExists) throw notFound("Authenticator not found in the 'global' scope");
+    throw badRequest(`User error: {not_found,{authenticator,<<"${authenticator}">>}}`);
+  };
 
   app.get<{ Params: AuthnParams; Querystring: Query }>('/api/v5/authentication/:authenticator/users', (request) => {
     requireBuiltInDatabase(request.params.authenticator);
@@ -101,12 +83,13 @@ export function registerAuthnUserRoutes(app: FastifyInstance, { users }: ApiCont
     noContent(reply);
   });
 
-  /** 5.8.2+ behaviour: 200 with counts; `type` is required; an empty list is an error. */
+  /**
+   * 5.8.2+ behaviour: 200 with counts; an empty list is an error. A missing `type` means `hash`
+   * (emqx_authn_user_import_api:password_type/1; the API spec is not checked).
+   */
   app.post<{ Params: AuthnParams; Querystring: Query }>('/api/v5/authentication/:authenticator/import_users', (request) => {
     requireBuiltInDatabase(request.params.authenticator);
-    const type = queryValue(request.query, 'type');
-    if (type === undefined) throw badRequest('Missing required parameter: type');
-    if (type !== 'plain' && type !== 'hash') throw badRequest('type: must be plain or hash');
+    const type = queryValue(request.query, 'type') === 'plain' ? 'plain' : 'hash';
     if (!Array.isArray(request.body)) throw badRequest('the body must be a JSON array of users');
     if (request.body.length === 0) throw badRequest('empty_users');
     if (type === 'plain') return users.importPlain(parseBody(PlainImport, request.body));

@@ -5,11 +5,15 @@ import type { ApiContext } from '../context';
 import { apiError, badRequest, clientNotFound, notFound, parseBody } from '../errors';
 import { pageRequest, paginate, queryValue, type Query } from '../pagination';
 import { noContent } from '../replies';
+import { sourceMissing } from './authz-config';
 
 /**
- * Built-in database authorization rules, 5.1+ paths (reference §3), and the authz cache
- * endpoints. Nothing is cached here (every check reads the rules), but the endpoints exist and
- * answer like EMQX.
+ * Built-in database authorization rules, 5.1+ paths, and the authz cache endpoints. Nothing is
+ * cached here (every check reads the rules), but the endpoints exist and answer like EMQX. Every
+ * rules endpoint first checks that the built_in_database source is configured and answers 404
+ * "Not found: built_in_database" when it is not
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth_mnesia/src/emqx_authz_api_mnesia.erl
+ * `is_configured_authz_source/2`).
  */
 
 const BASE = '/api/v5/authorization/sources/built_in_database/rules';
@@ -18,16 +22,20 @@ const ClientRulesBody = z.object({ clientid: z.string().min(1), rules: Rules });
 const UserRulesBody = z.object({ username: z.string().min(1), rules: Rules });
 const AllRulesBody = z.object({ rules: Rules });
 
-const SOURCE = { type: 'built_in_database', enable: true, max_rules: MAX_RULES };
+export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions, authorization }: ApiContext): void {
+  const maxRules = (): number => {
+    const source = authorization.source('built_in_database');
+    return source?.type === 'built_in_database' ? source.max_rules : MAX_RULES;
+  };
+  const checkedRules = (rules: z.infer<typeof Rules>, owner: string): AclRule[] => {
+    if (rules.length > maxRules()) throw badRequest(`The rules length of ${owner} exceeds the maximum limit.`);
+    return rules.map(normalizeRule);
+  };
 
-function checkedRules(rules: z.infer<typeof Rules>, owner: string): AclRule[] {
-  if (rules.length > MAX_RULES) throw badRequest(`The rules length of ${owner} exceeds the maximum limit.`);
-  return rules.map(normalizeRule);
-}
-
-export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }: ApiContext): void {
-  app.get('/api/v5/authorization/sources', () => ({ sources: [SOURCE] }));
-  app.get('/api/v5/authorization/sources/built_in_database', () => SOURCE);
+  app.addHook('onRequest', (request, _reply, done) => {
+    const missing = request.url.startsWith(BASE) && !authorization.source('built_in_database');
+    done(missing ? sourceMissing('built_in_database') : undefined);
+  });
 
   app.get<{ Querystring: Query }>(`${BASE}/clients`, (request) => {
     const page = pageRequest(request.query);
@@ -110,9 +118,11 @@ export function registerAuthzRuleRoutes(app: FastifyInstance, { acl, sessions }:
     noContent(reply);
   });
 
-  /** Purging needs the source disabled first; it is always enabled here. */
-  app.delete(BASE, () => {
-    throw badRequest("'built_in_database' type source must be disabled before purge.");
+  /** Purging needs the source disabled first. */
+  app.delete(BASE, (_request, reply) => {
+    if (authorization.source('built_in_database')?.enable) throw badRequest("'built_in_database' type source must be disabled before purge.");
+    acl.clear();
+    noContent(reply);
   });
 
   app.delete('/api/v5/authorization/cache', (_request, reply) => reply.code(204).send());
