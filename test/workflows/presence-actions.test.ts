@@ -90,4 +90,34 @@ describe('Temporal actions per bounce', () => {
     // The device came back from offline: one upsert (Presence=online), nothing for the bounce inside.
     expect(minus(await actions(clientId), together)).toEqual({ signal: 1, upsert: 1 });
   });
+
+  it('adds one activity per bounce for a device with desired subscriptions (the re-apply, which also finds waiting campaigns)', async () => {
+    const clientId = 'pa-subscribed';
+    const password = `${clientId}-password`;
+    const topic = `pa/${clientId}/cmd`;
+    await env.ops.provision({
+      clientId,
+      password,
+      acl: [{ permission: 'allow', action: 'subscribe', topic }],
+      subscriptions: [{ topic, qos: 1 }],
+      alarmPolicy: { graceMs: 600_000, escalationMs: [] },
+    });
+    const subscribed = async (): Promise<boolean> => (await env.ops.subscriptions(clientId)).live?.some((s) => s.topic === topic) ?? false;
+    let device = await connectDevice(env.broker, clientId, clientId, password);
+    await waitFor(subscribed, { what: 'first re-apply' });
+
+    const bounces = 3;
+    const before = await actions(clientId);
+    for (let i = 1; i <= bounces; i++) {
+      await device.endAsync();
+      await waitFor(async () => (await env.ops.presenceOf(clientId))?.presence === 'offline', { what: `bounce ${i} offline` });
+      device = await connectDevice(env.broker, clientId, clientId, password);
+      await waitFor(subscribed, { what: `bounce ${i} re-applied` });
+      await waitFor(async () => (await actions(clientId)).activity === (before.activity ?? 0) + i, { what: `bounce ${i} activity recorded` });
+    }
+    const counted = minus(await actions(clientId), before);
+    console.log(`actions per bounce with a desired subscription: ${total(counted) / bounces} (${JSON.stringify(counted)} over ${bounces} bounces)`);
+    expect(counted).toEqual({ signal: 2 * bounces, timer: bounces, upsert: 2 * bounces, activity: bounces });
+    await device.endAsync();
+  });
 });
