@@ -34,7 +34,7 @@ export type { UpsertResult } from './integrations';
 export type { BrokerStatus } from './monitoring';
 export type { PaginateOptions } from './pagination';
 export type { PublishOutcome } from './publish';
-export { hashPasswordForImport, type ImportUsersResult, type UserFilter } from './users';
+export { type ImportUsersResult, type UserFilter } from './users';
 export type {
   AclListQuery,
   AclRuleInput,

@@ -2,7 +2,6 @@
  * Device credentials: users of the `password_based:built_in_database` authenticator (reference §2).
  * Deleting a user or changing its password does not disconnect a connected client; kick it too.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { EmqxConflictError, falseIfNotFound, nullIfNotFound } from './errors';
 import { apiPath, type CallOptions, type EmqxHttp } from './http';
 import { HashedUserEntry, NewUser, NonEmpty, PlainUserEntry, UserListQuery, UserUpdate } from './inputs';
@@ -17,21 +16,6 @@ const IMPORT = '/authentication/password_based%3Abuilt_in_database/import_users'
 const userPath = (userId: string) => `${USERS}${apiPath`/${userId}`}`;
 
 export type UserFilter = Omit<UserListQuery, 'page' | 'limit'>;
-
-/**
- * A password hashed as the project's authenticator checks it (`PASSWORD_HASH` in
- * access-control.ts, what `emqx setup` configures: sha256, salt as a
- * prefix, lower-case hex; https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_passwd.erl
- * hash/2), with a salt like EMQX's own (16 random bytes as 32 hex characters), ready for
- * `importUsers('hash', ...)`: EMQX then never sees the plaintext.
- */
-export function hashPasswordForImport(
-  password: string,
-  salt: string = randomBytes(16).toString('hex'),
-): { password_hash: string; salt: string } {
-  const password_hash = createHash('sha256').update(Buffer.concat([Buffer.from(salt, 'utf8'), Buffer.from(password, 'utf8')])).digest('hex');
-  return { password_hash, salt };
-}
 
 export interface ImportUsersResult extends ImportUsersCounts {
   /** False when EMQX (before 5.8.2) answered 204 and the counts were derived from the request. */
