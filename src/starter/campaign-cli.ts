@@ -109,6 +109,7 @@ interface StartOptions {
   inProgressTimeout?: string;
   waitOffline?: boolean;
   recheck?: string;
+  trustBrokerAnswer?: boolean;
   transport: string;
   id?: string;
   json?: boolean;
@@ -166,7 +167,11 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
       transient: { retries: whole(o.retries, '--retries', 0, 100) ?? 3, backoffMs },
       noSubscriber: { retries: whole(o.offlineRetries, '--offline-retries', 0, 100) ?? 0, backoffMs },
     },
-    offline: { wait: Boolean(o.waitOffline), ...(recheckIntervalMs !== undefined ? { recheckIntervalMs } : {}) },
+    offline: {
+      wait: Boolean(o.waitOffline),
+      ...(recheckIntervalMs !== undefined ? { recheckIntervalMs } : {}),
+      ...(o.trustBrokerAnswer ? { confirmAtDevice: false } : {}),
+    },
     abort:
       threshold === undefined
         ? []
@@ -245,6 +250,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--in-progress-timeout <duration>', 'a target still failing this long after its first try ends timed_out')
     .option('--wait-offline', 'keep offline targets pending until they reconnect or the deadline passes')
     .option('--recheck <duration>', 'how often waiting targets are tried without a reconnect signal, default 1m')
+    .option('--trust-broker-answer', "count every message EMQX accepted as delivered, without reading the target device's session (docs/campaign-delivery.md)")
     .option('--transport <rest|mqtt>', 'publish through the REST API or the worker\'s MQTT client', 'rest')
     .option('--id <campaignId>', 'campaign id (default generated)')
     .option('--json', 'print JSON')

@@ -76,8 +76,22 @@ describe('device-ops campaign', () => {
     expect(lines[0]).toBe('clientId,status,attempts,messageId,delivery,lastError,firstAttemptAt,finishedAt,nextAttemptAt');
     expect(lines).toHaveLength(7);
     expect(lines[5]).toMatch(/^cli-c-4,offline,1,,,no matching subscribers/);
+    expect(lines[1]).toMatch(/^cli-c-0,delivered,1,[0-9A-F]+,connected,/);
     const jsonOut = await cli(['campaign', 'results', campaignId, '--format', 'json', '--status', 'delivered']);
     expect(JSON.parse(jsonOut.stdout).map((r: { clientId: string }) => r.clientId)).toEqual(targets.slice(0, 4));
+  });
+
+  it('--trust-broker-answer counts what EMQX accepted as delivered, without reading the devices\' sessions', async () => {
+    const targets = ids('cli-trust', 2);
+    // One subscriber stands in for both devices, which have no sessions of their own.
+    await registerDevices(env.emqx, ['cli-trust-monitor']);
+    await devices.connect('cli-trust-monitor', 'trust/+/cmd');
+    const started = await cli(['campaign', 'start', '--targets', '-', '--topic', 'trust/${clientid}/cmd', '--payload', 'x', '--trust-broker-answer', '--json'], ['clientId', ...targets].join('\n'));
+    expect(started.code).toBe(0);
+    const { campaignId } = JSON.parse(started.stdout) as { campaignId: string };
+    await env.ops.campaigns.handle(campaignId).result();
+    const rows = (await cli(['campaign', 'results', campaignId])).stdout.trim().split('\n').slice(1);
+    expect(rows.map((r) => r.split(',').slice(0, 2).concat(r.split(',')[4] as string))).toEqual(targets.map((id) => [id, 'delivered', '']));
   });
 
   it('pauses, resumes and cancels from the command line; a second cancel fails with one line', async () => {
