@@ -12,8 +12,9 @@ import { apiError, badRequest, clientNotFound, parseBody, type ApiError } from '
 import { booleanParam, integerParam, pageRequest, paginate, queryValue, queryValues, type Query } from '../pagination';
 
 /**
- * Clients: list, look up, kick, and subscribe/unsubscribe on behalf (reference §4). As in EMQX,
- * a body that fails its schema is a 400 before the client is looked up.
+ * Clients: list, look up, kick, and subscribe/unsubscribe on behalf
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_clients.erl).
+ * As in EMQX, a body that fails its schema is a 400 before the client is looked up.
  */
 
 // EMQX checks these bodies against its hocon schema (`check_schema => true` in
