@@ -42,11 +42,11 @@ export function ensureStatsSchedule(
  * Presence reconciliation every `intervalMs` (PRESENCE_RECONCILE_INTERVAL): a webhook EMQX dropped
  * is corrected within one period. One run at a time; a run that overlaps the next is skipped.
  */
-export function ensurePresenceReconcileSchedule(client: Client, options: { taskQueue: string; intervalMs: number }): Promise<'created' | 'updated'> {
+export function ensurePresenceReconcileSchedule(client: Client, options: { taskQueue: string; intervalMs: number; scheduleId?: string }): Promise<'created' | 'updated'> {
   return ensureSchedule(client, {
-    scheduleId: PRESENCE_RECONCILE_SCHEDULE_ID,
+    scheduleId: options.scheduleId ?? PRESENCE_RECONCILE_SCHEDULE_ID,
     spec: { intervals: [{ every: options.intervalMs }] },
-    action: { type: 'startWorkflow', workflowType: reconcilePresence, args: [], taskQueue: options.taskQueue, workflowId: PRESENCE_RECONCILE_SCHEDULE_ID },
+    action: { type: 'startWorkflow', workflowType: reconcilePresence, args: [], taskQueue: options.taskQueue, workflowId: options.scheduleId ?? PRESENCE_RECONCILE_SCHEDULE_ID },
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
   });
 }

@@ -198,13 +198,16 @@ describe('webhook delivery faults', () => {
   });
 
   it('creates the reconciliation schedule idempotently with its interval', async () => {
+    // Its own schedule id: a worker process started by another test file creates the default one
+    // in the same Temporal namespace.
+    const scheduleId = `${PRESENCE_RECONCILE_SCHEDULE_ID}-${env.taskQueue}`;
     try {
-      expect(await ensurePresenceReconcileSchedule(env.temporal, { taskQueue: env.taskQueue, intervalMs: 120_000 })).toBe('created');
-      expect(await ensurePresenceReconcileSchedule(env.temporal, { taskQueue: env.taskQueue, intervalMs: 60_000 })).toBe('updated');
-      const described = await env.temporal.schedule.getHandle(PRESENCE_RECONCILE_SCHEDULE_ID).describe();
+      expect(await ensurePresenceReconcileSchedule(env.temporal, { taskQueue: env.taskQueue, intervalMs: 120_000, scheduleId })).toBe('created');
+      expect(await ensurePresenceReconcileSchedule(env.temporal, { taskQueue: env.taskQueue, intervalMs: 60_000, scheduleId })).toBe('updated');
+      const described = await env.temporal.schedule.getHandle(scheduleId).describe();
       expect(described.spec.intervals?.[0]?.every).toBe(60_000);
     } finally {
-      await env.temporal.schedule.getHandle(PRESENCE_RECONCILE_SCHEDULE_ID).delete().catch(() => undefined);
+      await env.temporal.schedule.getHandle(scheduleId).delete().catch(() => undefined);
     }
   });
 });
