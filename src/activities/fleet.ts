@@ -133,15 +133,19 @@ export function createFleetActivities(deps: { emqx: EmqxClient; history: History
      */
     async applySubscriptionsBatch(input: { entries: { clientId: string; subscriptions: Subscription[] }[] }): Promise<{ applied: number; deferred: number }> {
       let applied = 0;
+      let partial = 0;
       const failures = await perDevice(input.entries, async (entry) => {
         try {
-          await emqx.subscribeBulk(entry.clientId, entry.subscriptions.map((s) => ({ topic: s.topic, qos: s.qos })));
-          applied += 1;
+          // A device that left during the call (or whose topic EMQX refused) is not counted as
+          // applied: its presence workflow re-applies the desired subscriptions on its next connect.
+          const result = await emqx.subscribeBulk(entry.clientId, entry.subscriptions.map((s) => ({ topic: s.topic, qos: s.qos })));
+          if (result.failed.length === 0) applied += 1;
+          else partial += 1;
         } catch (err) {
           if (!(err instanceof EmqxNotFoundError)) throw err;
         }
       });
-      return { applied, deferred: failures.length };
+      return { applied, deferred: failures.length + partial };
     },
 
     async recordFleetResults(input: {
