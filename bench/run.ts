@@ -1,6 +1,7 @@
 import { benchCampaign } from './campaign';
 import { benchPresence } from './presence';
 import { benchProvision } from './provision';
+import { benchSoak } from './soak';
 
 /**
  * `npm run bench [name...]`: runs the benchmarks (default: all) and prints one JSON line each.
@@ -10,11 +11,13 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   provision: benchProvision,
   presence: benchPresence,
   campaign: benchCampaign,
+  soak: benchSoak,
 };
 
 async function main(): Promise<void> {
   const names = process.argv.slice(2);
-  const selected = names.length > 0 ? names : Object.keys(benchmarks);
+  // The soak runs for half an hour: only when named.
+  const selected = names.length > 0 ? names : Object.keys(benchmarks).filter((name) => name !== 'soak');
   for (const name of selected) {
     const bench = benchmarks[name];
     if (!bench) throw new Error(`unknown benchmark "${name}" (have: ${Object.keys(benchmarks).join(', ')})`);
