@@ -1,4 +1,5 @@
 import { benchCampaign } from './campaign';
+import { benchCliStartup } from './cli-startup';
 import { benchPresence } from './presence';
 import { benchProvision } from './provision';
 
@@ -10,6 +11,7 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   provision: benchProvision,
   presence: benchPresence,
   campaign: benchCampaign,
+  'cli-startup': benchCliStartup,
 };
 
 async function main(): Promise<void> {
