@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AclRule, ClientId, Password, Subscription, Username, parseAclRule, parseSubscription, usernameOf } from '../domain/device';
-import { InputError } from '../domain/input-error';
+import { InputError, issueText } from '../domain/input-error';
 import type { FleetDevice } from '../workflows/fleet';
 
 /**
@@ -121,7 +121,7 @@ export function parseFleetFile(text: string, format: 'csv' | 'ndjson'): FleetDev
     }
     const parsed = FleetRow.safeParse(candidate);
     if (!parsed.success) {
-      for (const issue of parsed.error.issues) errors.push(`line ${line}: ${issue.path.join('.') || 'row'}: ${issue.message}`);
+      for (const issue of parsed.error.issues) errors.push(`line ${line}: ${issue.path.join('.') || 'row'}: ${issueText(issue, candidate)}`);
       continue;
     }
     const previous = seen.get(parsed.data.clientId);

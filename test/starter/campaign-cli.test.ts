@@ -33,7 +33,9 @@ describe('device-ops campaign', () => {
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--rate', 'fast'], 'd1\n', /--rate: "fast" must be a rate/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x'], 'good\nbad/id\n', /line 2: clientId must not contain/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', '{"a":', '--payload-format', 'json'], 'd1\n', /--payload: is not valid JSON/],
-      [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'd1\n', /target d1: no value for \$\{fw\}/],
+      [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'd1\n', /target d1: no value for \$\{fw\}: add a fw column to the targets CSV/],
+      // The same missing value for many targets is reported once, with the count.
+      [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'd1\nd2\nd3\nd4\n', /^error: 4 targets \(d1, d2, d3, \.\.\.\): no value for \$\{fw\}: add a fw column to the targets CSV\n$/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', '{"n":${n}}', '--payload-format', 'json'], 'clientId,n\nd1,7\nd2,seven\n', /target d2: the payload is not valid JSON/],
       [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'clientId,fw\nd1,a+b\n', /wildcards/],
       [['--topic', 'a/${clientid}', '--payload', 'x'], '', /give a targets file/],
