@@ -8,6 +8,8 @@ import { projectRoot } from '../../src/config';
 import { createPresenceActivities, DEFAULT_PRESENCE_SETTINGS } from '../../src/activities/presence';
 import { stackEndpoints, waitFor } from '../harness';
 import { freePort } from '../../devstack/services';
+import { createEmqxClient } from '../../src/emqx';
+import { DeviceOps } from '../../src/starter/client';
 import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
 let env: DeviceOpsTestEnv;
@@ -245,5 +247,17 @@ describe('device-ops CLI, end to end', () => {
     const status = await cli(['status', 'flappy']);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(new RegExp(`^alarm: flapping alarm, level 1, active since ${raisedAt}$`, 'm'));
+  });
+
+  it('names EMQX_API_URL when the EMQX API does not answer', async () => {
+    const emqx = createEmqxClient({ baseUrl: `http://127.0.0.1:${await freePort()}/api/v5`, apiKey: API_KEY, apiSecret: API_SECRET });
+    try {
+      const ops = new DeviceOps({ temporal: env.temporal, taskQueue: env.taskQueue, emqx, history: env.history });
+      const run = await runCliWith(ops, ['status', 'sensor-1']);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/^error: EMQX .*ECONNREFUSED.* \(EMQX_API_URL\)\. Is the local stack running \(npm run dev\)\?/);
+    } finally {
+      await emqx.close();
+    }
   });
 });
