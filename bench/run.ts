@@ -1,4 +1,5 @@
 import { benchCampaign } from './campaign';
+import { benchCliStartup } from './cli-startup';
 import { benchPresence } from './presence';
 import { benchProvision } from './provision';
 import { benchSoak } from './soak';
@@ -12,6 +13,7 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   presence: benchPresence,
   campaign: benchCampaign,
   soak: benchSoak,
+  'cli-startup': benchCliStartup,
 };
 
 async function main(): Promise<void> {

@@ -31,7 +31,7 @@ export class TemplateError extends Error {
 function valueOf(name: string, clientId: string, values: Record<string, string> | undefined): string {
   if (name === CLIENT_ID) return clientId;
   const value = values?.[name];
-  if (value === undefined) throw new TemplateError(`no value for \${${name}}`);
+  if (value === undefined) throw new TemplateError(`no value for \${${name}}: add a ${name} column to the targets CSV`);
   return value;
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CONTROL_CHARS, identifierProblem } from './device-core';
+import { issueText } from './input-error';
 
 /**
  * Device-administration shapes, declared once and shared by the starter (which validates at the
@@ -84,7 +85,7 @@ export function parseAclRule(text: string): AclRule {
   const parsed = AclRule.safeParse({ permission, action, topic });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`ACL rule "${text}": ${issue?.path.join('.') ?? 'rule'} ${issue?.message ?? 'is invalid'}`);
+    throw new Error(`ACL rule "${text}": ${issue?.path.join('.') ?? 'rule'} ${issue ? issueText(issue, { permission, action, topic }) : 'is invalid'}`);
   }
   return parsed.data;
 }
@@ -97,7 +98,7 @@ export function parseSubscription(text: string): Subscription {
   const parsed = Subscription.safeParse({ topic, qos });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`subscription "${text}": ${issue?.path.join('.') ?? 'topic'} ${issue?.message ?? 'is invalid'}`);
+    throw new Error(`subscription "${text}": ${issue?.path.join('.') ?? 'topic'} ${issue ? issueText(issue, { topic, qos }) : 'is invalid'}`);
   }
   return parsed.data;
 }

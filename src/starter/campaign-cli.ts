@@ -185,11 +185,23 @@ function countsLine(c: TargetCounts): string {
   return `total ${c.total}  delivered ${c.delivered}  offline ${c.offline}  failed ${c.failed}  timed out ${c.timedOut}  cancelled ${c.cancelled}  pending ${c.pending} (waiting ${c.waiting})`;
 }
 
+/**
+ * When a running campaign should be done. The workflow's ETA covers only targets it can publish to
+ * now; targets waiting for their device to reconnect end at the latest at the deadline.
+ */
+export function etaText(p: CampaignProgress): string {
+  if (p.state !== 'running') return '';
+  const publishable = p.etaSeconds !== null && p.counts.pending > p.counts.waiting ? `ETA ${p.etaSeconds}s` : '';
+  const waiting = p.counts.waiting > 0 ? `waiting for ${p.counts.waiting} device${p.counts.waiting === 1 ? '' : 's'}${p.deadlineAt ? ` until ${p.deadlineAt}` : ''}` : '';
+  return [publishable, waiting].filter(Boolean).join(', then ');
+}
+
 function describeProgress(p: CampaignProgress): string {
+  const eta = etaText(p);
   return [
     `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}`,
     `  ${countsLine(p.counts)}`,
-    `  rate ${p.ratePerMinute}/min${p.rateLimitPerMinute ? ` (limit ${p.rateLimitPerMinute}/min)` : ''}  retries ${p.retries}${p.etaSeconds !== null && p.state === 'running' ? `  ETA ${p.etaSeconds}s` : ''}${p.deadlineAt ? `  deadline ${p.deadlineAt}` : ''}`,
+    `  rate ${p.ratePerMinute}/min${p.rateLimitPerMinute ? ` (limit ${p.rateLimitPerMinute}/min)` : ''}  retries ${p.retries}${eta ? `  ${eta}` : ''}${p.deadlineAt ? `  deadline ${p.deadlineAt}` : ''}`,
   ].join('\n');
 }
 
@@ -197,7 +209,7 @@ function describeProgress(p: CampaignProgress): string {
 export function progressBar(p: CampaignProgress, width = 30): string {
   const done = p.counts.total === 0 ? 1 : (p.counts.total - p.counts.pending) / p.counts.total;
   const filled = Math.round(done * width);
-  const eta = p.etaSeconds !== null && p.state === 'running' ? `  ETA ${p.etaSeconds}s` : '';
+  const eta = etaText(p) ? `  ${etaText(p)}` : '';
   return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(done * 100)}%  ${p.counts.total - p.counts.pending}/${p.counts.total}  delivered ${p.counts.delivered}  offline ${p.counts.offline}  failed ${p.counts.failed + p.counts.timedOut}  pending ${p.counts.pending}  ${p.ratePerMinute}/min${eta}  ${p.state}`;
 }
 
@@ -283,11 +295,17 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .action(async (campaignId: string, opts: { interval: string }) => {
       const interval = duration(opts.interval, '--interval') as number;
       await withCampaigns(async (ops) => {
+        let last = '';
         for (;;) {
           const progress = await ops.status(campaignId);
-          io.stdout(`\r${progressBar(progress)}`);
+          const line = progressBar(progress);
+          // A terminal gets one line redrawn in place (\x1b[2K clears what a longer line left);
+          // a pipe or file gets a plain line whenever the progress changes.
+          if (io.isTTY) io.stdout(`\r\x1b[2K${line}`);
+          else if (line !== last) io.stdout(`${line}\n`);
+          last = line;
           if (FINISHED.has(progress.state)) {
-            io.stdout(`\n${describeProgress(progress)}\n`);
+            io.stdout(`${io.isTTY ? '\n' : ''}${describeProgress(progress)}\n`);
             return;
           }
           await new Promise((resolve) => setTimeout(resolve, interval));

@@ -114,17 +114,27 @@ function dedupe(targets: readonly CampaignTarget[]): { unique: CampaignTarget[];
 
 /** Renders every target's message once, so a bad value or an oversized message stops the start. */
 function checkRenderable(message: MessageTemplate, targets: readonly CampaignTarget[]): void {
-  const problems: string[] = [];
+  // The same problem (a missing column, say) is reported once, with how many targets have it.
+  const byReason = new Map<string, string[]>();
+  const note = (reason: string, clientId: string): void => {
+    const ids = byReason.get(reason);
+    if (ids) ids.push(clientId);
+    else if (byReason.size < MAX_REPORTED_PROBLEMS) byReason.set(reason, [clientId]);
+  };
   for (const target of targets) {
     try {
       const bytes = messageBytes(renderMessage(message, target));
-      if (bytes > MAX_MESSAGE_BYTES) problems.push(`target ${target.clientId}: the message is ${bytes} bytes, over EMQX's ${MAX_MESSAGE_BYTES}`);
+      if (bytes > MAX_MESSAGE_BYTES) note(`the message is over EMQX's ${MAX_MESSAGE_BYTES} bytes`, target.clientId);
     } catch (err) {
-      problems.push(`target ${target.clientId}: ${(err as Error).message}`);
+      note((err as Error).message, target.clientId);
     }
-    if (problems.length >= MAX_REPORTED_PROBLEMS) break;
   }
-  if (problems.length > 0) throw new InputError(problems);
+  if (byReason.size === 0) return;
+  throw new InputError(
+    [...byReason].map(([reason, ids]) =>
+      ids.length === 1 ? `target ${ids[0]}: ${reason}` : `${ids.length} targets (${ids.slice(0, 3).join(', ')}${ids.length > 3 ? ', ...' : ''}): ${reason}`,
+    ),
+  );
 }
 
 function messageVariables(message: MessageTemplate): string[] {

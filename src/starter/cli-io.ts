@@ -9,6 +9,8 @@ export interface CliIo {
   stderr: (text: string) => void;
   readStdin: () => Promise<string>;
   connect: () => Promise<{ ops: DeviceOps; close(): Promise<void> }>;
+  /** Whether stdout is a terminal: live redraws only then, plain lines otherwise. */
+  isTTY?: boolean;
 }
 
 /** Prints JSON with `--json`, the human form otherwise. */

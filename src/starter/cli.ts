@@ -63,12 +63,20 @@ export function buildCli(io: CliIo): Command {
     clientId: string,
     describe: (result: R) => string,
     generatedPassword?: string,
+    /** A completed workflow whose result still means the command did not do what was asked. */
+    unmet?: (result: R) => string | undefined,
   ): Promise<void> => {
     try {
       const result = (await handle.result()) as R;
+      const problem = unmet?.(result);
+      if (problem !== undefined) {
+        if (json) print(true, { clientId, workflowId: handle.workflowId, ...result, status: 'failed', error: problem }, () => '');
+        throw new CommandFailed(problem);
+      }
       const shown = generatedPassword ? { generatedPassword } : {};
       print(json, { clientId, workflowId: handle.workflowId, ...result, ...shown, status: 'completed' }, () => describe(result));
     } catch (err) {
+      if (err instanceof CommandFailed) throw err;
       // Loaded here, not at start-up: the Temporal client is already in memory once a handle exists.
       const { WorkflowFailedError } = await import('@temporalio/client');
       if (!(err instanceof WorkflowFailedError)) throw err;
@@ -166,7 +174,14 @@ export function buildCli(io: CliIo): Command {
       await withOps(async (ops) => {
         const handle = await ops.startDeprovisioning(clientId);
         if (!opts.wait) return started(opts.json, clientId, handle);
-        await finish<{ kicked: boolean }>(handle, opts.json, clientId, (r) => `deprovisioned ${clientId}${r.kicked ? ' (kicked)' : ''}`);
+        await finish<{ kicked: boolean; hadCredentials?: boolean }>(
+          handle,
+          opts.json,
+          clientId,
+          (r) => `deprovisioned ${clientId}${r.kicked ? ' (kicked)' : ''}`,
+          undefined,
+          (r) => (r.hadCredentials === false && !r.kicked ? `device ${clientId} is unknown: EMQX had no credentials for it and it was not connected; check the client id (device-ops status ${clientId})` : undefined),
+        );
       });
     });
 
@@ -262,7 +277,7 @@ export function buildCli(io: CliIo): Command {
         [
           `${clientId}: ${s.online ? 'online' : 'offline'} in EMQX; recorded presence ${s.presence}${disagree ? ' (disagrees: reconciliation will correct it)' : ''}`,
           `provisioned: ${s.provisioned ? 'yes' : 'no'}${s.username ? ` (username ${s.username})` : ''}`,
-          `alarm: ${s.alarm ? `level ${s.alarm.level}, ${s.alarm.state}` : 'none'}`,
+          `alarm: ${s.alarm ? `${s.alarm.kind} alarm, level ${s.alarm.level}, ${s.alarm.state} since ${s.alarm.raisedAt}` : 'none'}`,
         ].join('\n'),
       );
     });

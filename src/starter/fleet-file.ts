@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { deviceInputProblems } from '../domain/acl-match';
 import { AclRule, ClientId, Password, Subscription, Username, parseAclRule, parseSubscription, usernameOf } from '../domain/device';
-import { InputError } from '../domain/input-error';
+import { InputError, issueText } from '../domain/input-error';
 
 /**
  * Reads a fleet file for `provision-fleet`: CSV with a header (clientId,username,password,acl,
@@ -124,7 +124,7 @@ export function parseFleetFile(text: string, format: 'csv' | 'ndjson'): FleetFil
     }
     const parsed = FleetRow.safeParse(candidate);
     if (!parsed.success) {
-      for (const issue of parsed.error.issues) errors.push(`line ${line}: ${issue.path.join('.') || 'row'}: ${issue.message}`);
+      for (const issue of parsed.error.issues) errors.push(`line ${line}: ${issue.path.join('.') || 'row'}: ${issueText(issue, candidate)}`);
       continue;
     }
     const refused = deviceInputProblems(parsed.data);

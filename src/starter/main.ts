@@ -31,6 +31,7 @@ runCli(process.argv.slice(2), {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
   readStdin,
+  isTTY: process.stdout.isTTY === true,
   connect: async () => {
     // Every section connectDeviceOps reads, so all configuration problems are listed at once.
     const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec']);

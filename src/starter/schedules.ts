@@ -1,9 +1,17 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import { DeviceOperationKey } from '../domain/search-attributes';
 import { reconcilePresence } from '../workflows/presence-reconcile';
 import { snapshotBrokerStats } from '../workflows/stats';
 
 export const STATS_SCHEDULE_ID = 'broker-stats';
 export const PRESENCE_RECONCILE_SCHEDULE_ID = 'presence-reconcile';
+
+/**
+ * `DeviceOperation` of the scheduled housekeeping runs (a stats snapshot every minute), so the
+ * Temporal UI's saved view for device work can exclude them:
+ * `DeviceOperation NOT IN ("broker-stats", "presence-reconcile")`.
+ */
+export const HOUSEKEEPING_OPERATIONS = { stats: 'broker-stats', reconcile: 'presence-reconcile' } as const;
 
 /**
  * Creates a schedule, or updates it to these options if it exists: safe to run at every start of
@@ -33,7 +41,15 @@ export function ensureStatsSchedule(
   return ensureSchedule(client, {
     scheduleId: options.scheduleId ?? STATS_SCHEDULE_ID,
     spec: { intervals: [{ every: options.intervalMs }] },
-    action: { type: 'startWorkflow', workflowType: snapshotBrokerStats, args: [], taskQueue: options.taskQueue, workflowId: options.scheduleId ?? STATS_SCHEDULE_ID },
+    action: {
+      type: 'startWorkflow',
+      workflowType: snapshotBrokerStats,
+      args: [],
+      taskQueue: options.taskQueue,
+      workflowId: options.scheduleId ?? STATS_SCHEDULE_ID,
+      // One run a minute: tagged so the saved views in docs/cli.md can leave housekeeping out.
+      typedSearchAttributes: [{ key: DeviceOperationKey, value: HOUSEKEEPING_OPERATIONS.stats }],
+    },
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
   });
 }
@@ -46,7 +62,14 @@ export function ensurePresenceReconcileSchedule(client: Client, options: { taskQ
   return ensureSchedule(client, {
     scheduleId: options.scheduleId ?? PRESENCE_RECONCILE_SCHEDULE_ID,
     spec: { intervals: [{ every: options.intervalMs }] },
-    action: { type: 'startWorkflow', workflowType: reconcilePresence, args: [], taskQueue: options.taskQueue, workflowId: options.scheduleId ?? PRESENCE_RECONCILE_SCHEDULE_ID },
+    action: {
+      type: 'startWorkflow',
+      workflowType: reconcilePresence,
+      args: [],
+      taskQueue: options.taskQueue,
+      workflowId: options.scheduleId ?? PRESENCE_RECONCILE_SCHEDULE_ID,
+      typedSearchAttributes: [{ key: DeviceOperationKey, value: HOUSEKEEPING_OPERATIONS.reconcile }],
+    },
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
   });
 }

@@ -40,6 +40,11 @@ describe('statistics snapshots', () => {
         expect(snapshot.messages.received).toBeGreaterThanOrEqual(5);
         expect(snapshot.messages.sent).toBeGreaterThanOrEqual(5);
         expect(snapshot.id.startsWith(scheduleId)).toBe(true);
+        // The per-minute runs are tagged, so the device-work view (docs/cli.md) leaves them out.
+        const housekeeping = `WorkflowId STARTS_WITH "${scheduleId}" AND DeviceOperation = "broker-stats"`;
+        const deviceWork = `WorkflowId STARTS_WITH "${scheduleId}" AND DeviceOperation NOT IN ("broker-stats", "presence-reconcile")`;
+        await waitFor(async () => (await env.temporal.workflow.count(housekeeping)).count === 1, { what: 'the snapshot run to be visible with its DeviceOperation' });
+        expect((await env.temporal.workflow.count(deviceWork)).count).toBe(0);
 
         for (let i = 0; i < 5; i++) await a.publishAsync('stats/x', `n${i}`, { qos: 1 });
         const now = await cli(['stats', '--json']);

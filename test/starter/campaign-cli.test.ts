@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { csvField } from '../../src/starter/campaign-cli';
+import { csvField, etaText, progressBar } from '../../src/starter/campaign-cli';
+import type { CampaignProgress } from '../../src/workflows/campaign';
 import { runCliWith, type CliRun } from '../support/cli-runner';
 import { waitFor } from '../harness';
 import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
@@ -33,7 +34,9 @@ describe('device-ops campaign', () => {
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--rate', 'fast'], 'd1\n', /--rate: "fast" must be a rate/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x'], 'good\nbad/id\n', /line 2: clientId must not contain/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', '{"a":', '--payload-format', 'json'], 'd1\n', /--payload: is not valid JSON/],
-      [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'd1\n', /target d1: no value for \$\{fw\}/],
+      [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'd1\n', /target d1: no value for \$\{fw\}: add a fw column to the targets CSV/],
+      // The same missing value for many targets is reported once, with the count.
+      [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'd1\nd2\nd3\nd4\n', /^error: 4 targets \(d1, d2, d3, \.\.\.\): no value for \$\{fw\}: add a fw column to the targets CSV\n$/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', '{"n":${n}}', '--payload-format', 'json'], 'clientId,n\nd1,7\nd2,seven\n', /target d2: the payload is not valid JSON/],
       [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'clientId,fw\nd1,a+b\n', /wildcards/],
       [['--topic', 'a/${clientid}', '--payload', 'x'], '', /give a targets file/],
@@ -66,6 +69,11 @@ describe('device-ops campaign', () => {
     expect(watched.code).toBe(0);
     expect(watched.stdout).toMatch(/\[#{30}\] 100% {2}6\/6 {2}delivered 4 {2}offline 2/);
     expect(watched.stdout).toMatch(/completed/);
+    // Piped: plain lines, no carriage returns. On a terminal: each redraw clears the line first.
+    expect(watched.stdout).not.toMatch(/\r/);
+    const onTerminal = await runCliWith(env.ops, ['campaign', 'watch', campaignId, '--interval', '200ms'], '', { isTTY: true });
+    expect(onTerminal.stdout).toMatch(/^\r\x1b\[2K\[#{30}\] 100%/);
+    expect(onTerminal.stdout.replace(/\r\x1b\[2K/g, '')).not.toMatch(/\r/);
 
     const status = await cli(['campaign', 'status', campaignId, '--json']);
     expect(JSON.parse(status.stdout)).toMatchObject({ campaignId, state: 'completed', counts: { total: 6, delivered: 4, offline: 2, failed: 0, pending: 0 } });
@@ -152,5 +160,17 @@ describe('device-ops campaign', () => {
       expect(run.stderr).toBe('error: no campaign no-such-campaign\n');
     }
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('gives an ETA that accounts for targets waiting for their devices', () => {
+    const base: CampaignProgress = {
+      campaignId: 'c1', state: 'running', counts: { total: 10, delivered: 5, offline: 0, failed: 0, timedOut: 0, cancelled: 0, pending: 5, waiting: 5 },
+      retries: 0, transientErrors: 0, ratePerMinute: 30, rateLimitPerMinute: 30, etaSeconds: 0, batches: 1, startedAt: '2026-01-01T00:00:00.000Z', deadlineAt: '2026-01-01T01:00:00.000Z',
+    };
+    expect(etaText(base)).toBe('waiting for 5 devices until 2026-01-01T01:00:00.000Z');
+    expect(progressBar(base)).not.toMatch(/ETA 0s/);
+    expect(etaText({ ...base, counts: { ...base.counts, pending: 8, waiting: 3 }, etaSeconds: 10 })).toBe('ETA 10s, then waiting for 3 devices until 2026-01-01T01:00:00.000Z');
+    expect(etaText({ ...base, counts: { ...base.counts, waiting: 0 }, etaSeconds: 10 })).toBe('ETA 10s');
+    expect(etaText({ ...base, state: 'completed' })).toBe('');
   });
 });

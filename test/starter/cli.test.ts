@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binaryEnv, runBinary, runCliWith, type CliRun } from '../support/cli-runner';
@@ -6,6 +8,8 @@ import { projectRoot } from '../../src/config';
 import { createPresenceActivities, DEFAULT_PRESENCE_SETTINGS } from '../../src/activities/presence';
 import { stackEndpoints, waitFor } from '../harness';
 import { freePort } from '../../devstack/services';
+import { createEmqxClient } from '../../src/emqx';
+import { DeviceOps } from '../../src/starter/client';
 import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
 let env: DeviceOpsTestEnv;
@@ -213,5 +217,47 @@ describe('device-ops CLI, end to end', () => {
     }
     const status = await runBinary(['status', 'sensor-1'], { env: closed });
     expect(status.stderr).toMatch(new RegExp(`cannot reach MongoDB at 127\\.0\\.0\\.1:${mongoPort} \\(MONGODB_URI\\)`));
+  });
+
+  it('says what is wrong in its own words, once: ACL options, an empty CSV password', async () => {
+    const acl = await cli(['provision', 'ok', '--generate-password', '--acl', 'allow pub a/b']);
+    expect(acl.code).toBe(2);
+    expect(acl.stderr).toBe('error: ACL rule "allow pub a/b": action must be one of publish, subscribe, all\n');
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'fleet-')), 'devices.csv');
+    writeFileSync(file, 'clientId,password\nd1,\nd2,short\n');
+    const fleet = await cli(['provision-fleet', '--file', file]);
+    expect(fleet.code).toBe(2);
+    expect(fleet.stderr).toMatch(/line 2: password: is empty; must be at least 8 characters; line 3: password: must be at least 8 characters\n$/);
+    expect(fleet.stderr).not.toMatch(/Invalid option|expected one of/);
+  });
+
+  it('deprovisioning a device nobody knows says so and exits non-zero', async () => {
+    const human = await cli(['deprovision', 'nobody-here', '--wait']);
+    expect(human.code).toBe(1);
+    expect(human.stdout).toBe('');
+    expect(human.stderr).toMatch(/^error: device nobody-here is unknown: EMQX had no credentials for it/);
+    const json = await cli(['deprovision', 'nobody-here', '--wait', '--json']);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ clientId: 'nobody-here', status: 'failed', hadCredentials: false });
+  });
+
+  it('plain status says which kind of alarm a device has', async () => {
+    const raisedAt = new Date().toISOString();
+    await env.history.alarms.save({ alarmId: `flappy|flapping|${Date.parse(raisedAt)}`, clientId: 'flappy', kind: 'flapping', level: 1, state: 'active', raisedAt, updatedAt: raisedAt, changes: [{ level: 1, state: 'active', at: raisedAt, change: 'raised' }] });
+    const status = await cli(['status', 'flappy']);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`^alarm: flapping alarm, level 1, active since ${raisedAt}$`, 'm'));
+  });
+
+  it('names EMQX_API_URL when the EMQX API does not answer', async () => {
+    const emqx = createEmqxClient({ baseUrl: `http://127.0.0.1:${await freePort()}/api/v5`, apiKey: API_KEY, apiSecret: API_SECRET });
+    try {
+      const ops = new DeviceOps({ temporal: env.temporal, taskQueue: env.taskQueue, emqx, history: env.history });
+      const run = await runCliWith(ops, ['status', 'sensor-1']);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/^error: EMQX .*ECONNREFUSED.* \(EMQX_API_URL\)\. Is the local stack running \(npm run dev\)\?/);
+    } finally {
+      await emqx.close();
+    }
   });
 });

@@ -14,7 +14,7 @@ export interface CliRun {
 }
 
 /** Runs the device-ops CLI in-process against a test system's client library. */
-export async function runCliWith(ops: DeviceOps, args: string[], stdin = ''): Promise<CliRun> {
+export async function runCliWith(ops: DeviceOps, args: string[], stdin = '', options: { isTTY?: boolean } = {}): Promise<CliRun> {
   let stdout = '';
   let stderr = '';
   let connected = false;
@@ -22,6 +22,7 @@ export async function runCliWith(ops: DeviceOps, args: string[], stdin = ''): Pr
     stdout: (t) => (stdout += t),
     stderr: (t) => (stderr += t),
     readStdin: () => Promise.resolve(stdin),
+    isTTY: options.isTTY ?? false,
     connect: () => {
       connected = true;
       return Promise.resolve({ ops, close: () => Promise.resolve() });
