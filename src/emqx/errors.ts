@@ -173,7 +173,8 @@ export function missingAccessControl(status: number, message: string): 'authenti
   if (status === 404 && (/^Authenticator not found in the 'global' scope/.test(message) || /^Authenticator '.*' does not exist$/.test(message))) {
     return 'authenticator';
   }
-  if (status === 400 && /^User error: \{not_found,\{authenticator,/.test(message)) return 'authenticator';
+  // `~p` may break a long term over lines: allow whitespace inside it.
+  if (status === 400 && /^User error: \{not_found,\s*\{authenticator,/.test(message)) return 'authenticator';
   if (status === 404 && message === 'Not found: built_in_database') return 'authz_source';
   return undefined;
 }

@@ -210,6 +210,18 @@ async function checkTemporal(env: Record<string, string | undefined>): Promise<C
 
 async function checkMongo(env: Record<string, string | undefined>): Promise<CheckResult> {
   let client: MongoClient | undefined;
+  // A driver message must never carry the password of MONGODB_URI.
+  const password = /^mongodb(?:\+srv)?:\/\/[^:@/]*:([^@/]+)@/.exec(env.MONGODB_URI ?? '')?.[1];
+  const scrub = (text: string): string => {
+    if (!password) return text;
+    let decoded = password;
+    try {
+      decoded = decodeURIComponent(password);
+    } catch {
+      // not percent-encoded: the raw form is all there is to hide
+    }
+    return text.split(password).join('***').split(decoded).join('***');
+  };
   try {
     const config = loadConfig(['mongo'], env).mongo;
     client = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: PROBE_TIMEOUT_MS, connectTimeoutMS: PROBE_TIMEOUT_MS });
@@ -220,7 +232,7 @@ async function checkMongo(env: Record<string, string | undefined>): Promise<Chec
     await probes.deleteOne({ _id: id });
     return ok('mongodb', `MongoDB answers and database ${config.MONGODB_DB} is writable`);
   } catch (err) {
-    return fail('mongodb', `MongoDB is not reachable or not writable: ${reason(err)}`, 'check MONGODB_URI (user rights included) and that the server runs');
+    return fail('mongodb', `MongoDB is not reachable or not writable: ${scrub(reason(err))}`, 'check MONGODB_URI (user rights included) and that the server runs');
   } finally {
     await client?.close();
   }

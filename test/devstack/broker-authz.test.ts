@@ -13,7 +13,14 @@ import {
   type BrokerApi,
 } from './broker-helpers';
 
-/** Built-in database ACL rules (reference §3) and their enforcement on real MQTT traffic. */
+/**
+ * Authorization settings and sources, built-in database ACL rules, and their enforcement on real
+ * MQTT traffic. EMQX sources:
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authz/emqx_authz_api_settings.erl,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authz/emqx_authz_api_sources.erl,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth_mnesia/src/emqx_authz_api_mnesia.erl and
+ * the stock https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/etc/acl.conf.
+ */
 
 let broker: RunningBroker;
 let api: BrokerApi;
@@ -254,6 +261,73 @@ describe('enforcement on MQTT traffic', () => {
       await client.endAsync();
     } finally {
       await strict.close();
+    }
+  });
+});
+
+describe('authorization settings and sources', () => {
+  it('starts stock with sources [file] and no_match allow; the file source is the stock acl.conf', async () => {
+    const { broker: stock, api: stockApi } = await startTestBroker({ stock: true });
+    try {
+      expect((await stockApi.get('/authorization/settings')).body).toEqual({
+        no_match: 'allow',
+        deny_action: 'ignore',
+        cache: { enable: true, max_size: 32, ttl: '1m', excludes: [] },
+      });
+      const sources = (await stockApi.get('/authorization/sources')).body.sources;
+      expect(sources.map((s: { type: string }) => s.type)).toEqual(['file']);
+      expect(sources[0].rules).toMatch(/\{allow, all\}\.$/);
+      // is_configured_authz_source/2: no built_in_database source, no rules API.
+      expect(await stockApi.get(`${AUTHZ_RULES}/clients/x`)).toMatchObject({ status: 404, body: { code: 'NOT_FOUND', message: 'Not found: built_in_database' } });
+      expect((await stockApi.get('/authorization/sources/built_in_database')).body).toEqual({ code: 'NOT_FOUND', message: 'Not found: built_in_database' });
+      // The stock acl.conf lets clients on 127.0.0.1 use every topic, '#' included (its second rule).
+      const anyone = await connectClient(stock.mqttUrl, { clientId: unique('anyone') });
+      expect(await subscribeGranted(anyone, { '#': 0, '$SYS/brokers': 0 })).toEqual({ '#': 0, '$SYS/brokers': 0 });
+      await anyone.endAsync();
+    } finally {
+      await stock.close();
+    }
+  });
+
+  it('prepends a new source, refuses a duplicate, moves, updates and deletes sources', async () => {
+    const { broker: stock, api: stockApi } = await startTestBroker({ stock: true });
+    try {
+      expect((await stockApi.post('/authorization/sources', { type: 'built_in_database' })).status).toBe(204);
+      const types = async (): Promise<[string, boolean][]> =>
+        (await stockApi.get('/authorization/sources')).body.sources.map((s: { type: string; enable: boolean }) => [s.type, s.enable]);
+      expect(await types()).toEqual([['built_in_database', true], ['file', true]]);
+      expect((await stockApi.post('/authorization/sources', { type: 'built_in_database' })).status).toBe(400);
+      expect((await stockApi.post('/authorization/sources/built_in_database/move', { position: 'rear' })).status).toBe(204);
+      expect(await types()).toEqual([['file', true], ['built_in_database', true]]);
+      expect((await stockApi.post('/authorization/sources/file/move', { position: 'after:built_in_database' })).status).toBe(204);
+      expect(await types()).toEqual([['built_in_database', true], ['file', true]]);
+      const file = (await stockApi.get('/authorization/sources/file')).body;
+      expect((await stockApi.put('/authorization/sources/file', { ...file, enable: false })).status).toBe(204);
+      expect((await stockApi.put('/authorization/sources/file', { type: 'built_in_database' })).body).toEqual({ code: 'BAD_REQUEST', message: 'Type mismatch' });
+      expect(await types()).toEqual([['built_in_database', true], ['file', false]]);
+      expect((await stockApi.delete('/authorization/sources/file')).status).toBe(204);
+      expect(await types()).toEqual([['built_in_database', true]]);
+      expect((await stockApi.delete('/authorization/sources/file')).status).toBe(404);
+    } finally {
+      await stock.close();
+    }
+  });
+
+  it('PUT /authorization/settings changes no_match for the next check', async () => {
+    const { broker: other, api: otherApi } = await startTestBroker();
+    try {
+      const name = unique('settings');
+      await createUser(otherApi, name, PASSWORD);
+      const client = await connectClient(other.mqttUrl, { clientId: name, username: name, password: PASSWORD });
+      expect(await subscribeGranted(client, { anything: 0 })).toEqual({ anything: 0 });
+      const settings = (await otherApi.get('/authorization/settings')).body;
+      const put = await otherApi.put('/authorization/settings', { ...settings, no_match: 'deny' });
+      expect(put).toMatchObject({ status: 200, body: { no_match: 'deny', deny_action: 'ignore' } });
+      expect(await subscribeGranted(client, { anything: 0 })).toEqual({ anything: 128 });
+      expect((await otherApi.put('/authorization/settings', { ...settings, no_match: 'maybe' })).status).toBe(400);
+      await client.endAsync();
+    } finally {
+      await other.close();
     }
   });
 });

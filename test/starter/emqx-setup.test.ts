@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningBroker } from '../../devstack/broker';
 import { projectRoot } from '../../src/config';
 import { createEmqxClient, EmqxNotConfiguredError, type EmqxClient } from '../../src/emqx';
+import { missingAccessControl } from '../../src/emqx/errors';
 import { History } from '../../src/history';
 import { runDoctor, type CheckResult } from '../../src/starter/doctor';
 import { runEmqxSetup, SetupFailed } from '../../src/starter/emqx-cli';
@@ -69,6 +70,26 @@ afterAll(async () => {
   await broker.close();
   await temporal.close();
   await database.close();
+});
+
+describe('missingAccessControl: what EMQX answers when the authenticator or source is missing', () => {
+  it('tells them apart from a missing user or rules', () => {
+    expect(missingAccessControl(404, "Authenticator not found in the 'global' scope")).toBe('authenticator');
+    expect(missingAccessControl(404, "Authenticator 'password_based:built_in_database' does not exist")).toBe('authenticator');
+    expect(missingAccessControl(400, 'User error: {not_found,{authenticator,<<"password_based:built_in_database">>}}')).toBe('authenticator');
+    // binfmt("~p") may break the term over lines.
+    expect(missingAccessControl(400, 'User error: {not_found,\n    {authenticator,<<"password_based:built_in_database">>}}')).toBe('authenticator');
+    expect(missingAccessControl(404, 'Not found: built_in_database')).toBe('authz_source');
+    for (const [status, message] of [
+      [404, 'User not found'],
+      [404, 'Not Found'],
+      [404, 'ClientID Not Found'],
+      [404, 'Username Not Found'],
+      [400, 'User error: bad_password'],
+    ] as const) {
+      expect(missingAccessControl(status, message)).toBeUndefined();
+    }
+  });
 });
 
 describe('a stock EMQX, before setup', () => {
