@@ -1,5 +1,5 @@
 import { ApplicationFailure, getClient, heartbeat, log } from '@temporalio/activity';
-import { CAMPAIGN_CHUNK_SIZE, chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
+import { chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
 import { ChunkLedger } from '../domain/campaign-chunk';
 import { applyOutcome, cancel, confirmAtDevice, expire, isDue, wake, type AttemptOutcome, type DeviceSession, type TargetState } from '../domain/campaign-target-state';
@@ -210,8 +210,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         transport,
         rendered.map((r) => (targets[r.position] as CampaignTarget).clientId),
         rendered.map((r) => r.message),
-        // Policies stored before the setting existed have none: confirm.
-        policy.offline.confirmAtDevice !== false,
+        policy.offline.confirmAtDevice,
       );
       rendered.forEach((r, k) => (outcomes[r.position] = published[k]));
     }
@@ -231,7 +230,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
      * Resolves the targets (selector campaigns: from active device records), marks the campaign
      * running and returns how many targets it has. Idempotent.
      */
-    async prepareCampaignTargets(input: { campaignId: string; selector?: TargetSelector; rollout?: Pick<Rollout, 'batchSize' | 'concurrency'> }): Promise<TargetChunking> {
+    async prepareCampaignTargets(input: { campaignId: string; selector?: TargetSelector; rollout: Pick<Rollout, 'batchSize' | 'concurrency'> }): Promise<TargetChunking> {
       const campaign = await storeOf().getCampaign(input.campaignId);
       if (!campaign) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} does not exist`, 'CampaignNotFound');
       const running = { state: 'running' as const, active: true, startedAt: new Date().toISOString() };
@@ -249,8 +248,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       heartbeat();
       // A previous attempt may have written some chunks of a different selection: start clean.
       await storeOf().deleteChunks(input.campaignId);
-      const chunkSize = input.rollout ? chunkSizeFor(devices.length, input.rollout) : CAMPAIGN_CHUNK_SIZE;
-      const chunking = await storeOf().writeChunks(input.campaignId, devices.map((d) => ({ clientId: d._id })), chunkSize);
+      const chunking = await storeOf().writeChunks(input.campaignId, devices.map((d) => ({ clientId: d._id })), chunkSizeFor(devices.length, input.rollout));
       await storeOf().updateCampaign(input.campaignId, { ...running, targets: { ...known, total: devices.length, ...chunking } });
       return { total: devices.length, ...chunking };
     },

@@ -15,8 +15,6 @@
  * so not larger.
  */
 export const CAMPAIGN_CHUNK_SIZE = 2_500;
-/** The chunk size of campaigns stored before it was recorded per campaign. */
-export const LEGACY_CAMPAIGN_CHUNK_SIZE = 1_000;
 /** Targets per /publish/bulk request at most. */
 export const MAX_BATCH_SIZE = 1_000;
 
@@ -24,8 +22,8 @@ export const MAX_BATCH_SIZE = 1_000;
 export interface TargetChunking {
   total: number;
   chunkCount: number;
-  /** Absent in results recorded before the size was per campaign: LEGACY_CAMPAIGN_CHUNK_SIZE. */
-  chunkSize?: number;
+  /** Targets per chunk (the last chunk may hold fewer). */
+  chunkSize: number;
 }
 
 /** Per-target status. pending/retrying/waiting are open; the rest are final. */

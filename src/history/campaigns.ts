@@ -1,7 +1,6 @@
 import { MongoServerError, type Collection, type Db } from 'mongodb';
 import {
   CAMPAIGN_CHUNK_SIZE,
-  LEGACY_CAMPAIGN_CHUNK_SIZE,
   type CampaignState,
   type CampaignTarget,
   type MessageTemplate,
@@ -46,7 +45,7 @@ export interface CampaignRecord {
   waitOffline: boolean;
   createdAt: string;
   /** Which start call stored this record (a repeated start with the id takes over only from a failed one). */
-  startAttempt?: string;
+  startAttempt: string;
   startedAt?: string;
   finishedAt?: string;
   /** Targets: given as a list, or selected from device records when the workflow starts. */
@@ -55,7 +54,7 @@ export interface CampaignRecord {
     selector?: TargetSelector;
     total?: number;
     chunkCount?: number;
-    /** Targets per chunk; absent on campaigns stored with LEGACY_CAMPAIGN_CHUNK_SIZE. */
+    /** Targets per chunk (set with total and chunkCount). */
     chunkSize?: number;
   };
   counts?: TargetCounts;
@@ -90,8 +89,8 @@ export interface WaitingEntry {
 }
 
 type WithId<T> = T & { _id: string };
-/** A stored final record: `_id` `<campaignId>/<clientId>` carries both ids (records written before this also hold them as fields). */
-type TargetDocument = WithId<Omit<CampaignTargetRecord, 'campaignId' | 'clientId'>> & Partial<Pick<CampaignTargetRecord, 'campaignId' | 'clientId'>>;
+/** A stored final record: `_id` `<campaignId>/<clientId>` carries both ids. */
+type TargetDocument = WithId<Omit<CampaignTargetRecord, 'campaignId' | 'clientId'>>;
 type CampaignDocument = WithId<CampaignRecord & { message: string }>;
 interface ChunkDocument {
   _id: string;
@@ -107,9 +106,7 @@ interface ChunkStateDocument {
   campaignId: string;
   chunk: number;
   /** ChunkLedgerData: `finished` letters run-length encoded (`d998.2`), `open` states as a JSON string, summed `effort`. */
-  finishedRuns?: string;
-  /** The same letters unencoded (documents written before `finishedRuns`). */
-  finished?: string;
+  finishedRuns: string;
   open: string;
   effort: Effort;
   lastBatch?: BatchMark;
@@ -178,10 +175,10 @@ export function targetKey(campaignId: string, clientId: string): string {
   return `${campaignId}/${clientId}`;
 }
 
-/** How a campaign's targets are chunked: what `writeChunks` did, or (stored before the size was recorded) the legacy size. */
+/** How a campaign's targets are chunked (what `writeChunks` did), or null before they are stored. */
 export function chunkingOf(targets: CampaignRecord['targets']): { chunkCount: number; chunkSize: number } | null {
-  if (targets.total === undefined || targets.chunkCount === undefined) return null;
-  return { chunkCount: targets.chunkCount, chunkSize: targets.chunkSize ?? LEGACY_CAMPAIGN_CHUNK_SIZE };
+  if (targets.total === undefined || targets.chunkCount === undefined || targets.chunkSize === undefined) return null;
+  return { chunkCount: targets.chunkCount, chunkSize: targets.chunkSize };
 }
 
 /** The `_id`s `<campaignId>/...`: campaign ids hold no `/`, and `0` is the character after it. */
@@ -236,10 +233,9 @@ export class CampaignStore {
    * Replaces a campaign whose start failed part-way (state still `created`, stored by the start
    * attempt `previousAttempt`); false when it is not so any more (another start took it over).
    */
-  async replaceCreatedCampaign(record: CampaignRecord, message: MessageTemplate, previousAttempt: string | undefined): Promise<boolean> {
+  async replaceCreatedCampaign(record: CampaignRecord, message: MessageTemplate, previousAttempt: string): Promise<boolean> {
     const { matchedCount } = await this.campaigns.replaceOne(
-      // Records stored before start attempts were recorded have none.
-      { _id: record.campaignId, state: 'created', startAttempt: previousAttempt ?? { $exists: false } },
+      { _id: record.campaignId, state: 'created', startAttempt: previousAttempt },
       { ...record, message: JSON.stringify(message) },
     );
     return matchedCount === 1;
@@ -338,8 +334,7 @@ export class CampaignStore {
   async chunkStateIfAny(campaignId: string, chunk: number): Promise<ChunkState | null> {
     const doc = await this.chunkStates.findOne({ _id: chunkKey(campaignId, chunk) });
     if (!doc) return null;
-    const finished = doc.finishedRuns !== undefined ? decodeRuns(doc.finishedRuns) : (doc.finished ?? '');
-    const ledger: ChunkLedgerData = { finished, open: JSON.parse(doc.open, restoreOpenState) as Record<number, TargetState>, effort: doc.effort };
+    const ledger: ChunkLedgerData = { finished: decodeRuns(doc.finishedRuns), open: JSON.parse(doc.open, restoreOpenState) as Record<number, TargetState>, effort: doc.effort };
     return { ledger, ...(doc.lastBatch ? { lastBatch: doc.lastBatch } : {}) };
   }
 
@@ -449,7 +444,7 @@ function targetDocument(record: CampaignTargetRecord): TargetDocument {
 }
 
 function recordOfDocument(doc: TargetDocument): CampaignTargetRecord {
-  const { _id, campaignId: _campaign, clientId: _client, ...rest } = doc;
+  const { _id, ...rest } = doc;
   const slash = _id.indexOf('/');
   const record: CampaignTargetRecord = { campaignId: _id.slice(0, slash), clientId: _id.slice(slash + 1), ...rest };
   if (record.attempts === 1 && record.firstAttemptAt === undefined) record.firstAttemptAt = record.finishedAt;

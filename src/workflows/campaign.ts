@@ -6,7 +6,6 @@ import {
   defineSignal,
   defineUpdate,
   log,
-  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -15,7 +14,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { CampaignSettings, CampaignState } from '../domain/campaign';
-import { addCounts, emptyCounts, LEGACY_CAMPAIGN_CHUNK_SIZE, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign-core';
+import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign-core';
 import { abortReason, batchAllowance, initialPacer, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
 import { failureMessage } from './failures';
 
@@ -106,9 +105,6 @@ const SIGNALS_PER_RUN = 5_000;
 const WAKE_LOOKUP_BATCH = 500;
 const FINISH_CHUNKS_PER_ACTIVITY = 20;
 const RATE_WINDOW_MS = 60_000;
-const DRAIN_FOR_NEW_RUN = 'campaign-drain-for-new-run';
-const FINAL_STATE_LOCALLY = 'campaign-final-state-local-activity';
-const PAUSED_COLLECTS_WAKES = 'campaign-paused-collects-wakes';
 
 const publishing = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
@@ -131,7 +127,7 @@ const finishing = proxyLocalActivities<Activities>({
 });
 
 function freshCarry(settings: CampaignSettings, targets: TargetChunking, now: number): CampaignCarry {
-  const { total, chunkCount, chunkSize = LEGACY_CAMPAIGN_CHUNK_SIZE } = targets;
+  const { total, chunkCount, chunkSize } = targets;
   return {
     chunks: Array.from({ length: chunkCount }, (_, chunk) => ({
       counts: emptyCounts(Math.min(chunkSize, total - chunk * chunkSize)),
@@ -405,8 +401,8 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
       continue;
     }
     // With every slot busy the run would never be idle: launch nothing more and let the batches in
-    // flight finish (runs recorded before this rule kept launching).
-    if (newRunDue && patched(DRAIN_FOR_NEW_RUN)) {
+    // flight finish.
+    if (newRunDue) {
       const seenControl = controlEvents;
       const seenCompletions = completions;
       await condition(() => controlEvents !== seenControl || completions !== seenCompletions);
@@ -414,21 +410,18 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     }
 
     if (c.paused) {
-      // Reconnect signals are only collected while paused (runs recorded before this rule woke the
-      // loop, and restarted the deadline timer, on each). The loop wakes for resume and cancel, a
-      // batch that finishes after the pause (it may have failed: abort), and a run due to continue
-      // as new (collected signals grow its history too).
-      const collectWakes = patched(PAUSED_COLLECTS_WAKES);
+      // Reconnect signals are only collected while paused: they neither wake the loop nor restart
+      // the deadline timer. The loop wakes for resume and cancel, a batch that finishes after the
+      // pause (it may have failed: abort), and a run due to continue as new (collected signals
+      // grow its history too).
       const seenControl = controlEvents;
       const seenWakes = wakeEvents;
       const seenCompletions = completions;
       const changed = (): boolean =>
-        collectWakes
-          ? controlEvents - wakeEvents !== seenControl - seenWakes ||
-            completions !== seenCompletions ||
-            signalsThisRun >= SIGNALS_PER_RUN ||
-            workflowInfo().continueAsNewSuggested
-          : controlEvents !== seenControl;
+        controlEvents - wakeEvents !== seenControl - seenWakes ||
+        completions !== seenCompletions ||
+        signalsThisRun >= SIGNALS_PER_RUN ||
+        workflowInfo().continueAsNewSuggested;
       const untilDeadline = c.deadlineAt === null ? null : Math.max(1, c.deadlineAt - now);
       if (untilDeadline === null) await condition(changed);
       else await condition(changed, untilDeadline);
@@ -478,10 +471,9 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   const counts = totals();
   // The last step of every campaign, a few small writes: a local activity runs it in the workflow
   // task that decides it instead of a round trip through the server, with the regular activity as
-  // the fallback (runs recorded before used the activity only).
+  // the fallback.
   const finalState: { campaignId: string; state: CampaignState; counts: TargetCounts; reason?: string } = { campaignId, state, counts, ...(ending ? { reason: ending.reason } : {}) };
-  if (!patched(FINAL_STATE_LOCALLY)) await bookkeeping.recordCampaignState(finalState);
-  else await finishing.recordCampaignState(finalState).catch(() => bookkeeping.recordCampaignState(finalState));
+  await finishing.recordCampaignState(finalState).catch(() => bookkeeping.recordCampaignState(finalState));
   finished = { ...progress(), state, counts, etaSeconds: 0, finishedAt: new Date().toISOString() };
   await condition(allHandlersFinished);
   return finished;

@@ -4,7 +4,7 @@ import { CampaignStore, chunkingOf, finalRecord } from '../../src/history/campai
 import { freshDatabase } from '../harness';
 
 describe('campaign storage (on the real FerretDB)', () => {
-  it('stores final records with the ids in `_id` only, and still reads records written with them as fields', async () => {
+  it('stores final records with the ids in `_id` only and reads them back whole', async () => {
     const database = await freshDatabase('campaign-store');
     try {
       const store = new CampaignStore(database.db);
@@ -13,8 +13,7 @@ describe('campaign storage (on the real FerretDB)', () => {
         finalRecord('c1', 'dev-a', { status: 'delivered', attempts: 1, firstAt: at, finishedAt: at, messageId: 'm-1' }),
         finalRecord('c1', 'dev-b', { status: 'failed', attempts: 2, firstAt: at, finishedAt: at + 5_000, lastError: 'EMQX rejected the message' }),
       ]);
-      // A record as stored before the ids left the fields.
-      await store.targets.insertOne({ _id: 'c1/dev-c', campaignId: 'c1', clientId: 'dev-c', status: 'offline', attempts: 1, finishedAt: new Date(at).toISOString() });
+      await store.recordFinalTargets([finalRecord('c1', 'dev-c', { status: 'offline', attempts: 1, finishedAt: at })]);
 
       expect(await store.targets.findOne({ _id: 'c1/dev-a' })).toEqual({ _id: 'c1/dev-a', status: 'delivered', attempts: 1, messageId: 'm-1', finishedAt: '2026-11-26T10:00:00.000Z' });
       const records = await store.targetRecords('c1');
@@ -55,7 +54,7 @@ describe('campaign storage (on the real FerretDB)', () => {
     }
   });
 
-  it('stores plain chunks as client ids, chunks with template values as JSON, and reads chunks in the older JSON form', async () => {
+  it('stores plain chunks as client ids and chunks with template values as JSON, and records how they are chunked', async () => {
     const database = await freshDatabase('campaign-chunks');
     try {
       const store = new CampaignStore(database.db);
@@ -71,10 +70,7 @@ describe('campaign storage (on the real FerretDB)', () => {
       await store.writeChunks('odd', [{ clientId: 'dev\nsplit' }]);
       expect(await store.readChunkTargets('odd', 0)).toEqual([{ clientId: 'dev\nsplit' }]);
 
-      await store.chunks.insertOne({ _id: 'legacy/000000', campaignId: 'legacy', chunk: 0, targets: JSON.stringify(plain) });
-      expect(await store.readChunkTargets('legacy', 0)).toEqual(plain);
-      // Campaigns stored before the chunk size was recorded used chunks of 1,000.
-      expect(chunkingOf({ source: 'list', total: 2_500, chunkCount: 3 })).toEqual({ chunkCount: 3, chunkSize: 1_000 });
+      expect(chunkingOf({ source: 'list', total: 2_500, chunkCount: 3, chunkSize: 1_000 })).toEqual({ chunkCount: 3, chunkSize: 1_000 });
       expect(chunkingOf({ source: 'selector' })).toBeNull();
     } finally {
       await database.close();

@@ -8,8 +8,9 @@ import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
 import { REPLAY_FIXTURE_KEYS } from './replay-key';
 
 /**
- * Records one history per workflow into test/fixtures/histories, for the replay test.
- * Run after a deliberate workflow change that old histories need not survive:
+ * Records one history per workflow into test/fixtures/histories, for the replay test. Overwriting
+ * the histories of released code would hide a break of running workflows (see
+ * test/workflows/replay.test.ts): after a release, record new behaviour under a new name instead:
  *   npx tsx test/support/record-histories.ts              # every workflow
  *   npx tsx test/support/record-histories.ts devicePresence   # only the named ones (the others are kept)
  */

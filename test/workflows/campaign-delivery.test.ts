@@ -258,7 +258,7 @@ describe('campaign delivery', () => {
     const campaignId = uniqueName('requests');
     const store = new CampaignStore(env.history.db);
     await store.createCampaign(
-      { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline: false, createdAt: new Date().toISOString(), targets: { source: 'list' } },
+      { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline: false, createdAt: new Date().toISOString(), startAttempt: 'a1', targets: { source: 'list' } },
       { topic: TOPIC, payload: { format: 'text', text: 'req' }, qos: 1, retain: false },
     );
     await store.writeChunks(campaignId, targets.map((clientId) => ({ clientId })));
