@@ -122,7 +122,8 @@ describe('activities that subscribe on behalf of a device', () => {
     provisionedAt: '2024-01-01T00:00:00.000Z',
     updatedAt: '2024-01-01T00:00:00.000Z',
   };
-  const history = { getDevice: () => Promise.resolve(record) } as unknown as History;
+  // The presence activities open the campaign collections when created; these tests never reach them.
+  const history = { getDevice: () => Promise.resolve(record), db: { collection: () => ({}) } } as unknown as History;
   const goneAfterFirst = (item: SubscribeRequestItem): string | undefined => (item.topic === 'devices/d1/cmd' ? undefined : 'channel_not_found');
 
   it('applySubscriptions reports a device that left mid-call as offline, not as an error', async () => {
