@@ -8,13 +8,13 @@ import { createDataConverter } from '../../src/codec/data-converter';
 import { createEmqxClient, type EmqxClient } from '../../src/emqx';
 import { History } from '../../src/history';
 import { DeviceOps } from '../../src/starter/client';
-import { createDeviceOpsWorker } from '../../src/worker';
+import { createDeviceOpsWorker, sharedWorkflowBundle } from '../../src/worker';
 import { freshDatabase, stackEndpoints, temporalClient, uniqueName, workerConnection } from '../harness';
 
 /**
  * A complete device-ops system for one test file, all real: its own EMQX-compatible broker, a fresh
- * database on the shared FerretDB, a worker on its own task queue of the shared Temporal server, and
- * the client library wired to them.
+ * database on the shared FerretDB, two workers on their own task queues of the shared Temporal server
+ * (operations and presence, as src/worker.ts runs them), and the client library wired to them.
  */
 export interface DeviceOpsTestEnv {
   broker: RunningBroker;
@@ -22,7 +22,10 @@ export interface DeviceOpsTestEnv {
   history: History;
   ops: DeviceOps;
   temporal: Client;
+  /** The operations queue (TEMPORAL_TASK_QUEUE): what `ops` starts provisioning and campaigns on. */
   taskQueue: string;
+  /** The presence queue (TEMPORAL_PRESENCE_TASK_QUEUE), polled by a worker of its own. */
+  presenceTaskQueue: string;
   keys: string;
   dbName: string;
   /**
@@ -60,6 +63,8 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
   const temporal = new Client({ connection: clientConnection, namespace: stackEndpoints().namespace, dataConverter });
 
   const running: { worker: Worker; run: Promise<void> }[] = [];
+  // Bundled once for every worker of the file.
+  const bundle = await sharedWorkflowBundle();
   const launch = async (taskQueue: string, workerEmqx: EmqxClient): Promise<() => Promise<void>> => {
     const worker = await createDeviceOpsWorker({
       connection,
@@ -67,6 +72,7 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
       taskQueue,
       deps: { emqx: workerEmqx, history, ...(options.presence ? { presence: options.presence } : {}) },
       dataConverter,
+      overrides: bundle,
     });
     const entry = { worker, run: worker.run() };
     running.push(entry);
@@ -78,6 +84,8 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
 
   const taskQueue = uniqueName('device-ops');
   await launch(taskQueue, emqx);
+  const presenceTaskQueue = `${taskQueue}-presence`;
+  await launch(presenceTaskQueue, emqx);
   const ops = new DeviceOps({ temporal, taskQueue, emqx, history });
 
   return {
@@ -87,6 +95,7 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
     ops,
     temporal,
     taskQueue,
+    presenceTaskQueue,
     keys,
     dbName: database.name,
     async extraWorker(workerEmqx, extra = {}) {
