@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from '@temporalio/client';
-import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, type Worker, type WorkerOptions } from '@temporalio/worker';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startBroker, type RunningBroker } from '../../devstack/broker';
 import type { PresenceSettings } from '../../src/activities/presence';
@@ -39,6 +39,9 @@ export interface DeviceOpsTestEnv {
 export const API_KEY = 'test-key';
 export const API_SECRET = 'test-secret-not-for-production';
 
+/** The presence worker's limits in tests (WORKER_PRESENCE_MAX_WORKFLOW_TASKS, WORKER_PRESENCE_MAX_ACTIVITIES). */
+export const PRESENCE_WORKER_LIMITS = { maxConcurrentWorkflowTaskExecutions: 8, maxConcurrentActivityTaskExecutions: 16 } satisfies Partial<WorkerOptions>;
+
 let runtimeInstalled = false;
 
 /** Worker logs at WARN, so test output shows problems, not every state change. */
@@ -65,14 +68,14 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
   const running: { worker: Worker; run: Promise<void> }[] = [];
   // Bundled once for every worker of the file.
   const bundle = await sharedWorkflowBundle();
-  const launch = async (taskQueue: string, workerEmqx: EmqxClient): Promise<() => Promise<void>> => {
+  const launch = async (taskQueue: string, workerEmqx: EmqxClient, limits: Partial<WorkerOptions> = {}): Promise<() => Promise<void>> => {
     const worker = await createDeviceOpsWorker({
       connection,
       namespace: stackEndpoints().namespace,
       taskQueue,
       deps: { emqx: workerEmqx, history, ...(options.presence ? { presence: options.presence } : {}) },
       dataConverter,
-      overrides: bundle,
+      overrides: { ...bundle, ...limits },
     });
     const entry = { worker, run: worker.run() };
     running.push(entry);
@@ -85,7 +88,8 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
   const taskQueue = uniqueName('device-ops');
   await launch(taskQueue, emqx);
   const presenceTaskQueue = `${taskQueue}-presence`;
-  await launch(presenceTaskQueue, emqx);
+  // A capped pool, as docs/task-queues.md sizes it: a storm's backlog waits in its queue, not in this process.
+  await launch(presenceTaskQueue, emqx, PRESENCE_WORKER_LIMITS);
   const ops = new DeviceOps({ temporal, taskQueue, emqx, history });
 
   return {
