@@ -73,6 +73,8 @@ export async function startBenchStack(options: { payloadEncryptionKeys?: string;
       TEMPORAL_ADDRESS: temporalServer.address,
       TEMPORAL_NAMESPACE: 'default',
       TEMPORAL_TASK_QUEUE: taskQueue,
+      // One queue for both roles: the benchmark's one worker serves presence and operations alike.
+      TEMPORAL_PRESENCE_TASK_QUEUE: taskQueue,
       EMQX_API_URL: broker.apiUrl,
       EMQX_API_KEY: apiKey,
       EMQX_API_SECRET: apiSecret,

@@ -157,6 +157,7 @@ async function main(): Promise<void> {
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: env.TEMPORAL_NAMESPACE ?? 'default',
       TEMPORAL_TASK_QUEUE: env.TEMPORAL_TASK_QUEUE ?? 'device-ops',
+      TEMPORAL_PRESENCE_TASK_QUEUE: env.TEMPORAL_PRESENCE_TASK_QUEUE ?? 'device-ops-presence',
       EMQX_API_URL: runningBroker.apiUrl,
       EMQX_API_KEY: apiKey,
       EMQX_API_SECRET: apiSecret,
@@ -201,7 +202,7 @@ async function main(): Promise<void> {
         // The well-known dev secret is shown; one given in EMQX_API_SECRET is not.
         `  EMQX REST API       ${runningBroker.apiUrl}  (API key ${apiKey} / secret ${apiSecret === DEV_API_SECRET ? apiSecret : 'from EMQX_API_SECRET'})`,
         `  webhook adapter     ${apps.webhookUrl}  (EMQX rule ${apps.ruleId} posts device events to it)`,
-        `  worker              task queue ${settings.TEMPORAL_TASK_QUEUE}`,
+        `  worker              task queues ${settings.TEMPORAL_TASK_QUEUE} (operations), ${settings.TEMPORAL_PRESENCE_TASK_QUEUE} (presence)`,
         `  codec server        http://${host}:${ports.codec}  (the Temporal UI decodes payloads through it)`,
         `  settings written to ${envFile}`,
         `  logs in ${logDir}`,

@@ -56,6 +56,8 @@ const sections = {
     TEMPORAL_ADDRESS: hostPort.default('127.0.0.1:7233'),
     TEMPORAL_NAMESPACE: nonEmpty.default('default'),
     TEMPORAL_TASK_QUEUE: nonEmpty.default('device-ops'),
+    /** Device presence workflows, their activities and reconciliation (docs/task-queues.md). */
+    TEMPORAL_PRESENCE_TASK_QUEUE: nonEmpty.default('device-ops-presence'),
     TEMPORAL_API_KEY: z.string().optional(),
     TEMPORAL_TLS: z.enum(['true', 'false']).default('false'),
   }),
@@ -128,6 +130,16 @@ const sections = {
     WORKFLOW_BUNDLE_PATH: z.string().optional(),
     /** Workflows kept in memory (default: the SDK's, from the heap size); each device workflow is one. */
     WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).optional(),
+    /** Which task queues this process polls (docs/task-queues.md): both by default, one to scale them apart. */
+    WORKER_ROLES: z
+      .string()
+      .default('operations,presence')
+      .transform((v) => v.split(',').map((r) => r.trim()).filter(Boolean))
+      .pipe(z.array(z.enum(['operations', 'presence'])).min(1, 'name at least one of operations, presence')),
+    WORKER_OPERATIONS_MAX_WORKFLOW_TASKS: z.coerce.number().int().min(2).default(40),
+    WORKER_OPERATIONS_MAX_ACTIVITIES: z.coerce.number().int().min(1).default(100),
+    WORKER_PRESENCE_MAX_WORKFLOW_TASKS: z.coerce.number().int().min(2).default(40),
+    WORKER_PRESENCE_MAX_ACTIVITIES: z.coerce.number().int().min(1).default(100),
     LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
   }),
   stats: z.object({

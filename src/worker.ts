@@ -3,10 +3,10 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type LogEntry, type WorkerOptions } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type LogEntry, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
 import type { PresenceSettings } from './activities/presence';
-import { createDataConverter } from './codec/data-converter';
+import { createDataConverter, failureConverterPath } from './codec/data-converter';
 import { loadConfig, projectRoot, temporalConnectionOptions, type Config } from './config';
 import { createEmqxClientFromConfig } from './emqx';
 import { mqttPublisherFromConfig } from './emqx/mqtt-publisher';
@@ -52,7 +52,7 @@ export async function createDeviceOpsWorker(options: {
     connection: options.connection,
     namespace: options.namespace,
     taskQueue: options.taskQueue,
-    ...workflowSource(options.bundlePath),
+    ...(options.overrides?.workflowBundle ? {} : workflowSource(options.bundlePath)),
     activities: createActivities(options.deps),
     dataConverter: options.dataConverter,
     ...options.overrides,
@@ -66,6 +66,31 @@ function jsonLog(entry: LogEntry): void {
     Object.entries(entry.meta ?? {}).map(([k, v]) => [k, v instanceof Error ? { name: v.name, message: v.message } : v]),
   );
   process.stdout.write(`${JSON.stringify({ time, level: entry.level.toLowerCase(), msg: entry.message, ...meta })}\n`);
+}
+
+export type WorkerRole = 'operations' | 'presence';
+
+/**
+ * The task queues this process polls, with their own concurrency limits, so a connect storm on the
+ * presence queue never holds the slots that provisioning and campaigns need (docs/task-queues.md).
+ */
+export function workerQueues(config: Config<'temporal' | 'worker'>): { role: WorkerRole; taskQueue: string; maxWorkflowTasks: number; maxActivities: number }[] {
+  const { temporal, worker } = config;
+  const queues = [...new Set(worker.WORKER_ROLES)].map((role) =>
+    role === 'operations'
+      ? { role, taskQueue: temporal.TEMPORAL_TASK_QUEUE, maxWorkflowTasks: worker.WORKER_OPERATIONS_MAX_WORKFLOW_TASKS, maxActivities: worker.WORKER_OPERATIONS_MAX_ACTIVITIES }
+      : { role, taskQueue: temporal.TEMPORAL_PRESENCE_TASK_QUEUE, maxWorkflowTasks: worker.WORKER_PRESENCE_MAX_WORKFLOW_TASKS, maxActivities: worker.WORKER_PRESENCE_MAX_ACTIVITIES },
+  );
+  // Both names set to one queue: one worker serves both roles, with the operations limits.
+  return queues.filter((q, i) => queues.findIndex((other) => other.taskQueue === q.taskQueue) === i);
+}
+
+/** The workflow code for several workers of one process: the prebuilt bundle, or one bundled from source now. */
+export async function sharedWorkflowBundle(bundlePath?: string): Promise<Pick<WorkerOptions, 'workflowsPath' | 'workflowBundle'>> {
+  const source = workflowSource(bundlePath);
+  if (source.workflowBundle) return source;
+  const { code } = await bundleWorkflowCode({ workflowsPath: workflowsPath(), failureConverterPath: failureConverterPath(), logger: new DefaultLogger('WARN') });
+  return { workflowBundle: { code } };
 }
 
 /** The ALARM_* variables as the presence activities take them. */
@@ -101,27 +126,50 @@ async function main(): Promise<void> {
   const mqttPublisher = mqttPublisherFromConfig(config.campaign, `device-ops-campaigns-${hostname()}-${process.pid}`);
   try {
     const client = new Client({ connection, namespace: config.temporal.TEMPORAL_NAMESPACE, dataConverter });
-    const taskQueue = config.temporal.TEMPORAL_TASK_QUEUE;
-    const stats = await ensureStatsSchedule(client, { taskQueue, intervalMs: config.stats.STATS_SNAPSHOT_INTERVAL });
-    log.info(`statistics schedule ${stats}`, { intervalMs: config.stats.STATS_SNAPSHOT_INTERVAL });
-    const reconcile = await ensurePresenceReconcileSchedule(client, { taskQueue, intervalMs: config.presence.PRESENCE_RECONCILE_INTERVAL });
-    log.info(`presence reconciliation schedule ${reconcile}`, { intervalMs: config.presence.PRESENCE_RECONCILE_INTERVAL });
+    const queues = workerQueues(config);
+    if (queues.some((q) => q.role === 'operations')) {
+      const stats = await ensureStatsSchedule(client, { taskQueue: config.temporal.TEMPORAL_TASK_QUEUE, intervalMs: config.stats.STATS_SNAPSHOT_INTERVAL });
+      log.info(`statistics schedule ${stats}`, { intervalMs: config.stats.STATS_SNAPSHOT_INTERVAL });
+    }
+    if (queues.some((q) => q.role === 'presence')) {
+      const reconcile = await ensurePresenceReconcileSchedule(client, {
+        taskQueue: config.temporal.TEMPORAL_PRESENCE_TASK_QUEUE,
+        intervalMs: config.presence.PRESENCE_RECONCILE_INTERVAL,
+      });
+      log.info(`presence reconciliation schedule ${reconcile}`, { intervalMs: config.presence.PRESENCE_RECONCILE_INTERVAL });
+    }
 
-    const worker = await createDeviceOpsWorker({
-      connection: nativeConnection,
-      namespace: config.temporal.TEMPORAL_NAMESPACE,
-      taskQueue,
-      deps: { emqx, history: mongo.history, presence: presenceSettings(config.alarm, config.presence), ...(mqttPublisher ? { mqttPublisher } : {}) },
-      dataConverter,
-      bundlePath: config.worker.WORKFLOW_BUNDLE_PATH,
-      // SIGTERM: stop polling, let in-flight activities finish within the grace time, then exit.
-      overrides: {
-        shutdownGraceTime: config.worker.WORKER_SHUTDOWN_GRACE,
-        ...(config.worker.WORKER_MAX_CACHED_WORKFLOWS !== undefined ? { maxCachedWorkflows: config.worker.WORKER_MAX_CACHED_WORKFLOWS } : {}),
-      },
-    });
-    log.info('worker polling', { taskQueue, address: config.temporal.TEMPORAL_ADDRESS, node: process.version });
-    await worker.run();
+    // One bundle for both workers: webpack runs once per process, not once per queue.
+    const bundle = await sharedWorkflowBundle(config.worker.WORKFLOW_BUNDLE_PATH);
+    const workers = await Promise.all(
+      queues.map((queue) =>
+        createDeviceOpsWorker({
+          connection: nativeConnection,
+          namespace: config.temporal.TEMPORAL_NAMESPACE,
+          taskQueue: queue.taskQueue,
+          deps: { emqx, history: mongo.history, presence: presenceSettings(config.alarm, config.presence), ...(mqttPublisher ? { mqttPublisher } : {}) },
+          dataConverter,
+          // SIGTERM: stop polling, let in-flight activities finish within the grace time, then exit.
+          overrides: {
+            ...bundle,
+            shutdownGraceTime: config.worker.WORKER_SHUTDOWN_GRACE,
+            maxConcurrentWorkflowTaskExecutions: queue.maxWorkflowTasks,
+            maxConcurrentActivityTaskExecutions: queue.maxActivities,
+            ...(config.worker.WORKER_MAX_CACHED_WORKFLOWS !== undefined ? { maxCachedWorkflows: config.worker.WORKER_MAX_CACHED_WORKFLOWS } : {}),
+          },
+        }),
+      ),
+    );
+    for (const queue of queues) log.info('worker polling', { role: queue.role, taskQueue: queue.taskQueue, address: config.temporal.TEMPORAL_ADDRESS, node: process.version });
+    // Runtime.install's shutdown signals stop every worker; one failing stops the others so the process exits.
+    await Promise.all(
+      workers.map((worker) =>
+        worker.run().catch((err: unknown) => {
+          for (const other of workers) if (other.getState() === 'RUNNING') other.shutdown();
+          throw err;
+        }),
+      ),
+    );
     log.info('worker stopped');
   } finally {
     await mqttPublisher?.close();

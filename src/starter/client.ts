@@ -47,7 +47,10 @@ import type { ReconcileReport } from '../activities/presence-reconcile';
 
 export interface DeviceOpsDeps {
   temporal: Client;
+  /** The operations queue: provisioning, campaigns, fleets (TEMPORAL_TASK_QUEUE). */
   taskQueue: string;
+  /** The presence queue for reconciliation (TEMPORAL_PRESENCE_TASK_QUEUE); `taskQueue` when absent. */
+  presenceTaskQueue?: string;
   emqx: EmqxClient;
   history: History;
 }
@@ -377,7 +380,7 @@ export class DeviceOps {
   async reconcilePresence(): Promise<ReconcileReport> {
     return this.deps.temporal.workflow.execute(reconcilePresence, {
       workflowId: `presence-reconcile/manual-${Date.now()}`,
-      taskQueue: this.deps.taskQueue,
+      taskQueue: this.deps.presenceTaskQueue ?? this.deps.taskQueue,
       args: [],
       typedSearchAttributes: [{ key: DeviceOperationKey, value: 'presence-reconcile' }],
     });
@@ -415,7 +418,13 @@ export async function connectDeviceOps(
   const temporal = new Client({ connection, namespace: config.temporal.TEMPORAL_NAMESPACE, dataConverter });
   const emqx = createEmqxClientFromConfig(config.emqx);
   const mongo = await connectHistory(config.mongo.MONGODB_URI, config.mongo.MONGODB_DB);
-  const ops = new DeviceOps({ temporal, taskQueue: config.temporal.TEMPORAL_TASK_QUEUE, emqx, history: mongo.history });
+  const ops = new DeviceOps({
+    temporal,
+    taskQueue: config.temporal.TEMPORAL_TASK_QUEUE,
+    presenceTaskQueue: config.temporal.TEMPORAL_PRESENCE_TASK_QUEUE,
+    emqx,
+    history: mongo.history,
+  });
   return {
     ops,
     async close() {

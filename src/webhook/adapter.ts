@@ -29,6 +29,7 @@ export function adapterMongoOptions(storeTimeoutMs: number): MongoClientOptions 
 export interface WebhookAdapterOptions {
   history: History;
   temporal: Client;
+  /** The presence task queue (TEMPORAL_PRESENCE_TASK_QUEUE) the device workflows are started on. */
   taskQueue: string;
   token: string;
   bodyLimit?: number;

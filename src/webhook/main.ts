@@ -25,7 +25,8 @@ async function main(): Promise<void> {
   const adapter = createWebhookAdapter({
     history: mongo.history,
     temporal,
-    taskQueue: config.temporal.TEMPORAL_TASK_QUEUE,
+    // Device presence workflows live on their own queue (docs/task-queues.md).
+    taskQueue: config.temporal.TEMPORAL_PRESENCE_TASK_QUEUE,
     token: config.webhook.WEBHOOK_TOKEN,
     bodyLimit: config.webhook.WEBHOOK_BODY_LIMIT,
     inboxLimit: config.webhook.WEBHOOK_INBOX_LIMIT,
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
   }
   try {
     const port = await adapter.listen(config.webhook.WEBHOOK_HOST, config.webhook.WEBHOOK_PORT);
-    logger.info({ host: config.webhook.WEBHOOK_HOST, port, taskQueue: config.temporal.TEMPORAL_TASK_QUEUE }, 'webhook adapter listening');
+    logger.info({ host: config.webhook.WEBHOOK_HOST, port, taskQueue: config.temporal.TEMPORAL_PRESENCE_TASK_QUEUE }, 'webhook adapter listening');
   } catch (err) {
     await stop();
     throw err;

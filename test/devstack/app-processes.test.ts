@@ -49,6 +49,7 @@ describe('dev stack supervision', () => {
         TEMPORAL_ADDRESS: temporalAddress,
         TEMPORAL_NAMESPACE: namespace,
         TEMPORAL_TASK_QUEUE: taskQueue,
+        TEMPORAL_PRESENCE_TASK_QUEUE: `${taskQueue}-presence`,
         EMQX_API_URL: broker.apiUrl,
         EMQX_API_KEY: 'k',
         EMQX_API_SECRET: 'test-secret-000000',

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from '@temporalio/client';
-import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, type Worker, type WorkerOptions } from '@temporalio/worker';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startBroker, type RunningBroker } from '../../devstack/broker';
 import type { PresenceSettings } from '../../src/activities/presence';
@@ -8,13 +8,13 @@ import { createDataConverter } from '../../src/codec/data-converter';
 import { createEmqxClient, type EmqxClient } from '../../src/emqx';
 import { History } from '../../src/history';
 import { DeviceOps } from '../../src/starter/client';
-import { createDeviceOpsWorker } from '../../src/worker';
+import { createDeviceOpsWorker, sharedWorkflowBundle } from '../../src/worker';
 import { freshDatabase, stackEndpoints, temporalClient, uniqueName, workerConnection } from '../harness';
 
 /**
  * A complete device-ops system for one test file, all real: its own EMQX-compatible broker, a fresh
- * database on the shared FerretDB, a worker on its own task queue of the shared Temporal server, and
- * the client library wired to them.
+ * database on the shared FerretDB, two workers on their own task queues of the shared Temporal server
+ * (operations and presence, as src/worker.ts runs them), and the client library wired to them.
  */
 export interface DeviceOpsTestEnv {
   broker: RunningBroker;
@@ -22,7 +22,10 @@ export interface DeviceOpsTestEnv {
   history: History;
   ops: DeviceOps;
   temporal: Client;
+  /** The operations queue (TEMPORAL_TASK_QUEUE): what `ops` starts provisioning and campaigns on. */
   taskQueue: string;
+  /** The presence queue (TEMPORAL_PRESENCE_TASK_QUEUE), polled by a worker of its own. */
+  presenceTaskQueue: string;
   keys: string;
   dbName: string;
   /**
@@ -35,6 +38,9 @@ export interface DeviceOpsTestEnv {
 
 export const API_KEY = 'test-key';
 export const API_SECRET = 'test-secret-not-for-production';
+
+/** The presence worker's limits in tests (WORKER_PRESENCE_MAX_WORKFLOW_TASKS, WORKER_PRESENCE_MAX_ACTIVITIES). */
+export const PRESENCE_WORKER_LIMITS = { maxConcurrentWorkflowTaskExecutions: 8, maxConcurrentActivityTaskExecutions: 16 } satisfies Partial<WorkerOptions>;
 
 let runtimeInstalled = false;
 
@@ -60,13 +66,16 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
   const temporal = new Client({ connection: clientConnection, namespace: stackEndpoints().namespace, dataConverter });
 
   const running: { worker: Worker; run: Promise<void> }[] = [];
-  const launch = async (taskQueue: string, workerEmqx: EmqxClient): Promise<() => Promise<void>> => {
+  // Bundled once for every worker of the file.
+  const bundle = await sharedWorkflowBundle();
+  const launch = async (taskQueue: string, workerEmqx: EmqxClient, limits: Partial<WorkerOptions> = {}): Promise<() => Promise<void>> => {
     const worker = await createDeviceOpsWorker({
       connection,
       namespace: stackEndpoints().namespace,
       taskQueue,
       deps: { emqx: workerEmqx, history, ...(options.presence ? { presence: options.presence } : {}) },
       dataConverter,
+      overrides: { ...bundle, ...limits },
     });
     const entry = { worker, run: worker.run() };
     running.push(entry);
@@ -78,6 +87,9 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
 
   const taskQueue = uniqueName('device-ops');
   await launch(taskQueue, emqx);
+  const presenceTaskQueue = `${taskQueue}-presence`;
+  // A capped pool, as docs/task-queues.md sizes it: a storm's backlog waits in its queue, not in this process.
+  await launch(presenceTaskQueue, emqx, PRESENCE_WORKER_LIMITS);
   const ops = new DeviceOps({ temporal, taskQueue, emqx, history });
 
   return {
@@ -87,6 +99,7 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
     ops,
     temporal,
     taskQueue,
+    presenceTaskQueue,
     keys,
     dbName: database.name,
     async extraWorker(workerEmqx, extra = {}) {

@@ -40,6 +40,7 @@ function startWorkerProcess(taskQueue: string, metricsAddress: string): { child:
       DEVICE_OPS_ENV_FILE: path.join(dir, 'none'),
       TEMPORAL_ADDRESS: temporalAddress,
       TEMPORAL_TASK_QUEUE: taskQueue,
+      TEMPORAL_PRESENCE_TASK_QUEUE: `${taskQueue}-presence`,
       EMQX_API_URL: env.broker.apiUrl,
       EMQX_API_KEY: API_KEY,
       EMQX_API_SECRET: API_SECRET,
