@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../src/config';
 import { ensureGoProgram, type Progress } from './binaries';
@@ -17,7 +18,10 @@ export const K8S_CHECK_KUBERNETES_VERSION = '1.34';
 
 /** HELM_PATH, else Helm built from devstack/helm into the cache. */
 export async function ensureHelm(progress: Progress, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  if (env.HELM_PATH) return env.HELM_PATH;
+  if (env.HELM_PATH) {
+    if (!existsSync(env.HELM_PATH)) throw new Error(`HELM_PATH: ${env.HELM_PATH} does not exist`);
+    return env.HELM_PATH;
+  }
   return ensureGoProgram(
     {
       what: `Helm ${HELM_VERSION}`,
