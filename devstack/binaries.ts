@@ -219,13 +219,15 @@ export function goEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return { ...env, GOMODCACHE: path.join(go, 'mod'), GOCACHE: path.join(go, 'build'), GOFLAGS: '-mod=mod -modcacherw', CGO_ENABLED: '0' };
 }
 
-interface GoProgram {
+export interface GoProgram {
   /** For messages: "FerretDB 1.24.2". */
   what: string;
   /** Log and folder names. */
   name: string;
-  /** The Go module to build (main package at its root). */
+  /** The Go module to build (main package at its root, unless `target` names one of its tools). */
   sourceDir: string;
+  /** The package to build, when not the module's root: e.g. a `tool` of its go.mod. */
+  target?: string;
   /** Folder in the cache; the binary inside is `<binaryPrefix>-<hash of go.mod, go.sum, main.go>`. */
   cacheFolder: string;
   binaryPrefix: string;
@@ -235,7 +237,7 @@ interface GoProgram {
 
 function sourceHash(dir: string): string {
   const hash = createHash('sha256');
-  for (const file of ['go.mod', 'go.sum', 'main.go']) hash.update(readFileSync(path.join(dir, file)));
+  for (const file of ['go.mod', 'go.sum', 'main.go']) if (existsSync(path.join(dir, file))) hash.update(readFileSync(path.join(dir, file)));
   return hash.digest('hex').slice(0, 12);
 }
 
@@ -244,7 +246,7 @@ function sourceHash(dir: string): string {
  * downloads the modules (counted against go.sum) and names the packages; `go build -v` compiles
  * them (counted against that list).
  */
-async function ensureGoProgram(program: GoProgram, progress: Progress, env: NodeJS.ProcessEnv): Promise<string> {
+export async function ensureGoProgram(program: GoProgram, progress: Progress, env: NodeJS.ProcessEnv): Promise<string> {
   const dir = path.join(cacheDir(env), program.cacheFolder);
   const binary = path.join(dir, `${program.binaryPrefix}-${sourceHash(program.sourceDir)}`);
   if (existsSync(binary)) return binary;
@@ -271,7 +273,7 @@ async function ensureGoProgram(program: GoProgram, progress: Progress, env: Node
     step.update(`downloading Go modules (${modules} in go.sum)`);
     let packages: number;
     try {
-      const listed = await run('go', ['list', '-deps', '.'], {
+      const listed = await run('go', ['list', '-deps', program.target ?? '.'], {
         cwd: program.sourceDir,
         env: goEnvironment,
         onLine: (line) => line.startsWith('go: downloading') && step.update(`downloading Go modules: ${++downloaded} of at most ${modules}`),
@@ -283,7 +285,7 @@ async function ensureGoProgram(program: GoProgram, progress: Progress, env: Node
     let compiled = 0;
     step.update(`modules ready (${downloaded} downloaded); compiling ${packages} packages`);
     try {
-      await run('go', ['build', '-v', '-trimpath', '-o', staging, '.'], {
+      await run('go', ['build', '-v', '-trimpath', '-o', staging, program.target ?? '.'], {
         cwd: program.sourceDir,
         env: goEnvironment,
         onLine: () => step.update(`compiling packages: ${++compiled} of at most ${packages}`),

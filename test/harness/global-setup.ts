@@ -3,13 +3,14 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { ensureComposeCheck, ensureFerretDb, ensureTemporalCli, installAll } from '../../devstack/binaries';
+import { ensureHelm, ensureK8sCheck } from '../../devstack/k8s-tools';
 import { freePort, startFerretDb, startTemporal, type ServiceProcess } from '../../devstack/services';
 
 /**
  * Starts the expensive real servers once per test run, on free ports, so tests never depend on a
  * running `npm run dev` or on fixed ports: a Temporal dev server (in memory, headless, with the
- * project's search attributes) and FerretDB (SQLite in a temporary directory); compose-check for
- * test/deploy is installed here too. A missing binary is
+ * project's search attributes) and FerretDB (SQLite in a temporary directory); compose-check, Helm
+ * and k8s-check for test/deploy are installed here too. A missing binary is
  * installed, never skipped; a failure here fails the whole run loudly.
  */
 
@@ -20,13 +21,21 @@ declare module 'vitest' {
     mongoUri: string;
     temporalCliPath: string;
     composeCheckPath: string;
+    helmPath: string;
+    k8sCheckPath: string;
     ferretDbPath: string;
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const progress = (message: string): void => console.log(`[test harness] ${message}`);
-  const [temporalCli, ferretDb, composeCheck] = await installAll([ensureTemporalCli(progress), ensureFerretDb(progress), ensureComposeCheck(progress)]);
+  const [temporalCli, ferretDb, composeCheck, helm, k8sCheck] = await installAll([
+    ensureTemporalCli(progress),
+    ensureFerretDb(progress),
+    ensureComposeCheck(progress),
+    ensureHelm(progress),
+    ensureK8sCheck(progress),
+  ]);
 
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-test-'));
   const host = '127.0.0.1';
@@ -46,6 +55,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('mongoUri', mongo.uri);
     project.provide('temporalCliPath', temporalCli);
     project.provide('composeCheckPath', composeCheck);
+    project.provide('helmPath', helm);
+    project.provide('k8sCheckPath', k8sCheck);
     project.provide('ferretDbPath', ferretDb);
     progress(`Temporal ${temporal.address}, MongoDB-wire ${mongo.uri}`);
   } catch (err) {
