@@ -2,14 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureComposeCheck, ensureFerretDb, ensureTemporalCli, installAll } from '../../devstack/binaries';
+import { ensureComposeCheck, ensureFerretDb, ensureTemporalCli, ensureTemporalTestServer, installAll } from '../../devstack/binaries';
 import { freePort, startFerretDb, startTemporal, type ServiceProcess } from '../../devstack/services';
 
 /**
  * Starts the expensive real servers once per test run, on free ports, so tests never depend on a
  * running `npm run dev` or on fixed ports: a Temporal dev server (in memory, headless, with the
  * project's search attributes) and FerretDB (SQLite in a temporary directory); compose-check for
- * test/deploy is installed here too. A missing binary is
+ * test/deploy and Temporal's time-skipping test server are installed here too. A missing binary is
  * installed, never skipped; a failure here fails the whole run loudly.
  */
 
@@ -19,6 +19,8 @@ declare module 'vitest' {
     temporalNamespace: string;
     mongoUri: string;
     temporalCliPath: string;
+    /** Temporal's time-skipping test server, for test/workflows/*.timeskip.test.ts (test/support/time-skipping.ts). */
+    temporalTestServerPath: string;
     composeCheckPath: string;
     ferretDbPath: string;
   }
@@ -26,7 +28,12 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const progress = (message: string): void => console.log(`[test harness] ${message}`);
-  const [temporalCli, ferretDb, composeCheck] = await installAll([ensureTemporalCli(progress), ensureFerretDb(progress), ensureComposeCheck(progress)]);
+  const [temporalCli, ferretDb, composeCheck, temporalTestServer] = await installAll([
+    ensureTemporalCli(progress),
+    ensureFerretDb(progress),
+    ensureComposeCheck(progress),
+    ensureTemporalTestServer(progress),
+  ]);
 
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-test-'));
   const host = '127.0.0.1';
@@ -45,6 +52,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('temporalNamespace', 'default');
     project.provide('mongoUri', mongo.uri);
     project.provide('temporalCliPath', temporalCli);
+    project.provide('temporalTestServerPath', temporalTestServer);
     project.provide('composeCheckPath', composeCheck);
     project.provide('ferretDbPath', ferretDb);
     progress(`Temporal ${temporal.address}, MongoDB-wire ${mongo.uri}`);
