@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CampaignSettings, Rollout } from '../../src/domain/campaign';
 import { CampaignRequest } from '../../src/domain/campaign';
 import { emptyCounts, type ChunkReport } from '../../src/domain/campaign-core';
-import { campaignProgressQuery, pauseCampaignUpdate, resumeCampaignUpdate, runCampaign } from '../../src/workflows/campaign';
+import { campaignProgressQuery, deviceOnlineSignal, pauseCampaignUpdate, resumeCampaignUpdate, runCampaign } from '../../src/workflows/campaign';
 import { uniqueName } from '../harness';
 import { startTimeSkipping, type TimeSkippingEnv } from '../support/time-skipping';
 
@@ -69,7 +69,14 @@ beforeAll(async () => {
         return report(campaign, chunk, 0, 0);
       });
     },
-    locateWaitingTargets: () => [],
+    locateWaitingTargets: (input) => {
+      const campaign = campaigns.get(input.campaignId) as FakeCampaign;
+      return campaign.targets.flatMap((t, position) =>
+        t.status === 'waiting' && input.clientIds.includes(t.clientId)
+          ? [{ campaignId: input.campaignId, clientId: t.clientId, chunk: Math.floor(position / campaign.chunkSize), index: position % campaign.chunkSize }]
+          : [],
+      );
+    },
     recordCampaignState: () => undefined,
   });
 });
@@ -143,6 +150,23 @@ describe('campaign timers on the time-skipping server', () => {
       expect(gap).toBeLessThan(31_000);
     }
     expect((times[4] as number) - start).toBeGreaterThanOrEqual(100_000);
+  });
+
+  it('a deviceOnline signal tries the waiting target at once, not at the next recheck', async () => {
+    const start = await ts.env.currentTimeMs();
+    const c = campaign({ total: 2, chunkSize: 2, recheckMs: 600_000, onlineFrom: { 0: start, 1: start + 60_000 } });
+    const handle = await ts.env.client.workflow.start(runCampaign, { args: [c.input], workflowId: c.workflowId, taskQueue: ts.taskQueue });
+    await ts.env.sleep(60_000);
+    expect(await handle.query(campaignProgressQuery)).toMatchObject({ counts: { delivered: 1, waiting: 1 } });
+
+    await handle.signal(deviceOnlineSignal, 'd1');
+    const result = await handle.result();
+    expect(result.counts).toMatchObject({ delivered: 2, waiting: 0, pending: 0 });
+    expect(ts.callsOf('locateWaitingTargets').filter((call) => call.input.campaignId === c.campaignId).map((call) => call.input.clientIds)).toEqual([['d1']]);
+    const batches = ts.callsOf('publishCampaignBatch').filter((call) => call.input.campaignId === c.campaignId);
+    expect(batches.map((call) => call.input.wake)).toEqual([undefined, [1]]);
+    // Well before the 10-minute recheck.
+    expect((batches[1]?.at as number) - start).toBeLessThan(70_000);
   });
 
   it('ends targets still waiting at the deadline as offline', async () => {
