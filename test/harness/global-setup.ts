@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureComposeCheck, ensureFerretDb, ensureTemporalCli, installAll } from '../../devstack/binaries';
+import { ensureComposeCheck, ensureFerretDb, ensureTemporalCli, ensureTemporalTestServer, installAll } from '../../devstack/binaries';
 import { ensureHelm, ensureK8sCheck } from '../../devstack/k8s-tools';
 import { freePort, startFerretDb, startTemporal, type ServiceProcess } from '../../devstack/services';
 
@@ -10,7 +10,7 @@ import { freePort, startFerretDb, startTemporal, type ServiceProcess } from '../
  * Starts the expensive real servers once per test run, on free ports, so tests never depend on a
  * running `npm run dev` or on fixed ports: a Temporal dev server (in memory, headless, with the
  * project's search attributes) and FerretDB (SQLite in a temporary directory); compose-check, Helm
- * and k8s-check for test/deploy are installed here too. A missing binary is
+ * and k8s-check for test/deploy and Temporal's time-skipping test server are installed here too. A missing binary is
  * installed, never skipped; a failure here fails the whole run loudly.
  */
 
@@ -20,6 +20,8 @@ declare module 'vitest' {
     temporalNamespace: string;
     mongoUri: string;
     temporalCliPath: string;
+    /** Temporal's time-skipping test server, for test/workflows/*.timeskip.test.ts (test/support/time-skipping.ts). */
+    temporalTestServerPath: string;
     composeCheckPath: string;
     helmPath: string;
     k8sCheckPath: string;
@@ -29,12 +31,13 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const progress = (message: string): void => console.log(`[test harness] ${message}`);
-  const [temporalCli, ferretDb, composeCheck, helm, k8sCheck] = await installAll([
+  const [temporalCli, ferretDb, composeCheck, helm, k8sCheck, temporalTestServer] = await installAll([
     ensureTemporalCli(progress),
     ensureFerretDb(progress),
     ensureComposeCheck(progress),
     ensureHelm(progress),
     ensureK8sCheck(progress),
+    ensureTemporalTestServer(progress),
   ]);
 
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-test-'));
@@ -54,6 +57,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('temporalNamespace', 'default');
     project.provide('mongoUri', mongo.uri);
     project.provide('temporalCliPath', temporalCli);
+    project.provide('temporalTestServerPath', temporalTestServer);
     project.provide('composeCheckPath', composeCheck);
     project.provide('helmPath', helm);
     project.provide('k8sCheckPath', k8sCheck);
