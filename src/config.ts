@@ -5,7 +5,7 @@ import { z } from 'zod';
 /**
  * The one configuration module. Every entry point (worker, webhook adapter, CLI, codec server,
  * dev stack) reads its settings here, from the environment merged over `.devstack/env`.
- * Real environment variables take precedence over the file (DESIGN.md, "Environment").
+ * Real environment variables take precedence over the file.
  */
 
 const hostPort = z

@@ -7,7 +7,8 @@ export const EMQX_VERSION = '5.8.9';
 
 /**
  * RFC 3339 with milliseconds and the local UTC offset, the form EMQX uses for `connected_at`,
- * `created_at` and `disconnected_at` in the clients API (reference §0, "Timestamps").
+ * `created_at` and `disconnected_at` in the clients API
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_clients.erl).
  */
 export function rfc3339(epochMs: number): string {
   const date = new Date(epochMs);

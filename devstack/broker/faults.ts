@@ -1,10 +1,10 @@
 import { z } from 'zod';
 
 /**
- * Fault injection for the dev broker: a fraction of REST calls fail with 503, REST calls get
- * extra latency, webhook deliveries are dropped, duplicated or reordered. EMQX itself does all of
- * these in production (limits-and-semantics.md: webhook delivery is unordered, at-least-once and
- * lossy), so the project's code must survive them; this makes it testable.
+ * Fault injection for the dev broker: a fraction of REST calls fail with 503, REST calls get extra latency,
+ * webhook deliveries are dropped, duplicated or reordered. EMQX itself does all of these in production
+ * (webhook delivery is unordered, at-least-once and lossy: https://github.com/emqx/emqx/issues/12954,
+ * docs/emqx-setup.md), so the project's code must survive them; this makes it testable.
  */
 export interface FaultConfig {
   /** 0..1 fraction of REST calls (except /status and the fault endpoint) answered 503. */

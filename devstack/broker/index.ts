@@ -22,7 +22,7 @@ import { AuthnUserStore } from './users';
 
 /**
  * An EMQX-compatible broker for development and tests: a real MQTT broker (aedes) plus the subset
- * of the EMQX 5 REST API the project uses (reference/emqx-v5-api.md), so the project runs and is
+ * of the EMQX 5 REST API the project uses (docs/emqx-compatibility.md), so the project runs and is
  * tested without EMQX.
  *
  * Limits, on purpose:

@@ -1,6 +1,7 @@
 /**
- * Counters since node start, under EMQX's metric names (reference §6). Only the ones this broker
- * can really observe move; the rest are present and stay 0 so clients see EMQX's key set.
+ * Counters since node start, under EMQX's metric names
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_metrics.erl). Only the
+ * ones this broker can really observe move; the rest are present and stay 0 so clients see EMQX's key set.
  */
 export const METRIC_NAMES = [
   'messages.received',
@@ -89,8 +90,8 @@ interface RateSample {
 }
 
 /**
- * Message rates for `/monitor_current`, per second over roughly the last 10 s (EMQX computes
- * `delta * 1000 / ms`, reference §6).
+ * Message rates for `/monitor_current`, per second over roughly the last 10 s (EMQX computes `delta * 1000 /
+ * ms` in https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_dashboard/src/emqx_dashboard_monitor.erl).
  */
 export class MessageRateSampler {
   private readonly samples: RateSample[] = [];

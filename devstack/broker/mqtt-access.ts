@@ -24,7 +24,7 @@ export interface AccessControlOptions {
   metrics: BrokerMetrics;
 }
 
-/** CONNACK return codes (MQTT 3.1.1 §3.2.2.3). */
+/** CONNACK return codes (MQTT 3.1.1 section 3.2.2.3). */
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
 

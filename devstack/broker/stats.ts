@@ -2,9 +2,10 @@ import type { Aedes } from 'aedes';
 import type { SessionRegistry } from './sessions';
 
 /**
- * `/stats` gauges under EMQX's names (reference §6), each with a `.max` twin holding the peak
- * since start. With only live clean sessions listed, connections, live connections, sessions and
- * channels are the same number.
+ * `/stats` gauges under EMQX's names
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_stats.erl), each with a
+ * `.max` twin holding the peak since start. With only live clean sessions listed, connections, live
+ * connections, sessions and channels are the same number.
  */
 const GAUGES = [
   'connections',

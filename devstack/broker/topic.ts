@@ -1,5 +1,5 @@
 /**
- * MQTT topic names and filters (MQTT 3.1.1 §4.7), shared by routing, the REST publish checks,
+ * MQTT topic names and filters (MQTT 3.1.1 section 4.7), shared by routing, the REST publish checks,
  * authorization rules and rule-engine FROM clauses.
  */
 

@@ -69,9 +69,9 @@ export function createDeviceAdminActivities(deps: { emqx: EmqxClient; history: H
     },
 
     /**
-     * Makes a live session's subscriptions match the desired ones. EMQX only accepts proxy
-     * subscriptions for a live session (reference §4.5), so an offline device is left for the
-     * presence workflow to bring up to date on its next connect.
+     * Makes a live session's subscriptions match the desired ones. EMQX only accepts proxy subscriptions for
+     * a live session (docs/emqx-compatibility-sessions.md), so an offline device is left for the presence
+     * workflow to bring up to date on its next connect.
      */
     async applySubscriptions(input: { clientId: string; desired: Subscription[]; previous: Subscription[] }): Promise<{ online: boolean; applied: number }> {
       if (!(await isOnline(input.clientId))) return { online: false, applied: 0 };

@@ -11,7 +11,7 @@ import { createStatsActivities } from './stats';
 export interface ActivityDeps {
   emqx: EmqxClient;
   history: History;
-  /** Alarm defaults and webhook; without it the DESIGN.md defaults apply and nothing is POSTed. */
+  /** Alarm defaults and webhook; without it DEFAULT_PRESENCE_SETTINGS applies and nothing is POSTed. */
   presence?: PresenceSettings;
   /** The MQTT publishing client for campaigns with transport `mqtt` (CAMPAIGN_MQTT_URL). */
   mqttPublisher?: MqttPublisher;

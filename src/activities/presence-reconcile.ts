@@ -12,7 +12,7 @@ import { emqxStep, mapPooled } from './failures';
 import type { PresenceSettings } from './presence';
 
 /**
- * Reconciliation (DESIGN.md "Rules": reconcile periodically against the live clients list): a
+ * Reconciliation (periodically, against the live clients list): a
  * webhook EMQX dropped leaves a device's recorded presence wrong; this compares EMQX's live clients
  * (paged) with the devices recorded online and tells each device workflow what EMQX shows. The
  * workflow decides, by its ordering rules, whether that changes anything, so a listing that races

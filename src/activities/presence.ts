@@ -65,8 +65,8 @@ export function createPresenceActivities(deps: { emqx: EmqxClient; history: Hist
     },
 
     /**
-     * EMQX accepts proxy subscriptions only for a live session (reference §4.5), so the device
-     * workflow re-applies the desired ones on every connect. Reads the record now, so a change made
+     * EMQX accepts proxy subscriptions only for a live session (docs/emqx-compatibility-sessions.md), so the
+     * device workflow re-applies the desired ones on every connect. Reads the record now, so a change made
      * while the device was offline is what gets applied.
      */
     async reapplyDesiredSubscriptions(input: { clientId: string; connectedAt: number }): Promise<{ online: boolean; applied: number }> {

@@ -3,7 +3,7 @@ import { createPublicKey, verify, type JsonWebKey, type KeyObject } from 'node:c
 /**
  * Verifies the access token the Temporal UI passes to the codec server (the UI's "pass access
  * token" codec setting sends the signed-in user's OIDC access token as `Authorization: Bearer`).
- * Only asymmetric signatures are accepted (RS256, ES256: RFC 7518 §3.3 and §3.4), with the key
+ * Only asymmetric signatures are accepted (RS256, ES256: RFC 7518 sections 3.3 and 3.4), with the key
  * named by `kid` taken from the identity provider's JWKS (RFC 7517). `alg: none` and HMAC
  * algorithms are refused, so a public key can never be used as a shared secret.
  */
@@ -28,7 +28,7 @@ export class TokenRejected extends Error {
 
 const ALGORITHMS = {
   RS256: { kty: 'RSA', dsaEncoding: undefined },
-  // JWS carries ECDSA signatures as r||s (RFC 7518 §3.4), which Node calls ieee-p1363.
+  // JWS carries ECDSA signatures as r||s (RFC 7518 section 3.4), which Node calls ieee-p1363.
   ES256: { kty: 'EC', dsaEncoding: 'ieee-p1363' },
 } as const;
 type Algorithm = keyof typeof ALGORITHMS;

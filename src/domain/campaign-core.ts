@@ -78,7 +78,7 @@ export interface ChunkReport {
   transientErrors: number;
 }
 
-/** Campaign workflow ids say what and whom (DESIGN.md, "Temporal"). */
+/** Campaign workflow ids say what and whom. */
 export function campaignWorkflowId(campaignId: string): string {
   return `campaign/${campaignId}`;
 }

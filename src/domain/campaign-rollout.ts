@@ -2,9 +2,9 @@ import type { AbortCriterion, Rollout } from './campaign';
 import { CAMPAIGN_CHUNK_SIZE, type TargetCounts } from './campaign-core';
 
 /**
- * Rollout pacing and abort criteria, as the campaign workflow applies them (AWS IoT Jobs
- * semantics, device-ops-anchors.md §1). Pure and serialisable: the state is carried across
- * continue-as-new, and time comes in as an argument (workflow time is deterministic).
+ * Rollout pacing and abort criteria, as the campaign workflow applies them (AWS IoT Jobs semantics:
+ * https://docs.aws.amazon.com/iot/latest/apireference/API_CreateJob.html). Pure and serialisable: the state
+ * is carried across continue-as-new, and time comes in as an argument (workflow time is deterministic).
  */
 
 export interface PacerState {

@@ -8,7 +8,8 @@ export * from './campaign-core';
 /**
  * Campaign shapes: what a caller asks for (validated once at the boundary, in the starter) and the
  * settings the workflow and activities trust afterwards (workflow code imports ./campaign-core and
- * types only). Vocabulary follows AWS IoT Jobs (device-ops-anchors.md §1): rollout (maximumPerMinute,
+ * types only). Vocabulary follows AWS IoT Jobs
+ * (https://docs.aws.amazon.com/iot/latest/apireference/API_CreateJob.html): rollout (maximumPerMinute,
  * exponentialRate), abort criteria, retry criteria, in-progress timeout.
  */
 
@@ -17,7 +18,10 @@ export const CampaignId = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'must be 1-64 letters, digits, "_" or "-", starting with a letter or digit');
 
-/** The largest publishable message (EMQX `mqtt.max_packet_size` default, emqx-v5-api.md §5.1). */
+/**
+ * The largest publishable message (EMQX `mqtt.max_packet_size` default,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_schema.erl).
+ */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
 export const MAX_CAMPAIGN_TARGETS = 1_000_000;
 
@@ -186,7 +190,7 @@ export interface CampaignSettings {
   deadlineMs?: number;
   /** Set for selector campaigns: the workflow resolves the targets from device records. */
   selector?: TargetSelector;
-  /** The start that stored the campaign (absent in runs started before it was recorded). */
+  /** The start that stored the campaign (when absent, batches skip the ownership check). */
   startAttempt?: string;
 }
 

@@ -74,7 +74,7 @@ export interface PasswordHash {
   salt: string;
 }
 
-/** The MQTT username a device logs in with: its client id unless given (DESIGN.md, CLI). */
+/** The MQTT username a device logs in with: its client id unless given (docs/cli.md). */
 export function usernameOf(input: { clientId: string; username?: string }): string {
   return input.username ?? input.clientId;
 }

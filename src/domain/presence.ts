@@ -9,12 +9,12 @@ import { CONTROL_CHARS } from './device-core';
 
 export type Presence = 'online' | 'offline' | 'unknown';
 
-/** The device workflow's id (DESIGN.md, "Temporal"). */
+/** The device workflow's id. */
 export const presenceWorkflowId = (clientId: string): string => `device/${clientId}`;
 
 /**
  * A connect or disconnect as the device workflow receives it. `connectedAt` (EMQX's clock, ms)
- * names the session: events are ordered by it, never by arrival (reference limits §2.3).
+ * names the session: events are ordered by it, never by arrival (https://github.com/emqx/emqx/issues/12954).
  * `observed` comes from reconciliation: what EMQX's live client list showed at `observedAt`.
  */
 export type PresenceEvent =

@@ -1,7 +1,7 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 
 /**
- * Search attributes (DESIGN.md, "Temporal"): registered by the dev stack and by the setup command,
+ * Search attributes (docs/cli.md lists the queries): registered by the dev stack and by the setup command,
  * set on every workflow so an operator can type `DeviceId="x"` in the Temporal UI. They are stored
  * in plaintext (the codec does not cover them), so they hold ids and states, never secrets.
  */

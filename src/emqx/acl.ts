@@ -1,5 +1,6 @@
 /**
- * Publish/subscribe ACL: built-in-database authorization rules (reference §3, 5.1+ paths), and the
+ * Publish/subscribe ACL: built-in-database authorization rules (5.1+ paths,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth_mnesia/src/emqx_authz_api_mnesia.erl), and the
  * per-client authorization cache that must be cleared for a rule change to reach a connected client.
  */
 import { falseIfNotFound, nullIfNotFound } from './errors';
@@ -32,7 +33,7 @@ export async function getAclRules(http: EmqxHttp, target: AclTarget, opts: CallO
 
 /**
  * Replaces the target's whole rule list; creates it when absent. Idempotent, unlike POST, which
- * answers 409 when the client already has rules (reference §3).
+ * answers 409 when the client already has rules.
  */
 export async function putAclRules(http: EmqxHttp, target: AclTarget, rules: readonly AclRuleInput[], opts: CallOptions = {}): Promise<void> {
   const parsed = parseInput(AclTarget, target, 'target');

@@ -18,7 +18,10 @@ export interface EmqxErrorDetails {
   code: string;
   method?: HttpMethod;
   path?: string;
-  /** `/publish` errors carry an MQTT reason code instead of a string code (reference §5.1). */
+  /**
+   * `/publish` errors carry an MQTT reason code instead of a string code
+   * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl).
+   */
   reasonCode?: number;
   cause?: unknown;
 }
@@ -61,7 +64,7 @@ export class EmqxNotConfiguredError extends EmqxError {
   override readonly type = 'EmqxNotConfiguredError';
 }
 
-/** 409 `ALREADY_EXISTS`, and 400 "already exists" on connectors, actions and rules (reference §8.2). */
+/** 409 `ALREADY_EXISTS`, and 400 "already exists" on connectors, actions and rules. */
 export class EmqxConflictError extends EmqxError {
   static override readonly type = 'EmqxConflictError';
   override readonly type = 'EmqxConflictError';
@@ -73,7 +76,10 @@ export class EmqxBadRequestError extends EmqxError {
   override readonly type = 'EmqxBadRequestError';
 }
 
-/** 401/403: wrong API key or secret, or the key's role does not allow the call (reference §1.1). */
+/**
+ * 401/403: wrong API key or secret, or the key's role does not allow the call
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_auth.erl).
+ */
 export class EmqxUnauthorizedError extends EmqxError {
   static override readonly type = 'EmqxUnauthorizedError';
   override readonly type = 'EmqxUnauthorizedError';

@@ -1,6 +1,6 @@
 /**
  * The EMQX side of the webhook adapter: an HTTP connector, an HTTP action and a rule that POST device
- * events to the adapter with the shared token (reference §8.2). Safe to run again: each piece is upserted.
+ * events to the adapter with the shared token (docs/emqx-setup.md). Safe to run again: each piece is upserted.
  */
 import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';

@@ -9,7 +9,7 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_CONNECTIONS = 16;
 
 export type QueryScalar = string | number | boolean;
-/** Query parameters; an array repeats the key (`clientid=a&clientid=b`, reference §4.1). */
+/** Query parameters; an array repeats the key (`clientid=a&clientid=b`, as `GET /clients` takes it). */
 export type Query = Readonly<Record<string, QueryScalar | readonly QueryScalar[] | undefined>>;
 
 export interface CallOptions {

@@ -21,7 +21,11 @@ export const NewUser = z.strictObject({
 });
 export type NewUser = z.input<typeof NewUser>;
 
-/** EMQX's spec makes `password` required on update (reference §2), so it is required here too. */
+/**
+ * EMQX's spec makes `password` required on update
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authn/emqx_authn_api.erl,
+ * `request_user_update`), so it is required here too.
+ */
 export const UserUpdate = z.strictObject({ password: NonEmpty, is_superuser: z.boolean().optional() });
 export type UserUpdate = z.input<typeof UserUpdate>;
 

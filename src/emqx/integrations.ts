@@ -1,5 +1,5 @@
 /**
- * Data integration: connectors, actions and rules (reference §8.2), the pieces that make EMQX POST its
+ * Data integration: connectors, actions and rules (docs/emqx-setup.md), the pieces that make EMQX POST its
  * events to the webhook adapter. Creating one that exists answers 400 "already exists" (or 409),
  * surfaced as `EmqxConflictError`; the upserts then PUT the new configuration.
  */

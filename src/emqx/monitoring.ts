@@ -1,6 +1,8 @@
 /**
- * Statistics, metrics, nodes and health (reference §1.4, §6). Stats are gauges (`live_connections.count`
- * is "devices online now"); metrics are counters since node start.
+ * Statistics, metrics, nodes and health
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_stats.erl and its
+ * siblings). Stats are gauges (`live_connections.count` is "devices online now"); metrics are counters since
+ * node start.
  */
 import { z } from 'zod';
 import type { CallOptions, EmqxHttp } from './http';

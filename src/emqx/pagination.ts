@@ -1,6 +1,7 @@
 /**
- * Page-number pagination (reference §0): follow `meta.hasnext`, never `meta.count`, which is absent
- * with `like_*` filters.
+ * Page-number pagination
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api.erl): follow
+ * `meta.hasnext`, never `meta.count`, which is absent with `like_*` filters.
  */
 import { z } from 'zod';
 import type { CallOptions, EmqxHttp, Query } from './http';

@@ -34,7 +34,7 @@ export function parseResponse<S extends z.ZodType>(schema: S, res: EmqxResponse,
 
 /**
  * Accepts both `{"data": X}` and a bare `X`: the code returns several bodies bare that EMQX Cloud's
- * docs show wrapped (reference §11), so either is taken.
+ * docs show wrapped (e.g. https://docs.emqx.com/en/cloud/latest/api/clients_v5.html), so either is taken.
  */
 export function parseMaybeWrapped<S extends z.ZodType>(schema: S, res: EmqxResponse, at: Endpoint): z.output<S> {
   if (isRecord(res.body) && 'data' in res.body) {

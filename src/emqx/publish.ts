@@ -1,8 +1,9 @@
 /**
- * Publishing through the REST API (reference §5). A publish has an outcome per message rather than a
- * plain success: 200 = reached at least one subscriber, 202 = accepted but nobody subscribed (reason
- * code 16; retained messages are still stored), 503 = subscribers matched but dispatch failed.
- * A 400 rejects the whole request (for bulk: every message) and is thrown.
+ * Publishing through the REST API
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl). A publish
+ * has an outcome per message rather than a plain success: 200 = reached at least one subscriber, 202 =
+ * accepted but nobody subscribed (reason code 16; retained messages are still stored), 503 = subscribers
+ * matched but dispatch failed. A 400 rejects the whole request (for bulk: every message) and is thrown.
  */
 import { z } from 'zod';
 import { errorFromResponse, EmqxResponseError } from './errors';

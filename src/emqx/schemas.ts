@@ -1,11 +1,12 @@
 /**
- * Shapes of EMQX 5 answers, declared once; the types are derived. Objects are loose: EMQX adds fields
- * between versions and EMQX Cloud adds its own (reference §4.2), so only what we rely on is checked.
- * Field names are EMQX's own (snake_case), as in the reference.
+ * Shapes of EMQX 5 answers, declared once; the types are derived. Objects are loose: EMQX adds fields between
+ * versions and EMQX Cloud adds its own (docs/emqx-compatibility.md), so only what we rely on is checked.
+ * Field names are EMQX's own (snake_case). Each section names the EMQX module that produces the answers,
+ * as a path under https://github.com/emqx/emqx/tree/v5.8.9/apps.
  */
 import { z } from 'zod';
 
-// ---- pagination (reference §0) ----
+// ---- pagination (emqx_management/src/emqx_mgmt_api.erl) ----
 
 export const PageMeta = z.looseObject({
   page: z.number().optional(),
@@ -24,7 +25,7 @@ export interface Page<T> {
   meta: PageMeta;
 }
 
-// ---- authentication users (reference §2) ----
+// ---- authentication users (emqx_auth/src/emqx_authn/emqx_authn_api.erl) ----
 
 export const AuthUser = z.looseObject({
   user_id: z.string(),
@@ -42,7 +43,7 @@ export const ImportUsersCounts = z.looseObject({
 });
 export type ImportUsersCounts = z.infer<typeof ImportUsersCounts>;
 
-// ---- authorization rules (reference §3) ----
+// ---- authorization rules (emqx_auth_mnesia/src/emqx_authz_api_mnesia.erl) ----
 
 export const AclPermission = z.enum(['allow', 'deny']);
 export const AclAction = z.enum(['publish', 'subscribe', 'all']);
@@ -64,7 +65,7 @@ export type UsernameAclRules = z.infer<typeof UsernameAclRules>;
 
 export const GlobalAclRules = z.looseObject({ rules: z.array(AclRule) });
 
-// ---- clients and subscriptions (reference §4) ----
+// ---- clients and subscriptions (emqx_management/src/emqx_mgmt_api_clients.erl) ----
 
 /**
  * EMQX sets every field it has no value for to `null` (`result_format_undefined_to_null/1` in
@@ -136,13 +137,13 @@ export const SubscribeBulkBody = z.union([
   }),
 ]);
 
-// ---- publish (reference §5) ----
+// ---- publish (emqx_management/src/emqx_mgmt_api_publish.erl) ----
 
 export const PublishAccepted = z.looseObject({ id: z.string() });
 /** 202 (`reason_code` 16, no subscriber), 400 and 503 bodies of `/publish`. */
 export const PublishReason = z.looseObject({ reason_code: z.number(), message: z.string().default('') });
 
-// ---- stats, metrics, nodes, status (reference §1.4, §6) ----
+// ---- stats, metrics, nodes, status (emqx_management/src/emqx_mgmt_api_{stats,metrics,nodes,status}.erl) ----
 
 function numericFields(record: Record<string, unknown>): Record<string, number> {
   const out: Record<string, number> = {};
@@ -180,7 +181,8 @@ export const StatusJson = z.looseObject({
   app_status: z.string().optional(),
 });
 
-// ---- connectors, actions, rules (reference §8.2) ----
+// ---- connectors, actions, rules (emqx_connector/src/emqx_connector_api.erl,
+// emqx_bridge/src/emqx_bridge_v2_api.erl, emqx_rule_engine/src/emqx_rule_engine_api.erl) ----
 
 export const Connector = z.looseObject({
   type: z.string(),

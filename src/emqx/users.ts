@@ -1,5 +1,6 @@
 /**
- * Device credentials: users of the `password_based:built_in_database` authenticator (reference §2).
+ * Device credentials: users of the `password_based:built_in_database` authenticator
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authn/emqx_authn_api.erl).
  * Deleting a user or changing its password does not disconnect a connected client; kick it too.
  */
 import { EmqxConflictError, falseIfNotFound, nullIfNotFound } from './errors';

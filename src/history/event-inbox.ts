@@ -4,7 +4,7 @@ import type { ConnectionEvent } from './index';
 
 /**
  * What the webhook adapter writes: every EMQX event once in the history, keyed by a stable key so
- * EMQX's retries and duplicates are stored once (reference §8.2: delivery is at-least-once), and
+ * EMQX's retries and duplicates are stored once (delivery is at-least-once: docs/webhook-adapter.md), and
  * each connect/disconnect also in the durable inbox until its device workflow has been signalled.
  *
  * The inbox is a series of small collections, one per adapter process and time window
@@ -20,7 +20,7 @@ export interface StoredConnectionEvent extends ConnectionEvent {
   receivedAt: string;
 }
 
-/** Subscribe, unsubscribe and chosen message topics (DESIGN.md capability 9). */
+/** Subscribe, unsubscribe and chosen message topics. */
 export interface DeviceEvent {
   key: string;
   clientId: string;

@@ -9,8 +9,8 @@ export type { DeviceEvent, StoredConnectionEvent } from './event-inbox';
 
 /**
  * The one MongoDB access layer. Every write is an upsert on a unique key, because activities run at
- * least once (DESIGN.md, "Rules"). Works on MongoDB 7 and FerretDB 1.24 (no transactions, no TTL
- * indexes, no `.` or leading `$` in keys: reference dev-stack-dependencies.md §1).
+ * least once. Works on MongoDB 7 and FerretDB 1.24 (no transactions, no TTL indexes, no `.` or leading
+ * `$` in keys: https://docs.ferretdb.io/v1.24/diff).
  */
 
 export interface AuditEntry {

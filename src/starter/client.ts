@@ -110,7 +110,7 @@ export class NoPresenceWorkflowError extends Error {
   }
 }
 
-/** A row of `alarms --json` (DESIGN.md). */
+/** A row of `alarms --json`. */
 export interface AlarmSummary {
   clientId: string;
   level: number;
@@ -307,7 +307,7 @@ export class DeviceOps {
     };
   }
 
-  /** EMQX's live figures and message rates (DESIGN.md capability 10). */
+  /** EMQX's live figures and message rates (`/stats`, `/metrics`, `/monitor_current`). */
   async brokerStats(): Promise<BrokerStatsReport> {
     return currentBrokerStats(this.deps);
   }
@@ -388,7 +388,7 @@ export class DeviceOps {
 
   /**
    * Creates (or updates) EMQX's connector, HTTP action and rule that POST device events to the
-   * webhook adapter with the shared token (reference §8.2). Idempotent.
+   * webhook adapter with the shared token (docs/emqx-setup.md). Idempotent.
    */
   async setupEventWebhook(input: { url: string; token: string; messageTopics?: string[] }): Promise<EventWebhookResult & { url: string; topics: string[] }> {
     const parsed = parseInput(WebhookSetup, input);

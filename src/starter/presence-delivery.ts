@@ -9,9 +9,9 @@ import { devicePresence, presenceEventsSignal } from '../workflows/presence';
 /**
  * Hands presence events to the device's workflow, with the campaigns waiting for the device (see
  * presenceEventsSignal), starting the workflow if it is not running (signal-with-start is atomic:
- * reference temporal-typescript.md §2). Used by the webhook adapter and by reconciliation, through
- * PresenceDelivery, which first checks that the client is tracked. The search attributes are those
- * of a new workflow; a running one keeps its own.
+ * https://docs.temporal.io/develop/typescript/message-passing#signal-with-start). Used by the webhook adapter
+ * and by reconciliation, through PresenceDelivery, which first checks that the client is tracked. The search
+ * attributes are those of a new workflow; a running one keeps its own.
  */
 export async function deliverPresenceEvents(
   client: Client,

@@ -33,7 +33,7 @@ export async function ensureSchedule(client: Client, options: ScheduleOptions): 
   }
 }
 
-/** The statistics snapshot schedule (DESIGN.md capability 10), every `intervalMs`. */
+/** The statistics snapshot schedule (docs/cli.md, "broker-stats"), every `intervalMs`. */
 export function ensureStatsSchedule(
   client: Client,
   options: { taskQueue: string; intervalMs: number; scheduleId?: string },

@@ -17,7 +17,7 @@ export function bearerToken(authorization: string | undefined): string | undefin
 }
 
 /**
- * The shared secret EMQX sends with each event (reference §8.2: EMQX does not sign bodies), as
+ * The shared secret EMQX sends with each event (EMQX does not sign the bodies of HTTP-action requests), as
  * `Authorization: Bearer <token>` or `x-emqx-token: <token>`.
  */
 export function createTokenCheck(expected: string): (headers: IncomingHttpHeaders) => boolean {

@@ -4,9 +4,10 @@ import { presenceEventKey, type PresenceEvent } from '../domain/presence';
 import type { DeviceEvent, StoredConnectionEvent } from '../history';
 
 /**
- * EMQX 5 rule-engine HTTP-action bodies (reference §8.1: `SELECT *` output, one object or an
- * array), validated field by field and turned into what the adapter stores and signals. Unknown
- * event types are accepted and counted, not failed: a rule may select more than we use.
+ * EMQX 5 rule-engine HTTP-action bodies (`SELECT *` output, one object or an array; fields per event in
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_rule_engine/src/emqx_rule_events.erl), validated field
+ * by field and turned into what the adapter stores and signals. Unknown event types are accepted and counted,
+ * not failed: a rule may select more than we use.
  */
 
 /** Epoch milliseconds, as rule-engine events carry them; bounded so `new Date()` cannot throw. */

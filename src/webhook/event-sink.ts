@@ -12,7 +12,7 @@ export interface EventSink {
   temporalUp(): boolean;
 }
 
-/** The answer is 503: EMQX retries 503 (reference limits §2.2), so the events are not lost. */
+/** The answer is 503: EMQX retries 503 (docs/webhook-adapter.md), so the events are not lost. */
 export class SinkUnavailableError extends Error {
   readonly type = 'SinkUnavailableError';
 }

@@ -5,11 +5,11 @@ import { SinkUnavailableError, type EventSink } from './event-sink';
 import type { RejectReason, WebhookMetrics } from './metrics';
 
 /**
- * The webhook adapter's HTTP server (DESIGN.md, "Webhook adapter"): `POST /emqx/events` takes
- * EMQX rule-engine HTTP-action bodies, `GET /healthz`, `GET /metrics`. Answers follow EMQX's retry
- * rules (reference limits §2.2): 2xx is done; 503 is retried, so it is the answer whenever the
- * events could not be kept; every other 4xx is final, so it is kept for input that will never be
- * valid (bad token, bad JSON, bad fields, too large).
+ * The webhook adapter's HTTP server (docs/webhook-adapter.md): `POST /emqx/events` takes EMQX rule-engine
+ * HTTP-action bodies, `GET /healthz`, `GET /metrics`. Answers follow EMQX's retry rules
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_bridge_http/src/emqx_bridge_http_connector.erl): 2xx is
+ * done; 503 is retried, so it is the answer whenever the events could not be kept; every other 4xx is final,
+ * so it is kept for input that will never be valid (bad token, bad JSON, bad fields, too large).
  */
 
 export interface WebhookServerDeps {

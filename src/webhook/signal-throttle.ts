@@ -1,10 +1,9 @@
 /**
- * Answering EMQX fast matters more during a storm than signalling fast: events are durable once
- * stored, and EMQX drops what it cannot deliver within its request timeout (reference limits
- * §2.2). So while the adapter's own response times climb (the machine is busy: Temporal and the
- * worker are working through the signals), the relay runs fewer signals at once, and more again
- * once answers are quick: additive increase, multiplicative decrease, judged every `windowMs` on the
- * slowest tenth of the answers.
+ * Answering EMQX fast matters more during a storm than signalling fast: events are durable once stored, and
+ * EMQX drops what it cannot deliver within its request timeout (`request_ttl`, docs/emqx-setup.md). So while
+ * the adapter's own response times climb (the machine is busy: Temporal and the worker are working through
+ * the signals), the relay runs fewer signals at once, and more again once answers are quick: additive
+ * increase, multiplicative decrease, judged every `windowMs` on the slowest tenth of the answers.
  */
 export class SignalThrottle {
   private current: number;

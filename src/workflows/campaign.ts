@@ -25,7 +25,7 @@ import { failureMessage } from './failures';
  * `rollout.concurrency` at a time on different chunks. Each activity result is the chunk's absolute
  * state, so history grows by a handful of events per batch (about 2.5 per 1,000 targets at the
  * default batch size), not per target, and the run continues as new long before Temporal's limits
- * (limits-and-semantics.md §1).
+ * (https://docs.temporal.io/workflow-execution/limits).
  *
  * Control: pause / resume / cancel are updates (validated, answered once they took effect: pause
  * returns when no batch is in flight any more); `campaignProgress` is a query; `deviceOnline` is a

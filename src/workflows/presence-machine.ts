@@ -15,10 +15,10 @@ import {
  * change the state and return the effects the workflow then carries out (activities). Kept apart
  * from the workflow so its ordering rules can be tested without Temporal.
  *
- * Ordering (reference limits §2.3): EMQX delivers events unordered, duplicated and sometimes not at
- * all. A session is named by its `connected_at`; an event about an older session than the current
- * one is stale, a disconnect with reason `takenover`/`discarded` belongs to a superseded session.
- * So the final presence does not depend on the order in which events arrive.
+ * Ordering (https://github.com/emqx/emqx/issues/12954): EMQX delivers events unordered, duplicated and
+ * sometimes not at all. A session is named by its `connected_at`; an event about an older session than the
+ * current one is stale, a disconnect with reason `takenover`/`discarded` belongs to a superseded session. So
+ * the final presence does not depend on the order in which events arrive.
  */
 
 export interface Session {

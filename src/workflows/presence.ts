@@ -60,9 +60,9 @@ export const acknowledgeAlarmUpdate = defineUpdate<AlarmView, [AlarmAction]>('ac
 export const clearAlarmUpdate = defineUpdate<AlarmView, [AlarmAction]>('clearAlarm');
 
 /**
- * Temporal refuses more than 10,000 signals per run and suggests continue-as-new after ~4,096
- * history events (reference limits §1.1); a flap costs about ten events, so 1,000 messages keeps
- * every run far below both.
+ * Temporal refuses more than 10,000 signals per run and suggests continue-as-new after ~4,096 history events
+ * (https://docs.temporal.io/workflow-execution/limits); a flap costs about ten events, so 1,000 messages
+ * keeps every run far below both.
  */
 export const DEFAULT_CONTINUE_AS_NEW_AFTER = 1_000;
 

@@ -12,7 +12,12 @@ import {
   type BrokerApi,
 } from './broker-helpers';
 
-/** Clients, kick, subscriptions on behalf, and the subscription and topic listings (reference §4, §7). */
+/**
+ * Clients, kick, subscriptions on behalf, and the subscription and topic listings
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_clients.erl,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_subscriptions.erl,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_topics.erl).
+ */
 
 let broker: RunningBroker;
 let api: BrokerApi;

@@ -12,7 +12,13 @@ import {
   type BrokerApi,
 } from './broker-helpers';
 
-/** `POST /publish`, `/publish/bulk` (reference §5), and the statistics endpoints (reference §6). */
+/**
+ * `POST /publish`, `/publish/bulk`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl), and the
+ * statistics endpoints
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_stats.erl,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_metrics.erl).
+ */
 
 let broker: RunningBroker;
 let api: BrokerApi;

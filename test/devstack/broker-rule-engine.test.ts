@@ -14,8 +14,9 @@ import {
 } from './broker-helpers';
 
 /**
- * Connectors, actions and rules (reference §8.2), the event bodies they deliver (§8.1), and
- * webhook delivery semantics: retries on 429/503/connection errors, permanent failures, faults.
+ * Connectors, actions and rules (docs/emqx-setup.md), the event bodies they deliver
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_rule_engine/src/emqx_rule_events.erl), and webhook
+ * delivery semantics: retries on 429/503/connection errors, permanent failures, faults.
  */
 
 let broker: RunningBroker;

@@ -1,5 +1,6 @@
 /**
- * The documented variants of EMQX answers (reference §11 and per endpoint), replayed with MockAgent.
+ * The variants of EMQX answers that EMQX's and EMQX Cloud's API docs show (wrapped or bare bodies, 200 or
+ * 204 on updates, older versions' answers), replayed with MockAgent.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseDurationMs, parseEnvFile } from '../../src/config';
 
 describe('loadConfig', () => {
-  it('applies the DESIGN.md defaults', () => {
+  it('applies the defaults', () => {
     const config = loadConfig(['temporal', 'mongo', 'alarm'], {});
     expect(config.temporal).toMatchObject({ TEMPORAL_ADDRESS: '127.0.0.1:7233', TEMPORAL_NAMESPACE: 'default', TEMPORAL_TASK_QUEUE: 'device-ops' });
     expect(config.mongo).toEqual({ MONGODB_URI: 'mongodb://127.0.0.1:27017', MONGODB_DB: 'device_ops' });

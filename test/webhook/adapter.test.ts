@@ -10,9 +10,10 @@ import { freshDatabase, waitFor } from '../harness';
 import { connectedEvent, disconnectedEvent, postEvents, recordDevices, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
 
 /**
- * The adapter's HTTP contract (DESIGN.md "Webhook adapter"; EMQX retry semantics, reference limits
- * §2.2): 200 once the events are stored, 503 when they cannot be kept, a final 4xx for input that
- * will never be valid, and nothing stored for a rejected request.
+ * The adapter's HTTP contract (docs/webhook-adapter.md; EMQX's retry rules in
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_bridge_http/src/emqx_bridge_http_connector.erl): 200
+ * once the events are stored, 503 when they cannot be kept, a final 4xx for input that will never be valid,
+ * and nothing stored for a rejected request.
  */
 
 let env: PresenceTestEnv;

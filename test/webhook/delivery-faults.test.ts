@@ -7,7 +7,7 @@ import { connectDevice } from '../support/device-ops-env';
 import { startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
 
 /**
- * EMQX's delivery faults, injected by the broker (reference limits §2.2-2.3: unordered,
+ * EMQX's delivery faults, injected by the broker (https://github.com/emqx/emqx/issues/12954: unordered,
  * duplicated, sometimes dropped), against the whole path: the recorded presence ends up where
  * EMQX's live view is, and reconciliation heals what was dropped.
  */

@@ -1,7 +1,8 @@
 import type { z } from 'zod';
 
 /**
- * EMQX 5 error responses: `{"code": "<UPPER_SNAKE>", "message": "..."}` (reference §0). `/publish`
+ * EMQX 5 error responses: `{"code": "<UPPER_SNAKE>", "message": "..."}`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_dashboard/src/emqx_dashboard_swagger.erl). `/publish`
  * answers with its own bodies, so the body is kept as given.
  */
 export class ApiError extends Error {

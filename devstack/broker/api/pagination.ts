@@ -1,8 +1,10 @@
 import { apiError, badRequest } from './errors';
 
 /**
- * EMQX page-number pagination (reference §0): `page` from 1, `limit` 1..10000 (default 100);
- * `meta.count` only when no fuzzy (`like_*`) filter was used; `hasnext` always.
+ * EMQX page-number pagination
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api.erl): `page` from 1,
+ * `limit` 1..10000 (default 100); `meta.count` only when no fuzzy (`like_*`) filter was used; `hasnext`
+ * always.
  */
 
 export type Query = Record<string, string | string[] | undefined>;

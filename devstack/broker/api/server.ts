@@ -18,7 +18,8 @@ import { registerSubscriptionRoutes } from './routes/subscriptions';
 
 /**
  * The EMQX 5 REST API subset under `/api/v5`, plus `/devstack/faults`. Every call but the status
- * endpoints needs HTTP Basic auth with the API key and secret (reference §1.1).
+ * endpoints needs HTTP Basic auth with the API key and secret
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_auth.erl).
  */
 
 export interface ApiServerOptions {

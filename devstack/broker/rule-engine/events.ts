@@ -1,7 +1,8 @@
 import type { DisconnectReason, LiveSession } from '../sessions';
 
 /**
- * Rule-engine event bodies as EMQX 5 emits them for `SELECT *` (reference §8.1), minus the
+ * Rule-engine event bodies as EMQX 5 emits them for `SELECT *`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_rule_engine/src/emqx_rule_events.erl), minus the
  * common fields (`event`, `timestamp`, `node`, `metadata`) that the rule engine adds when a rule
  * fires. Absent usernames and mountpoints are the string "undefined", as in EMQX.
  */
@@ -95,7 +96,10 @@ export interface PublishedMessage {
   receivedAt: number;
 }
 
-/** REST-published messages come from the internal sender `http_api` (reference §5.1). */
+/**
+ * REST-published messages come from the internal sender `http_api`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl).
+ */
 export function messagePublishEvent(message: PublishedMessage): EventBody {
   const session = message.session;
   return {

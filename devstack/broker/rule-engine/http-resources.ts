@@ -2,9 +2,10 @@ import { z } from 'zod';
 import { parseDurationMs } from '../../../src/config';
 
 /**
- * HTTP connectors and HTTP actions of the rule engine (reference §8.2). A connector holds the
- * base URL and shared headers; an action names its connector and adds path, method, headers,
- * body template and retry settings. Ids are `<type>:<name>`; only type `http` exists here.
+ * HTTP connectors and HTTP actions of the rule engine
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_bridge_http/src/emqx_bridge_http_connector.erl). A
+ * connector holds the base URL and shared headers; an action names its connector and adds path, method,
+ * headers, body template and retry settings. Ids are `<type>:<name>`; only type `http` exists here.
  */
 
 // emqx_resource.erl validate_name/2: no dots, shorter than 255.

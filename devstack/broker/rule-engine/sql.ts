@@ -2,8 +2,9 @@ import { isValidTopicFilter } from '../topic';
 
 /**
  * The part of EMQX rule SQL this broker runs: `SELECT * FROM "t1", "t2" [WHERE ...]`
- * (reference §8.1-8.2). The WHERE clause is accepted and ignored, so a rule fires for every
- * event of its FROM topics; receivers have to tolerate extra events anyway.
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_rule_engine/src/emqx_rule_sqlparser.erl). The WHERE
+ * clause is accepted and ignored, so a rule fires for every event of its FROM topics; receivers have to
+ * tolerate extra events anyway.
  */
 
 export class RuleSqlError extends Error {}

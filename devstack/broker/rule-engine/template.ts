@@ -1,5 +1,6 @@
 /**
- * EMQX `${...}` templates in an HTTP action's path, headers and body (reference §8.2):
+ * EMQX `${...}` templates in an HTTP action's path, headers and body
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_utils/src/emqx_template.erl):
  * `${clientid}`, nested `${flags.retain}`, and `${.}` for the whole selected event.
  */
 

@@ -8,10 +8,10 @@ import { renderBody, renderTemplate } from './template';
 
 /**
  * Asynchronous delivery of rule-engine events for one HTTP action, with EMQX's semantics
- * (reference §8.2): any 2xx is success; 429, 503 and connection errors are retried up to
- * `max_retries` within `request_ttl`; other statuses fail permanently. Up to `inflight_window`
- * requests run at once, the rest wait in a queue. Injected faults drop, duplicate or reorder
- * deliveries, as real EMQX sometimes does.
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_bridge_http/src/emqx_bridge_http_connector.erl): any
+ * 2xx is success; 429, 503 and connection errors are retried up to `max_retries` within `request_ttl`; other
+ * statuses fail permanently. Up to `inflight_window` requests run at once, the rest wait in a queue. Injected
+ * faults drop, duplicate or reorder deliveries, as real EMQX sometimes does.
  */
 
 /** EMQX action metric names (`GET /actions/{id}/metrics`), plus `duplicated` for injected copies. */

@@ -5,7 +5,7 @@ import type { ApiContext } from '../context';
 import { notFound } from '../errors';
 import { queryValue, type Query } from '../pagination';
 
-/** `/stats`, `/metrics`, `/nodes`, `/monitor_current` (reference §6), for the single node. */
+/** `/stats`, `/metrics`, `/nodes`, `/monitor_current` (docs/emqx-compatibility.md), for the single node. */
 export function registerObservabilityRoutes(app: FastifyInstance, context: ApiContext): void {
   const { stats, metrics } = context;
   const requireNode = (node: string | undefined): void => {

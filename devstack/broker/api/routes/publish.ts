@@ -4,8 +4,10 @@ import type { ApiContext } from '../context';
 import { ApiError, badRequest } from '../errors';
 
 /**
- * `POST /publish` and `/publish/bulk` (reference §5). In a bulk request every item is validated
- * before anything is published; one bad item rejects the batch with that item's error body.
+ * `POST /publish` and `/publish/bulk`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl). In a bulk
+ * request every item is validated before anything is published; one bad item rejects the batch with that
+ * item's error body.
  */
 export function registerPublishRoutes(app: FastifyInstance, { publisher, metrics }: ApiContext): void {
   const prepare = (body: unknown): ReturnType<typeof publisher.prepare> => {

@@ -14,7 +14,7 @@ import { ApiError, apiError, badRequest, notFound, parseBody } from '../errors';
 import { booleanParam, pageRequest, paginate, queryValue, type Query } from '../pagination';
 import { noContent } from '../replies';
 
-/** Connectors, actions and rules: enough of the rule engine for an HTTP webhook (reference §8.2). */
+/** Connectors, actions and rules: enough of the rule engine for an HTTP webhook (docs/emqx-setup.md). */
 
 type IdParams = { Params: { id: string } };
 const CONNECTED = { status: 'connected', status_reason: '', node_status: [{ node: NODE_NAME, status: 'connected' }] };

@@ -2,7 +2,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EMQX_VERSION, NODE_NAME } from '../../emqx-formats';
 import { queryValue, type Query } from '../pagination';
 
-/** `GET /api/v5/status` (no auth): text by default, JSON with `?format=json` (reference §1.4). */
+/**
+ * `GET /api/v5/status` (no auth): text by default, JSON with `?format=json`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_status.erl).
+ */
 export function registerStatusRoutes(app: FastifyInstance): void {
   const status = (request: FastifyRequest<{ Querystring: Query }>, reply: FastifyReply): unknown => {
     if (queryValue(request.query, 'format') === 'json') {

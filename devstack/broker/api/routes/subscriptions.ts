@@ -5,7 +5,11 @@ import type { ApiContext } from '../context';
 import { apiError } from '../errors';
 import { booleanParam, integerParam, pageRequest, paginate, queryValue, type Query } from '../pagination';
 
-/** `GET /subscriptions` (data/meta, despite the spec) and the routing table `GET /topics` (reference §7). */
+/**
+ * `GET /subscriptions` (data/meta, despite the spec) and the routing table `GET /topics`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_subscriptions.erl,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_topics.erl).
+ */
 export function registerSubscriptionRoutes(app: FastifyInstance, { sessions }: ApiContext): void {
   app.get<{ Querystring: Query }>('/api/v5/subscriptions', (request) => {
     const page = pageRequest(request.query);
