@@ -54,6 +54,25 @@ export function reserve(pacer: PacerState, count: number, now: number): PacerSta
   return { ...pacer, nextSlotAt: Math.max(pacer.nextSlotAt, now) + count * msPerTarget(pacer) };
 }
 
+/**
+ * Targets per minute over the last `windowMs`, measured the way the limit is applied: `reserve`
+ * gives each batch's targets the pacer's time up to its next slot, so the window runs to that slot
+ * when it lies ahead. Counting only up to now would read a batch launched a moment ago as a rate
+ * over the limit (34/min under a 30/min limit). `recent` holds [time, targets published] per batch.
+ */
+export function measuredRatePerMinute(
+  recent: readonly (readonly [number, number])[],
+  now: number,
+  startedAt: number,
+  pacer: PacerState,
+  windowMs: number,
+): number {
+  const since = Math.max(now - windowMs, startedAt);
+  const published = recent.filter(([at]) => at > now - windowMs).reduce((sum, [, n]) => sum + n, 0);
+  const until = pacer.ratePerMinute === null ? now : Math.max(now, pacer.nextSlotAt);
+  return Math.round((published * 60_000) / Math.max(1_000, until - since));
+}
+
 /** Gives back the time of reserved targets a batch did not publish to (fewer were due). */
 export function refund(pacer: PacerState, unused: number, now: number): PacerState {
   if (pacer.ratePerMinute === null || unused <= 0) return pacer;

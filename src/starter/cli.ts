@@ -262,8 +262,22 @@ export function buildCli(io: CliIo): Command {
     .option('--json', 'print JSON')
     .action(async (clientId: string, opts: { subscribe: string[]; json?: boolean }) => {
       const subscriptions = parseEach(opts.subscribe, parseSubscription);
-      const result = await withOps((ops) => ops.setSubscriptions(clientId, subscriptions));
-      print(opts.json, result, () => `set ${subscriptions.length} desired subscriptions for ${clientId} (${result.online ? 'applied now' : 'device offline: applied on connect'})`);
+      // What the command reports is read back from EMQX after the workflow, never assumed from it.
+      const { result, live } = await withOps(async (ops) => {
+        const applied = await ops.setSubscriptions(clientId, subscriptions);
+        return { result: applied, live: (await ops.subscriptions(clientId)).live };
+      });
+      const liveTopics = new Set((live ?? []).map((s) => s.topic));
+      const notLive = subscriptions.filter((s) => !liveTopics.has(s.topic)).map((s) => s.topic);
+      print(opts.json, { ...result, live, notLive }, () =>
+        [
+          `desired for ${clientId}: ${subscriptions.map((s) => `${s.topic}:${s.qos}`).join(', ') || '(none)'}`,
+          live === null
+            ? 'live:    none, the device is offline: its desired subscriptions are applied when it connects'
+            : `live:    ${live.map((s) => `${s.topic}:${s.qos}`).join(', ') || '(none)'}`,
+          ...(live !== null && notLive.length > 0 ? [`not live: ${notLive.join(', ')} (EMQX did not confirm them; they are applied again on the next connect)`] : []),
+        ].join('\n'),
+      );
     });
 
   program

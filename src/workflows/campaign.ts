@@ -15,7 +15,7 @@ import {
 import type { Activities } from '../activities';
 import type { CampaignSettings, CampaignState } from '../domain/campaign';
 import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign-core';
-import { abortReason, batchAllowance, initialPacer, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
+import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
 import { failureMessage } from './failures';
 
 /**
@@ -187,9 +187,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     const now = Date.now();
     const counts = totals();
     const work = effort();
-    const recent = (carry?.recent ?? []).filter(([at]) => at > now - RATE_WINDOW_MS);
-    const window = Math.min(RATE_WINDOW_MS, Math.max(1_000, now - (carry?.startedAt ?? now)));
-    const ratePerMinute = Math.round((recent.reduce((sum, [, n]) => sum + n, 0) * 60_000) / window);
+    const ratePerMinute = carry ? measuredRatePerMinute(carry.recent, now, carry.startedAt, carry.pacer, RATE_WINDOW_MS) : 0;
     const remaining = counts.pending - counts.waiting;
     const state: CampaignProgress['state'] = ending?.state ?? (isPaused() ? 'paused' : 'running');
     const out: CampaignProgress = {

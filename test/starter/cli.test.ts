@@ -27,6 +27,27 @@ async function cli(args: string[], stdin = ''): Promise<CliRun> {
 }
 
 describe('device-ops CLI, end to end', () => {
+  it('subscriptions set reports what EMQX holds live, read back after the change, and says when the device is offline', async () => {
+    await env.ops.provision({ clientId: 'cli-subs', password: 'subs-password-1', acl: [{ permission: 'allow', action: 'all', topic: 'devices/cli-subs/#' }], subscriptions: [] });
+    const offline = await cli(['subscriptions', 'set', 'cli-subs', '--subscribe', 'devices/cli-subs/cmd:1']);
+    expect(offline.code).toBe(0);
+    expect(offline.stdout).toMatch(/live: +none, the device is offline/);
+    expect(offline.stdout).not.toMatch(/applied now/);
+    const offlineJson = JSON.parse((await cli(['subscriptions', 'set', 'cli-subs', '--subscribe', 'devices/cli-subs/cmd:1', '--json'])).stdout);
+    expect(offlineJson).toMatchObject({ online: false, live: null, notLive: ['devices/cli-subs/cmd'] });
+
+    const device = await connectDevice(env.broker, 'cli-subs', 'cli-subs', 'subs-password-1');
+    try {
+      const online = await cli(['subscriptions', 'set', 'cli-subs', '--subscribe', 'devices/cli-subs/cmd:1', '--subscribe', 'devices/cli-subs/ota:0']);
+      expect(online.code).toBe(0);
+      expect(online.stdout).toMatch(/live: +.*devices\/cli-subs\/cmd:1/);
+      expect(online.stdout).toMatch(/devices\/cli-subs\/ota:0/);
+      expect(online.stdout).not.toMatch(/not live/);
+    } finally {
+      await device.endAsync(true);
+    }
+  });
+
   it('provisions, enforces ACL, proxies subscriptions, rotates with kick and deprovisions', async () => {
     const provisioned = await cli(
       ['provision', 'cli-dev', '--password-stdin', '--acl', 'allow publish devices/${clientid}/up', '--acl', 'allow subscribe devices/${clientid}/cmd', '--subscribe', 'devices/cli-dev/cmd:1', '--wait', '--json'],
@@ -51,7 +72,7 @@ describe('device-ops CLI, end to end', () => {
 
       // The desired subscription was stored while offline; set it again now that the device is online.
       const subs = await cli(['subscriptions', 'set', 'cli-dev', '--subscribe', 'devices/cli-dev/cmd:1', '--json']);
-      expect(JSON.parse(subs.stdout)).toMatchObject({ online: true, applied: 1 });
+      expect(JSON.parse(subs.stdout)).toMatchObject({ online: true, applied: 1, live: [expect.objectContaining({ topic: 'devices/cli-dev/cmd' })], notLive: [] });
       const received = nextMessage(device, 'devices/cli-dev/cmd');
       await env.emqx.publish({ topic: 'devices/cli-dev/cmd', payload: 'hello' });
       expect(await received).toBe('hello');
