@@ -1,7 +1,7 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ownTemporal, waitFor, type OwnServer } from '../harness';
-import { connectedEvent, disconnectedEvent, postEvents, startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
+import { connectedEvent, disconnectedEvent, postEvents, recordDevices, startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
 
 /**
  * The webhook adapter recovers by itself from a Temporal outage of any length: while Temporal is
@@ -71,6 +71,8 @@ async function healthz(): Promise<{ status: string; temporal: string; inboxDepth
 
 async function outage(label: string, outageMs: number): Promise<void> {
   const ids = Array.from({ length: DEVICES }, (_, i) => `outage-${label}-${i}`);
+  // Provisioned devices: only they get device workflows (docs/presence.md).
+  await recordDevices(env.history, ids);
   let endStorm = (): void => undefined;
   const stormDone = storm(ids, new Promise<void>((resolve) => (endStorm = resolve)));
   // Some rounds reach the workflows first, so the outage hits signals in flight.
