@@ -11,7 +11,7 @@ export const PRESENCE_RECONCILE_SCHEDULE_ID = 'presence-reconcile';
  * Temporal UI's saved view for device work can exclude them:
  * `DeviceOperation NOT IN ("broker-stats", "presence-reconcile")`.
  */
-export const HOUSEKEEPING_OPERATIONS = { stats: 'broker-stats', reconcile: 'presence-reconcile' } as const;
+export const HOUSEKEEPING_OPERATIONS = { stats: STATS_SCHEDULE_ID, reconcile: PRESENCE_RECONCILE_SCHEDULE_ID } as const;
 
 /**
  * Creates a schedule, or updates it to these options if it exists: safe to run at every start of
@@ -33,43 +33,49 @@ export async function ensureSchedule(client: Client, options: ScheduleOptions): 
   }
 }
 
-/** The statistics snapshot schedule (docs/cli.md, "broker-stats"), every `intervalMs`. */
-export function ensureStatsSchedule(
+interface HousekeepingOptions {
+  taskQueue: string;
+  intervalMs: number;
+  /** Defaults to the schedule's well-known id; the schedule's runs take the same id. */
+  scheduleId?: string;
+}
+
+/**
+ * A housekeeping workflow every `intervalMs`, one run at a time (a run that overlaps the next is
+ * skipped), its runs tagged with their `DeviceOperation` so the saved views in docs/cli.md can
+ * leave them out.
+ */
+function ensureHousekeepingSchedule(
   client: Client,
-  options: { taskQueue: string; intervalMs: number; scheduleId?: string },
+  workflowType: typeof snapshotBrokerStats | typeof reconcilePresence,
+  operation: (typeof HOUSEKEEPING_OPERATIONS)[keyof typeof HOUSEKEEPING_OPERATIONS],
+  options: HousekeepingOptions,
 ): Promise<'created' | 'updated'> {
+  const scheduleId = options.scheduleId ?? operation;
   return ensureSchedule(client, {
-    scheduleId: options.scheduleId ?? STATS_SCHEDULE_ID,
+    scheduleId,
     spec: { intervals: [{ every: options.intervalMs }] },
     action: {
       type: 'startWorkflow',
-      workflowType: snapshotBrokerStats,
+      workflowType,
       args: [],
       taskQueue: options.taskQueue,
-      workflowId: options.scheduleId ?? STATS_SCHEDULE_ID,
-      // One run a minute: tagged so the saved views in docs/cli.md can leave housekeeping out.
-      typedSearchAttributes: [{ key: DeviceOperationKey, value: HOUSEKEEPING_OPERATIONS.stats }],
+      workflowId: scheduleId,
+      typedSearchAttributes: [{ key: DeviceOperationKey, value: operation }],
     },
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
   });
 }
 
+/** The statistics snapshot schedule (docs/cli.md, "broker-stats"), every `intervalMs`. */
+export function ensureStatsSchedule(client: Client, options: HousekeepingOptions): Promise<'created' | 'updated'> {
+  return ensureHousekeepingSchedule(client, snapshotBrokerStats, HOUSEKEEPING_OPERATIONS.stats, options);
+}
+
 /**
  * Presence reconciliation every `intervalMs` (PRESENCE_RECONCILE_INTERVAL): a webhook EMQX dropped
- * is corrected within one period. One run at a time; a run that overlaps the next is skipped.
+ * is corrected within one period.
  */
-export function ensurePresenceReconcileSchedule(client: Client, options: { taskQueue: string; intervalMs: number; scheduleId?: string }): Promise<'created' | 'updated'> {
-  return ensureSchedule(client, {
-    scheduleId: options.scheduleId ?? PRESENCE_RECONCILE_SCHEDULE_ID,
-    spec: { intervals: [{ every: options.intervalMs }] },
-    action: {
-      type: 'startWorkflow',
-      workflowType: reconcilePresence,
-      args: [],
-      taskQueue: options.taskQueue,
-      workflowId: options.scheduleId ?? PRESENCE_RECONCILE_SCHEDULE_ID,
-      typedSearchAttributes: [{ key: DeviceOperationKey, value: HOUSEKEEPING_OPERATIONS.reconcile }],
-    },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
-  });
+export function ensurePresenceReconcileSchedule(client: Client, options: HousekeepingOptions): Promise<'created' | 'updated'> {
+  return ensureHousekeepingSchedule(client, reconcilePresence, HOUSEKEEPING_OPERATIONS.reconcile, options);
 }
