@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../domain/campaign';
 import { InputError } from '../domain/input-error';
 import type { CampaignResultRow } from '../history/campaigns';
-import type { CampaignProgress } from '../workflows/campaign';
+import type { CampaignProgress } from '../contracts/campaign';
 import { collect, durationFlag, printResult, withOps, type CliIo } from './cli-io';
 import type { DeviceOps } from './client';
 import { parseTargetsFile } from './campaign-file';

@@ -30,9 +30,9 @@ import {
   deviceOnlineSignal,
   pauseCampaignUpdate,
   resumeCampaignUpdate,
-  runCampaign,
   type CampaignProgress,
-} from '../workflows/campaign';
+} from '../contracts/campaign';
+import type { runCampaign } from '../workflows/campaign';
 
 /**
  * Campaigns in the client library (`ops.campaigns`): start one (targets and message stored in
@@ -259,7 +259,7 @@ export class CampaignOps {
     };
     let runId: string;
     try {
-      const handle = await this.deps.temporal.workflow.start(runCampaign, {
+      const handle = await this.deps.temporal.workflow.start<typeof runCampaign>('runCampaign', {
         workflowId,
         taskQueue: options.taskQueue ?? this.deps.taskQueue,
         // A list campaign's workflow starts publishing at once: it is told how its targets are stored.

@@ -2,9 +2,6 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
   log,
   proxyActivities,
   proxyLocalActivities,
@@ -17,6 +14,15 @@ import type { CampaignSettings, CampaignState } from '../domain/campaign';
 import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign-core';
 import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
 import { failureMessage } from './failures';
+import {
+  cancelCampaignUpdate,
+  campaignProgressQuery,
+  deviceOnlineSignal,
+  pauseCampaignUpdate,
+  resumeCampaignUpdate,
+  type CampaignProgress,
+  type CampaignSummary,
+} from '../contracts/campaign';
 
 /**
  * A publish campaign (workflow id `campaign/<campaignId>`): the targets and the message live in
@@ -32,36 +38,6 @@ import { failureMessage } from './failures';
  * signal from the device's connect path that moves its waiting target to the front.
  */
 
-export interface CampaignProgress {
-  campaignId: string;
-  state: Exclude<CampaignState, 'created'>;
-  reason?: string;
-  counts: TargetCounts;
-  /** Attempts beyond each target's first. */
-  retries: number;
-  transientErrors: number;
-  /** Targets published to per minute, measured over the last minute. */
-  ratePerMinute: number;
-  /** The rollout's current limit (null = none). */
-  rateLimitPerMinute: number | null;
-  /** Time to finish the targets not waiting for a device, at the measured rate. */
-  etaSeconds: number | null;
-  batches: number;
-  startedAt: string;
-  deadlineAt?: string;
-  pausedAt?: string;
-  finishedAt?: string;
-  /** Set by the client when it could not ask the workflow itself. */
-  note?: string;
-}
-
-export type CampaignSummary = CampaignProgress & { state: 'completed' | 'cancelled' | 'aborted' };
-
-export const campaignProgressQuery = defineQuery<CampaignProgress>('campaignProgress');
-export const pauseCampaignUpdate = defineUpdate<CampaignProgress>('pauseCampaign');
-export const resumeCampaignUpdate = defineUpdate<CampaignProgress>('resumeCampaign');
-export const cancelCampaignUpdate = defineUpdate<CampaignProgress, [{ reason: string }]>('cancelCampaign');
-export const deviceOnlineSignal = defineSignal<[string]>('deviceOnline');
 
 /** Per-chunk numbers, carried across continue-as-new. */
 interface ChunkProgress {

@@ -13,10 +13,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { campaignWorkflowId } from '../domain/campaign-core';
+import { campaignWorkflowId, deviceOnlineSignal } from '../contracts/campaign';
 import { alarmActionProblem, isOpen, type AlarmAction, type PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
-import { deviceOnlineSignal } from './campaign';
 import {
   acknowledge,
   acknowledgeRefusal,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { csvField, etaText, progressBar } from '../../src/starter/campaign-cli';
-import type { CampaignProgress } from '../../src/workflows/campaign';
+import type { CampaignProgress } from '../../src/contracts/campaign';
 import { runCliWith, type CliRun } from '../support/cli-runner';
 import { waitFor } from '../harness';
 import { ids, registerDevices, TestDevices } from '../support/campaign-devices';

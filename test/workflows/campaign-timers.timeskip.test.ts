@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CampaignSettings, Rollout } from '../../src/domain/campaign';
 import { CampaignRequest } from '../../src/domain/campaign';
 import { emptyCounts, type ChunkReport } from '../../src/domain/campaign-core';
-import { campaignProgressQuery, deviceOnlineSignal, pauseCampaignUpdate, resumeCampaignUpdate, runCampaign } from '../../src/workflows/campaign';
+import { campaignProgressQuery, deviceOnlineSignal, pauseCampaignUpdate, resumeCampaignUpdate } from '../../src/contracts/campaign';
+import { runCampaign } from '../../src/workflows/campaign';
 import { uniqueName } from '../harness';
 import { startTimeSkipping, type TimeSkippingEnv } from '../support/time-skipping';
 
