@@ -10,8 +10,7 @@ import { freePort, type ServiceProcess } from '../devstack/services';
 import { mapPooled } from '../src/activities/failures';
 import { projectRoot } from '../src/config';
 import { presenceWorkflowId } from '../src/domain/presence';
-import { presenceQuery } from '../src/workflows/presence';
-import type { PresenceView } from '../src/workflows/presence-machine';
+import { presenceQuery, type PresenceView } from '../src/contracts/presence';
 import { memoryOf, round } from './cpu';
 import { percentile, startBenchStack, type BenchStack } from './stack';
 

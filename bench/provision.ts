@@ -1,4 +1,4 @@
-import { FLEET_CHUNK_SIZE } from '../src/workflows/fleet';
+import { FLEET_CHUNK_SIZE } from '../src/contracts/fleet';
 import type { FleetFileDevice } from '../src/starter/fleet-file';
 import { round } from './cpu';
 import { percentile, startBenchStack } from './stack';

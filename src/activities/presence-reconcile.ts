@@ -7,7 +7,8 @@ import type { History } from '../history';
 import { CampaignStore } from '../history/campaigns';
 import { WaitingCampaigns } from '../history/waiting-campaigns';
 import { PresenceDelivery } from '../starter/presence-delivery';
-import { presenceEventsSignal } from '../workflows/presence';
+import { presenceEventsSignal } from '../contracts/presence';
+import type { ReconcileReport } from '../contracts/presence-reconcile';
 import { emqxStep, mapPooled } from './failures';
 import type { PresenceSettings } from './presence';
 
@@ -20,18 +21,6 @@ import type { PresenceSettings } from './presence';
  * it, as a connect through the webhook adapter would: a dropped connect delays its message by one
  * reconciliation at most, not until the campaign's next recheck.
  */
-
-export interface ReconcileReport {
-  live: number;
-  recordedOnline: number;
-  /** Recorded online, absent from EMQX: told "not connected". */
-  markedOffline: number;
-  /** Connected in EMQX, not recorded online, tracked (docs/presence.md): told "connected since". */
-  markedOnline: number;
-  /** Connected in EMQX, not tracked: left to the history. */
-  untracked: number;
-  observedAt: string;
-}
 
 const SIGNAL_CONCURRENCY = 16;
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError } from '../config';
-import { failureMessage } from '../workflows/failures';
+import { failureMessage } from '../domain/failures';
 import { parseAclRule, parseSubscription, type AlarmPolicy } from '../domain/device';
 import { InputError } from '../domain/input-error';
 import type { DeviceOps } from './client';

@@ -5,13 +5,14 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   type WorkflowHandle,
+  type WorkflowStartOptions,
 } from '@temporalio/client';
 import type { DataConverter, Workflow } from '@temporalio/common';
 import { z } from 'zod';
 import { createDataConverter } from '../codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../config';
 import { AclRule, ClientId, ProvisionInput, Password, Subscription, TopicFilter, usernameOf, type DeviceRecord } from '../domain/device';
-import { presenceWorkflowId, type Alarm } from '../domain/presence';
+import type { Alarm } from '../domain/presence';
 import { AlarmAction } from '../domain/presence-input';
 import { InputError, parseInput } from '../domain/input-error';
 import { deviceInputProblems } from '../domain/acl-match';
@@ -20,24 +21,32 @@ import { createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type EmqxClient, type
 import { connectHistory, type ConnectionEvent, type History } from '../history';
 import { CampaignOps } from './campaigns';
 import { currentBrokerStats, trendOf, type BrokerStatsReport, type StatsTrend } from './stats';
-import {
+import type {
   deprovisionDevice,
   kickDevice,
   provisionDevice,
   rotateCredentials,
   setDesiredSubscriptions,
   setDeviceAcl,
-  type ProvisionRequest,
-  type ProvisionResult,
-  type RotateRequest,
 } from '../workflows/device-admin';
+import type { ProvisionRequest, ProvisionResult, RotateRequest } from '../contracts/device-admin';
 import { generatePassword, hashPassword } from './credentials';
 import type { FleetFileDevice } from './fleet-file';
-import { FLEET_CHUNK_SIZE, fleetChunkSignal, fleetProgressQuery, provisionFleet, type FleetDevice, type FleetProgress } from '../workflows/fleet';
-import { acknowledgeAlarmUpdate, clearAlarmUpdate, devicePresence, presenceQuery, recentEventsQuery } from '../workflows/presence';
-import type { AlarmView, PresenceView, RecentEvent } from '../workflows/presence-machine';
-import { reconcilePresence } from '../workflows/presence-reconcile';
-import type { ReconcileReport } from '../activities/presence-reconcile';
+import { FLEET_CHUNK_SIZE, fleetChunkSignal, fleetProgressQuery, type FleetDevice, type FleetProgress } from '../contracts/fleet';
+import type { provisionFleet } from '../workflows/fleet';
+import {
+  acknowledgeAlarmUpdate,
+  clearAlarmUpdate,
+  presenceQuery,
+  presenceWorkflowId,
+  recentEventsQuery,
+  type AlarmView,
+  type PresenceView,
+  type RecentEvent,
+} from '../contracts/presence';
+import type { devicePresence } from '../workflows/presence';
+import type { reconcilePresence } from '../workflows/presence-reconcile';
+import type { ReconcileReport } from '../contracts/presence-reconcile';
 
 /**
  * The client library a platform imports: typed, validated entry points that start and steer the
@@ -138,16 +147,19 @@ export class DeviceOps {
     this.campaigns = new CampaignOps({ temporal: deps.temporal, taskQueue: deps.taskQueue, history: deps.history });
   }
 
-  private async start<A extends unknown[], R>(
-    workflow: (...args: A) => Promise<R>,
+  /** Starts a workflow by its type name (clients never load workflow code). */
+  private async start<W extends Workflow>(
+    workflowType: string,
     operation: string,
     workflowId: string,
     clientId: string,
-    args: A,
+    args: Parameters<W>,
     memo: Record<string, unknown>,
-  ): Promise<WorkflowHandle<(...args: A) => Promise<R>>> {
+  ): Promise<WorkflowHandle<W>> {
     try {
-      return await this.deps.temporal.workflow.start(workflow, {
+      // Temporal's `args` option is a conditional type over W, which TypeScript cannot resolve for a
+      // generic W; the callers' explicit W keeps each call's arguments checked.
+      return await this.deps.temporal.workflow.start<W>(workflowType, {
         workflowId,
         taskQueue: this.deps.taskQueue,
         args,
@@ -157,7 +169,7 @@ export class DeviceOps {
           { key: DeviceOperationKey, value: operation },
         ],
         memo,
-      });
+      } as unknown as WorkflowStartOptions<W>);
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new WorkflowAlreadyRunningError(workflowId);
       throw err;
@@ -174,7 +186,7 @@ export class DeviceOps {
     const { password, generatePassword: generate, ...device } = parsed;
     const secret = password ?? generatePassword();
     const request: ProvisionRequest = { ...device, credentials: hashPassword(secret), passwordGenerated: generate };
-    const handle = await this.start(provisionDevice, 'provision', `provision/${parsed.clientId}`, parsed.clientId, [request], {
+    const handle = await this.start<typeof provisionDevice>('provisionDevice', 'provision', `provision/${parsed.clientId}`, parsed.clientId, [request], {
       clientId: parsed.clientId,
       username: usernameOf(parsed),
     });
@@ -188,7 +200,7 @@ export class DeviceOps {
 
   async startDeprovisioning(clientId: string): Promise<WorkflowHandle<typeof deprovisionDevice>> {
     const id = parseInput(ClientId, clientId, 'clientId');
-    return this.start(deprovisionDevice, 'deprovision', `deprovision/${id}`, id, [{ clientId: id }], { clientId: id });
+    return this.start<typeof deprovisionDevice>('deprovisionDevice', 'deprovision', `deprovision/${id}`, id, [{ clientId: id }], { clientId: id });
   }
 
   /** Starts a credential rotation; as with provisioning, only the hash travels and a generated password is returned here once. */
@@ -196,7 +208,7 @@ export class DeviceOps {
     const parsed = parseInput(RotateInput, input);
     const secret = parsed.password ?? generatePassword();
     const request: RotateRequest = { clientId: parsed.clientId, credentials: hashPassword(secret), passwordGenerated: parsed.generatePassword, kick: parsed.kick };
-    const handle = await this.start(rotateCredentials, 'rotate-credentials', `rotate/${parsed.clientId}`, parsed.clientId, [request], {
+    const handle = await this.start<typeof rotateCredentials>('rotateCredentials', 'rotate-credentials', `rotate/${parsed.clientId}`, parsed.clientId, [request], {
       clientId: parsed.clientId,
       kick: parsed.kick,
     });
@@ -205,7 +217,7 @@ export class DeviceOps {
 
   async kick(clientId: string) {
     const id = parseInput(ClientId, clientId, 'clientId');
-    return (await this.start(kickDevice, 'kick', `kick/${id}`, id, [{ clientId: id }], { clientId: id })).result();
+    return (await this.start<typeof kickDevice>('kickDevice', 'kick', `kick/${id}`, id, [{ clientId: id }], { clientId: id })).result();
   }
 
   /** Refused when the device's desired subscriptions would no longer be allowed by the new rules. */
@@ -214,7 +226,7 @@ export class DeviceOps {
     const parsed = parseInput(z.array(AclRule).max(99), rules, 'acl');
     const record = await this.deps.history.getDevice(id);
     if (record?.status === 'active') refuseProblems(deviceInputProblems({ ...record, acl: parsed }));
-    return (await this.start(setDeviceAcl, 'set-acl', `acl/${id}`, id, [{ clientId: id, rules: parsed }], { clientId: id })).result();
+    return (await this.start<typeof setDeviceAcl>('setDeviceAcl', 'set-acl', `acl/${id}`, id, [{ clientId: id, rules: parsed }], { clientId: id })).result();
   }
 
   /** Refused when the device's ACL does not allow a subscription (EMQX does not check proxy subscriptions). */
@@ -224,7 +236,7 @@ export class DeviceOps {
     const record = await this.deps.history.getDevice(id);
     if (record?.status === 'active') refuseProblems(deviceInputProblems({ ...record, subscriptions: parsed }));
     return (
-      await this.start(setDesiredSubscriptions, 'set-subscriptions', `subscriptions/${id}`, id, [{ clientId: id, subscriptions: parsed }], {
+      await this.start<typeof setDesiredSubscriptions>('setDesiredSubscriptions', 'set-subscriptions', `subscriptions/${id}`, id, [{ clientId: id, subscriptions: parsed }], {
         clientId: id,
       })
     ).result();
@@ -242,7 +254,7 @@ export class DeviceOps {
     const devices: FleetDevice[] = fileDevices.map(({ password, ...device }) => ({ ...device, credentials: hashPassword(password) }));
     const fleetId = `fleet-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
     const chunkCount = Math.ceil(devices.length / FLEET_CHUNK_SIZE);
-    const handle = await this.deps.temporal.workflow.start(provisionFleet, {
+    const handle = await this.deps.temporal.workflow.start<typeof provisionFleet>('provisionFleet', {
       workflowId: `provision-fleet/${fleetId}`,
       taskQueue: this.deps.taskQueue,
       args: [{ fleetId, total: devices.length, chunkCount }],
@@ -336,7 +348,7 @@ export class DeviceOps {
   /** The last presence events the device workflow received, newest first, with what it made of each. */
   async recentPresenceEvents(clientId: string): Promise<RecentEvent[]> {
     const id = parseInput(ClientId, clientId, 'clientId');
-    return this.deps.temporal.workflow.getHandle(presenceWorkflowId(id)).query(recentEventsQuery);
+    return this.deps.temporal.workflow.getHandle<typeof devicePresence>(presenceWorkflowId(id)).query(recentEventsQuery);
   }
 
   /** Recorded alarms, newest first; `open` keeps those not cleared (active or acknowledged). */
@@ -378,7 +390,7 @@ export class DeviceOps {
 
   /** One reconciliation of EMQX's live clients with recorded presence, now (the schedule runs the same). */
   async reconcilePresence(): Promise<ReconcileReport> {
-    return this.deps.temporal.workflow.execute(reconcilePresence, {
+    return this.deps.temporal.workflow.execute<typeof reconcilePresence>('reconcilePresence', {
       workflowId: `presence-reconcile/manual-${Date.now()}`,
       taskQueue: this.deps.presenceTaskQueue ?? this.deps.taskQueue,
       args: [],

@@ -1,10 +1,11 @@
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config';
-import { presenceWorkflowId, type PresenceEvent } from '../domain/presence';
+import { presenceEventsSignal, presenceWorkflowId } from '../contracts/presence';
+import type { PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
 import type { History } from '../history';
 import { wakeCampaigns } from './campaigns';
-import { devicePresence, presenceEventsSignal } from '../workflows/presence';
+import type { devicePresence } from '../workflows/presence';
 
 /**
  * Hands presence events to the device's workflow, with the campaigns waiting for the device (see
@@ -18,7 +19,7 @@ export async function deliverPresenceEvents(
   options: { clientId: string; taskQueue: string; events: PresenceEvent[]; campaigns?: string[]; continueAsNewAfter?: number },
 ): Promise<void> {
   const { clientId } = options;
-  await client.workflow.signalWithStart(devicePresence, {
+  await client.workflow.signalWithStart<typeof devicePresence, [{ events: PresenceEvent[]; campaigns?: string[] }]>('devicePresence', {
     workflowId: presenceWorkflowId(clientId),
     taskQueue: options.taskQueue,
     args: [{ clientId, ...(options.continueAsNewAfter ? { continueAsNewAfter: options.continueAsNewAfter } : {}) }],

@@ -1,7 +1,5 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
 import { DeviceOperationKey } from '../domain/search-attributes';
-import { reconcilePresence } from '../workflows/presence-reconcile';
-import { snapshotBrokerStats } from '../workflows/stats';
 
 export const STATS_SCHEDULE_ID = 'broker-stats';
 export const PRESENCE_RECONCILE_SCHEDULE_ID = 'presence-reconcile';
@@ -47,7 +45,7 @@ interface HousekeepingOptions {
  */
 function ensureHousekeepingSchedule(
   client: Client,
-  workflowType: typeof snapshotBrokerStats | typeof reconcilePresence,
+  workflowType: 'snapshotBrokerStats' | 'reconcilePresence',
   operation: (typeof HOUSEKEEPING_OPERATIONS)[keyof typeof HOUSEKEEPING_OPERATIONS],
   options: HousekeepingOptions,
 ): Promise<'created' | 'updated'> {
@@ -69,7 +67,7 @@ function ensureHousekeepingSchedule(
 
 /** The statistics snapshot schedule (docs/cli.md, "broker-stats"), every `intervalMs`. */
 export function ensureStatsSchedule(client: Client, options: HousekeepingOptions): Promise<'created' | 'updated'> {
-  return ensureHousekeepingSchedule(client, snapshotBrokerStats, HOUSEKEEPING_OPERATIONS.stats, options);
+  return ensureHousekeepingSchedule(client, 'snapshotBrokerStats', HOUSEKEEPING_OPERATIONS.stats, options);
 }
 
 /**
@@ -77,5 +75,5 @@ export function ensureStatsSchedule(client: Client, options: HousekeepingOptions
  * is corrected within one period.
  */
 export function ensurePresenceReconcileSchedule(client: Client, options: HousekeepingOptions): Promise<'created' | 'updated'> {
-  return ensureHousekeepingSchedule(client, reconcilePresence, HOUSEKEEPING_OPERATIONS.reconcile, options);
+  return ensureHousekeepingSchedule(client, 'reconcilePresence', HOUSEKEEPING_OPERATIONS.reconcile, options);
 }

@@ -13,7 +13,7 @@ import type { Activities } from '../activities';
 import type { CampaignSettings, CampaignState } from '../domain/campaign';
 import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign-core';
 import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
-import { failureMessage } from './failures';
+import { failureMessage } from '../domain/failures';
 import {
   cancelCampaignUpdate,
   campaignProgressQuery,

@@ -9,11 +9,18 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { deviceInputProblems, renderedAcl } from '../domain/acl-match';
-import type { AclRule, AlarmPolicy, DeprovisionStep, DeviceRecord, Subscription } from '../domain/device';
-import { usernameOf, type PasswordHash } from '../domain/device-core';
-import { presenceWorkflowId } from '../domain/presence';
-import { deviceRecordChangedSignal } from './presence';
-import { failureMessage } from './failures';
+import {
+  deviceRecordChangedSignal,
+  type DeprovisionResult,
+  type ProvisionRequest,
+  type ProvisionResult,
+  type RotateRequest,
+  type RotateResult,
+} from '../contracts/device-admin';
+import { presenceWorkflowId } from '../contracts/presence';
+import type { AclRule, DeprovisionStep, DeviceRecord, Subscription } from '../domain/device';
+import { usernameOf } from '../domain/device-core';
+import { failureMessage } from '../domain/failures';
 
 /**
  * Device-administration workflows: provision (a saga), deprovision, rotate credentials, kick, set
@@ -31,27 +38,6 @@ const undo = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
 });
-
-export interface ProvisionRequest {
-  clientId: string;
-  username?: string;
-  /** The password as EMQX stores it; the client hashed it, so no plaintext reaches the history. */
-  credentials: PasswordHash;
-  /** Whether the client generated the password (recorded in the audit, never the password). */
-  passwordGenerated: boolean;
-  acl: AclRule[];
-  subscriptions: Subscription[];
-  alarmPolicy?: AlarmPolicy;
-  tags: string[];
-}
-
-export interface ProvisionResult {
-  clientId: string;
-  username: string;
-  status: 'completed';
-  online: boolean;
-  subscriptionsApplied: number;
-}
 
 async function runCompensations(compensations: (() => Promise<unknown>)[]): Promise<void> {
   await CancellationScope.nonCancellable(async () => {
@@ -153,13 +139,6 @@ export async function provisionDevice(request: ProvisionRequest): Promise<Provis
   }
 }
 
-export interface DeprovisionResult {
-  clientId: string;
-  status: 'completed';
-  kicked: boolean;
-  hadCredentials: boolean;
-}
-
 /**
  * Credentials first (the device cannot log in again), then the kick (its live session ends), and
  * only then the ACL: no session is ever left without its rules. A step that fails for good stops
@@ -213,20 +192,6 @@ export async function deprovisionDevice(request: { clientId: string }): Promise<
       'DeprovisioningFailed',
     );
   }
-}
-
-export interface RotateRequest {
-  clientId: string;
-  /** The new password as EMQX stores it (hashed by the client). */
-  credentials: PasswordHash;
-  passwordGenerated: boolean;
-  kick: boolean;
-}
-
-export interface RotateResult {
-  clientId: string;
-  status: 'completed';
-  kicked: boolean;
 }
 
 /**

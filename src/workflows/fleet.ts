@@ -1,8 +1,6 @@
 import {
   ApplicationFailure,
   condition,
-  defineQuery,
-  defineSignal,
   executeChild,
   proxyActivities,
   setHandler,
@@ -11,8 +9,18 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { deviceInputProblems, renderedAcl } from '../domain/acl-match';
-import type { AclRule, PasswordHash, Subscription } from '../domain/device';
-import { failureMessage } from './failures';
+import {
+  fleetChunkSignal,
+  fleetProgressQuery,
+  type FleetChunk,
+  type FleetChunkResult,
+  type FleetDevice,
+  type FleetFailure,
+  type FleetProgress,
+  type FleetRequest,
+  type FleetResult,
+} from '../contracts/fleet';
+import { failureMessage } from '../domain/failures';
 
 /**
  * Fleet provisioning from a file. The caller sends the devices in chunks (signals, encrypted by the
@@ -22,58 +30,8 @@ import { failureMessage } from './failures';
  * (https://docs.temporal.io/workflow-execution/limits).
  */
 
-export const FLEET_CHUNK_SIZE = 1000;
 const MAX_CHILDREN_IN_FLIGHT = 4;
 const CHUNK_ARRIVAL_TIMEOUT = '10 minutes';
-
-export interface FleetDevice {
-  clientId: string;
-  username: string;
-  /** Hashed by the client (starter/credentials.ts): no plaintext password reaches the history. */
-  credentials: PasswordHash;
-  acl: AclRule[];
-  subscriptions: Subscription[];
-  tags: string[];
-}
-
-export interface FleetChunk {
-  index: number;
-  devices: FleetDevice[];
-}
-
-export interface FleetRequest {
-  fleetId: string;
-  total: number;
-  chunkCount: number;
-}
-
-export interface FleetFailure {
-  clientId: string;
-  error: string;
-}
-
-export interface FleetChunkResult {
-  provisioned: number;
-  failed: number;
-  failures: FleetFailure[];
-}
-
-export interface FleetResult extends FleetChunkResult {
-  fleetId: string;
-  total: number;
-  status: 'completed';
-}
-
-export interface FleetProgress {
-  total: number;
-  chunksReceived: number;
-  chunksDone: number;
-  provisioned: number;
-  failed: number;
-}
-
-export const fleetChunkSignal = defineSignal<[FleetChunk]>('fleetChunk');
-export const fleetProgressQuery = defineQuery<FleetProgress>('fleetProgress');
 
 /** Failures listed in the result; the full per-device list is in MongoDB (`fleet_results`). */
 const MAX_LISTED_FAILURES = 50;

@@ -1,6 +1,6 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { ReconcileReport } from '../activities/presence-reconcile';
+import type { ReconcileReport } from '../contracts/presence-reconcile';
 
 const { reconcileWithLiveClients } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',

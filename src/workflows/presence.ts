@@ -2,9 +2,6 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
   getExternalWorkflowHandle,
   log,
   proxyActivities,
@@ -16,6 +13,17 @@ import type { Activities } from '../activities';
 import { campaignWorkflowId, deviceOnlineSignal } from '../contracts/campaign';
 import { alarmActionProblem, isOpen, type AlarmAction, type PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
+import { deviceRecordChangedSignal } from '../contracts/device-admin';
+import {
+  acknowledgeAlarmUpdate,
+  alarmQuery,
+  clearAlarmUpdate,
+  DEFAULT_CONTINUE_AS_NEW_AFTER,
+  presenceEventsSignal,
+  presenceQuery,
+  recentEventsQuery,
+  type DevicePresenceInput,
+} from '../contracts/presence';
 import {
   acknowledge,
   acknowledgeRefusal,
@@ -32,46 +40,15 @@ import {
   type AlarmView,
   type PresenceEffect,
   type PresenceState,
-  type PresenceView,
-  type RecentEvent,
-} from './presence-machine';
+} from '../domain/presence-machine';
 
 /**
  * One long-lived workflow per device, id `device/<clientId>`: it keeps the device's presence from
  * EMQX's connect/disconnect events (delivered by the webhook adapter with signal-with-start), runs
  * the offline alarm (grace, escalation, ack, clear, flapping) and re-applies the desired proxy
- * subscriptions on every connect. The rules live in presence-machine.ts; this file runs them and
+ * subscriptions on every connect. The rules live in src/domain/presence-machine.ts; this file runs them and
  * carries out their effects.
  */
-
-/**
- * Presence events for this device. `campaigns`: campaigns waiting to publish to the device, found by
- * the webhook adapter for a connect (campaign_waiting); the workflow signals their `deviceOnline`
- * once the events leave the device online, so waiting targets are delivered without polling.
- */
-export const presenceEventsSignal = defineSignal<[{ events: PresenceEvent[]; campaigns?: string[] }]>('presenceEvents');
-/** Provisioning changed the device record (alarm policy) or deprovisioned the device. */
-export const deviceRecordChangedSignal = defineSignal('deviceRecordChanged');
-export const presenceQuery = defineQuery<PresenceView | null>('presence');
-export const alarmQuery = defineQuery<AlarmView | null>('alarm');
-export const recentEventsQuery = defineQuery<RecentEvent[]>('recentEvents');
-export const acknowledgeAlarmUpdate = defineUpdate<AlarmView, [AlarmAction]>('acknowledgeAlarm');
-export const clearAlarmUpdate = defineUpdate<AlarmView, [AlarmAction]>('clearAlarm');
-
-/**
- * Temporal refuses more than 10,000 signals per run and suggests continue-as-new after ~4,096 history events
- * (https://docs.temporal.io/workflow-execution/limits); a flap costs about ten events, so 1,000 messages
- * keeps every run far below both.
- */
-export const DEFAULT_CONTINUE_AS_NEW_AFTER = 1_000;
-
-export interface DevicePresenceInput {
-  clientId: string;
-  /** Continue-as-new after this many signals and updates (tests force it with a small number). */
-  continueAsNewAfter?: number;
-  /** The state a previous run handed over. */
-  carried?: PresenceState;
-}
 
 /** MongoDB steps: retried until they succeed (a lost alarm record is worse than a late one). */
 const store = proxyActivities<Activities>({

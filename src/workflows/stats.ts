@@ -1,5 +1,6 @@
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { BrokerStatsSnapshotResult } from '../contracts/stats';
 
 const { takeStatsSnapshot } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
@@ -7,6 +8,6 @@ const { takeStatsSnapshot } = proxyActivities<Activities>({
 });
 
 /** Started by the `broker-stats` schedule; its workflow id (unique per run) keys the snapshot. */
-export async function snapshotBrokerStats(): Promise<{ online: number }> {
+export async function snapshotBrokerStats(): Promise<BrokerStatsSnapshotResult> {
   return takeStatsSnapshot({ id: workflowInfo().workflowId });
 }

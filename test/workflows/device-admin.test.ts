@@ -5,7 +5,8 @@ import { EncryptionCodec, parseEncryptionKeys } from '../../src/codec/encryption
 import { EmqxBadRequestError, type EmqxClient } from '../../src/emqx';
 import { InputError } from '../../src/domain/input-error';
 import { hashPassword } from '../../src/starter/credentials';
-import { provisionDevice, type ProvisionRequest } from '../../src/workflows/device-admin';
+import type { ProvisionRequest } from '../../src/contracts/device-admin';
+import { provisionDevice } from '../../src/workflows/device-admin';
 import type { MqttClient } from 'mqtt';
 import { connectDevice, setBrokerFaults, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 import { waitFor } from '../harness';

@@ -15,7 +15,7 @@ import {
   updatePolicy,
   type PresenceEffect,
   type PresenceState,
-} from '../../src/workflows/presence-machine';
+} from '../../src/domain/presence-machine';
 
 /** The device workflow's rules on their own: no Temporal, time passed in explicitly. */
 

@@ -1,7 +1,8 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Alarm, PresenceEvent, PresencePolicy } from '../../src/domain/presence';
-import { acknowledgeAlarmUpdate, alarmQuery, clearAlarmUpdate, devicePresence, presenceEventsSignal, presenceQuery } from '../../src/workflows/presence';
+import { acknowledgeAlarmUpdate, alarmQuery, clearAlarmUpdate, presenceEventsSignal, presenceQuery } from '../../src/contracts/presence';
+import { devicePresence } from '../../src/workflows/presence';
 import { uniqueName } from '../harness';
 import { startTimeSkipping, type TimeSkippingEnv } from '../support/time-skipping';
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import { presenceWorkflowId, type AlarmAction } from '../../src/domain/presence';
-import { clearAlarmUpdate } from '../../src/workflows/presence';
+import { clearAlarmUpdate } from '../../src/contracts/presence';
 import { AlarmLevelKey, PresenceKey } from '../../src/domain/search-attributes';
 import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
 import { waitFor } from '../harness';

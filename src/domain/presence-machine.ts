@@ -8,7 +8,7 @@ import {
   type Presence,
   type PresenceEvent,
   type PresencePolicy,
-} from '../domain/presence';
+} from './presence';
 
 /**
  * The device workflow's state machine, pure and deterministic: events, timers and operator actions
