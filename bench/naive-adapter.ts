@@ -2,7 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { createDataConverter } from '../src/codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../src/config';
 import { connectHistory, type History } from '../src/history';
-import { deliverPresenceEvents } from '../src/starter/presence-delivery';
+import { deliverPresenceEvents } from '../src/temporal/presence-delivery';
 import { toPresenceEvent, type ParsedEvents } from '../src/webhook/emqx-events';
 import { SinkUnavailableError, type EventSink } from '../src/webhook/event-sink';
 import { WebhookMetrics } from '../src/webhook/metrics';

@@ -11,8 +11,8 @@ import { loadConfig, projectRoot, temporalConnectionOptions, type Config } from 
 import { createEmqxClientFromConfig } from './emqx';
 import { mqttPublisherFromConfig } from './emqx/mqtt-publisher';
 import { connectHistory } from './history';
-import { presenceTrackingFromConfig } from './starter/presence-delivery';
-import { ensurePresenceReconcileSchedule, ensureStatsSchedule } from './starter/schedules';
+import { presenceTrackingFromConfig } from './temporal/presence-delivery';
+import { ensurePresenceReconcileSchedule, ensureStatsSchedule } from './temporal/schedules';
 
 /** The workflow entry point, from src (tsx, tests) or dist (built). */
 export function workflowsPath(): string {

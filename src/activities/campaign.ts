@@ -8,7 +8,7 @@ import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, t
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../history';
 import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../history/campaigns';
-import { wakeCampaignsWaitingFor } from '../starter/campaigns';
+import { wakeCampaignsWaitingFor } from '../temporal/campaign-wake';
 import { asActivityFailure, mapPooled } from './failures';
 
 /**

@@ -6,7 +6,7 @@ import type { EmqxClient } from '../emqx';
 import type { History } from '../history';
 import { CampaignStore } from '../history/campaigns';
 import { WaitingCampaigns } from '../history/waiting-campaigns';
-import { PresenceDelivery } from '../starter/presence-delivery';
+import { PresenceDelivery } from '../temporal/presence-delivery';
 import { presenceEventsSignal } from '../contracts/presence';
 import type { ReconcileReport } from '../contracts/presence-reconcile';
 import { emqxStep, mapPooled } from './failures';

@@ -5,7 +5,7 @@ import { EmqxNotFoundError, type EmqxClient } from '../emqx';
 import type { History } from '../history';
 import { CampaignStore } from '../history/campaigns';
 import { WaitingCampaigns } from '../history/waiting-campaigns';
-import type { PresenceTracking } from '../starter/presence-delivery';
+import type { PresenceTracking } from '../temporal/presence-delivery';
 import { asActivityFailure } from './failures';
 
 /**

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { bearerToken, secretMatcher } from '../webhook/auth';
+import { bearerToken, secretMatcher } from '../http/shared-secret';
 import { createJwtVerifier, TokenRejected, type JwtSettings } from './jwt';
 
 /**

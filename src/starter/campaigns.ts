@@ -24,10 +24,10 @@ import { InputError, parseInput } from '../domain/input-error';
 import { CampaignIdKey, DeviceOperationKey } from '../domain/search-attributes';
 import type { History } from '../history';
 import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../history/campaigns';
+import { wakeCampaignsWaitingFor, workflowClosed } from '../temporal/campaign-wake';
 import {
   campaignProgressQuery,
   cancelCampaignUpdate,
-  deviceOnlineSignal,
   pauseCampaignUpdate,
   resumeCampaignUpdate,
   type CampaignProgress,
@@ -140,32 +140,6 @@ function checkRenderable(message: MessageTemplate, targets: readonly CampaignTar
 function messageVariables(message: MessageTemplate): string[] {
   const texts = [message.topic, message.payload.format === 'base64' ? '' : message.payload.text];
   return [...new Set(texts.flatMap(templateVariables))].filter((v) => v !== 'clientid');
-}
-
-function isClosed(err: unknown): boolean {
-  return err instanceof WorkflowNotFoundError || (err instanceof Error && /already completed|not found|closed/i.test(err.message));
-}
-
-/**
- * Signals `deviceOnline` to every running campaign that waits for this device; returns those it
- * reached (a campaign that ended meanwhile is skipped). Cheap when the device is not awaited.
- */
-export async function wakeCampaignsWaitingFor(store: CampaignStore, temporal: Client, clientId: string): Promise<string[]> {
-  return wakeCampaigns(temporal, await store.campaignsAwaiting(clientId), clientId);
-}
-
-/** Signals `deviceOnline` to these campaigns; returns those it reached (one that ended is skipped). */
-export async function wakeCampaigns(temporal: Client, campaignIds: readonly string[], clientId: string): Promise<string[]> {
-  const signalled: string[] = [];
-  for (const campaignId of campaignIds) {
-    try {
-      await temporal.workflow.getHandle(campaignWorkflowId(campaignId)).signal(deviceOnlineSignal, clientId);
-      signalled.push(campaignId);
-    } catch (err) {
-      if (!isClosed(err)) throw err;
-    }
-  }
-  return signalled;
 }
 
 /**
@@ -317,7 +291,7 @@ export class CampaignOps {
     try {
       status = (await handle.describe()).status.name;
     } catch (err) {
-      if (!isClosed(err)) throw err;
+      if (!workflowClosed(err)) throw err;
       return this.recordedStatus(campaignId);
     }
     if (status === 'COMPLETED') return handle.result();
@@ -363,7 +337,7 @@ export class CampaignOps {
         const cause = err.cause?.message ?? err.message;
         throw new CampaignControlError(`campaign ${campaignId}: ${cause}`);
       }
-      if (isClosed(err)) throw new CampaignControlError(`campaign ${campaignId} is not running`);
+      if (workflowClosed(err)) throw new CampaignControlError(`campaign ${campaignId} is not running`);
       throw err;
     }
   }

@@ -35,7 +35,7 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
       const config = loadConfig(['temporal']);
       await assertReachable({ temporalAddress: config.temporal.TEMPORAL_ADDRESS });
       // Loaded by this command only: the Temporal client is most of the CLI's start-up time.
-      const [{ Connection }, { registerSearchAttributes }] = await Promise.all([import('@temporalio/client'), import('./temporal-setup.js')]);
+      const [{ Connection }, { registerSearchAttributes }] = await Promise.all([import('@temporalio/client'), import('../temporal/search-attribute-setup.js')]);
       const connection = await Connection.connect(temporalConnectionOptions(config.temporal));
       try {
         const result = await registerSearchAttributes(connection, config.temporal.TEMPORAL_NAMESPACE);

@@ -5,7 +5,7 @@ import pino, { type Logger } from 'pino';
 import type { PresenceEvent } from '../domain/presence';
 import type { History } from '../history';
 import { CampaignStore } from '../history/campaigns';
-import { PresenceDelivery, type PresenceTracking } from '../starter/presence-delivery';
+import { PresenceDelivery, type PresenceTracking } from '../temporal/presence-delivery';
 import { InboxSink } from './event-sink';
 import { WebhookMetrics } from './metrics';
 import { DEFAULT_RELAY_OPTIONS, PresenceRelay, type RelayOptions } from './relay';

@@ -3,7 +3,7 @@ import pino from 'pino';
 import { createDataConverter } from '../codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../config';
 import { connectHistory } from '../history';
-import { presenceTrackingFromConfig } from '../starter/presence-delivery';
+import { presenceTrackingFromConfig } from '../temporal/presence-delivery';
 import { adapterMongoOptions, createWebhookAdapter } from './adapter';
 
 /** `npm run webhook`: the EMQX webhook adapter against the configured MongoDB and Temporal. */

@@ -1,5 +1,5 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
-import { createTokenCheck } from './auth';
+import { createTokenCheck } from '../http/shared-secret';
 import { InvalidEventError, KNOWN_EVENTS, parseEventBody } from './emqx-events';
 import { SinkUnavailableError, type EventSink } from './event-sink';
 import type { RejectReason, WebhookMetrics } from './metrics';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCliWith, type CliRun } from '../support/cli-runner';
-import { ensureStatsSchedule } from '../../src/starter/schedules';
+import { ensureStatsSchedule } from '../../src/temporal/schedules';
 import { uniqueName, waitFor } from '../harness';
 import { connectDevice, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 

@@ -1,7 +1,7 @@
 import type { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
-import { registerSearchAttributes } from '../../src/starter/temporal-setup';
+import { registerSearchAttributes } from '../../src/temporal/search-attribute-setup';
 import { stackEndpoints, temporalClient } from '../harness';
 
 describe('device-ops temporal setup', () => {

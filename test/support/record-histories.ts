@@ -4,7 +4,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import mqtt from 'mqtt';
 import { startBenchStack } from '../../bench/stack';
 import type { PresenceEvent } from '../../src/domain/presence';
-import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
+import { deliverPresenceEvents } from '../../src/temporal/presence-delivery';
 import { REPLAY_FIXTURE_KEYS } from './replay-key';
 
 /**

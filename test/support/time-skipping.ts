@@ -49,7 +49,7 @@ function workflowBundle(): Promise<WorkflowBundle> {
 export async function startTimeSkipping(fakes: FakeActivities): Promise<TimeSkippingEnv> {
   const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: inject('temporalTestServerPath') } } });
   // The workflows upsert the project's search attributes and the test server refuses unknown ones;
-  // it implements AddSearchAttributes but not the listing src/starter/temporal-setup.ts starts with.
+  // it implements AddSearchAttributes but not the listing src/temporal/search-attribute-setup.ts starts with.
   const indexed = { KEYWORD: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, INT: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT };
   await env.connection.operatorService.addSearchAttributes({
     namespace: env.namespace ?? 'default',

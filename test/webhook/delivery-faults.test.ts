@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { ensurePresenceReconcileSchedule, PRESENCE_RECONCILE_SCHEDULE_ID } from '../../src/starter/schedules';
+import { ensurePresenceReconcileSchedule, PRESENCE_RECONCILE_SCHEDULE_ID } from '../../src/temporal/schedules';
 import { waitFor } from '../harness';
 import { runCliWith } from '../support/cli-runner';
 import { connectDevice } from '../support/device-ops-env';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createTokenCheck } from '../../src/webhook/auth';
+import { createTokenCheck } from '../../src/http/shared-secret';
 import { InvalidEventError, parseEventBody, toPresenceEvent } from '../../src/webhook/emqx-events';
 import { GroupCommit } from '../../src/webhook/group-commit';
 import { SignalThrottle } from '../../src/webhook/signal-throttle';

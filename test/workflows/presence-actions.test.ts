@@ -1,7 +1,7 @@
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presenceWorkflowId } from '../../src/domain/presence';
-import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
+import { deliverPresenceEvents } from '../../src/temporal/presence-delivery';
 import { waitFor } from '../harness';
 import { connectDevice } from '../support/device-ops-env';
 import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';

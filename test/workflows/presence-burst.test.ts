@@ -1,7 +1,7 @@
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presenceWorkflowId, type PresenceEvent } from '../../src/domain/presence';
-import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
+import { deliverPresenceEvents } from '../../src/temporal/presence-delivery';
 import { uniqueName, waitFor } from '../harness';
 import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
 

@@ -3,7 +3,7 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config';
 import { presenceWorkflowId } from '../../src/domain/presence';
-import { presenceTrackingFromConfig, TrackedClients } from '../../src/starter/presence-delivery';
+import { presenceTrackingFromConfig, TrackedClients } from '../../src/temporal/presence-delivery';
 import { waitFor } from '../harness';
 import { connectDevice } from '../support/device-ops-env';
 import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';

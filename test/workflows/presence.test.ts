@@ -3,7 +3,7 @@ import type { MqttClient } from 'mqtt';
 import { presenceWorkflowId, type AlarmAction } from '../../src/domain/presence';
 import { clearAlarmUpdate } from '../../src/contracts/presence';
 import { AlarmLevelKey, PresenceKey } from '../../src/domain/search-attributes';
-import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
+import { deliverPresenceEvents } from '../../src/temporal/presence-delivery';
 import { waitFor } from '../harness';
 import { runCliWith } from '../support/cli-runner';
 import { connectDevice, nextMessage } from '../support/device-ops-env';

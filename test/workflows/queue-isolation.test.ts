@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PresenceEvent } from '../../src/domain/presence';
-import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
+import { deliverPresenceEvents } from '../../src/temporal/presence-delivery';
 import { uniqueName, waitFor } from '../harness';
 import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
 import { startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';

@@ -4,7 +4,7 @@ import { presenceEventsSignal, presenceWorkflowId } from '../contracts/presence'
 import type { PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
 import type { History } from '../history';
-import { wakeCampaigns } from './campaigns';
+import { wakeCampaigns } from './campaign-wake';
 import type { devicePresence } from '../workflows/presence';
 
 /**
