@@ -9,7 +9,7 @@ import { percentile, startBenchStack } from './stack';
 /**
  * bench/cli-startup: how long one `device-ops` call takes, from process start to exit, for
  * `--help` (no connection), `history <device>` and `status <device>` against a running stack; through node directly
- * (`node dist/src/starter/main.js`) and through the bin as a shell runs it from the PATH
+ * (`node dist/src/starter/cli/main.js`) and through the bin as a shell runs it from the PATH
  * (bin/device-ops, its `#!/usr/bin/env node` line). Cold: the first run with an empty compile cache
  * (Node 22+ caches compiled code; on Node 20 cold and warm differ only by the OS file cache);
  * warm: the median of BENCH_CLI_RUNS later runs. Needs `npm run build`.
@@ -22,7 +22,7 @@ export async function benchCliStartup(): Promise<Record<string, unknown>> {
     await stack.ops.provision({ clientId: 'cli-bench', password: 'cli-bench-password', acl: [], subscriptions: [] });
     const env = { ...process.env, ...stack.env, DEVICE_OPS_ENV_FILE: path.join(root, 'no-such-env-file') };
     const launchers = {
-      node: [process.execPath, path.join(root, 'dist', 'src', 'starter', 'main.js')],
+      node: [process.execPath, path.join(root, 'dist', 'src', 'starter', 'cli', 'main.js')],
       bin: [path.join(root, 'bin', 'device-ops')],
     } as const;
     // status asks EMQX, MongoDB and the device's workflow; history only MongoDB (start-up plus one query).

@@ -1,5 +1,5 @@
 import { FLEET_CHUNK_SIZE } from '../src/contracts/fleet';
-import type { FleetFileDevice } from '../src/starter/fleet-file';
+import type { FleetFileDevice } from '../src/starter/client/fleet-file';
 import { round } from './cpu';
 import { percentile, startBenchStack } from './stack';
 

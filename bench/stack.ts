@@ -10,7 +10,7 @@ import { freePort, startFerretDb, startTemporal } from '../devstack/services';
 import { createDataConverter } from '../src/codec/data-converter';
 import { createEmqxClient, type EmqxClient } from '../src/emqx';
 import { connectHistory, type History } from '../src/history';
-import { DeviceOps } from '../src/starter/client';
+import { DeviceOps } from '../src/starter/client/index';
 import { createDeviceOpsWorker } from '../src/worker';
 
 /** A private, complete stack for one benchmark (or history-recording) run, on free ports; `close()` stops everything. */

@@ -3,4 +3,4 @@
 // Node 22+ keeps compiled code between runs, which shortens every later start; Node 20 has no cache.
 const { enableCompileCache } = require('node:module');
 if (typeof enableCompileCache === 'function') enableCompileCache();
-require('../dist/src/starter/main.js');
+require('../dist/src/starter/cli/main.js');

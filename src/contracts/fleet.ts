@@ -12,7 +12,7 @@ export const FLEET_CHUNK_SIZE = 1000;
 export interface FleetDevice {
   clientId: string;
   username: string;
-  /** Hashed by the client (starter/credentials.ts): no plaintext password reaches the history. */
+  /** Hashed by the client (src/starter/client/credentials.ts): no plaintext password reaches the history. */
   credentials: PasswordHash;
   acl: AclRule[];
   subscriptions: Subscription[];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createEmqxClient } from '../../src/emqx';
-import { hashPassword } from '../../src/starter/credentials';
+import { hashPassword } from '../../src/starter/client/credentials';
 import { API_KEY, API_SECRET, connectClient, connectRefusal, startTestBroker, unique } from '../devstack/broker-helpers';
 
 /**

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { csvField, etaText, progressBar } from '../../src/starter/campaign-cli';
+import { csvField, etaText, progressBar } from '../../src/starter/cli/campaign-cli';
 import type { CampaignProgress } from '../../src/contracts/campaign';
 import { runCliWith, type CliRun } from '../support/cli-runner';
 import { waitFor } from '../harness';

@@ -9,7 +9,7 @@ import { createPresenceActivities, DEFAULT_PRESENCE_SETTINGS } from '../../src/a
 import { stackEndpoints, waitFor } from '../harness';
 import { freePort } from '../../devstack/services';
 import { createEmqxClient } from '../../src/emqx';
-import { DeviceOps } from '../../src/starter/client';
+import { DeviceOps } from '../../src/starter/client/index';
 import { API_KEY, API_SECRET, connectDevice, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
 let env: DeviceOpsTestEnv;
@@ -153,7 +153,7 @@ describe('device-ops CLI, end to end', () => {
     };
     const run = (args: string[], stdin: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
       new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/starter/main.ts'), ...args], { env: childEnv });
+        const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/starter/cli/main.ts'), ...args], { env: childEnv });
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -171,7 +171,7 @@ describe('device-ops CLI, end to end', () => {
     const missing = await run(['status', 'bin-dev'], '');
     expect(missing.code).toBe(0);
     const broken = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/starter/main.ts'), 'status', 'x'], {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/starter/cli/main.ts'), 'status', 'x'], {
         env: { ...childEnv, EMQX_API_KEY: '', TEMPORAL_ADDRESS: 'nope' },
       });
       let stderr = '';

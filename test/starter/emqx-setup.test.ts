@@ -7,8 +7,8 @@ import { projectRoot } from '../../src/config';
 import { createEmqxClient, EmqxNotConfiguredError, type EmqxClient } from '../../src/emqx';
 import { missingAccessControl } from '../../src/emqx/errors';
 import { History } from '../../src/history';
-import { runDoctor, type CheckResult } from '../../src/starter/doctor';
-import { runEmqxSetup, SetupFailed } from '../../src/starter/emqx-cli';
+import { runDoctor, type CheckResult } from '../../src/starter/cli/doctor';
+import { runEmqxSetup, SetupFailed } from '../../src/starter/cli/emqx-cli';
 import { createWebhookAdapter, type WebhookAdapter } from '../../src/webhook/adapter';
 import { freshDatabase, stackEndpoints, temporalClient, uniqueName, waitFor } from '../harness';
 import { API_KEY, API_SECRET, connectClient, connectRefusal, startTestBroker, type BrokerApi } from '../devstack/broker-helpers';
@@ -202,7 +202,7 @@ describe('doctor after setup', () => {
     expect((await api.delete('/authentication/password_based%3Abuilt_in_database')).status).toBe(204);
     const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
       new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/starter/main.ts'), ...args], {
+        const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'src/starter/cli/main.ts'), ...args], {
           env: { ...process.env, DEVICE_OPS_ENV_FILE: path.join(projectRoot(), 'no-such-env-file'), ...env },
         });
         let stdout = '';

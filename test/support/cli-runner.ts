@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../src/config';
-import { runCli, type CliIo } from '../../src/starter/cli';
-import type { DeviceOps } from '../../src/starter/client';
+import { runCli, type CliIo } from '../../src/starter/cli/cli';
+import type { DeviceOps } from '../../src/starter/client/index';
 
 export interface CliRun {
   code: number;
@@ -46,11 +46,11 @@ const BIN = path.join(projectRoot(), 'bin', 'device-ops.cjs');
 
 /** The built CLI must be at least as new as its sources: the binary runs dist/, not src/. */
 function assertBuilt(): void {
-  const built = path.join(projectRoot(), 'dist', 'src', 'starter', 'main.js');
+  const built = path.join(projectRoot(), 'dist', 'src', 'starter', 'cli', 'main.js');
   if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build`);
   const builtAt = statSync(built).mtimeMs;
   const stale = ['cli.ts', 'cli-io.ts', 'main.ts', 'campaign-cli.ts', 'presence-cli.ts']
-    .map((f) => path.join(projectRoot(), 'src', 'starter', f))
+    .map((f) => path.join(projectRoot(), 'src', 'starter', 'cli', f))
     .filter((f) => existsSync(f) && statSync(f).mtimeMs > builtAt);
   if (stale.length > 0) throw new Error(`dist/ is older than ${stale.map((f) => path.basename(f)).join(', ')}: run npm run build`);
 }

@@ -7,7 +7,7 @@ import type { PresenceSettings } from '../../src/activities/presence';
 import { createDataConverter } from '../../src/codec/data-converter';
 import { createEmqxClient, type EmqxClient } from '../../src/emqx';
 import { History } from '../../src/history';
-import { DeviceOps } from '../../src/starter/client';
+import { DeviceOps } from '../../src/starter/client/index';
 import { createDeviceOpsWorker, sharedWorkflowBundle } from '../../src/worker';
 import { freshDatabase, stackEndpoints, temporalClient, uniqueName, workerConnection } from '../harness';
 

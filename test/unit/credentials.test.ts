@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { generatePassword, hashPassword } from '../../src/starter/credentials';
+import { generatePassword, hashPassword } from '../../src/starter/client/credentials';
 
 describe('device password hashing (the client hashes, workflows see only the hash)', () => {
   it("matches EMQX's sha256 vector with the salt as prefix (EMQX's default salt_position)", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fleetFormatOf, parseFleetFile } from '../../src/starter/fleet-file';
+import { fleetFormatOf, parseFleetFile } from '../../src/starter/client/fleet-file';
 
 describe('fleet files', () => {
   it('reads CSV with lists separated by semicolons and quoted fields', () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CampaignControlError } from '../../src/starter/campaigns';
+import { CampaignControlError } from '../../src/starter/client/campaigns';
 import { waitFor } from '../harness';
 import { ids, observe, registerDevices, TestDevices, type Arrival } from '../support/campaign-devices';
 import { startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EncryptionCodec, parseEncryptionKeys } from '../../src/codec/encryption-codec';
 import { EmqxBadRequestError, type EmqxClient } from '../../src/emqx';
 import { InputError } from '../../src/domain/input-error';
-import { hashPassword } from '../../src/starter/credentials';
+import { hashPassword } from '../../src/starter/client/credentials';
 import type { ProvisionRequest } from '../../src/contracts/device-admin';
 import { provisionDevice } from '../../src/workflows/device-admin';
 import type { MqttClient } from 'mqtt';

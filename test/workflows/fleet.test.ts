@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseFleetFile } from '../../src/starter/fleet-file';
+import { parseFleetFile } from '../../src/starter/client/fleet-file';
 import { FLEET_CHUNK_SIZE } from '../../src/contracts/fleet';
 import { EmqxBadRequestError } from '../../src/emqx';
 import { connectDevice, setBrokerFaults, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';

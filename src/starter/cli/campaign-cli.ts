@@ -1,11 +1,11 @@
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import type { Command } from 'commander';
-import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../domain/campaign';
-import { InputError } from '../domain/input-error';
-import type { CampaignResultRow } from '../history/campaigns';
-import type { CampaignProgress } from '../contracts/campaign';
+import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../../domain/campaign';
+import { InputError } from '../../domain/input-error';
+import type { CampaignResultRow } from '../../history/campaigns';
+import type { CampaignProgress } from '../../contracts/campaign';
 import { collect, durationFlag, printResult, withOps, type CliIo } from './cli-io';
-import type { DeviceOps } from './client';
+import type { DeviceOps } from '../client/index';
 import { parseTargetsFile } from './campaign-file';
 
 /**
@@ -269,7 +269,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .action(async (opts: StartOptions) => {
       const request = await campaignRequest(io, opts);
       // Everything, every target's rendered message included, is checked before connecting.
-      const { validateCampaignRequest } = await import('./campaigns.js');
+      const { validateCampaignRequest } = await import('../client/campaigns.js');
       const validated = validateCampaignRequest(request);
       const started = await withCampaigns((ops) => ops.startValidated(validated));
       const duplicates = started.duplicates ?? 0;

@@ -1,8 +1,8 @@
-import { MAX_CAMPAIGN_TARGETS, type CampaignTarget } from '../domain/campaign';
-import { TEMPLATE_VARIABLE } from '../domain/campaign-template';
-import { ClientId } from '../domain/device';
-import { InputError } from '../domain/input-error';
-import { splitCsvLine } from './fleet-file';
+import { MAX_CAMPAIGN_TARGETS, type CampaignTarget } from '../../domain/campaign';
+import { TEMPLATE_VARIABLE } from '../../domain/campaign-template';
+import { ClientId } from '../../domain/device';
+import { InputError } from '../../domain/input-error';
+import { splitCsvLine } from '../client/fleet-file';
 
 /**
  * Reads a campaign targets file (`campaign start --targets FILE|-`): one client id per line, or a

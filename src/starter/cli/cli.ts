@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError } from '../config';
-import { failureMessage } from '../domain/failures';
-import { parseAclRule, parseSubscription, type AlarmPolicy } from '../domain/device';
-import { InputError } from '../domain/input-error';
-import type { DeviceOps } from './client';
-import { fleetFormatOf, parseFleetFile } from './fleet-file';
+import { ConfigError } from '../../config';
+import { failureMessage } from '../../domain/failures';
+import { parseAclRule, parseSubscription, type AlarmPolicy } from '../../domain/device';
+import { InputError } from '../../domain/input-error';
+import type { DeviceOps } from '../client/index';
+import { fleetFormatOf, parseFleetFile } from '../client/fleet-file';
 import { registerCampaignCommands } from './campaign-cli';
 import { registerEmqxCommands } from './emqx-cli';
 import { registerOpsCommands } from './ops-cli';

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { ClientId } from '../domain/device';
-import { parseInput } from '../domain/input-error';
-import { AlarmNote } from '../domain/presence-input';
-import type { DeviceOps } from './client';
+import { ClientId } from '../../domain/device';
+import { parseInput } from '../../domain/input-error';
+import { AlarmNote } from '../../domain/presence-input';
+import type { DeviceOps } from '../client/index';
 import { printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
 
 /** Presence and alarm commands: `alarms`, `alarm ack|clear`, `presence reconcile`. */

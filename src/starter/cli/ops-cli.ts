@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadConfig, temporalConnectionOptions } from '../config';
+import { loadConfig, temporalConnectionOptions } from '../../config';
 import { assertReachable, durationFlag, printResult, withOps, type CliIo } from './cli-io';
 
 /** Operator commands: broker statistics, and one-time Temporal cluster setup. */
@@ -35,7 +35,7 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
       const config = loadConfig(['temporal']);
       await assertReachable({ temporalAddress: config.temporal.TEMPORAL_ADDRESS });
       // Loaded by this command only: the Temporal client is most of the CLI's start-up time.
-      const [{ Connection }, { registerSearchAttributes }] = await Promise.all([import('@temporalio/client'), import('../temporal/search-attribute-setup.js')]);
+      const [{ Connection }, { registerSearchAttributes }] = await Promise.all([import('@temporalio/client'), import('../../temporal/search-attribute-setup.js')]);
       const connection = await Connection.connect(temporalConnectionOptions(config.temporal));
       try {
         const result = await registerSearchAttributes(connection, config.temporal.TEMPORAL_NAMESPACE);

@@ -17,22 +17,22 @@ import {
   type CampaignTarget,
   type MessageTemplate,
   type TargetChunking,
-} from '../domain/campaign';
-import { messageBytes, renderMessage } from '../domain/campaign-message';
-import { templateVariables } from '../domain/campaign-template';
-import { InputError, parseInput } from '../domain/input-error';
-import { CampaignIdKey, DeviceOperationKey } from '../domain/search-attributes';
-import type { History } from '../history';
-import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../history/campaigns';
-import { wakeCampaignsWaitingFor, workflowClosed } from '../temporal/campaign-wake';
+} from '../../domain/campaign';
+import { messageBytes, renderMessage } from '../../domain/campaign-message';
+import { templateVariables } from '../../domain/campaign-template';
+import { InputError, parseInput } from '../../domain/input-error';
+import { CampaignIdKey, DeviceOperationKey } from '../../domain/search-attributes';
+import type { History } from '../../history';
+import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../history/campaigns';
+import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign-wake';
 import {
   campaignProgressQuery,
   cancelCampaignUpdate,
   pauseCampaignUpdate,
   resumeCampaignUpdate,
   type CampaignProgress,
-} from '../contracts/campaign';
-import type { runCampaign } from '../workflows/campaign';
+} from '../../contracts/campaign';
+import type { runCampaign } from '../../workflows/campaign';
 
 /**
  * Campaigns in the client library (`ops.campaigns`): start one (targets and message stored in

@@ -1,6 +1,6 @@
-import type { EmqxClient } from '../emqx';
-import type { History } from '../history';
-import { snapshotFromCounters, type StatsSnapshot } from '../history/stats';
+import type { EmqxClient } from '../../emqx';
+import type { History } from '../../history';
+import { snapshotFromCounters, type StatsSnapshot } from '../../history/stats';
 
 /** What `device-ops stats` reports: EMQX's live figures, and message rates against the last snapshot. */
 export interface BrokerStatsReport {

@@ -1,7 +1,7 @@
 import { createConnection } from 'node:net';
-import { parseDurationMs } from '../config';
-import { InputError } from '../domain/input-error';
-import type { DeviceOps } from './client';
+import { parseDurationMs } from '../../config';
+import { InputError } from '../../domain/input-error';
+import type { DeviceOps } from '../client/index';
 
 /** What a CLI command may touch: output streams, standard input, and a way to connect. */
 export interface CliIo {

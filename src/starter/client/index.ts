@@ -9,16 +9,16 @@ import {
 } from '@temporalio/client';
 import type { DataConverter, Workflow } from '@temporalio/common';
 import { z } from 'zod';
-import { createDataConverter } from '../codec/data-converter';
-import { loadConfig, temporalConnectionOptions } from '../config';
-import { AclRule, ClientId, ProvisionInput, Password, Subscription, TopicFilter, usernameOf, type DeviceRecord } from '../domain/device';
-import type { Alarm } from '../domain/presence';
-import { AlarmAction } from '../domain/presence-input';
-import { InputError, parseInput } from '../domain/input-error';
-import { deviceInputProblems } from '../domain/acl-match';
-import { DeviceIdKey, DeviceOperationKey } from '../domain/search-attributes';
-import { createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type EmqxClient, type EventWebhookResult } from '../emqx';
-import { connectHistory, type ConnectionEvent, type History } from '../history';
+import { createDataConverter } from '../../codec/data-converter';
+import { loadConfig, temporalConnectionOptions } from '../../config';
+import { AclRule, ClientId, ProvisionInput, Password, Subscription, TopicFilter, usernameOf, type DeviceRecord } from '../../domain/device';
+import type { Alarm } from '../../domain/presence';
+import { AlarmAction } from '../../domain/presence-input';
+import { InputError, parseInput } from '../../domain/input-error';
+import { deviceInputProblems } from '../../domain/acl-match';
+import { DeviceIdKey, DeviceOperationKey } from '../../domain/search-attributes';
+import { createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type EmqxClient, type EventWebhookResult } from '../../emqx';
+import { connectHistory, type ConnectionEvent, type History } from '../../history';
 import { CampaignOps } from './campaigns';
 import { currentBrokerStats, trendOf, type BrokerStatsReport, type StatsTrend } from './stats';
 import type {
@@ -28,12 +28,12 @@ import type {
   rotateCredentials,
   setDesiredSubscriptions,
   setDeviceAcl,
-} from '../workflows/device-admin';
-import type { ProvisionRequest, ProvisionResult, RotateRequest } from '../contracts/device-admin';
+} from '../../workflows/device-admin';
+import type { ProvisionRequest, ProvisionResult, RotateRequest } from '../../contracts/device-admin';
 import { generatePassword, hashPassword } from './credentials';
 import type { FleetFileDevice } from './fleet-file';
-import { FLEET_CHUNK_SIZE, fleetChunkSignal, fleetProgressQuery, type FleetDevice, type FleetProgress } from '../contracts/fleet';
-import type { provisionFleet } from '../workflows/fleet';
+import { FLEET_CHUNK_SIZE, fleetChunkSignal, fleetProgressQuery, type FleetDevice, type FleetProgress } from '../../contracts/fleet';
+import type { provisionFleet } from '../../workflows/fleet';
 import {
   acknowledgeAlarmUpdate,
   clearAlarmUpdate,
@@ -43,10 +43,10 @@ import {
   type AlarmView,
   type PresenceView,
   type RecentEvent,
-} from '../contracts/presence';
-import type { devicePresence } from '../workflows/presence';
-import type { reconcilePresence } from '../workflows/presence-reconcile';
-import type { ReconcileReport } from '../contracts/presence-reconcile';
+} from '../../contracts/presence';
+import type { devicePresence } from '../../workflows/presence';
+import type { reconcilePresence } from '../../workflows/presence-reconcile';
+import type { ReconcileReport } from '../../contracts/presence-reconcile';
 
 /**
  * The client library a platform imports: typed, validated entry points that start and steer the

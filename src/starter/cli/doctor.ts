@@ -2,16 +2,16 @@ import { Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
 import { request } from 'undici';
 import { z } from 'zod';
-import { ConfigError, loadConfig, temporalConnectionOptions } from '../config';
-import { ALL_SEARCH_ATTRIBUTES } from '../domain/search-attributes';
+import { ConfigError, loadConfig, temporalConnectionOptions } from '../../config';
+import { ALL_SEARCH_ATTRIBUTES } from '../../domain/search-attributes';
 import {
   AUTHENTICATOR_ID,
   authenticatorProblems,
   createEmqxClientFromConfig,
   EmqxUnauthorizedError,
   type EmqxClient,
-} from '../emqx';
-import { fingerprintMatches } from '../emqx/event-webhook';
+} from '../../emqx';
+import { fingerprintMatches } from '../../emqx/event-webhook';
 
 /**
  * `device-ops doctor`: every piece the project needs, checked one by one, each with a fix. A check

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { deviceInputProblems } from '../domain/acl-match';
-import { AclRule, ClientId, Password, Subscription, Username, parseAclRule, parseSubscription, usernameOf } from '../domain/device';
-import { InputError, issueText } from '../domain/input-error';
+import { deviceInputProblems } from '../../domain/acl-match';
+import { AclRule, ClientId, Password, Subscription, Username, parseAclRule, parseSubscription, usernameOf } from '../../domain/device';
+import { InputError, issueText } from '../../domain/input-error';
 
 /**
  * Reads a fleet file for `provision-fleet`: CSV with a header (clientId,username,password,acl,

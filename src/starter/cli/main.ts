@@ -1,4 +1,4 @@
-import { loadConfig } from '../config';
+import { loadConfig } from '../../config';
 import { runCli } from './cli';
 import { assertReachable } from './cli-io';
 
@@ -37,7 +37,7 @@ runCli(process.argv.slice(2), {
     const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec']);
     await assertReachable({ temporalAddress: config.temporal.TEMPORAL_ADDRESS, mongoUri: config.mongo.MONGODB_URI });
     // Loaded only by commands that connect: the Temporal, MongoDB and HTTP clients are most of the start-up time.
-    const { connectDeviceOps } = await import('./client.js');
+    const { connectDeviceOps } = await import('../client/index.js');
     return connectDeviceOps();
   },
 }).then(exitAfterFlush, (err: unknown) => {
