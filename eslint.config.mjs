@@ -43,7 +43,7 @@ export default tseslint.config(
           paths: nodeBuiltins.map((name) => ({ name, message: 'Workflow code must not import Node built-ins.' })),
           patterns: [
             { group: ['**/activities', '**/activities/*'], allowTypeImports: true, message: 'Import activity types only.' },
-            { group: ['undici', 'mongodb', 'mqtt', 'pino', 'fastify', '**/emqx/*', '**/history/*', '**/config'], message: 'Workflow code must not do I/O.' },
+            { group: ['undici', 'mongodb', 'mqtt', 'pino', 'fastify', '**/emqx/*', '**/store/*', '**/config'], message: 'Workflow code must not do I/O.' },
           ],
         },
       ],

@@ -10,7 +10,7 @@ import { createDataConverter, failureConverterPath } from './codec/data-converte
 import { loadConfig, projectRoot, temporalConnectionOptions, type Config } from './config';
 import { createEmqxClientFromConfig } from './emqx';
 import { mqttPublisherFromConfig } from './emqx/mqtt-publisher';
-import { connectHistory } from './history';
+import { connectHistory } from './store';
 import { presenceTrackingFromConfig } from './temporal/presence-delivery';
 import { ensurePresenceReconcileSchedule, ensureStatsSchedule } from './temporal/schedules';
 

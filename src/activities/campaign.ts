@@ -6,8 +6,8 @@ import { applyOutcome, cancel, confirmAtDevice, expire, isDue, wake, type Attemp
 import { TemplateError } from '../domain/campaign-template';
 import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
-import type { History } from '../history';
-import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../history/campaigns';
+import type { History } from '../store';
+import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../store/campaigns';
 import { wakeCampaignsWaitingFor } from '../temporal/campaign-wake';
 import { asActivityFailure, mapPooled } from './failures';
 

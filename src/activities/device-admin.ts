@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { EmqxNotFoundError, type EmqxClient } from '../emqx';
-import type { History } from '../history';
+import type { History } from '../store';
 import type { AclRule, DeviceRecord, PasswordHash, Subscription } from '../domain/device';
 import { asActivityFailure, emqxStep } from './failures';
 

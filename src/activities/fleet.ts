@@ -1,6 +1,6 @@
 import { heartbeat } from '@temporalio/activity';
 import { EmqxError, EmqxNotFoundError, type EmqxClient } from '../emqx';
-import type { History } from '../history';
+import type { History } from '../store';
 import type { AclRule, PasswordHash, Subscription } from '../domain/device';
 import { mapPooled } from './failures';
 

@@ -1,5 +1,5 @@
 import type { EmqxClient } from '../emqx';
-import type { History } from '../history';
+import type { History } from '../store';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import { createCampaignActivities } from './campaign';
 import { createDeviceAdminActivities } from './device-admin';

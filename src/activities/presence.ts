@@ -2,9 +2,9 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import { request } from 'undici';
 import type { Alarm, AlarmChange, PresencePolicy } from '../domain/presence';
 import { EmqxNotFoundError, type EmqxClient } from '../emqx';
-import type { History } from '../history';
-import { CampaignStore } from '../history/campaigns';
-import { WaitingCampaigns } from '../history/waiting-campaigns';
+import type { History } from '../store';
+import { CampaignStore } from '../store/campaigns';
+import { WaitingCampaigns } from '../store/waiting-campaigns';
 import type { PresenceTracking } from '../temporal/presence-delivery';
 import { asActivityFailure } from './failures';
 

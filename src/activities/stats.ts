@@ -1,6 +1,6 @@
 import type { EmqxClient } from '../emqx';
-import type { History } from '../history';
-import { snapshotFromCounters } from '../history/stats';
+import type { History } from '../store';
+import { snapshotFromCounters } from '../store/stats';
 import { emqxStep } from './failures';
 
 /** Business statistics: one snapshot of EMQX's aggregate /stats and /metrics per scheduled run. */

@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { campaignWorkflowId, deviceOnlineSignal } from '../contracts/campaign';
-import type { CampaignStore } from '../history/campaigns';
+import type { CampaignStore } from '../store/campaigns';
 
 /**
  * Waking campaigns that wait for a device (their `deviceOnline` signal), from outside workflow

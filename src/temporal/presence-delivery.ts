@@ -3,7 +3,7 @@ import type { Config } from '../config';
 import { presenceEventsSignal, presenceWorkflowId } from '../contracts/presence';
 import type { PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
-import type { History } from '../history';
+import type { History } from '../store';
 import { wakeCampaigns } from './campaign-wake';
 import type { devicePresence } from '../workflows/presence';
 

@@ -3,15 +3,15 @@ import type { FastifyInstance } from 'fastify';
 import type { MongoClientOptions } from 'mongodb';
 import pino, { type Logger } from 'pino';
 import type { PresenceEvent } from '../domain/presence';
-import type { History } from '../history';
-import { CampaignStore } from '../history/campaigns';
+import type { History } from '../store';
+import { CampaignStore } from '../store/campaigns';
 import { PresenceDelivery, type PresenceTracking } from '../temporal/presence-delivery';
 import { InboxSink } from './event-sink';
 import { WebhookMetrics } from './metrics';
 import { DEFAULT_RELAY_OPTIONS, PresenceRelay, type RelayOptions } from './relay';
 import { buildServer, type ConnectionLimits } from './server';
 import { SignalThrottle } from './signal-throttle';
-import { WaitingCampaigns } from '../history/waiting-campaigns';
+import { WaitingCampaigns } from '../store/waiting-campaigns';
 
 /** Deadline of one signal-with-start: a hung Temporal call must not hold a device's queue. */
 const SIGNAL_DEADLINE_MS = 10_000;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ClientId } from '../domain/device';
 import { presenceEventKey, type PresenceEvent } from '../domain/presence';
-import type { DeviceEvent, StoredConnectionEvent } from '../history';
+import type { DeviceEvent, StoredConnectionEvent } from '../store';
 
 /**
  * EMQX 5 rule-engine HTTP-action bodies (`SELECT *` output, one object or an array; fields per event in

@@ -1,5 +1,5 @@
-import type { DeviceEvent, StoredConnectionEvent } from '../history';
-import type { EventInbox } from '../history/event-inbox';
+import type { DeviceEvent, StoredConnectionEvent } from '../store';
+import type { EventInbox } from '../store/event-inbox';
 import type { ParsedEvents } from './emqx-events';
 import { GroupCommit } from './group-commit';
 import type { PresenceRelay } from './relay';

@@ -2,7 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import pino from 'pino';
 import { createDataConverter } from '../codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../config';
-import { connectHistory } from '../history';
+import { connectHistory } from '../store';
 import { presenceTrackingFromConfig } from '../temporal/presence-delivery';
 import { adapterMongoOptions, createWebhookAdapter } from './adapter';
 

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { isGrpcServiceError } from '@temporalio/client';
 import type { Logger } from 'pino';
 import type { PresenceEvent } from '../domain/presence';
-import type { StoredConnectionEvent } from '../history';
-import { bucketWindowStart, inboxBucketName, type EventInbox } from '../history/event-inbox';
+import type { StoredConnectionEvent } from '../store';
+import { bucketWindowStart, inboxBucketName, type EventInbox } from '../store/event-inbox';
 import { toPresenceEvent } from './emqx-events';
 import type { WebhookMetrics } from './metrics';
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createDeviceAdminActivities } from '../../src/activities/device-admin';
 import { createFleetActivities } from '../../src/activities/fleet';
 import { EmqxBadRequestError, EmqxUnavailableError, type EmqxClient } from '../../src/emqx';
-import type { History } from '../../src/history';
+import type { History } from '../../src/store';
 
 /** Unit tests of single activities with a fake EMQX client; the integration tests use the real broker. */
 function activitiesWith(emqx: Partial<EmqxClient>) {

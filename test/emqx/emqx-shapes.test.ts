@@ -8,7 +8,7 @@ import { createDeviceAdminActivities } from '../../src/activities/device-admin';
 import { createPresenceActivities } from '../../src/activities/presence';
 import type { DeviceRecord } from '../../src/domain/device';
 import { EmqxNotFoundError, type EmqxClient } from '../../src/emqx';
-import type { History } from '../../src/history';
+import type { History } from '../../src/store';
 import {
   bareSessionRow,
   CLIENTID_NOT_FOUND,

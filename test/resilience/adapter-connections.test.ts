@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { History } from '../../src/history';
+import { History } from '../../src/store';
 import { createWebhookAdapter, type WebhookAdapter } from '../../src/webhook/adapter';
 import { freshDatabase, temporalClient, waitFor } from '../harness';
 import { connectedEvent, WEBHOOK_TOKEN } from '../support/presence-env';

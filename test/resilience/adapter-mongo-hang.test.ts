@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectHistory, type History } from '../../src/history';
+import { connectHistory, type History } from '../../src/store';
 import { adapterMongoOptions, createWebhookAdapter, type WebhookAdapter } from '../../src/webhook/adapter';
 import { ownFerretDb, temporalClient, uniqueName, waitFor, type OwnServer } from '../harness';
 import { connectedEvent, postEvents } from '../support/presence-env';

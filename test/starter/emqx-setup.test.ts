@@ -6,7 +6,7 @@ import type { RunningBroker } from '../../devstack/broker';
 import { projectRoot } from '../../src/config';
 import { createEmqxClient, EmqxNotConfiguredError, type EmqxClient } from '../../src/emqx';
 import { missingAccessControl } from '../../src/emqx/errors';
-import { History } from '../../src/history';
+import { History } from '../../src/store';
 import { runDoctor, type CheckResult } from '../../src/starter/cli/doctor';
 import { runEmqxSetup, SetupFailed } from '../../src/starter/cli/emqx-cli';
 import { createWebhookAdapter, type WebhookAdapter } from '../../src/webhook/adapter';

@@ -1,7 +1,7 @@
 import { NativeConnection } from '@temporalio/worker';
 import { createDataConverter } from '../../src/codec/data-converter';
 import { createEmqxClient } from '../../src/emqx';
-import { connectHistory } from '../../src/history';
+import { connectHistory } from '../../src/store';
 import { createDeviceOpsWorker } from '../../src/worker';
 
 /**

@@ -6,7 +6,7 @@ import { startBroker, type RunningBroker } from '../../devstack/broker';
 import type { PresenceSettings } from '../../src/activities/presence';
 import { createDataConverter } from '../../src/codec/data-converter';
 import { createEmqxClient, type EmqxClient } from '../../src/emqx';
-import { History } from '../../src/history';
+import { History } from '../../src/store';
 import { DeviceOps } from '../../src/starter/client/index';
 import { createDeviceOpsWorker, sharedWorkflowBundle } from '../../src/worker';
 import { freshDatabase, stackEndpoints, temporalClient, uniqueName, workerConnection } from '../harness';

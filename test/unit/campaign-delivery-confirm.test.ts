@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { OfflinePolicy, RetryPolicy, type TargetPolicy } from '../../src/domain/campaign';
 import { applyOutcome, confirmAtDevice, NEVER_ATTEMPTED, wake, type AttemptOutcome } from '../../src/domain/campaign-target-state';
-import { finalRecord } from '../../src/history/campaigns';
+import { finalRecord } from '../../src/store/campaigns';
 
 /** What "delivered" means for one target (docs/campaign-delivery.md), as pure rules. */
 

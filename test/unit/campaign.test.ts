@@ -5,7 +5,7 @@ import { abortReason, batchAllowance, BULK_REQUESTS_PER_BATCH, initialPacer, nex
 import { ChunkLedger } from '../../src/domain/campaign-chunk';
 import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, wake, type TargetState } from '../../src/domain/campaign-target-state';
 import { InputError, parseInput } from '../../src/domain/input-error';
-import { decodeRuns, encodeRuns } from '../../src/history/campaigns';
+import { decodeRuns, encodeRuns } from '../../src/store/campaigns';
 import { parseTargetsFile } from '../../src/starter/cli/campaign-file';
 
 const policy = (overrides: { retry?: unknown; offline?: unknown; inProgressTimeoutMs?: number } = {}): TargetPolicy => ({

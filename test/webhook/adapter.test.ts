@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../devstack/services';
 import { createDataConverter } from '../../src/codec/data-converter';
-import { History } from '../../src/history';
+import { History } from '../../src/store';
 import { createWebhookAdapter, type WebhookAdapter } from '../../src/webhook/adapter';
 import { freshDatabase, waitFor } from '../harness';
 import { connectedEvent, disconnectedEvent, postEvents, recordDevices, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';

@@ -2,7 +2,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PresenceEvent } from '../../src/domain/presence';
 import { presenceEventKey } from '../../src/domain/presence';
-import { EventInbox, type StoredConnectionEvent } from '../../src/history/event-inbox';
+import { EventInbox, type StoredConnectionEvent } from '../../src/store/event-inbox';
 import { WebhookMetrics } from '../../src/webhook/metrics';
 import { DEFAULT_RELAY_OPTIONS, isRejectedBatch, PresenceRelay } from '../../src/webhook/relay';
 import { freshDatabase, waitFor } from '../harness';

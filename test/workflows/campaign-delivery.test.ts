@@ -6,7 +6,7 @@ import { createDataConverter } from '../../src/codec/data-converter';
 import { CampaignRequest } from '../../src/domain/campaign';
 import { BULK_REQUESTS_PER_BATCH } from '../../src/domain/campaign-rollout';
 import { EmqxError, type EmqxClient } from '../../src/emqx';
-import { CampaignStore, finalRecord } from '../../src/history/campaigns';
+import { CampaignStore, finalRecord } from '../../src/store/campaigns';
 import { START_LEASE_MS } from '../../src/starter/client/campaigns';
 import { MqttPublisher } from '../../src/emqx/mqtt-publisher';
 import { createDeviceOpsWorker, workflowsPath } from '../../src/worker';

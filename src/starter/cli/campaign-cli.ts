@@ -2,7 +2,7 @@ import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import type { Command } from 'commander';
 import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../../domain/campaign';
 import { InputError } from '../../domain/input-error';
-import type { CampaignResultRow } from '../../history/campaigns';
+import type { CampaignResultRow } from '../../store/campaigns';
 import type { CampaignProgress } from '../../contracts/campaign';
 import { collect, durationFlag, printResult, withOps, type CliIo } from './cli-io';
 import type { DeviceOps } from '../client/index';

@@ -22,8 +22,8 @@ import { messageBytes, renderMessage } from '../../domain/campaign-message';
 import { templateVariables } from '../../domain/campaign-template';
 import { InputError, parseInput } from '../../domain/input-error';
 import { CampaignIdKey, DeviceOperationKey } from '../../domain/search-attributes';
-import type { History } from '../../history';
-import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../history/campaigns';
+import type { History } from '../../store';
+import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../store/campaigns';
 import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign-wake';
 import {
   campaignProgressQuery,

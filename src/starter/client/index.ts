@@ -18,7 +18,7 @@ import { InputError, parseInput } from '../../domain/input-error';
 import { deviceInputProblems } from '../../domain/acl-match';
 import { DeviceIdKey, DeviceOperationKey } from '../../domain/search-attributes';
 import { createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type EmqxClient, type EventWebhookResult } from '../../emqx';
-import { connectHistory, type ConnectionEvent, type History } from '../../history';
+import { connectHistory, type ConnectionEvent, type History } from '../../store';
 import { CampaignOps } from './campaigns';
 import { currentBrokerStats, trendOf, type BrokerStatsReport, type StatsTrend } from './stats';
 import type {

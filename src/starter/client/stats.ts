@@ -1,19 +1,15 @@
 import type { EmqxClient } from '../../emqx';
-import type { History } from '../../history';
-import { snapshotFromCounters, type StatsSnapshot } from '../../history/stats';
+import type { History } from '../../store';
+import { snapshotFromCounters, type StatsSnapshot } from '../../store/stats';
 
-/** What `device-ops stats` reports: EMQX's live figures, and message rates against the last snapshot. */
-export interface BrokerStatsReport {
-  at: string;
-  online: number;
-  connections: number;
-  subscriptions: number;
-  topics: number;
-  retained: number;
-  messages: { received: number; sent: number; dropped: number };
+/**
+ * What `device-ops stats` reports: EMQX's live figures (the stored snapshot's, without its id), and
+ * message rates against the last snapshot.
+ */
+export type BrokerStatsReport = Omit<StatsSnapshot, 'id'> & {
   /** Per second, since the latest stored snapshot; null until one exists. */
-  rates: { received: number; sent: number; dropped: number; sinceSnapshotAt: string } | null;
-}
+  rates: (StatsSnapshot['messages'] & { sinceSnapshotAt: string }) | null;
+};
 
 export async function currentBrokerStats(deps: { emqx: EmqxClient; history: History }): Promise<BrokerStatsReport> {
   const [stats, metrics, previous] = await Promise.all([deps.emqx.getStats(), deps.emqx.getMetrics(), deps.history.stats.latest()]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { CampaignStore, WaitingEntry } from '../../src/history/campaigns';
-import { WaitingCampaigns } from '../../src/history/waiting-campaigns';
+import type { CampaignStore, WaitingEntry } from '../../src/store/campaigns';
+import { WaitingCampaigns } from '../../src/store/waiting-campaigns';
 
 /** A stand-in for the two CampaignStore reads the lookup makes, counting them. */
 function fakeStore(running: string[], waiting: Record<string, string[]>) {

@@ -1,6 +1,6 @@
 import type { Collection, Db } from 'mongodb';
 import { insertNew } from './bulk-upsert';
-import type { ConnectionEvent } from './index';
+import type { ConnectionEvent } from './connection-events';
 
 /**
  * What the webhook adapter writes: every EMQX event once in the history, keyed by a stable key so

@@ -4,42 +4,20 @@ import { AlarmStore } from './alarms';
 import { EventInbox } from './event-inbox';
 import { StatsStore } from './stats';
 import { insertNew, upsertMany } from './bulk-upsert';
+import type { AuditEntry } from './audit';
+import type { ConnectionEvent } from './connection-events';
+import type { FleetResult } from './fleet-results';
 
+export type { AuditEntry } from './audit';
+export type { ConnectionEvent } from './connection-events';
 export type { DeviceEvent, StoredConnectionEvent } from './event-inbox';
+export type { FleetResult } from './fleet-results';
 
 /**
  * The one MongoDB access layer. Every write is an upsert on a unique key, because activities run at
  * least once. Works on MongoDB 7 and FerretDB 1.24 (no transactions, no TTL indexes, no `.` or leading
  * `$` in keys: https://docs.ferretdb.io/v1.24/diff).
  */
-
-export interface AuditEntry {
-  /** Stable per logical step (workflow run id + step), so a retried activity writes once. */
-  key: string;
-  clientId: string;
-  operation: string;
-  outcome: 'succeeded' | 'failed' | 'compensated';
-  at: string;
-  workflowId?: string;
-  details?: Record<string, string | number | boolean | null>;
-}
-
-export interface FleetResult {
-  fleetId: string;
-  clientId: string;
-  status: 'provisioned' | 'failed';
-  error?: string;
-  at: string;
-}
-
-export interface ConnectionEvent {
-  key: string;
-  clientId: string;
-  event: 'connected' | 'disconnected';
-  at: string;
-  reason?: string;
-  connectedAt?: number;
-}
 
 type WithId<T> = T & { _id: string };
 

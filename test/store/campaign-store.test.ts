@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NO_SUBSCRIBER_ERROR } from '../../src/domain/campaign-target-state';
-import { CampaignStore, chunkingOf, finalRecord } from '../../src/history/campaigns';
+import { CampaignStore, chunkingOf, finalRecord } from '../../src/store/campaigns';
 import { freshDatabase } from '../harness';
 
 describe('campaign storage (on the real FerretDB)', () => {

@@ -1,6 +1,6 @@
 import { MongoBulkWriteError, type BulkWriteResult, type Collection } from 'mongodb';
 import { describe, expect, it } from 'vitest';
-import { insertNew, upsertMany } from '../../src/history/bulk-upsert';
+import { insertNew, upsertMany } from '../../src/store/bulk-upsert';
 import { freshDatabase } from '../harness';
 
 describe('upsertMany (on the real FerretDB)', () => {
