@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { createDataConverter } from '../src/codec/data-converter';
 import { loadConfig, temporalConnectionOptions } from '../src/config';
-import { connectHistory, type History } from '../src/history';
+import { connectHistory, type History } from '../src/store';
 import { deliverPresenceEvents } from '../src/temporal/presence-delivery';
 import { toPresenceEvent, type ParsedEvents } from '../src/webhook/emqx-events';
 import { SinkUnavailableError, type EventSink } from '../src/webhook/event-sink';

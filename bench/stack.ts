@@ -9,7 +9,7 @@ import { startBroker, type RunningBroker } from '../devstack/broker';
 import { freePort, startFerretDb, startTemporal } from '../devstack/services';
 import { createDataConverter } from '../src/codec/data-converter';
 import { createEmqxClient, type EmqxClient } from '../src/emqx';
-import { connectHistory, type History } from '../src/history';
+import { connectHistory, type History } from '../src/store';
 import { DeviceOps } from '../src/starter/client/index';
 import { createDeviceOpsWorker } from '../src/worker';
 

@@ -1,9 +1,9 @@
 import { ApplicationFailure, getClient, heartbeat, log } from '@temporalio/activity';
-import { chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
-import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
+import { chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/schemas/campaign';
+import { renderMessage, type RenderedMessage } from '../domain/schemas/campaign-message';
 import { ChunkLedger } from '../domain/campaign-chunk';
 import { applyOutcome, cancel, confirmAtDevice, expire, isDue, wake, type AttemptOutcome, type DeviceSession, type TargetState } from '../domain/campaign-target-state';
-import { TemplateError } from '../domain/campaign-template';
+import { TemplateError } from '../domain/schemas/campaign-template';
 import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../store';

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { EmqxNotFoundError, type EmqxClient } from '../emqx';
 import type { History } from '../store';
-import type { AclRule, DeviceRecord, PasswordHash, Subscription } from '../domain/device';
+import type { AclRule, DeviceRecord, PasswordHash, Subscription } from '../domain/schemas/device';
 import { asActivityFailure, emqxStep } from './failures';
 
 /**

@@ -1,7 +1,7 @@
 import { heartbeat } from '@temporalio/activity';
 import { EmqxError, EmqxNotFoundError, type EmqxClient } from '../emqx';
 import type { History } from '../store';
-import type { AclRule, PasswordHash, Subscription } from '../domain/device';
+import type { AclRule, PasswordHash, Subscription } from '../domain/schemas/device';
 import { mapPooled } from './failures';
 
 /** How many EMQX requests one batch activity keeps in flight (the client's pool is 16 by default). */

@@ -1,6 +1,6 @@
 import { activityInfo, Context, heartbeat, log } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { ClientId } from '../domain/device';
+import { ClientId } from '../domain/schemas/device';
 import { presenceWorkflowId, type PresenceEvent } from '../domain/presence';
 import type { EmqxClient } from '../emqx';
 import type { History } from '../store';

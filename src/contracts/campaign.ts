@@ -1,5 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { CampaignState } from '../domain/campaign';
+import type { CampaignState } from '../domain/schemas/campaign';
 import type { TargetCounts } from '../domain/campaign-core';
 
 /**

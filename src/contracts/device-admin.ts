@@ -1,5 +1,5 @@
 import { defineSignal } from '@temporalio/workflow';
-import type { AclRule, AlarmPolicy, Subscription } from '../domain/device';
+import type { AclRule, AlarmPolicy, Subscription } from '../domain/schemas/device';
 import type { PasswordHash } from '../domain/device-core';
 
 /**

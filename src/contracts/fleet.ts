@@ -1,5 +1,5 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { AclRule, PasswordHash, Subscription } from '../domain/device';
+import type { AclRule, PasswordHash, Subscription } from '../domain/schemas/device';
 
 /**
  * The fleet-provisioning workflow's contract (provisionFleet, one child provisionFleetChunk per

@@ -1,4 +1,4 @@
-import type { AclRule, Subscription } from './device';
+import type { AclRule, Subscription } from './schemas/device';
 import { effectiveAcl, identifierProblem } from './device-core';
 
 /**

@@ -1,4 +1,4 @@
-import type { AbortCriterion, Rollout } from './campaign';
+import type { AbortCriterion, Rollout } from './schemas/campaign';
 import { CAMPAIGN_CHUNK_SIZE, type TargetCounts } from './campaign-core';
 
 /**

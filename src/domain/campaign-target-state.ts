@@ -1,4 +1,5 @@
-import { isFinal, type RetryRule, type TargetPolicy, type TargetStatus } from './campaign';
+import type { RetryRule, TargetPolicy } from './schemas/campaign';
+import { isFinal, type TargetStatus } from './campaign-core';
 
 /**
  * What happens to one target after each publish attempt: the retry criteria per failure type,

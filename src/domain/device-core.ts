@@ -1,4 +1,4 @@
-import type { AclRule } from './device';
+import type { AclRule } from './schemas/device';
 
 /**
  * The device rules that workflow code needs, without zod (the schemas are in ./device; see

@@ -1,4 +1,4 @@
-import type { AlarmPolicy } from './device';
+import type { AlarmPolicy } from './schemas/device';
 import { CONTROL_CHARS } from './device-core';
 
 /**

@@ -8,7 +8,7 @@ import {
   type TargetSelector,
   type TargetStatus,
   type Transport,
-} from '../domain/campaign';
+} from '../domain/schemas/campaign';
 import { ChunkLedger, type ChunkLedgerData, type Effort } from '../domain/campaign-chunk';
 import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
 import { NO_SUBSCRIBER_ERROR, type DeviceDelivery, type TargetState } from '../domain/campaign-target-state';

@@ -1,5 +1,5 @@
 import { MongoClient, type Collection, type Db, type MongoClientOptions } from 'mongodb';
-import type { DeviceRecord } from '../domain/device';
+import type { DeviceRecord } from '../domain/schemas/device';
 import { AlarmStore } from './alarms';
 import { EventInbox } from './event-inbox';
 import { StatsStore } from './stats';

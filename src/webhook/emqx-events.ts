@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ClientId } from '../domain/device';
+import { ClientId } from '../domain/schemas/device';
 import { presenceEventKey, type PresenceEvent } from '../domain/presence';
 import type { DeviceEvent, StoredConnectionEvent } from '../store';
 

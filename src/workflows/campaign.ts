@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { CampaignSettings, CampaignState } from '../domain/campaign';
+import type { CampaignSettings, CampaignState } from '../domain/schemas/campaign';
 import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from '../domain/campaign-core';
 import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from '../domain/campaign-rollout';
 import { failureMessage } from '../domain/failures';

@@ -18,7 +18,7 @@ import {
   type RotateResult,
 } from '../contracts/device-admin';
 import { presenceWorkflowId } from '../contracts/presence';
-import type { AclRule, DeprovisionStep, DeviceRecord, Subscription } from '../domain/device';
+import type { AclRule, DeprovisionStep, DeviceRecord, Subscription } from '../domain/schemas/device';
 import { usernameOf } from '../domain/device-core';
 import { failureMessage } from '../domain/failures';
 

@@ -6,7 +6,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeviceAdminActivities } from '../../src/activities/device-admin';
 import { createPresenceActivities } from '../../src/activities/presence';
-import type { DeviceRecord } from '../../src/domain/device';
+import type { DeviceRecord } from '../../src/domain/schemas/device';
 import { EmqxNotFoundError, type EmqxClient } from '../../src/emqx';
 import type { History } from '../../src/store';
 import {

@@ -1,7 +1,7 @@
 import Fastify from 'fastify';
 import { request } from 'undici';
 import type { AlarmNotification, PresenceSettings } from '../../src/activities/presence';
-import type { DeviceRecord } from '../../src/domain/device';
+import type { DeviceRecord } from '../../src/domain/schemas/device';
 import type { History } from '../../src/store';
 import { createWebhookAdapter, type WebhookAdapter, type WebhookAdapterOptions } from '../../src/webhook/adapter';
 import { startDeviceOpsEnv, type DeviceOpsTestEnv } from './device-ops-env';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decideSubscription, realTopicOf, renderedAcl, subscriptionProblems, topicMatches } from '../../src/domain/acl-match';
-import type { AclRule } from '../../src/domain/device';
+import type { AclRule } from '../../src/domain/schemas/device';
 
 /**
  * EMQX's own cases, as the specification of the project's subscription check:

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OfflinePolicy, RetryPolicy, type TargetPolicy } from '../../src/domain/campaign';
+import { OfflinePolicy, RetryPolicy, type TargetPolicy } from '../../src/domain/schemas/campaign';
 import { applyOutcome, confirmAtDevice, NEVER_ATTEMPTED, wake, type AttemptOutcome } from '../../src/domain/campaign-target-state';
 import { finalRecord } from '../../src/store/campaigns';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { batchAllowance, initialPacer, measuredRatePerMinute, reserve, type PacerState } from '../../src/domain/campaign-rollout';
-import type { Rollout } from '../../src/domain/campaign';
+import type { Rollout } from '../../src/domain/schemas/campaign';
 
 /** A campaign paced at `limit`/min: each batch is launched at its slot and reported at once. */
 function paced(limit: number, seconds: number): { recent: [number, number][]; pacer: PacerState; startedAt: number; samples: number[] } {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CAMPAIGN_CHUNK_SIZE, CampaignRequest, chunkSizeFor, emptyCounts, OfflinePolicy, RetryPolicy, Rollout, type TargetPolicy } from '../../src/domain/campaign';
-import { renderMessage, utf8Length } from '../../src/domain/campaign-message';
+import { CAMPAIGN_CHUNK_SIZE, CampaignRequest, chunkSizeFor, emptyCounts, OfflinePolicy, RetryPolicy, Rollout, type TargetPolicy } from '../../src/domain/schemas/campaign';
+import { renderMessage, utf8Length } from '../../src/domain/schemas/campaign-message';
 import { abortReason, batchAllowance, BULK_REQUESTS_PER_BATCH, initialPacer, nextSlot, ramp, refund, reserve } from '../../src/domain/campaign-rollout';
 import { ChunkLedger } from '../../src/domain/campaign-chunk';
 import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, wake, type TargetState } from '../../src/domain/campaign-target-state';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ClientId, ProvisionInput, TopicName, effectiveAcl, identifierProblem, parseAclRule, parseSubscription } from '../../src/domain/device';
-import { renderTopic } from '../../src/domain/campaign-template';
+import { ClientId, ProvisionInput, TopicName, effectiveAcl, identifierProblem, parseAclRule, parseSubscription } from '../../src/domain/schemas/device';
+import { renderTopic } from '../../src/domain/schemas/campaign-template';
 import { InputError, parseInput } from '../../src/domain/input-error';
 
 describe('device input validation', () => {

@@ -3,7 +3,7 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCampaignActivities } from '../../src/activities/campaign';
 import { createDataConverter } from '../../src/codec/data-converter';
-import { CampaignRequest } from '../../src/domain/campaign';
+import { CampaignRequest } from '../../src/domain/schemas/campaign';
 import { BULK_REQUESTS_PER_BATCH } from '../../src/domain/campaign-rollout';
 import { EmqxError, type EmqxClient } from '../../src/emqx';
 import { CampaignStore, finalRecord } from '../../src/store/campaigns';

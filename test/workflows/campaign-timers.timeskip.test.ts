@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CampaignSettings, Rollout } from '../../src/domain/campaign';
-import { CampaignRequest } from '../../src/domain/campaign';
+import type { CampaignSettings, Rollout } from '../../src/domain/schemas/campaign';
+import { CampaignRequest } from '../../src/domain/schemas/campaign';
 import { emptyCounts, type ChunkReport } from '../../src/domain/campaign-core';
 import { campaignProgressQuery, deviceOnlineSignal, pauseCampaignUpdate, resumeCampaignUpdate } from '../../src/contracts/campaign';
 import { runCampaign } from '../../src/workflows/campaign';

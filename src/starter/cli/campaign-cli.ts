@@ -1,6 +1,6 @@
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import type { Command } from 'commander';
-import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../../domain/campaign';
+import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../../domain/schemas/campaign';
 import { InputError } from '../../domain/input-error';
 import type { CampaignResultRow } from '../../store/campaigns';
 import type { CampaignProgress } from '../../contracts/campaign';

@@ -1,6 +1,6 @@
-import { MAX_CAMPAIGN_TARGETS, type CampaignTarget } from '../../domain/campaign';
-import { TEMPLATE_VARIABLE } from '../../domain/campaign-template';
-import { ClientId } from '../../domain/device';
+import { MAX_CAMPAIGN_TARGETS, type CampaignTarget } from '../../domain/schemas/campaign';
+import { TEMPLATE_VARIABLE } from '../../domain/schemas/campaign-template';
+import { ClientId } from '../../domain/schemas/device';
 import { InputError } from '../../domain/input-error';
 import { splitCsvLine } from '../client/fleet-file';
 

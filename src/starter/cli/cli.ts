@@ -3,7 +3,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError } from '../../config';
 import { failureMessage } from '../../domain/failures';
-import { parseAclRule, parseSubscription, type AlarmPolicy } from '../../domain/device';
+import { parseAclRule, parseSubscription, type AlarmPolicy } from '../../domain/schemas/device';
 import { InputError } from '../../domain/input-error';
 import type { DeviceOps } from '../client/index';
 import { fleetFormatOf, parseFleetFile } from '../client/fleet-file';

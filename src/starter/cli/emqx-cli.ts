@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { effectiveEnv, loadConfig } from '../../config';
-import { TopicFilter } from '../../domain/device';
+import { TopicFilter } from '../../domain/schemas/device';
 import { parseInput } from '../../domain/input-error';
 import { AuthenticatorMismatchError, createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type AccessControlSetup, type EventWebhookResult } from '../../emqx';
 import { collect, printResult, withOps, type CliIo } from './cli-io';

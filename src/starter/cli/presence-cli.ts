@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { ClientId } from '../../domain/device';
+import { ClientId } from '../../domain/schemas/device';
 import { parseInput } from '../../domain/input-error';
-import { AlarmNote } from '../../domain/presence-input';
+import { AlarmNote } from '../../domain/schemas/presence';
 import type { DeviceOps } from '../client/index';
 import { printResult, withOps as withConnectedOps, type CliIo } from './cli-io';
 

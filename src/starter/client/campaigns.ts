@@ -17,9 +17,9 @@ import {
   type CampaignTarget,
   type MessageTemplate,
   type TargetChunking,
-} from '../../domain/campaign';
-import { messageBytes, renderMessage } from '../../domain/campaign-message';
-import { templateVariables } from '../../domain/campaign-template';
+} from '../../domain/schemas/campaign';
+import { messageBytes, renderMessage } from '../../domain/schemas/campaign-message';
+import { templateVariables } from '../../domain/schemas/campaign-template';
 import { InputError, parseInput } from '../../domain/input-error';
 import { CampaignIdKey, DeviceOperationKey } from '../../domain/search-attributes';
 import type { History } from '../../store';

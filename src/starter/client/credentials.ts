@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { PasswordHash } from '../../domain/device';
+import type { PasswordHash } from '../../domain/schemas/device';
 
 /**
  * Device passwords stay with the client that has them: it generates or reads the password, hashes

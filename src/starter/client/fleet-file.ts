@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { deviceInputProblems } from '../../domain/acl-match';
-import { AclRule, ClientId, Password, Subscription, Username, parseAclRule, parseSubscription, usernameOf } from '../../domain/device';
+import { AclRule, ClientId, Password, Subscription, Username, parseAclRule, parseSubscription, usernameOf } from '../../domain/schemas/device';
 import { InputError, issueText } from '../../domain/input-error';
 
 /**

@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { ClientId, Qos } from './device';
 import { TEMPLATE_VARIABLE, TopicTemplate } from './campaign-template';
-import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from './campaign-core';
+import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from '../campaign-core';
 
-export * from './campaign-core';
+export * from '../campaign-core';
 
 /**
  * Campaign shapes: what a caller asks for (validated once at the boundary, in the starter) and the

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { alarmNoteProblem, type AlarmAction as AlarmActionShape } from './presence';
+import { alarmNoteProblem, type AlarmAction as AlarmActionShape } from '../presence';
 
 /** An operator's ack or clear as the CLI and client library take it (the device workflow checks the same rules without zod). */
 
