@@ -8,6 +8,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { compensating, standard, withAttempts } from './activity-options';
 import { deviceInputProblems, renderedAcl } from '../domain/acl-match';
 import {
   deviceRecordChangedSignal,
@@ -28,16 +29,10 @@ import { failureMessage } from '../domain/failures';
  * that fails for good throws a non-retryable failure, and the saga undoes what it had done.
  */
 
-const steps = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 8 },
-});
-
+/** Fewer tries than the standard: a step that keeps failing rolls the saga back within a minute. */
+const steps = proxyActivities<Activities>(withAttempts(standard, 8));
 /** Compensations must not give up quickly: they run after a failure and keep retrying longer. */
-const undo = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
-});
+const undo = proxyActivities<Activities>(compensating);
 
 async function runCompensations(compensations: (() => Promise<unknown>)[]): Promise<void> {
   await CancellationScope.nonCancellable(async () => {
@@ -63,9 +58,22 @@ async function tellPresenceWorkflow(clientId: string): Promise<void> {
   }
 }
 
-function auditKey(step: string): string {
+interface AuditInput {
+  clientId: string;
+  operation: string;
+  outcome: 'succeeded' | 'failed' | 'compensated';
+  details: Record<string, string | number | boolean | null>;
+}
+
+/**
+ * Records this run's audit entry for `step`, keyed by workflow id, run id and step so a retried
+ * activity writes it once. An outcome other than success is recorded with the compensations'
+ * patience: it is written after something already failed.
+ */
+function audit(step: string, entry: AuditInput): Promise<void> {
   const info = workflowInfo();
-  return `${info.workflowId}/${info.runId}/${step}`;
+  const recordAudit = entry.outcome === 'succeeded' ? steps.recordAudit : undo.recordAudit;
+  return recordAudit({ key: `${info.workflowId}/${info.runId}/${step}`, ...entry });
 }
 
 /** Refuses bad input before anything is written; the client checks the same, this guards other callers. */
@@ -121,8 +129,7 @@ export async function provisionDevice(request: ProvisionRequest): Promise<Provis
     });
     await tellPresenceWorkflow(clientId);
 
-    await steps.recordAudit({
-      key: auditKey('provision'),
+    await audit('provision', {
       clientId,
       operation: 'provision',
       outcome: 'succeeded',
@@ -133,7 +140,7 @@ export async function provisionDevice(request: ProvisionRequest): Promise<Provis
     const reason = failureMessage(err);
     await runCompensations(compensations);
     await CancellationScope.nonCancellable(() =>
-      undo.recordAudit({ key: auditKey('provision'), clientId, operation: 'provision', outcome: 'compensated', details: { reason } }),
+      audit('provision', { clientId, operation: 'provision', outcome: 'compensated', details: { reason } }),
     );
     throw ApplicationFailure.nonRetryable(`provisioning ${clientId} failed and was rolled back: ${reason}`, 'ProvisioningFailed');
   }
@@ -166,8 +173,7 @@ export async function deprovisionDevice(request: { clientId: string }): Promise<
       });
       await tellPresenceWorkflow(clientId);
     }
-    await steps.recordAudit({
-      key: auditKey('deprovision'),
+    await audit('deprovision', {
       clientId,
       operation: 'deprovision',
       outcome: 'succeeded',
@@ -181,7 +187,7 @@ export async function deprovisionDevice(request: { clientId: string }): Promise<
       if (record) {
         await undo.saveDeviceRecord({ record: { ...record, status: 'deprovisioning-failed', failure: { operation: 'deprovision', step, error: reason, at }, updatedAt: at } });
       }
-      await undo.recordAudit({ key: auditKey('deprovision'), clientId, operation: 'deprovision', outcome: 'failed', details: { step, reason } });
+      await audit('deprovision', { clientId, operation: 'deprovision', outcome: 'failed', details: { step, reason } });
     });
     const state =
       step === 'mark-record' || step === 'remove-credentials'
@@ -217,8 +223,7 @@ export async function rotateCredentials(request: RotateRequest): Promise<RotateR
       );
     }
   }
-  await steps.recordAudit({
-    key: auditKey('rotate'),
+  await audit('rotate', {
     clientId,
     operation: 'rotate-credentials',
     outcome: 'succeeded',
@@ -229,8 +234,7 @@ export async function rotateCredentials(request: RotateRequest): Promise<RotateR
 
 export async function kickDevice(request: { clientId: string }): Promise<{ clientId: string; kicked: boolean }> {
   const { kicked } = await steps.kickClient(request);
-  await steps.recordAudit({
-    key: auditKey('kick'),
+  await audit('kick', {
     clientId: request.clientId,
     operation: 'kick',
     outcome: 'succeeded',
@@ -253,8 +257,7 @@ export async function setDeviceAcl(request: { clientId: string; rules: AclRule[]
   refuseInvalid(deviceInputProblems({ clientId: request.clientId, username: record.username, acl: request.rules, subscriptions: record.subscriptions }));
   await steps.writeAcl({ clientId: request.clientId, rules: renderedAcl(request.rules, { clientId: request.clientId, username: record.username }) });
   await steps.saveDeviceRecord({ record: { ...record, acl: request.rules, updatedAt: new Date(Date.now()).toISOString() } });
-  await steps.recordAudit({
-    key: auditKey('acl'),
+  await audit('acl', {
     clientId: request.clientId,
     operation: 'set-acl',
     outcome: 'succeeded',
@@ -278,8 +281,7 @@ export async function setDesiredSubscriptions(request: {
     previous: record.subscriptions,
   });
   await tellPresenceWorkflow(request.clientId);
-  await steps.recordAudit({
-    key: auditKey('subscriptions'),
+  await audit('subscriptions', {
     clientId: request.clientId,
     operation: 'set-subscriptions',
     outcome: 'succeeded',

@@ -8,6 +8,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { compensating, longRunning, withAttempts } from './activity-options';
 import { deviceInputProblems, renderedAcl } from '../domain/acl-match';
 import {
   fleetChunkSignal,
@@ -36,18 +37,10 @@ const CHUNK_ARRIVAL_TIMEOUT = '10 minutes';
 /** Failures listed in the result; the full per-device list is in MongoDB (`fleet_results`). */
 const MAX_LISTED_FAILURES = 50;
 
-const batch = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
-});
-
+/** A chunk step that keeps failing fails its devices (they are settled), not the fleet. */
+const batch = proxyActivities<Activities>(withAttempts(longRunning, 10));
 /** Settling after a failure must not give up quickly. */
-const settle = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
-});
+const settle = proxyActivities<Activities>({ ...longRunning, retry: compensating.retry });
 
 export async function provisionFleet(request: FleetRequest): Promise<FleetResult> {
   upsertMemo({ fleetId: request.fleetId, devices: request.total });

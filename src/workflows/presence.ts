@@ -10,6 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { notification, standard, untilDone } from './activity-options';
 import { campaignWorkflowId, deviceOnlineSignal } from '../contracts/campaign';
 import { alarmActionProblem, isOpen, type AlarmAction, type PresenceEvent } from '../domain/presence';
 import { AlarmLevelKey, DeviceIdKey, DeviceOperationKey, PresenceKey } from '../domain/search-attributes';
@@ -51,21 +52,10 @@ import {
  */
 
 /** MongoDB steps: retried until they succeed (a lost alarm record is worse than a late one). */
-const store = proxyActivities<Activities>({
-  startToCloseTimeout: '20 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
-});
-
-const emqx = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 10 },
-});
-
+const store = proxyActivities<Activities>(untilDone);
+const emqx = proxyActivities<Activities>(standard);
 /** The alarm webhook: several minutes of retries, then the level stays recorded in MongoDB only. */
-const notify = proxyActivities<Activities>({
-  startToCloseTimeout: '15 seconds',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
-});
+const notify = proxyActivities<Activities>(notification);
 
 export async function devicePresence(input: DevicePresenceInput): Promise<void> {
   const { clientId } = input;
