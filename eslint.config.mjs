@@ -39,7 +39,7 @@ const workflowSafePatterns = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.devstack/**', 'coverage/**', 'bin/**', '.scratch/**', 'eslint.config.mjs', '**/*.cjs'] },
+  { ignores: ['dist/**', 'node_modules/**', '.stack-state/**', 'coverage/**', 'bin/**', '.scratch/**', 'eslint.config.mjs', '**/*.cjs'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

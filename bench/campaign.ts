@@ -44,7 +44,7 @@ function startWorker(stack: BenchStack, dir: string): Promise<ServiceProcess> {
     env: {
       ...process.env,
       ...stack.env,
-      // The bench's own settings only: not .devstack/env of a running dev stack.
+      // The bench's own settings only: not .stack-state/env of a running dev stack.
       DEVICE_OPS_ENV_FILE: path.join(dir, 'no-env-file'),
       STATS_SNAPSHOT_INTERVAL: '1h',
       PRESENCE_RECONCILE_INTERVAL: '1h',

@@ -122,7 +122,7 @@ async function startApps(stack: BenchStack, dir: string): Promise<Apps> {
   const env = {
     ...process.env,
     ...stack.env,
-    // The bench's own settings only: not .devstack/env of a running dev stack.
+    // The bench's own settings only: not .stack-state/env of a running dev stack.
     DEVICE_OPS_ENV_FILE: path.join(dir, 'no-env-file'),
     ALARM_GRACE_PERIOD: '2m',
     ALARM_ESCALATION_STEPS: '15m',

@@ -7,7 +7,7 @@ import { startProcess, type ServiceProcess } from './services';
 
 /**
  * The project's own processes in the dev stack: the worker and the webhook adapter (each its own
- * process, as in production, logging to .devstack/logs), then the broker's connector, HTTP action
+ * process, as in production, logging to .stack-state/logs), then the broker's connector, HTTP action
  * and rule pointed at the adapter (what `device-ops emqx setup-webhook` does), so real device
  * events flow end to end.
  */

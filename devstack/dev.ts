@@ -9,9 +9,9 @@ import { ConfigError, devstackEnvPath, parseEnvFile, projectRoot } from '../src/
 
 /**
  * `npm run dev`: the whole local stack on one machine, no Docker. Every piece is a real server:
- * the Temporal dev server with its Web UI (SQLite under .devstack/, so workflows and timers survive
+ * the Temporal dev server with its Web UI (SQLite under .stack-state/, so workflows and timers survive
  * a restart), FerretDB (or MONGODB_URI), and the EMQX-compatible broker. It writes the settings it
- * generates to .devstack/env, which every entry point loads.
+ * generates to .stack-state/env, which every entry point loads.
  */
 
 const DEV_WEBHOOK_TOKEN = 'device-ops-dev-token';
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const env = process.env;
   const root = projectRoot();
-  const stateDir = path.join(root, '.devstack');
+  const stateDir = path.join(root, '.stack-state');
   const logDir = path.join(stateDir, 'logs');
   mkdirSync(logDir, { recursive: true });
   const host = env.DEVSTACK_HOST ?? '127.0.0.1';

@@ -4,7 +4,7 @@ import { z } from 'zod';
 
 /**
  * The one configuration module. Every entry point (worker, webhook adapter, CLI, codec server,
- * dev stack) reads its settings here, from the environment merged over `.devstack/env`.
+ * dev stack) reads its settings here, from the environment merged over `.stack-state/env`.
  * Real environment variables take precedence over the file.
  */
 
@@ -222,7 +222,7 @@ export function projectRoot(): string {
 }
 
 export function devstackEnvPath(env: NodeJS.ProcessEnv = process.env): string {
-  return env.DEVICE_OPS_ENV_FILE ?? path.join(projectRoot(), '.devstack', 'env');
+  return env.DEVICE_OPS_ENV_FILE ?? path.join(projectRoot(), '.stack-state', 'env');
 }
 
 /** Parses `KEY=value` lines; `#` comments and blank lines are ignored. */
@@ -238,7 +238,7 @@ export function parseEnvFile(text: string): Record<string, string> {
   return out;
 }
 
-/** The effective environment: `.devstack/env` (when present) overlaid by the real environment. */
+/** The effective environment: `.stack-state/env` (when present) overlaid by the real environment. */
 export function effectiveEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
   const file = devstackEnvPath(env);
   const fromFile = existsSync(file) ? parseEnvFile(readFileSync(file, 'utf8')) : {};

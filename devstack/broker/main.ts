@@ -5,7 +5,7 @@ import { DEV_API_KEY, DEV_API_SECRET, faultsFromEnv, PortInUseError, startBroker
 
 /**
  * Standalone EMQX-compatible dev broker: `tsx devstack/broker/main.ts` (npm run broker).
- * Settings come from the environment over `.devstack/env`, like every entry point.
+ * Settings come from the environment over `.stack-state/env`, like every entry point.
  */
 
 const port = z.coerce.number().int().min(0).max(65_535);

@@ -55,7 +55,7 @@ function assertBuilt(): void {
   if (stale.length > 0) throw new Error(`dist/ is older than ${stale.map((f) => path.basename(f)).join(', ')}: run npm run build`);
 }
 
-/** The environment the real binary reads for a test system (and no `.devstack/env`). */
+/** The environment the real binary reads for a test system (and no `.stack-state/env`). */
 export function binaryEnv(overrides: Record<string, string>): NodeJS.ProcessEnv {
   return { ...process.env, DEVICE_OPS_ENV_FILE: path.join(projectRoot(), 'no-such-env-file'), ...overrides };
 }
