@@ -1,6 +1,6 @@
 /**
  * The campaign vocabulary that workflow code needs: statuses, counts, chunking, ids. No zod here
- * (the request schemas are in ./campaign): the workflow bundle runs every module it imports again
+ * (the request schemas are in ./schemas/campaign): the workflow bundle runs every module it imports again
  * for each workflow it starts, and zod's own module code cost ~6 ms per workflow start.
  */
 

@@ -1,7 +1,7 @@
 import type { AclRule } from './schemas/device';
 
 /**
- * The device rules that workflow code needs, without zod (the schemas are in ./device; see
+ * The device rules that workflow code needs, without zod (the schemas are in ./schemas/device; see
  * ./campaign-core for why workflow code stays clear of zod).
  */
 

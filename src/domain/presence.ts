@@ -92,7 +92,7 @@ export interface AlarmAction {
 
 const ALARM_NOTE_MAX = 500;
 
-/** Why a note cannot be taken, or null (the device workflow's update validator; ./presence-input has the schema). */
+/** Why a note cannot be taken, or null (the device workflow's update validator; ./schemas/presence has the schema). */
 export function alarmNoteProblem(note: unknown): string | null {
   if (typeof note !== 'string') return 'must be a string';
   if (note.length > ALARM_NOTE_MAX) return `must be at most ${ALARM_NOTE_MAX} characters`;

@@ -7,7 +7,7 @@ import { uniqueName } from '../harness';
 import { startTimeSkipping, type TimeSkippingEnv } from '../support/time-skipping';
 
 /**
- * The device workflow's timers (src/workflows/presence.ts, rules in presence-machine.ts) on the
+ * The device workflow's timers (src/workflows/presence.ts, rules in src/domain/presence-machine.ts) on the
  * time-skipping test server: grace, escalation, flapping and its stable clear, in minutes of
  * workflow time that pass in milliseconds. The activities are fakes recording each alarm write
  * with the server's time; the end-to-end runs on the real stack are in presence.test.ts.

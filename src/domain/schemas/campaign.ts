@@ -7,7 +7,7 @@ export * from '../campaign-core';
 
 /**
  * Campaign shapes: what a caller asks for (validated once at the boundary, in the starter) and the
- * settings the workflow and activities trust afterwards (workflow code imports ./campaign-core and
+ * settings the workflow and activities trust afterwards (workflow code imports ../campaign-core and
  * types only). Vocabulary follows AWS IoT Jobs
  * (https://docs.aws.amazon.com/iot/latest/apireference/API_CreateJob.html): rollout (maximumPerMinute,
  * exponentialRate), abort criteria, retry criteria, in-progress timeout.

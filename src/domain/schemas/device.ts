@@ -4,7 +4,7 @@ import { issueText } from '../input-error';
 
 /**
  * Device-administration shapes, declared once and shared by the starter (which validates at the
- * boundary) and activities; workflow code imports ./device-core and types only.
+ * boundary) and activities; workflow code imports ../device-core and types only.
  */
 
 export * from '../device-core';
