@@ -217,6 +217,25 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     return outcomes.map((o) => o ?? { kind: 'transient', error: 'no outcome' });
   }
 
+  /**
+   * The targets just recorded as waiting whose device is connected and subscribed by now: they are
+   * tried again at once, as on a reconnect signal. A device's wake-up reads the waiting records
+   * after its subscriptions are live (reapplySubscriptionsAndFindCampaigns), and this reads its
+   * session after writing them, so whichever of the two comes second sees the other: a device that
+   * came back between the publish and the waiting record is not left to the periodic recheck.
+   */
+  async function backAlready(entries: readonly WaitingEntry[]): Promise<WaitingEntry[]> {
+    if (entries.length === 0) return [];
+    try {
+      const sessions = await sessionsOf(entries.map((e) => e.clientId));
+      return entries.filter((e) => sessions.get(e.clientId) === 'connected');
+    } catch (err) {
+      // Only the shortcut is lost: the device's next wake-up or the recheck still reaches it.
+      log.warn('could not read the sessions of devices that began waiting', { error: String(err) });
+      return [];
+    }
+  }
+
   function reportOf(chunk: number, ledger: ChunkLedger, published: number, delivered: number): ChunkReport {
     return { chunk, counts: ledger.counts(), nextDueAt: ledger.nextDueAt(), published, delivered, ...ledger.totalEffort() };
   }
@@ -304,6 +323,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         // is done (or waiting), its record (or lookup entry) exists. Both inserts are idempotent.
         await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
         await storeOf().recordWaiting(newlyWaiting);
+        for (const entry of await backAlready(newlyWaiting)) ledger.set(entry.index, wake(ledger.stateAt(entry.index), policy, after));
         await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
       }
       return reportOf(chunk, ledger, published, delivered);
