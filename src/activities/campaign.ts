@@ -2,7 +2,7 @@ import { ApplicationFailure, getClient, heartbeat, log } from '@temporalio/activ
 import { chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/campaign-message';
 import { ChunkLedger } from '../domain/campaign-chunk';
-import { applyOutcome, cancel, confirmAtDevice, expire, isDue, wake, type AttemptOutcome, type DeviceSession, type TargetState } from '../domain/campaign-target-state';
+import { applyOutcome, cancel, confirmAtDevice, expire, isDue, retryNow, wake, type AttemptOutcome, type DeviceSession, type TargetState } from '../domain/campaign-target-state';
 import { TemplateError } from '../domain/campaign-template';
 import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
@@ -219,7 +219,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
 
   /**
    * The targets just recorded as waiting whose device is connected and subscribed by now: they are
-   * tried again at once, as on a reconnect signal. A device's wake-up reads the waiting records
+   * tried once more at once (retryNow). A device's wake-up reads the waiting records
    * after its subscriptions are live (reapplySubscriptionsAndFindCampaigns), and this reads its
    * session after writing them, so whichever of the two comes second sees the other: a device that
    * came back between the publish and the waiting record is not left to the periodic recheck.
@@ -323,7 +323,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         // is done (or waiting), its record (or lookup entry) exists. Both inserts are idempotent.
         await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
         await storeOf().recordWaiting(newlyWaiting);
-        for (const entry of await backAlready(newlyWaiting)) ledger.set(entry.index, wake(ledger.stateAt(entry.index), policy, after));
+        for (const entry of await backAlready(newlyWaiting)) ledger.set(entry.index, retryNow(ledger.stateAt(entry.index), after));
         await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
       }
       return reportOf(chunk, ledger, published, delivered);
