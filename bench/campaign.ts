@@ -9,6 +9,7 @@ import { projectRoot } from '../src/config';
 import type { PublishMessage } from '../src/emqx';
 import { cpuMeter, memoryOf, round } from './cpu';
 import { startBenchStack, type BenchStack } from './stack';
+import { countActions, emptyActionCount, type ActionCount } from './temporal-actions';
 
 /**
  * bench/campaign: publish campaigns on a private stack (Temporal dev server, FerretDB, the
@@ -19,7 +20,8 @@ import { startBenchStack, type BenchStack } from './stack';
  * timed from `campaigns.start` (targets stored in MongoDB, workflow started) to its result; then,
  * in the same run, the same messages sent straight to /publish/bulk in the same batches (the
  * ceiling on this machine), and BENCH_CAMPAIGN_NAIVE single /publish calls one after another.
- * Reports targets/min, worker RSS, Temporal history events per 1,000 targets (all runs).
+ * Reports targets/min, worker RSS, Temporal history events per 1,000 targets (all runs) and the
+ * Temporal Cloud actions the campaign workflow cost, per target (`actionsPerTarget`).
  * Targets (issue): >= 60,000 targets/min, >= half the direct bulk rate, >= 20x the naive loop.
  *
  * The broker runs in the benchmark's process, so a REST call costs no network round trip and the
@@ -64,9 +66,10 @@ function eventMs(event: { eventTime?: { seconds?: unknown; nanos?: number | null
  * Events over every run of the campaign, following the continue-as-new chain from the first run,
  * and the publishing phase: from the first publishing activity scheduled to the last completed.
  */
-async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number; publishingSeconds: number }> {
+async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number; publishingSeconds: number; actions: ActionCount }> {
   let runId: string | undefined = firstRunId;
   let events = 0;
+  const actions = emptyActionCount();
   let runs = 0;
   let firstScheduled = Infinity;
   let lastCompleted = 0;
@@ -75,13 +78,14 @@ async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: 
     const list = history.events ?? [];
     events += list.length;
     runs += 1;
+    countActions(list, actions);
     for (const event of list) {
       if (event.activityTaskScheduledEventAttributes?.activityType?.name === 'publishCampaignBatch') firstScheduled = Math.min(firstScheduled, eventMs(event));
       if (event.activityTaskCompletedEventAttributes) lastCompleted = Math.max(lastCompleted, eventMs(event));
     }
     runId = list.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
   }
-  return { events, runs, publishingSeconds: Number.isFinite(firstScheduled) ? round((lastCompleted - firstScheduled) / 1000) : 0 };
+  return { events, runs, publishingSeconds: Number.isFinite(firstScheduled) ? round((lastCompleted - firstScheduled) / 1000) : 0, actions };
 }
 
 /** The processes whose CPU time is reported; `benchAndBroker` is this process alone (the broker and the MQTT subscriber run in it). */
@@ -133,6 +137,10 @@ async function campaignRun(stack: BenchStack, worker: ServiceProcess, size: numb
     historyEvents: history.events,
     runs: history.runs,
     historyEventsPer1000Targets: round((history.events / size) * 1000),
+    // Temporal Cloud actions billed for the campaign workflow (bench/temporal-actions.ts); target <= 0.05 per target.
+    actions: history.actions.total,
+    actionsByKind: history.actions.byKind,
+    actionsPerTarget: Math.round((history.actions.total / size) * 10_000) / 10_000,
     workerRssMb: memoryOf(worker)?.rssMb ?? null,
     workerPeakRssMbDuringRun: peakRss,
     cpuSeconds,

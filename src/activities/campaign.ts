@@ -2,7 +2,7 @@ import { ApplicationFailure, getClient, heartbeat, log } from '@temporalio/activ
 import { chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/schemas/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/schemas/campaign-message';
 import { ChunkLedger } from '../domain/campaign-chunk';
-import { applyOutcome, cancel, confirmAtDevice, expire, isDue, wake, type AttemptOutcome, type DeviceSession, type TargetState } from '../domain/campaign-target-state';
+import { applyOutcome, cancel, confirmAtDevice, expire, isDue, retryNow, wake, type AttemptOutcome, type DeviceSession, type TargetState } from '../domain/campaign-target-state';
 import { TemplateError } from '../domain/schemas/campaign-template';
 import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
@@ -217,6 +217,25 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     return outcomes.map((o) => o ?? { kind: 'transient', error: 'no outcome' });
   }
 
+  /**
+   * The targets just recorded as waiting whose device is connected and subscribed by now: they are
+   * tried once more at once (retryNow). A device's wake-up reads the waiting records
+   * after its subscriptions are live (reapplySubscriptionsAndFindCampaigns), and this reads its
+   * session after writing them, so whichever of the two comes second sees the other: a device that
+   * came back between the publish and the waiting record is not left to the periodic recheck.
+   */
+  async function backAlready(entries: readonly WaitingEntry[]): Promise<WaitingEntry[]> {
+    if (entries.length === 0) return [];
+    try {
+      const sessions = await sessionsOf(entries.map((e) => e.clientId));
+      return entries.filter((e) => sessions.get(e.clientId) === 'connected');
+    } catch (err) {
+      // Only the shortcut is lost: the device's next wake-up or the recheck still reaches it.
+      log.warn('could not read the sessions of devices that began waiting', { error: String(err) });
+      return [];
+    }
+  }
+
   function reportOf(chunk: number, ledger: ChunkLedger, published: number, delivered: number): ChunkReport {
     return { chunk, counts: ledger.counts(), nextDueAt: ledger.nextDueAt(), published, delivered, ...ledger.totalEffort() };
   }
@@ -304,6 +323,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         // is done (or waiting), its record (or lookup entry) exists. Both inserts are idempotent.
         await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
         await storeOf().recordWaiting(newlyWaiting);
+        for (const entry of await backAlready(newlyWaiting)) ledger.set(entry.index, retryNow(ledger.stateAt(entry.index), after));
         await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
       }
       return reportOf(chunk, ledger, published, delivered);

@@ -44,13 +44,12 @@ export interface AlarmNotification {
 }
 
 const WEBHOOK_TIMEOUT_MS = 10_000;
-const WAITING_REFRESH_MS = 1_000;
 
 export function createPresenceActivities(deps: { emqx: EmqxClient; history: History; presence?: PresenceSettings }) {
   const { emqx, history } = deps;
   const settings = deps.presence ?? DEFAULT_PRESENCE_SETTINGS;
-  // Read afresh at most once a second: a campaign started a moment ago must be found.
-  const waiting = new WaitingCampaigns(new CampaignStore(history.db), WAITING_REFRESH_MS);
+  // Every lookup here asks for a fresh list (concurrent lookups share one read), so no cache age applies.
+  const waiting = new WaitingCampaigns(new CampaignStore(history.db), 0);
 
   const activities = {
     /** The device's own policy (set at provisioning) or the default; a deprovisioned device is not monitored. */
@@ -146,9 +145,14 @@ export function createPresenceActivities(deps: { emqx: EmqxClient; history: Hist
     async reapplySubscriptionsAndFindCampaigns(input: { clientId: string; connectedAt: number }): Promise<{ online: boolean; applied: number; campaigns: string[] }> {
       const result = await activities.reapplyDesiredSubscriptions(input);
       if (!result.online) return { ...result, campaigns: [] };
-      const campaigns = await waiting.forDeviceOrNone(input.clientId, (error) => {
-        log.warn('could not look up campaigns waiting for the device', { clientId: input.clientId, error });
-      });
+      // A fresh list of running campaigns: one started since the cached read may already wait for the device.
+      const campaigns = await waiting.forDeviceOrNone(
+        input.clientId,
+        (error) => {
+          log.warn('could not look up campaigns waiting for the device', { clientId: input.clientId, error });
+        },
+        { fresh: true },
+      );
       return { ...result, campaigns };
     },
   };

@@ -1,6 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { CampaignState } from '../domain/schemas/campaign';
-import type { TargetCounts } from '../domain/campaign-core';
+import type { CampaignProgress } from '../domain/campaign-scheduler';
 
 /**
  * The campaign workflow's contract with its clients (the CLI, the library, the presence workflow
@@ -10,28 +9,7 @@ import type { TargetCounts } from '../domain/campaign-core';
 
 export { campaignWorkflowId } from '../domain/campaign-core';
 
-export interface CampaignProgress {
-  campaignId: string;
-  state: Exclude<CampaignState, 'created'>;
-  reason?: string;
-  counts: TargetCounts;
-  /** Attempts beyond each target's first. */
-  retries: number;
-  transientErrors: number;
-  /** Targets published to per minute, measured over the last minute. */
-  ratePerMinute: number;
-  /** The rollout's current limit (null = none). */
-  rateLimitPerMinute: number | null;
-  /** Time to finish the targets not waiting for a device, at the measured rate. */
-  etaSeconds: number | null;
-  batches: number;
-  startedAt: string;
-  deadlineAt?: string;
-  pausedAt?: string;
-  finishedAt?: string;
-  /** Set by the client when it could not ask the workflow itself. */
-  note?: string;
-}
+export type { CampaignProgress } from '../domain/campaign-scheduler';
 
 export type CampaignSummary = CampaignProgress & { state: 'completed' | 'cancelled' | 'aborted' };
 

@@ -127,6 +127,17 @@ export function wake(state: TargetState, policy: TargetPolicy, now: number): Tar
   return { ...state, status: 'waiting', nextAt: now, wakeLeft: policy.offline.wakeRetries };
 }
 
+/**
+ * A device found connected just after its target began waiting: one more try now. Without the
+ * reconnect's quick retries: a device connected without the campaign's subscription would spend
+ * them for nothing, and one whose subscriptions are still being re-applied is woken by its own
+ * reconnect once they are live.
+ */
+export function retryNow(state: TargetState, now: number): TargetState {
+  if (isFinal(state.status) || state.lastFailure !== 'no_subscriber') return state;
+  return { ...state, nextAt: now };
+}
+
 /** How an open target ends when the campaign's deadline passes. */
 export function expire(state: TargetState, now: number): TargetState {
   if (isFinal(state.status)) return state;

@@ -3,7 +3,7 @@ import { CAMPAIGN_CHUNK_SIZE, CampaignRequest, chunkSizeFor, emptyCounts, Offlin
 import { renderMessage, utf8Length } from '../../src/domain/schemas/campaign-message';
 import { abortReason, batchAllowance, BULK_REQUESTS_PER_BATCH, initialPacer, nextSlot, ramp, refund, reserve } from '../../src/domain/campaign-rollout';
 import { ChunkLedger } from '../../src/domain/campaign-chunk';
-import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, wake, type TargetState } from '../../src/domain/campaign-target-state';
+import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, retryNow, wake, type TargetState } from '../../src/domain/campaign-target-state';
 import { InputError, parseInput } from '../../src/domain/input-error';
 import { decodeRuns, encodeRuns } from '../../src/store/campaigns';
 import { parseTargetsFile } from '../../src/starter/cli/campaign-file';
@@ -106,6 +106,18 @@ describe('campaign target states', () => {
     expect(second).toMatchObject({ nextAt: 13_000, wakeLeft: 0 });
     expect(applyOutcome(second, { kind: 'no_subscriber' }, p, 13_000)).toMatchObject({ status: 'waiting', nextAt: 73_000 });
     expect(wake({ status: 'delivered', attempts: 1 }, p, 0)).toEqual({ status: 'delivered', attempts: 1 });
+  });
+
+  it('a device found connected just after its target began waiting gets one more try now, without quick retries', () => {
+    const p = policy({ offline: { wait: true, recheckIntervalMs: 60_000, wakeRetries: 2, wakeBackoffMs: 1_000 } });
+    const waiting = applyOutcome(NEVER_ATTEMPTED, { kind: 'no_subscriber' }, p, 0);
+    const again = retryNow(waiting, 5);
+    expect(again).toMatchObject({ status: 'waiting', nextAt: 5 });
+    expect(again.wakeLeft).toBeUndefined();
+    // Still no subscriber: back to the recheck interval.
+    expect(applyOutcome(again, { kind: 'no_subscriber' }, p, 5)).toMatchObject({ status: 'waiting', nextAt: 60_005, attempts: 2 });
+    const failed = applyOutcome(NEVER_ATTEMPTED, { kind: 'transient', error: '503' }, p, 0);
+    expect(retryNow(failed, 5)).toBe(failed);
   });
 
   it('ends a target that is still retrying after the in-progress timeout as timed_out', () => {

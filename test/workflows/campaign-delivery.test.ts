@@ -3,7 +3,7 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCampaignActivities } from '../../src/activities/campaign';
 import { createDataConverter } from '../../src/codec/data-converter';
-import { CampaignRequest } from '../../src/domain/schemas/campaign';
+import { CampaignRequest, type ChunkReport, type TargetPolicy } from '../../src/domain/schemas/campaign';
 import { BULK_REQUESTS_PER_BATCH } from '../../src/domain/campaign-rollout';
 import { EmqxError, type EmqxClient } from '../../src/emqx';
 import { CampaignStore, finalRecord } from '../../src/store/campaigns';
@@ -28,6 +28,19 @@ afterAll(async () => {
 });
 
 const TOPIC = 'campaign/${clientid}/cmd';
+
+/**
+ * Runs chunk 0's publishing activity directly, against an EMQX client whose bulk publish the test
+ * wraps (the session reads go to the real one).
+ */
+function batchRunner(campaignId: string, publishBulk: EmqxClient['publishBulk'], policy: TargetPolicy, sizes: { limit: number; requestSize?: number }) {
+  const emqx = Object.create(env.emqx) as EmqxClient;
+  emqx.publishBulk = publishBulk;
+  emqx.listClients = (query, opts) => env.emqx.listClients(query, opts);
+  const activities = createCampaignActivities({ emqx, history: env.history });
+  return (batchId: string): Promise<ChunkReport> =>
+    new MockActivityEnvironment().run(activities.publishCampaignBatch, { campaignId, chunk: 0, ...sizes, transport: 'rest' as const, policy, batchId });
+}
 
 describe('campaign delivery', () => {
   it('delivers once to online devices, to returning devices on their reconnect signal, and ends the others offline at the deadline', async () => {
@@ -266,24 +279,16 @@ describe('campaign delivery', () => {
 
     // EMQX answers the first two bulk requests, then fails in a way retrying cannot fix.
     const sizes: number[] = [];
-    const emqx = Object.create(env.emqx) as EmqxClient;
-    emqx.publishBulk = (messages, opts) => {
-      sizes.push(messages.length);
-      if (sizes.length === 3) return Promise.reject(new EmqxError('EMQX answered 401', { status: 401, code: 'BAD_API_KEY_OR_SECRET' }));
-      return env.emqx.publishBulk(messages, opts);
-    };
-    emqx.listClients = (query, opts) => env.emqx.listClients(query, opts);
-    const activities = createCampaignActivities({ emqx, history: env.history });
-    const run = (batchId: string) =>
-      new MockActivityEnvironment().run(activities.publishCampaignBatch, {
-        campaignId,
-        chunk: 0,
-        limit: 10,
-        requestSize: 4,
-        transport: 'rest' as const,
-        policy: { retry: policy.retry, offline: policy.offline },
-        batchId,
-      });
+    const run = batchRunner(
+      campaignId,
+      (messages, opts) => {
+        sizes.push(messages.length);
+        if (sizes.length === 3) return Promise.reject(new EmqxError('EMQX answered 401', { status: 401, code: 'BAD_API_KEY_OR_SECRET' }));
+        return env.emqx.publishBulk(messages, opts);
+      },
+      { retry: policy.retry, offline: policy.offline },
+      { limit: 10, requestSize: 4 },
+    );
     await expect(run('batch-1')).rejects.toThrow(/401/);
     expect(sizes).toEqual([4, 4, 2]);
     // The retry of the same batch publishes nothing: it reports the two requests that were recorded.
@@ -296,6 +301,50 @@ describe('campaign delivery', () => {
     await waitFor(() => targets.every((id) => devices.received(id).length > 0), { what: 'every device reached' });
     for (const id of targets) expect(devices.received(id).map((a) => a.payload), id).toEqual(['req']);
     expect(await store.targetRecords(campaignId)).toHaveLength(10);
+  });
+
+  it('tries a target again at once when its device subscribed between the "no subscriber" answer and its waiting record', async () => {
+    // The device's wake-up reads the waiting records once its subscriptions are live; a device that
+    // gets there before the campaign wrote its record is found by the campaign's own read of the
+    // device's session after the write. The device connects inside that window here, every time.
+    const [device] = ids(uniqueName('window'), 1) as [string];
+    await registerDevices(env.emqx, [device]);
+    const campaignId = uniqueName('window');
+    const store = new CampaignStore(env.history.db);
+    await store.createCampaign(
+      { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline: true, createdAt: new Date().toISOString(), startAttempt: 'a1', targets: { source: 'list' } },
+      { topic: TOPIC, payload: { format: 'text', text: 'window' }, qos: 1, retain: false },
+    );
+    await store.writeChunks(campaignId, [{ clientId: device }]);
+    const request = CampaignRequest.parse({
+      targets: { list: [{ clientId: 'x' }] },
+      message: { topic: 't', payload: { format: 'text', text: 'x' } },
+      offline: { wait: true, recheckIntervalMs: 600_000, wakeRetries: 0 },
+    });
+    let reconnected = false;
+    const run = batchRunner(
+      campaignId,
+      async (messages, opts) => {
+        const answers = await env.emqx.publishBulk(messages, opts);
+        if (!reconnected) {
+          reconnected = true;
+          await devices.connect(device);
+        }
+        return answers;
+      },
+      { retry: request.retry, offline: request.offline },
+      { limit: 1 },
+    );
+
+    const first = await run('batch-1');
+    expect(first).toMatchObject({ published: 1, delivered: 0, counts: { pending: 1, waiting: 1 } });
+    // Due again now, not at the recheck ten minutes away; and its waiting record exists.
+    expect(first.nextDueAt).toBeLessThanOrEqual(Date.now());
+    expect(await store.waitingEntry(campaignId, device)).toMatchObject({ chunk: 0, index: 0 });
+    expect(await run('batch-2')).toMatchObject({ published: 1, delivered: 1, counts: { delivered: 1, pending: 0 }, nextDueAt: null });
+    await waitFor(() => devices.received(device).length > 0, { what: `${device} reached` });
+    expect(devices.received(device).map((a) => a.payload)).toEqual(['window']);
+    await devices.disconnect(device);
   });
 
   it('publishes over MQTT through the worker\'s publishing client when asked', async () => {

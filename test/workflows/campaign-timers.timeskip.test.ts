@@ -9,7 +9,7 @@ import { startTimeSkipping, type TimeSkippingEnv } from '../support/time-skippin
 
 /**
  * The campaign workflow's timers (src/workflows/campaign.ts) on the time-skipping test server:
- * rollout rate, deadline, rechecks of waiting targets and pause/resume, in minutes of workflow time
+ * rollout rate and its exponential ramp, deadline, rechecks of waiting targets and pause/resume, in minutes of workflow time
  * that pass in milliseconds. The publishing activities are a fake fleet: a target is delivered when
  * its device is online at the (test server's) time of the batch, else it waits for the recheck
  * interval, as src/domain/campaign-target-state.ts decides for `offline.wait`. The end-to-end runs
@@ -135,6 +135,28 @@ describe('campaign timers on the time-skipping server', () => {
       expect(gap).toBeLessThan(11_000);
     }
     expect((times[4] as number) - (times[0] as number)).toBeGreaterThanOrEqual(39_000);
+  });
+
+  it('ramps the rate exponentially: the gap between batches halves after each step of deliveries, down to the maximum rate', async () => {
+    // 6 a minute, doubled after every 2 delivered, at most 24 a minute: gaps of 10 s, then 5 s, then 2.5 s.
+    const c = campaign({
+      total: 7,
+      chunkSize: 7,
+      rollout: { maximumPerMinute: 24, exponentialRate: { baseRatePerMinute: 6, incrementFactor: 2, numberOfSucceededTargets: 2 } },
+      onlineFrom: Object.fromEntries(Array.from({ length: 7 }, (_, i) => [i, 0])),
+    });
+    const result = await ts.env.client.workflow.execute(runCampaign, { args: [c.input], workflowId: c.workflowId, taskQueue: ts.taskQueue });
+
+    expect(result).toMatchObject({ state: 'completed', rateLimitPerMinute: 24, counts: { delivered: 7 } });
+    // A slot is reserved at the rate of the moment its batch starts, so a new rate shows one batch
+    // later; recorded times are when a task completed, a few real milliseconds off.
+    const expected = [10_000, 10_000, 5_000, 5_000, 2_500, 2_500];
+    const measured = gaps(c.publishTimes());
+    expect(measured).toHaveLength(expected.length);
+    measured.forEach((gap, i) => {
+      expect(gap, `gap ${i}`).toBeGreaterThan((expected[i] as number) - 500);
+      expect(gap, `gap ${i}`).toBeLessThan((expected[i] as number) + 500);
+    });
   });
 
   it('rechecks a waiting target at the recheck interval until its device is online', async () => {

@@ -1,0 +1,416 @@
+import type { CampaignSettings, CampaignState, Rollout } from './schemas/campaign';
+import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign-core';
+import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from './campaign-rollout';
+
+/**
+ * The campaign workflow's scheduler, pure and deterministic: control messages and batch reports
+ * change the state, and `decide(state, now)` says what the workflow does next (launch a batch, look
+ * up reconnected devices, wait, drain, continue as new, finish). The workflow
+ * (src/workflows/campaign.ts) only wires handlers to these functions and carries the decisions
+ * out, as the presence workflow does with src/domain/presence-machine.ts; the shape follows
+ * https://github.com/temporalio/samples-typescript/tree/main/message-passing/safe-message-handlers
+ * (state and rules in a module of their own, a thin workflow around them). Time comes in as an
+ * argument, so the rules are unit-tested without a server (test/unit/campaign-scheduler.test.ts).
+ */
+
+/** Per-chunk numbers, carried across continue-as-new. */
+export interface ChunkProgress {
+  counts: TargetCounts;
+  /** Earliest time an open target is due; null when every target is final. */
+  nextDueAt: number | null;
+  attempted: number;
+  attempts: number;
+  transientErrors: number;
+  /** Positions of reconnected devices to try again in the chunk's next batch. */
+  wake: number[];
+}
+
+/** What a run hands to the next one (continue-as-new); all of it plain data. */
+export interface CampaignCarry {
+  chunks: ChunkProgress[];
+  pacer: PacerState;
+  paused: boolean;
+  pausedAt?: number;
+  startedAt: number;
+  deadlineAt: number | null;
+  /** [time, targets published] of the batches finished in the last minute. */
+  recent: [number, number][];
+  /** Reconnected devices not looked up yet. */
+  woken: string[];
+  batches: number;
+}
+
+export interface CampaignProgress {
+  campaignId: string;
+  state: Exclude<CampaignState, 'created'>;
+  reason?: string;
+  counts: TargetCounts;
+  /** Attempts beyond each target's first. */
+  retries: number;
+  transientErrors: number;
+  /** Targets published to per minute, measured over the last minute. */
+  ratePerMinute: number;
+  /** The rollout's current limit (null = none). */
+  rateLimitPerMinute: number | null;
+  /** Time to finish the targets not waiting for a device, at the measured rate. */
+  etaSeconds: number | null;
+  batches: number;
+  startedAt: string;
+  deadlineAt?: string;
+  pausedAt?: string;
+  finishedAt?: string;
+  /** Set by the client when it could not ask the workflow itself. */
+  note?: string;
+}
+
+export type CampaignEndState = 'completed' | 'cancelled' | 'aborted';
+
+/** One run's scheduler: the carried state and what this run alone keeps (batches in flight, counters). */
+export interface Scheduler {
+  readonly campaignId: string;
+  readonly rollout: Rollout;
+  readonly abort: CampaignSettings['abort'];
+  readonly deadlineMs: number | undefined;
+  carry: CampaignCarry;
+  /** Set once the targets are known (a selector campaign resolves them first). */
+  prepared: boolean;
+  /** A cancel, an abort criterion met or a failed batch: the campaign ends once nothing runs. */
+  ending: { state: 'cancelled' | 'aborted'; reason: string } | null;
+  finished: boolean;
+  inFlight: Set<number>;
+  wakeInFlight: boolean;
+  woken: Set<string>;
+  batchesThisRun: number;
+  signalsThisRun: number;
+  /** Changes a wait may be waiting for: control messages (pause, resume, cancel), reconnect signals, finished work. */
+  seen: { control: number; wakes: number; completions: number };
+  /** Summed over every chunk (hundreds for a million targets): kept until a report changes it. */
+  totalsCache: TargetCounts | null;
+}
+
+/** What the workflow does next. */
+export type Decision =
+  | { type: 'launchBatch'; chunk: number }
+  | { type: 'lookUpWoken' }
+  /**
+   * Wait until `until` (null: no timer) or until one of the changes named happens; a control
+   * message always ends a wait. Timers only when needed, to keep history short.
+   */
+  | { type: 'wait'; until: number | null; onWake: boolean; onCompletion: 'any' | 'whenIdle' }
+  /** Launch nothing more; wait for the work in flight (the campaign is ending or a new run is due). */
+  | { type: 'drain' }
+  | { type: 'continueAsNew' }
+  /**
+   * End the open targets of `openChunks` (`expire`: at the deadline; `cancel`: cancelled or
+   * aborted, with `reason`), record the final state and return.
+   */
+  | { type: 'finish'; state: CampaignEndState; reason?: string; ending: 'expire' | 'cancel'; openChunks: number[] };
+
+/** The run limits decide() checks, from the workflow's own info. */
+export interface RunLimits {
+  continueAsNewSuggested: boolean;
+  batchesPerRun: number;
+}
+
+/** Continue as new well before the 10,000 signals a run may receive (https://docs.temporal.io/workflow-execution/limits). */
+export const SIGNALS_PER_RUN = 5_000;
+export const WAKE_LOOKUP_BATCH = 500;
+export const RATE_WINDOW_MS = 60_000;
+export const DEADLINE_REASON = 'the campaign deadline passed';
+
+export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'rollout' | 'abort' | 'deadlineMs'>, now: number, carry?: CampaignCarry): Scheduler {
+  return {
+    campaignId: settings.campaignId,
+    rollout: settings.rollout,
+    abort: settings.abort,
+    deadlineMs: settings.deadlineMs,
+    carry: carry ?? { chunks: [], pacer: initialPacer(settings.rollout), paused: false, startedAt: now, deadlineAt: null, recent: [], woken: [], batches: 0 },
+    prepared: carry !== undefined,
+    ending: null,
+    finished: false,
+    inFlight: new Set(),
+    wakeInFlight: false,
+    woken: new Set(carry?.woken ?? []),
+    batchesThisRun: 0,
+    signalsThisRun: 0,
+    seen: { control: 0, wakes: 0, completions: 0 },
+    totalsCache: null,
+  };
+}
+
+/** The targets are stored: one entry per chunk; the deadline runs from now. A pause that came first holds. */
+export function targetsPrepared(s: Scheduler, targets: TargetChunking, now: number): void {
+  const { total, chunkCount, chunkSize } = targets;
+  s.carry = {
+    ...s.carry,
+    chunks: Array.from({ length: chunkCount }, (_, chunk) => ({
+      counts: emptyCounts(Math.min(chunkSize, total - chunk * chunkSize)),
+      nextDueAt: 0,
+      attempted: 0,
+      attempts: 0,
+      transientErrors: 0,
+      wake: [],
+    })),
+    startedAt: now,
+    deadlineAt: s.deadlineMs === undefined ? null : now + s.deadlineMs,
+  };
+  s.prepared = true;
+  s.totalsCache = null;
+}
+
+// ---- control messages ----
+
+export function isEnding(s: Scheduler): boolean {
+  return s.finished || s.ending !== null;
+}
+
+/** Why a pause is refused now, or null. */
+export function pauseRefusal(s: Scheduler): string | null {
+  if (isEnding(s)) return 'the campaign is ending; it cannot be paused';
+  if (s.carry.paused) return 'the campaign is already paused';
+  return null;
+}
+
+export function resumeRefusal(s: Scheduler): string | null {
+  if (isEnding(s)) return 'the campaign is ending; it cannot be resumed';
+  if (!s.carry.paused) return 'the campaign is not paused';
+  return null;
+}
+
+export const MAX_CANCEL_REASON = 2028;
+
+export function cancelRefusal(s: Scheduler, reason: unknown): string | null {
+  const text = typeof reason === 'string' ? reason.trim() : '';
+  if (!text) return 'a cancel needs a reason';
+  if (text.length > MAX_CANCEL_REASON) return `the reason must be at most ${MAX_CANCEL_REASON} characters`;
+  if (isEnding(s)) return 'the campaign is already ending';
+  return null;
+}
+
+export function pause(s: Scheduler, now: number): void {
+  s.carry.paused = true;
+  s.carry.pausedAt = now;
+  s.seen.control += 1;
+}
+
+export function resume(s: Scheduler): void {
+  s.carry.paused = false;
+  delete s.carry.pausedAt;
+  s.seen.control += 1;
+}
+
+export function cancel(s: Scheduler, reason: string): void {
+  s.ending ??= { state: 'cancelled', reason: reason.trim() };
+  s.seen.control += 1;
+}
+
+/** A `deviceOnline` signal: the device is looked up in the campaign's waiting records at the next step. */
+export function deviceOnline(s: Scheduler, clientId: unknown): void {
+  s.signalsThisRun += 1;
+  if (isEnding(s) || typeof clientId !== 'string') return;
+  s.woken.add(clientId);
+  s.seen.wakes += 1;
+}
+
+/** Whether pause may answer: nothing is being published any more. */
+export function isIdle(s: Scheduler): boolean {
+  return s.inFlight.size === 0 && !s.wakeInFlight;
+}
+
+// ---- batches and lookups ----
+
+export interface BatchOrder {
+  chunk: number;
+  /** Targets the batch may publish to (the rollout allowance). */
+  limit: number;
+  wake: number[];
+  /** This run's batch number (with the run id, the batch's idempotency key). */
+  sequence: number;
+}
+
+/** Starts a batch on a chunk: reserves its slot at the rollout rate and hands over the chunk's reconnected positions. */
+export function beginBatch(s: Scheduler, chunk: number, now: number): BatchOrder {
+  const progress = s.carry.chunks[chunk] as ChunkProgress;
+  const limit = batchAllowance(s.rollout, s.carry.pacer);
+  s.carry.pacer = reserve(s.carry.pacer, limit, now);
+  const wake = progress.wake;
+  progress.wake = [];
+  s.inFlight.add(chunk);
+  s.carry.batches += 1;
+  s.batchesThisRun += 1;
+  return { chunk, limit, wake, sequence: s.batchesThisRun };
+}
+
+function applyReport(s: Scheduler, report: ChunkReport): void {
+  const chunk = s.carry.chunks[report.chunk];
+  if (!chunk) return;
+  chunk.counts = report.counts;
+  chunk.nextDueAt = report.nextDueAt;
+  chunk.attempted = report.attempted;
+  chunk.attempts = report.attempts;
+  chunk.transientErrors = report.transientErrors;
+  s.totalsCache = null;
+}
+
+/** A batch finished: its chunk's state, the rate measured, the ramp, the abort criteria. */
+export function batchDone(s: Scheduler, order: BatchOrder, report: ChunkReport, now: number): void {
+  applyReport(s, report);
+  const c = s.carry;
+  c.pacer = refund(c.pacer, order.limit - report.published, now);
+  if (report.published > 0) c.recent.push([now, report.published]);
+  c.recent = c.recent.filter(([t]) => t > now - RATE_WINDOW_MS);
+  if (s.rollout.exponentialRate) c.pacer = ramp(s.rollout, c.pacer, { delivered: totals(s).delivered, notified: effort(s).attempted });
+  if (!s.ending && s.abort.length > 0) {
+    const reason = abortReason(s.abort, totals(s));
+    if (reason) s.ending = { state: 'aborted', reason };
+  }
+  settle(s, order.chunk);
+}
+
+/** A batch failed for good (its activity's retries gave up): the campaign aborts; its reconnected positions are kept. */
+export function batchFailed(s: Scheduler, order: BatchOrder, message: string): void {
+  s.carry.chunks[order.chunk]?.wake.push(...order.wake);
+  s.ending ??= { state: 'aborted', reason: `publishing failed: ${message}` };
+  settle(s, order.chunk);
+}
+
+function settle(s: Scheduler, chunk: number): void {
+  s.inFlight.delete(chunk);
+  s.seen.completions += 1;
+}
+
+/** Takes up to WAKE_LOOKUP_BATCH reconnected devices to look up. */
+export function beginWakeLookup(s: Scheduler): string[] {
+  const clientIds = [...s.woken].slice(0, WAKE_LOOKUP_BATCH);
+  for (const id of clientIds) s.woken.delete(id);
+  s.wakeInFlight = true;
+  return clientIds;
+}
+
+/** Where the reconnected devices' targets are (none when the lookup failed: their rechecks still come). */
+export function wakeLookupDone(s: Scheduler, entries: readonly { chunk: number; index: number }[]): void {
+  for (const entry of entries) s.carry.chunks[entry.chunk]?.wake.push(entry.index);
+  s.wakeInFlight = false;
+  s.seen.completions += 1;
+}
+
+/** The final reports of chunks ended at the finish. */
+export function chunksFinished(s: Scheduler, reports: readonly ChunkReport[]): void {
+  for (const report of reports) applyReport(s, report);
+}
+
+// ---- deciding ----
+
+function isReady(s: Scheduler, chunk: ChunkProgress, index: number, now: number): boolean {
+  return !s.inFlight.has(index) && (chunk.wake.length > 0 || (chunk.nextDueAt !== null && chunk.nextDueAt <= now));
+}
+
+function earliestDue(s: Scheduler): number | null {
+  let earliest: number | null = null;
+  s.carry.chunks.forEach((chunk, index) => {
+    if (s.inFlight.has(index)) return;
+    const at = chunk.wake.length > 0 ? 0 : chunk.nextDueAt;
+    if (at !== null && (earliest === null || at < earliest)) earliest = at;
+  });
+  return earliest;
+}
+
+function allFinal(s: Scheduler): boolean {
+  return s.carry.chunks.every((chunk) => chunk.nextDueAt === null && chunk.wake.length === 0);
+}
+
+export function runDue(s: Scheduler, limits: RunLimits): boolean {
+  return limits.continueAsNewSuggested || s.batchesThisRun >= limits.batchesPerRun || s.signalsThisRun >= SIGNALS_PER_RUN;
+}
+
+function finish(s: Scheduler): Decision {
+  const openChunks = s.carry.chunks.flatMap((chunk, index) => (chunk.counts.pending > 0 ? [index] : []));
+  if (s.ending) return { type: 'finish', state: s.ending.state, reason: s.ending.reason, ending: 'cancel', openChunks };
+  return { type: 'finish', state: 'completed', ending: 'expire', openChunks };
+}
+
+/** What to do next, from the state and the time. */
+export function decide(s: Scheduler, now: number, limits: RunLimits): Decision {
+  const c = s.carry;
+  if (s.ending || (c.deadlineAt !== null && now >= c.deadlineAt)) return isIdle(s) ? finish(s) : { type: 'drain' };
+  if (allFinal(s) && isIdle(s) && s.woken.size === 0) return finish(s);
+  // With every slot busy the run would never be idle: launch nothing more until it is.
+  if (runDue(s, limits)) return isIdle(s) ? { type: 'continueAsNew' } : { type: 'drain' };
+  if (c.paused) {
+    // Reconnect signals are only collected while paused: they neither wake the loop nor restart
+    // the deadline timer; a batch that finishes after the pause (it may have failed) does.
+    return { type: 'wait', until: c.deadlineAt, onWake: false, onCompletion: 'any' };
+  }
+  if (s.woken.size > 0 && !s.wakeInFlight) return { type: 'lookUpWoken' };
+  const slot = nextSlot(c.pacer);
+  const slotFree = s.inFlight.size < s.rollout.concurrency;
+  if (slotFree && slot <= now) {
+    const ready = c.chunks.findIndex((chunk, index) => isReady(s, chunk, index, now));
+    if (ready >= 0) return { type: 'launchBatch', chunk: ready };
+  }
+  // Wait for the next batch's time when a slot is free, a finished batch when none is, the
+  // deadline when nothing runs. Rate-limited with a timer set for the next slot, a finished batch
+  // cannot start anything sooner, unless it leaves the campaign idle (it may be done).
+  const due = slotFree ? earliestDue(s) : null;
+  let until = due === null ? null : Math.max(due, slot);
+  if (isIdle(s) && c.deadlineAt !== null) until = until === null ? c.deadlineAt : Math.min(until, c.deadlineAt);
+  return { type: 'wait', until, onWake: true, onCompletion: until === null || slot <= now ? 'any' : 'whenIdle' };
+}
+
+/** Marks what a wait (or a drain) has seen; `changedSince` tells whether something it waits for happened since. */
+export function mark(s: Scheduler): Scheduler['seen'] {
+  return { ...s.seen };
+}
+
+export function changedSince(s: Scheduler, seen: Scheduler['seen'], decision: Decision, limits: RunLimits): boolean {
+  if (s.seen.control !== seen.control) return true;
+  const completed = s.seen.completions !== seen.completions;
+  if (decision.type !== 'wait') return completed;
+  // A run due to continue as new (signals grow its history too) stops waiting.
+  if (runDue(s, limits)) return true;
+  if (decision.onWake && s.seen.wakes !== seen.wakes) return true;
+  return completed && (decision.onCompletion === 'any' || isIdle(s));
+}
+
+/** The carry for the next run. */
+export function carryForNextRun(s: Scheduler): CampaignCarry {
+  return { ...s.carry, woken: [...s.woken] };
+}
+
+// ---- progress ----
+
+export function totals(s: Scheduler): TargetCounts {
+  return (s.totalsCache ??= s.carry.chunks.reduce((sum, c) => addCounts(sum, c.counts), emptyCounts()));
+}
+
+function effort(s: Scheduler): { attempted: number; attempts: number; transientErrors: number } {
+  return s.carry.chunks.reduce(
+    (sum, c) => ({ attempted: sum.attempted + c.attempted, attempts: sum.attempts + c.attempts, transientErrors: sum.transientErrors + c.transientErrors }),
+    { attempted: 0, attempts: 0, transientErrors: 0 },
+  );
+}
+
+/** The campaign's progress as the `campaignProgress` query answers it. */
+export function progress(s: Scheduler, now: number): CampaignProgress {
+  const c = s.carry;
+  const counts = totals(s);
+  const work = effort(s);
+  const ratePerMinute = s.prepared ? measuredRatePerMinute(c.recent, now, c.startedAt, c.pacer, RATE_WINDOW_MS) : 0;
+  const remaining = counts.pending - counts.waiting;
+  const out: CampaignProgress = {
+    campaignId: s.campaignId,
+    state: s.ending?.state ?? (c.paused ? 'paused' : 'running'),
+    counts,
+    retries: work.attempts - work.attempted,
+    transientErrors: work.transientErrors,
+    ratePerMinute,
+    rateLimitPerMinute: c.pacer.ratePerMinute,
+    etaSeconds: remaining === 0 ? 0 : ratePerMinute > 0 ? Math.round((remaining / ratePerMinute) * 60) : null,
+    batches: c.batches,
+    startedAt: new Date(c.startedAt).toISOString(),
+  };
+  if (s.ending) out.reason = s.ending.reason;
+  if (c.deadlineAt) out.deadlineAt = new Date(c.deadlineAt).toISOString();
+  if (c.paused && c.pausedAt) out.pausedAt = new Date(c.pausedAt).toISOString();
+  return out;
+}
