@@ -1,4 +1,5 @@
 import type { Aedes, Client, Subscription } from 'aedes';
+import { REASON_CODE } from './mqtt5';
 import type { LiveSession, SessionRegistry, SubscriptionOptions } from './sessions';
 
 /**
@@ -54,13 +55,17 @@ function persistenceOf(aedes: Aedes): SessionPersistence | undefined {
   return (aedes as unknown as { persistence?: SessionPersistence }).persistence;
 }
 
-/** Disconnects the client with reason `kicked` and ends its session; false if not connected. */
+/**
+ * Disconnects the client with reason `kicked` and ends its session; false if not connected. An
+ * MQTT 5 client is sent DISCONNECT 0x98, administrative action
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl `process_kick/1`).
+ */
 export async function kickClient(aedes: Aedes, sessions: SessionRegistry, clientid: string): Promise<boolean> {
   const session = sessions.get(clientid);
   if (!session) return false;
   sessions.markDisconnectReason(clientid, 'kicked');
   const client = session.client;
-  await new Promise<void>((resolve) => client.close(() => resolve()));
+  await new Promise<void>((resolve) => client.disconnect({ reasonCode: REASON_CODE.ADMINISTRATIVE_ACTION }, () => resolve()));
   if (!client.clean) await persistenceOf(aedes)?.cleanSubscriptions?.(client);
   return true;
 }

@@ -1,5 +1,6 @@
 import type { Aedes, Client, PublishPacket } from 'aedes';
 import type { BrokerMetrics } from './metrics';
+import { publishPacket } from './publish';
 import type { OfflineSession, QueuedMessage, SessionRegistry } from './sessions';
 
 /**
@@ -69,10 +70,18 @@ export function deliverQueued(client: Client, session: OfflineSession, metrics: 
       metrics.inc('delivery.dropped.expired');
       continue;
     }
-    client.publish(toPacket(message), () => undefined);
+    client.publish(toPacket(message, now), () => undefined);
   }
 }
 
-function toPacket(message: QueuedMessage): PublishPacket {
-  return { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false };
+/**
+ * The PUBLISH for a queued message. Its Message-Expiry-Interval says what is left of it, at least
+ * 1 second (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_message.erl `update_expiry/1`).
+ */
+function toPacket(message: QueuedMessage, now: number): PublishPacket {
+  const properties =
+    message.properties && message.expiresAt !== undefined
+      ? { ...message.properties, messageExpiryInterval: Math.max(1, Math.ceil((message.expiresAt - now) / 1000)) }
+      : message.properties;
+  return publishPacket({ ...message, properties });
 }
