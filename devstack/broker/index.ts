@@ -113,7 +113,8 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
     maxMqueueLen: opts.maxMqueueLen ?? DEFAULT_QUEUE_SETTINGS.maxMqueueLen,
     storeQos0: opts.mqueueStoreQos0 ?? DEFAULT_QUEUE_SETTINGS.storeQos0,
   };
-  const aedes = await Aedes.createBroker();
+  // EMQX's `mqtt.max_topic_alias` default; aedes' own default (0) refuses MQTT 5 topic aliases.
+  const aedes = await Aedes.createBroker({ topicAliasMaximum: 65_535 });
   const sessions = new SessionRegistry(queueSettings, (expired) => {
     metrics.inc('session.terminated');
     discardPersistedSession(aedes, expired.clientid).catch((err: unknown) => logger.warn({ err }, 'could not discard an expired session'));

@@ -91,6 +91,23 @@ describe('CONNECT', () => {
   });
 });
 
+describe('topic aliases', () => {
+  it(`${V5_SUITE} t_publish_topic_alias: a PUBLISH may set a topic alias and the next one use it (mqtt.max_topic_alias 65535)`, async () => {
+    const { clientId, prefix } = await registerDevice();
+    const client = await connectV5(clientId);
+    const received = publishesOf(client);
+    await client.subscribeAsync(`${prefix}/aliased`, { qos: 1 });
+    await client.publishAsync(`${prefix}/aliased`, 'first', { qos: 1, properties: { topicAlias: 1 } });
+    await client.publishAsync('', 'second', { qos: 1, properties: { topicAlias: 1 } });
+    await waitFor(() => received.length === 2, { what: 'both messages' });
+    expect(received.map((p) => [p.topic, p.payload.toString()])).toEqual([
+      [`${prefix}/aliased`, 'first'],
+      [`${prefix}/aliased`, 'second'],
+    ]);
+    await client.endAsync();
+  });
+});
+
 describe('authorization', () => {
   it(`${AUTHZ_SUITE} t_alias_prefix: SUBACK says 0x87 for a filter the ACL denies, next to a granted one`, async () => {
     const { clientId, prefix } = await registerDevice();
