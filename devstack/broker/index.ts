@@ -32,9 +32,9 @@ import { AuthnUserStore } from './users';
  * - One node (`emqx@127.0.0.1`); no clustering, shared subscriptions, bridges or TLS. What else
  *   is and is not modelled, endpoint by endpoint: docs/emqx-compatibility.md.
  * - Offline persistent sessions (`clean_session=false`, kept for EMQX's default 2 hours, or an
- *   MQTT 5 Session Expiry Interval) are listed with `connected: false`, and queue what their
- *   subscriptions match; REST subscribe on their behalf answers 404 (EMQX would subscribe the
- *   offline session). What is and is not modelled: docs/emqx-compatibility-sessions.md.
+ *   MQTT 5 Session Expiry Interval) are listed with `connected: false`, queue what their
+ *   subscriptions match, and are subscribed and unsubscribed through the REST API like connected
+ *   clients. What is and is not modelled: docs/emqx-compatibility-sessions.md.
  * - State lives in memory and is lost on close.
  * - Authentication: the built-in database authenticator only (simple hashes and pbkdf2, no
  *   bcrypt); authorization: the built_in_database source and the stock `file` source (EMQX's

@@ -2,7 +2,7 @@ import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
 import { newMessageId } from './emqx-formats';
 import type { BrokerMetrics } from './metrics';
 import { REASON_CODE, type MqttProperties } from './mqtt5';
-import { deliverQueued } from './offline-sessions';
+import { countDropped, deliverQueued } from './offline-sessions';
 import type { MessagePublisher } from './publish';
 import { clientConnectedEvent, clientDisconnectedEvent, messagePublishEvent, subscriptionEvent } from './rule-engine/events';
 import type { RuleEngine } from './rule-engine/rule-engine';
@@ -161,8 +161,7 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
       ...(properties ? { properties } : {}),
       ...(typeof expiry === 'number' && expiry > 0 ? { expiresAt: receivedAt + expiry * 1000 } : {}),
     });
-    for (let i = 0; i < offline.droppedQueueFull; i++) countDeliveryDropped('delivery.dropped.queue_full');
-    for (let i = 0; i < offline.droppedQos0; i++) countDeliveryDropped('delivery.dropped.qos0_msg');
+    countDropped(metrics, offline);
     ruleEngine.fireMessagePublish(
       packet.topic,
       messagePublishEvent({
@@ -178,11 +177,6 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
       }),
     );
   });
-
-  function countDeliveryDropped(reason: 'delivery.dropped.queue_full' | 'delivery.dropped.qos0_msg'): void {
-    metrics.inc('delivery.dropped');
-    metrics.inc(reason);
-  }
 
   function markReason(client: Client, reason: DisconnectReason): void {
     if (sessions.of(client)) sessions.markDisconnectReason(client.id, reason);

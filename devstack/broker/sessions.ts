@@ -92,6 +92,13 @@ export interface QueueSettings {
 
 export const DEFAULT_QUEUE_SETTINGS: QueueSettings = { maxMqueueLen: 1000, storeQos0: true };
 
+/** What queuing a message did: copies queued, oldest ones dropped from full queues, QoS 0 copies not stored. */
+export interface QueueCounts {
+  queued: number;
+  droppedQueueFull: number;
+  droppedQos0: number;
+}
+
 interface ConnectFacts {
   protoName: string;
   protoVer: number;
@@ -329,28 +336,42 @@ export class SessionRegistry {
    * (`upgrade_qos = false`). QoS 0 is queued only while `mqueue_store_qos0`; a full queue drops
    * its oldest message (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_mqueue.erl `in/2`).
    */
-  enqueueOffline(message: QueuedMessage): { queued: number; droppedQueueFull: number; droppedQos0: number } {
+  enqueueOffline(message: QueuedMessage): QueueCounts {
     const counts = { queued: 0, droppedQueueFull: 0, droppedQos0: 0 };
-    const { maxMqueueLen, storeQos0 } = this.queueSettings;
     for (const session of this.offline.values()) {
       for (const [filter, options] of session.subscriptions) {
         if (!topicMatchesFilter(message.topic, filter)) continue;
-        const qos = Math.min(message.qos, options.qos) as 0 | 1 | 2;
-        if (qos === 0 && !storeQos0) {
-          counts.droppedQos0 += 1;
-          continue;
-        }
         // Retain As Published 0: the retain flag is cleared on delivery (emqx_session enrich_subopts/4).
-        session.mqueue.push({ ...message, qos, retain: options.rap === 1 ? message.retain : false });
-        if (maxMqueueLen > 0 && session.mqueue.length > maxMqueueLen) {
-          session.mqueue.shift();
-          session.mqueueDropped += 1;
-          counts.droppedQueueFull += 1;
-        }
-        counts.queued += 1;
+        this.queueIn(session, { ...message, retain: options.rap === 1 ? message.retain : false }, options.qos, counts);
       }
     }
     return counts;
+  }
+
+  /**
+   * Queues a retained message for a new subscription of an offline session, as EMQX's retainer
+   * sends it to a subscriber (retain flag set) and a disconnected channel queues it.
+   */
+  enqueueRetained(session: OfflineSession, message: QueuedMessage, subscriptionQos: number): QueueCounts {
+    const counts = { queued: 0, droppedQueueFull: 0, droppedQos0: 0 };
+    this.queueIn(session, { ...message, retain: true }, subscriptionQos, counts);
+    return counts;
+  }
+
+  private queueIn(session: OfflineSession, message: QueuedMessage, subscriptionQos: number, counts: QueueCounts): void {
+    const { maxMqueueLen, storeQos0 } = this.queueSettings;
+    const qos = Math.min(message.qos, subscriptionQos) as 0 | 1 | 2;
+    if (qos === 0 && !storeQos0) {
+      counts.droppedQos0 += 1;
+      return;
+    }
+    session.mqueue.push({ ...message, qos });
+    if (maxMqueueLen > 0 && session.mqueue.length > maxMqueueLen) {
+      session.mqueue.shift();
+      session.mqueueDropped += 1;
+      counts.droppedQueueFull += 1;
+    }
+    counts.queued += 1;
   }
 
   private expire(clientid: string): void {

@@ -1,5 +1,5 @@
 import { printableProperties, type MqttProperties } from '../mqtt5';
-import type { DisconnectReason, LiveSession } from '../sessions';
+import type { DisconnectReason, LiveSession, SessionFacts } from '../sessions';
 
 /**
  * Rule-engine event bodies as EMQX 5 emits them for `SELECT *`
@@ -10,7 +10,7 @@ import type { DisconnectReason, LiveSession } from '../sessions';
 
 export type EventBody = Record<string, unknown>;
 
-function peername(session: LiveSession): string {
+function peername(session: SessionFacts): string {
   return `${session.ipAddress}:${session.port}`;
 }
 
@@ -60,7 +60,7 @@ export function clientDisconnectedEvent(session: LiveSession, reason: Disconnect
  */
 export function subscriptionEvent(
   kind: 'subscribed' | 'unsubscribed',
-  session: LiveSession,
+  session: SessionFacts,
   subscription: { topic: string; qos: number; properties?: MqttProperties | undefined },
 ): EventBody {
   return {
