@@ -9,14 +9,22 @@ import { topicMatchesFilter } from './topic';
 
 export const MAX_RULES = 100;
 
-const Qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+/**
+ * A QoS as the API's schema reads it (`qos: array(emqx_schema:qos())`), numbers or their text:
+ * EMQX's own API examples send `["1"]`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth_mnesia/src/emqx_authz_api_mnesia.erl
+ * `fields(rule_item)`, https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/include/emqx_authz.hrl
+ * `?USERNAME_RULES_EXAMPLE`).
+ */
+const Qos = z.union([z.literal(0), z.literal(1), z.literal(2), z.enum(['0', '1', '2']).transform((q) => Number(q) as 0 | 1 | 2)]);
 
-export const AclRuleInput = z.object({
+export const AclRuleInput = z.strictObject({
   topic: z.string().min(1, 'must not be empty'),
   permission: z.enum(['allow', 'deny']),
   action: z.enum(['publish', 'subscribe', 'all']),
   qos: z.union([Qos.transform((q) => [q]), z.array(Qos)]).optional(),
-  retain: z.union([z.boolean(), z.literal('all')]).optional(),
+  /** `union([all, boolean()])`: `true`/`false` as booleans or text, or `all`. */
+  retain: z.union([z.boolean(), z.literal('all'), z.enum(['true', 'false']).transform((r) => r === 'true')]).optional(),
 });
 
 /** A rule as stored and returned by the API: `qos` and `retain` filled with their defaults. */
