@@ -9,14 +9,22 @@ import { topicMatchesFilter } from './topic';
 
 export const MAX_RULES = 100;
 
-const Qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+/**
+ * A QoS as the API's schema reads it (`qos: array(emqx_schema:qos())`), numbers or their text:
+ * EMQX's own API examples send `["1"]`
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth_mnesia/src/emqx_authz_api_mnesia.erl
+ * `fields(rule_item)`, https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/include/emqx_authz.hrl
+ * `?USERNAME_RULES_EXAMPLE`).
+ */
+const Qos = z.union([z.literal(0), z.literal(1), z.literal(2), z.enum(['0', '1', '2']).transform((q) => Number(q) as 0 | 1 | 2)]);
 
-export const AclRuleInput = z.object({
+export const AclRuleInput = z.strictObject({
   topic: z.string().min(1, 'must not be empty'),
   permission: z.enum(['allow', 'deny']),
   action: z.enum(['publish', 'subscribe', 'all']),
   qos: z.union([Qos.transform((q) => [q]), z.array(Qos)]).optional(),
-  retain: z.union([z.boolean(), z.literal('all')]).optional(),
+  /** `union([all, boolean()])`: `true`/`false` as booleans or text, or `all`. */
+  retain: z.union([z.boolean(), z.literal('all'), z.enum(['true', 'false']).transform((r) => r === 'true')]).optional(),
 });
 
 /** A rule as stored and returned by the API: `qos` and `retain` filled with their defaults. */
@@ -53,41 +61,41 @@ export interface AuthzRequest {
 
 export type AuthzDecision = 'allow' | 'deny' | 'nomatch';
 
+/** Who a set of rules belongs to: a client id or a username. */
+export type RuleOwner = 'clientid' | 'username';
+
+/** The rules of one kind of owner, keyed by the owner's client id or username. */
+export class OwnerRules {
+  private readonly byName = new Map<string, AclRule[]>();
+
+  /** Every owner with its rules, sorted by name. */
+  list(): [string, AclRule[]][] {
+    return [...this.byName.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  get(name: string): AclRule[] | undefined {
+    return this.byName.get(name);
+  }
+
+  set(name: string, rules: AclRule[]): void {
+    this.byName.set(name, rules);
+  }
+
+  delete(name: string): boolean {
+    return this.byName.delete(name);
+  }
+
+  clear(): void {
+    this.byName.clear();
+  }
+}
+
 export class AclRuleStore {
-  private readonly byClientId = new Map<string, AclRule[]>();
-  private readonly byUsername = new Map<string, AclRule[]>();
+  private readonly owners: Record<RuleOwner, OwnerRules> = { clientid: new OwnerRules(), username: new OwnerRules() };
   private forAll: AclRule[] = [];
 
-  clientRules(): { clientid: string; rules: AclRule[] }[] {
-    return sortedEntries(this.byClientId).map(([clientid, rules]) => ({ clientid, rules }));
-  }
-
-  userRules(): { username: string; rules: AclRule[] }[] {
-    return sortedEntries(this.byUsername).map(([username, rules]) => ({ username, rules }));
-  }
-
-  getClientRules(clientid: string): AclRule[] | undefined {
-    return this.byClientId.get(clientid);
-  }
-
-  getUserRules(username: string): AclRule[] | undefined {
-    return this.byUsername.get(username);
-  }
-
-  setClientRules(clientid: string, rules: AclRule[]): void {
-    this.byClientId.set(clientid, rules);
-  }
-
-  setUserRules(username: string, rules: AclRule[]): void {
-    this.byUsername.set(username, rules);
-  }
-
-  deleteClientRules(clientid: string): boolean {
-    return this.byClientId.delete(clientid);
-  }
-
-  deleteUserRules(username: string): boolean {
-    return this.byUsername.delete(username);
+  of(owner: RuleOwner): OwnerRules {
+    return this.owners[owner];
   }
 
   getAllRules(): AclRule[] {
@@ -99,25 +107,21 @@ export class AclRuleStore {
   }
 
   clear(): void {
-    this.byClientId.clear();
-    this.byUsername.clear();
+    this.owners.clientid.clear();
+    this.owners.username.clear();
     this.forAll = [];
   }
 
   /** First match over client rules, then user rules, then the rules for all. */
   check(subject: AuthzSubject, request: AuthzRequest): AuthzDecision {
     const candidates = [
-      ...(this.byClientId.get(subject.clientid) ?? []),
-      ...(subject.username !== undefined ? (this.byUsername.get(subject.username) ?? []) : []),
+      ...(this.owners.clientid.get(subject.clientid) ?? []),
+      ...(subject.username !== undefined ? (this.owners.username.get(subject.username) ?? []) : []),
       ...this.forAll,
     ];
     const match = candidates.find((rule) => ruleMatches(rule, subject, request));
     return match ? match.permission : 'nomatch';
   }
-}
-
-function sortedEntries<V>(map: Map<string, V>): [string, V][] {
-  return [...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 function ruleMatches(rule: AclRule, subject: AuthzSubject, request: AuthzRequest): boolean {

@@ -3,17 +3,21 @@ import type { AuthzRequest } from './acl';
 import type { AuthenticationChain, AuthorizationConfig } from './auth-config';
 import { isProxySubscription } from './client-control';
 import type { BrokerMetrics } from './metrics';
+import { answerNoMatchingSubscribers, MQTT_V5, type AedesWithPersistence } from './mqtt5';
 import type { SessionRegistry } from './sessions';
 import { isSystemTopic } from './topic';
 import type { AuthnUserStore } from './users';
 
 /**
- * Authentication and authorization on the MQTT side, as EMQX does them for MQTT 3.1.1 clients:
- * CONNECT checked against the built-in database users when that authenticator is in the chain
- * (anyone is let in when the chain is empty, as on a stock EMQX); PUBLISH and SUBSCRIBE checked
- * against the authorization sources in order, then `no_match` (superusers skip them); a denied
- * PUBLISH is dropped without disconnecting (QoS 1/2 still acknowledged, `deny_action = ignore`);
- * a denied SUBSCRIBE gets SUBACK 0x80.
+ * Authentication and authorization on the MQTT side, as EMQX does them: CONNECT checked against
+ * the built-in database users when that authenticator is in the chain (anyone is let in when the
+ * chain is empty, as on a stock EMQX; refusals are CONNACK 4/5, MQTT 5's 0x86/0x87); PUBLISH and
+ * SUBSCRIBE checked against the authorization sources in order, then `no_match` (superusers skip
+ * them). A denied PUBLISH is dropped without disconnecting (`deny_action = ignore`): MQTT 3.1.1
+ * QoS 1/2 still acknowledged, MQTT 5 with PUBACK/PUBREC 0x87; a denied SUBSCRIBE gets SUBACK
+ * 0x80, MQTT 5's 0x87 (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl
+ * `process_publish/2`, `handle_out(suback, ...)`). An MQTT 5 QoS 1/2 PUBLISH that no subscription
+ * matches is acknowledged with reason code 16 (mqtt5.ts).
  */
 
 export interface AccessControlOptions {
@@ -79,7 +83,7 @@ export function installAccessControl(aedes: Aedes, options: AccessControlOptions
   function noteSessionTakeover(client: Client): void {
     const previous = sessions.get(client.id);
     if (!previous || previous.client === client) return;
-    const reason = client.clean ? 'discarded' : 'takenover';
+    const reason = sessions.cleanStartOf(client) ? 'discarded' : 'takenover';
     sessions.markDisconnectReason(client.id, reason);
     metrics.inc(reason === 'discarded' ? 'session.discarded' : 'session.takenover');
   }
@@ -105,7 +109,11 @@ export function installAccessControl(aedes: Aedes, options: AccessControlOptions
       authorize(client, { action: 'publish', topic: packet.topic, qos: packet.qos, retain: packet.retain });
     if (!allowed) {
       metrics.inc('packets.publish.auth_error');
+      // aedes answers an MQTT 5 client's denied QoS 1/2 PUBLISH with 0x87 and drops it, keeping the connection.
+      if (client.version === MQTT_V5) return callback(new Error('not authorized'));
       deniedPublishes.add(packet);
+    } else if (client.version === MQTT_V5 && packet.qos > 0 && !sessions.hasSubscriberFor(packet.topic)) {
+      answerNoMatchingSubscribers(aedes as unknown as AedesWithPersistence, client, packet, (p) => routeAsync(p, client));
     }
     callback(null);
   };
@@ -138,6 +146,8 @@ export function installAccessControl(aedes: Aedes, options: AccessControlOptions
     routePublish(packet, client, done);
   };
   (aedes as unknown as { publish: PublishFn }).publish = publishUnlessDenied;
+  const routeAsync = (packet: PublishPacket, client: Client): Promise<void> =>
+    new Promise((resolve, reject) => routePublish(packet, client, (err) => (err ? reject(err) : resolve())));
 
   function countReceived(client: Client, packet: PublishPacket): void {
     metrics.inc('messages.received');

@@ -1,15 +1,10 @@
 import type { Aedes, AedesPublishPacket, Client, Subscription } from 'aedes';
 import { newMessageId } from './emqx-formats';
 import type { BrokerMetrics } from './metrics';
-import { deliverQueued } from './offline-sessions';
+import { REASON_CODE, type MqttProperties } from './mqtt5';
+import { countDropped, deliverQueued } from './offline-sessions';
 import type { MessagePublisher } from './publish';
-import {
-  clientConnectedEvent,
-  clientDisconnectedEvent,
-  messagePublishEvent,
-  sessionSubscribedEvent,
-  sessionUnsubscribedEvent,
-} from './rule-engine/events';
+import { clientConnectedEvent, clientDisconnectedEvent, messagePublishEvent, subscriptionEvent } from './rule-engine/events';
 import type { RuleEngine } from './rule-engine/rule-engine';
 import type { DisconnectReason, OfflineSession, SessionRegistry } from './sessions';
 import type { BrokerStats } from './stats';
@@ -33,19 +28,53 @@ interface ClientInternals {
   /** Set when the client sent DISCONNECT. */
   _disconnected?: boolean;
   subscriptions?: Record<string, { qos: number; nl?: boolean; rap?: boolean; rh?: number }>;
+  /** The client's packet parser (mqtt-packet), which emits every packet the client sends. */
+  _parser: { on(event: 'packet', listener: (packet: ClientPacket) => void): void };
+}
+
+/** The fields of the client packets read here, as mqtt-packet decodes them. */
+interface ClientPacket {
+  cmd: string;
+  reasonCode?: number;
+  properties?: MqttProperties;
+  subscriptions?: Subscription[];
+  unsubscriptions?: string[];
 }
 
 export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
   const { sessions, metrics, stats, ruleEngine, publisher } = deps;
   /** Offline sessions resumed by a connection, until its CONNACK is out and their queue can be sent. */
   const resuming = new WeakMap<Client, OfflineSession>();
+  /** MQTT 5 SUBSCRIBE properties per subscription, and UNSUBSCRIBE properties per client and filter, until aedes' events report them. */
+  const subscribeProperties = new WeakMap<Subscription, MqttProperties>();
+  const unsubscribeProperties = new WeakMap<Client, Map<string, MqttProperties>>();
+
+  /**
+   * What aedes' events leave out of a client's packets: the reason code and properties of its
+   * DISCONNECT (MQTT 5), and the properties of its SUBSCRIBE and UNSUBSCRIBE. The parser emits a
+   * packet before aedes has acted on it, so these are noted before aedes' events fire.
+   */
+  function followClientPackets(client: Client): void {
+    internals(client)._parser.on('packet', (packet) => {
+      if (packet.cmd === 'disconnect') sessions.noteDisconnectPacket(client, packet);
+      if (!packet.properties) return;
+      const properties = packet.properties;
+      if (packet.cmd === 'subscribe') for (const sub of packet.subscriptions ?? []) subscribeProperties.set(sub, properties);
+      if (packet.cmd === 'unsubscribe') {
+        const byFilter = unsubscribeProperties.get(client) ?? new Map<string, MqttProperties>();
+        for (const topic of packet.unsubscriptions ?? []) byFilter.set(topic, properties);
+        unsubscribeProperties.set(client, byFilter);
+      }
+    });
+  }
 
   aedes.on('client', (client) => {
-    // A clean start discards an offline session (aedes has already dropped its stored subscriptions).
     const offline = sessions.takeOffline(client.id);
-    if (offline && client.clean) metrics.inc('session.discarded');
     const session = sessions.register(client);
-    if (offline && !client.clean) {
+    followClientPackets(client);
+    // A clean start discards an offline session (aedes has already dropped its stored subscriptions).
+    if (offline && session.cleanStart) metrics.inc('session.discarded');
+    if (offline && !session.cleanStart) {
       session.createdAt = offline.createdAt;
       resuming.set(client, offline);
     }
@@ -86,9 +115,11 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
     if (!session) return;
     for (const sub of subscriptions) {
       metrics.inc('client.subscribe');
-      if ((sub.qos as number) === 128) continue;
+      // A refused filter: its SUBACK code (0x80, or MQTT 5's 0x87, 0x9E) is in place of the QoS.
+      if (sub.qos >= REASON_CODE.FAILURE) continue;
       session.subscriptions.set(sub.topic, { qos: sub.qos, nl: sub.nl ? 1 : 0, rap: sub.rap ? 1 : 0, rh: sub.rh ?? 0 });
-      ruleEngine.fireEvent('$events/session_subscribed', sessionSubscribedEvent(session, sub.topic, sub.qos));
+      const properties = subscribeProperties.get(sub);
+      ruleEngine.fireEvent('$events/session_subscribed', subscriptionEvent('subscribed', session, { topic: sub.topic, qos: sub.qos, properties }));
     }
     stats.observe();
   });
@@ -98,12 +129,15 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
     if (client.closed) return;
     const session = sessions.of(client);
     if (!session) return;
+    const byFilter = unsubscribeProperties.get(client);
     for (const topic of topics) {
       metrics.inc('client.unsubscribe');
+      const properties = byFilter?.get(topic);
+      byFilter?.delete(topic);
       const previous = session.subscriptions.get(topic);
       if (!previous) continue;
       session.subscriptions.delete(topic);
-      ruleEngine.fireEvent('$events/session_unsubscribed', sessionUnsubscribedEvent(session, topic, previous.qos));
+      ruleEngine.fireEvent('$events/session_unsubscribed', subscriptionEvent('unsubscribed', session, { topic, qos: previous.qos, properties }));
     }
   });
 
@@ -116,16 +150,18 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
       metrics.inc('messages.dropped');
       metrics.inc('messages.dropped.no_subscribers');
     }
-    const expiresAt = publisher.expiresAtOf(packet);
+    const receivedAt = Date.now();
+    const properties = packet.properties as MqttProperties | undefined;
+    const expiry = properties?.messageExpiryInterval;
     const offline = sessions.enqueueOffline({
       topic: packet.topic,
       payload,
       qos: packet.qos,
       retain: packet.retain,
-      ...(expiresAt !== undefined ? { expiresAt } : {}),
+      ...(properties ? { properties } : {}),
+      ...(typeof expiry === 'number' && expiry > 0 ? { expiresAt: receivedAt + expiry * 1000 } : {}),
     });
-    for (let i = 0; i < offline.droppedQueueFull; i++) countDeliveryDropped('delivery.dropped.queue_full');
-    for (let i = 0; i < offline.droppedQos0; i++) countDeliveryDropped('delivery.dropped.qos0_msg');
+    countDropped(metrics, offline);
     ruleEngine.fireMessagePublish(
       packet.topic,
       messagePublishEvent({
@@ -136,15 +172,11 @@ export function followBrokerEvents(aedes: Aedes, deps: BrokerEventDeps): void {
         qos: packet.qos,
         retain: packet.retain,
         dup: packet.dup,
-        receivedAt: Date.now(),
+        properties,
+        receivedAt,
       }),
     );
   });
-
-  function countDeliveryDropped(reason: 'delivery.dropped.queue_full' | 'delivery.dropped.qos0_msg'): void {
-    metrics.inc('delivery.dropped');
-    metrics.inc(reason);
-  }
 
   function markReason(client: Client, reason: DisconnectReason): void {
     if (sessions.of(client)) sessions.markDisconnectReason(client.id, reason);

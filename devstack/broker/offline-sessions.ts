@@ -1,6 +1,10 @@
 import type { Aedes, Client, PublishPacket } from 'aedes';
 import type { BrokerMetrics } from './metrics';
-import type { OfflineSession, QueuedMessage, SessionRegistry } from './sessions';
+import type { MqttProperties } from './mqtt5';
+import { publishPacket } from './publish';
+import { subscriptionEvent } from './rule-engine/events';
+import type { RuleEngine } from './rule-engine/rule-engine';
+import type { OfflineSession, QueueCounts, QueuedMessage, SessionRegistry, SubscriptionOptions } from './sessions';
 
 /**
  * The aedes side of offline persistent sessions. EMQX queues what an offline session's
@@ -17,6 +21,9 @@ import type { OfflineSession, QueuedMessage, SessionRegistry } from './sessions'
 interface Persistence {
   outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
   cleanSubscriptions(client: { id: string }): Promise<unknown>;
+  addSubscriptions(client: { id: string }, subs: { topic: string; qos: number; nl: boolean; rap: boolean; rh: number }[]): Promise<unknown>;
+  removeSubscriptions(client: { id: string }, topics: string[]): Promise<unknown>;
+  createRetainedStreamCombi(patterns: string[]): AsyncIterable<PublishPacket>;
   outgoingStream(client: { id: string }): AsyncIterable<PublishPacket>;
   outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<unknown>;
 }
@@ -58,6 +65,61 @@ export async function discardOfflineSession(aedes: Aedes, sessions: SessionRegis
   return true;
 }
 
+/** What REST subscribe and unsubscribe on behalf of an offline session work on. */
+export interface OfflineSubscriptionDeps {
+  aedes: Aedes;
+  sessions: SessionRegistry;
+  metrics: BrokerMetrics;
+  ruleEngine: RuleEngine;
+}
+
+/**
+ * `POST /clients/{id}/subscribe[/bulk]` for an offline session. In EMQX the channel of a
+ * disconnected session stays registered until the session expires, so the API finds it and
+ * subscribes its session like a connected one's
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt.erl `do_subscribe/2`,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl `handle_info({subscribe, ...})`):
+ * `session.subscribed` fires, what the filter matches from now on is queued, and so are the
+ * retained messages it matches (Retain Handling 0, or 1 for a new filter), as the retainer
+ * sends them on `session.subscribed`. The subscription is stored where aedes restores a resumed
+ * session's subscriptions from.
+ */
+export async function subscribeOffline(deps: OfflineSubscriptionDeps, session: OfflineSession, topic: string, options: SubscriptionOptions): Promise<void> {
+  const isNew = !session.subscriptions.has(topic);
+  session.subscriptions.set(topic, options);
+  await persistenceOf(deps.aedes).addSubscriptions({ id: session.clientid }, [
+    { topic, qos: options.qos, nl: options.nl === 1, rap: options.rap === 1, rh: options.rh },
+  ]);
+  deps.ruleEngine.fireEvent('$events/session_subscribed', subscriptionEvent('subscribed', session, { topic, qos: options.qos }));
+  if (options.rh === 2 || (options.rh === 1 && !isNew)) return;
+  for await (const retained of persistenceOf(deps.aedes).createRetainedStreamCombi([topic])) {
+    const payload = Buffer.isBuffer(retained.payload) ? retained.payload : Buffer.from(retained.payload);
+    const properties = retained.properties as MqttProperties | undefined;
+    const message: QueuedMessage = { topic: retained.topic, payload, qos: retained.qos, retain: true, ...(properties ? { properties } : {}) };
+    countDropped(deps.metrics, deps.sessions.enqueueRetained(session, message, options.qos));
+  }
+}
+
+/** `POST /clients/{id}/unsubscribe[/bulk]` for an offline session (see subscribeOffline). */
+export async function unsubscribeOffline(deps: OfflineSubscriptionDeps, session: OfflineSession, topic: string): Promise<void> {
+  const previous = session.subscriptions.get(topic);
+  session.subscriptions.delete(topic);
+  await persistenceOf(deps.aedes).removeSubscriptions({ id: session.clientid }, [topic]);
+  if (previous) deps.ruleEngine.fireEvent('$events/session_unsubscribed', subscriptionEvent('unsubscribed', session, { topic, qos: previous.qos }));
+}
+
+/** `delivery.dropped` and its reason for the copies a queue could not take. */
+export function countDropped(metrics: BrokerMetrics, counts: QueueCounts): void {
+  for (let i = 0; i < counts.droppedQueueFull; i++) {
+    metrics.inc('delivery.dropped');
+    metrics.inc('delivery.dropped.queue_full');
+  }
+  for (let i = 0; i < counts.droppedQos0; i++) {
+    metrics.inc('delivery.dropped');
+    metrics.inc('delivery.dropped.qos0_msg');
+  }
+}
+
 /**
  * Sends a resumed session's queue to its new connection, oldest first; messages whose expiry
  * passed while queued are dropped (emqx_session_mem `dequeue/2`).
@@ -69,10 +131,18 @@ export function deliverQueued(client: Client, session: OfflineSession, metrics: 
       metrics.inc('delivery.dropped.expired');
       continue;
     }
-    client.publish(toPacket(message), () => undefined);
+    client.publish(toPacket(message, now), () => undefined);
   }
 }
 
-function toPacket(message: QueuedMessage): PublishPacket {
-  return { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false };
+/**
+ * The PUBLISH for a queued message. Its Message-Expiry-Interval says what is left of it, at least
+ * 1 second (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_message.erl `update_expiry/1`).
+ */
+function toPacket(message: QueuedMessage, now: number): PublishPacket {
+  const properties =
+    message.properties && message.expiresAt !== undefined
+      ? { ...message.properties, messageExpiryInterval: Math.max(1, Math.ceil((message.expiresAt - now) / 1000)) }
+      : message.properties;
+  return publishPacket({ ...message, properties });
 }

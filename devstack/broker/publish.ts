@@ -2,6 +2,7 @@ import type { Aedes, PublishPacket } from 'aedes';
 import { z } from 'zod';
 import { describeZodError } from './api/errors';
 import { newMessageId } from './emqx-formats';
+import type { MqttProperties } from './mqtt5';
 import type { SessionRegistry } from './sessions';
 import { isValidTopicName } from './topic';
 
@@ -20,10 +21,20 @@ export const PublishRequest = z.looseObject({
   qos: z.number().int().min(0).max(2).default(0),
   retain: z.boolean().default(false),
   /**
-   * MQTT 5 properties. MQTT 3.1.1 clients cannot receive them; `message_expiry_interval` (seconds)
-   * still limits how long the message waits in an offline session's queue.
+   * MQTT 5 properties (`fields(message_properties)`), delivered to MQTT 5 subscribers. MQTT 3.1.1
+   * clients cannot receive them; `message_expiry_interval` (seconds) still limits how long the
+   * message waits in an offline session's queue.
    */
-  properties: z.looseObject({ message_expiry_interval: z.number().int().min(0).optional() }).optional(),
+  properties: z
+    .strictObject({
+      payload_format_indicator: z.number().int().min(0).max(1).optional(),
+      message_expiry_interval: z.number().int().min(0).max(0xffff_ffff).optional(),
+      response_topic: z.string().optional(),
+      correlation_data: z.string().optional(),
+      user_properties: z.record(z.string(), z.string()).optional(),
+      content_type: z.string().optional(),
+    })
+    .optional(),
   /** Deprecated since 5.0.14 and ignored by EMQX. */
   clientid: z.string().optional(),
 });
@@ -44,8 +55,8 @@ interface PreparedMessage {
   payload: Buffer;
   qos: 0 | 1 | 2;
   retain: boolean;
-  /** Seconds; 0 or absent: no expiry. */
-  messageExpiryInterval?: number;
+  /** In mqtt-packet's form, ready for the PUBLISH to MQTT 5 subscribers. */
+  properties?: MqttProperties;
 }
 
 /** mqtt.max_packet_size default. */
@@ -53,7 +64,7 @@ const MAX_PACKET_SIZE = 1024 * 1024;
 
 export class MessagePublisher {
   /** Per packet published through REST: its id and whether a subscriber matched (looked up once). */
-  private readonly published = new WeakMap<object, { id: string; matched: boolean; expiresAt?: number }>();
+  private readonly published = new WeakMap<object, { id: string; matched: boolean }>();
 
   constructor(
     private readonly aedes: Aedes,
@@ -70,16 +81,15 @@ export class MessagePublisher {
     if (payload.length + Buffer.byteLength(request.topic) > MAX_PACKET_SIZE) {
       throw new PublishRejected({ reason_code: 151, message: 'packet_too_large' });
     }
-    const expiry = request.properties?.message_expiry_interval;
-    return { topic: request.topic, payload, qos: request.qos as 0 | 1 | 2, retain: request.retain, ...(expiry ? { messageExpiryInterval: expiry } : {}) };
+    const properties = request.properties ? packetProperties(request.properties) : undefined;
+    return { topic: request.topic, payload, qos: request.qos as 0 | 1 | 2, retain: request.retain, ...(properties ? { properties } : {}) };
   }
 
   async publish(message: PreparedMessage): Promise<PublishResult> {
     const matched = this.sessions.hasSubscriberFor(message.topic);
     const id = newMessageId();
-    const packet: PublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false };
-    const expiresAt = message.messageExpiryInterval ? Date.now() + message.messageExpiryInterval * 1000 : undefined;
-    this.published.set(packet, { id, matched, ...(expiresAt !== undefined ? { expiresAt } : {}) });
+    const packet = publishPacket(message);
+    this.published.set(packet, { id, matched });
     await new Promise<void>((resolve, reject) => this.aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
     return matched
       ? { delivered: true, body: { id } }
@@ -91,15 +101,39 @@ export class MessagePublisher {
     return this.published.get(packet)?.id;
   }
 
-  /** When a REST-published message with a Message-Expiry-Interval expires (epoch ms). */
-  expiresAtOf(packet: object): number | undefined {
-    return this.published.get(packet)?.expiresAt;
-  }
-
   /** Whether a subscriber matched a packet published through REST (undefined for MQTT publishes). */
   matchedOf(packet: object): boolean | undefined {
     return this.published.get(packet)?.matched;
   }
+}
+
+/** The PUBLISH the broker sends for a message of its own (REST publishes, queued messages). */
+export function publishPacket(message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean; properties?: MqttProperties | undefined }): PublishPacket {
+  return {
+    cmd: 'publish',
+    topic: message.topic,
+    payload: message.payload,
+    qos: message.qos,
+    retain: message.retain,
+    dup: false,
+    ...(message.properties ? { properties: message.properties } : {}),
+  };
+}
+
+/**
+ * REST properties as the PUBLISH carries them (emqx_mgmt_api_publish.erl `to_property/3`): the
+ * Payload-Format-Indicator as a flag and Correlation-Data as bytes, as mqtt-packet encodes them.
+ * An empty object carries no properties, as in `make_message/1`.
+ */
+function packetProperties(rest: NonNullable<z.infer<typeof PublishRequest>['properties']>): MqttProperties | undefined {
+  const properties: MqttProperties = {};
+  if (rest.payload_format_indicator !== undefined) properties.payloadFormatIndicator = rest.payload_format_indicator === 1;
+  if (rest.message_expiry_interval !== undefined) properties.messageExpiryInterval = rest.message_expiry_interval;
+  if (rest.response_topic !== undefined) properties.responseTopic = rest.response_topic;
+  if (rest.correlation_data !== undefined) properties.correlationData = Buffer.from(rest.correlation_data, 'utf8');
+  if (rest.user_properties !== undefined) properties.userProperties = rest.user_properties;
+  if (rest.content_type !== undefined) properties.contentType = rest.content_type;
+  return Object.keys(properties).length > 0 ? properties : undefined;
 }
 
 function decodePayload(payload: string, encoding: 'plain' | 'base64'): Buffer {

@@ -1,4 +1,5 @@
 import type { Client, ConnectPacket } from 'aedes';
+import { disconnectReasonName, MQTT_V5, type MqttProperties } from './mqtt5';
 import { topicMatchesFilter } from './topic';
 
 /**
@@ -10,7 +11,11 @@ import { topicMatchesFilter } from './topic';
  * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_session_mem.erl).
  */
 
-export type DisconnectReason = 'normal' | 'kicked' | 'keepalive_timeout' | 'takenover' | 'discarded' | 'tcp_closed';
+/**
+ * Why a connection ended, as EMQX names it: `normal`, `kicked`, `keepalive_timeout`, `takenover`,
+ * `discarded`, `tcp_closed`, or the name of the reason code of an MQTT 5 DISCONNECT (mqtt5.ts).
+ */
+export type DisconnectReason = string;
 
 export interface SubscriptionOptions {
   qos: number;
@@ -28,8 +33,17 @@ export interface SessionFacts {
   protoVer: number;
   keepalive: number;
   cleanStart: boolean;
-  /** Seconds; MQTT 3.1.1 persistent sessions get EMQX's default `session_expiry_interval` (2 h). */
+  /**
+   * Seconds: MQTT 5's Session Expiry Interval from CONNECT (0 when absent), changed by the
+   * DISCONNECT's; MQTT 3.1.1 persistent sessions get EMQX's default `session_expiry_interval` (2 h).
+   */
   expiryInterval: number;
+  /** `receive_maximum`: the client's Receive-Maximum capped by EMQX's `max_inflight` (32). */
+  receiveMaximum: number;
+  /** The CONNECT's MQTT 5 properties ({} for MQTT 3.1.1). */
+  connProps: MqttProperties;
+  /** The properties of the client's MQTT 5 DISCONNECT, once it sent one. */
+  disconnProps?: MqttProperties;
   listener: 'tcp:default' | 'ws:default';
   ipAddress: string;
   port: number;
@@ -52,6 +66,8 @@ export interface QueuedMessage {
   payload: Buffer;
   qos: 0 | 1 | 2;
   retain: boolean;
+  /** MQTT 5 properties, delivered to MQTT 5 clients. */
+  properties?: MqttProperties;
   /** Epoch ms after which it is dropped instead of delivered (MQTT 5 Message-Expiry-Interval). */
   expiresAt?: number;
 }
@@ -62,7 +78,8 @@ export interface OfflineSession extends SessionFacts {
   mqueue: QueuedMessage[];
   /** Messages dropped because the queue was full (the oldest go first). */
   mqueueDropped: number;
-  expiryTimer: NodeJS.Timeout;
+  /** Absent for a session that never expires (MQTT 5 interval 0xFFFFFFFF). */
+  expiryTimer: NodeJS.Timeout | undefined;
 }
 
 /** The zone's `mqtt` settings that shape offline queues (EMQX defaults). */
@@ -75,6 +92,13 @@ export interface QueueSettings {
 
 export const DEFAULT_QUEUE_SETTINGS: QueueSettings = { maxMqueueLen: 1000, storeQos0: true };
 
+/** What queuing a message did: copies queued, oldest ones dropped from full queues, QoS 0 copies not stored. */
+export interface QueueCounts {
+  queued: number;
+  droppedQueueFull: number;
+  droppedQos0: number;
+}
+
 interface ConnectFacts {
   protoName: string;
   protoVer: number;
@@ -82,6 +106,7 @@ interface ConnectFacts {
   cleanStart: boolean;
   username: string | undefined;
   isSuperuser: boolean;
+  connProps: MqttProperties;
 }
 
 /** What aedes-server-factory attaches to each client (not in aedes' types). */
@@ -94,6 +119,25 @@ interface ConnectionDetails {
 }
 
 const PERSISTENT_SESSION_EXPIRY_SEC = 7_200;
+/** MQTT 5: a Session Expiry Interval of 0xFFFFFFFF never expires. */
+const NEVER_EXPIRES_SEC = 0xffff_ffff;
+/** EMQX's default `mqtt.max_inflight`, the cap on a client's Receive-Maximum. */
+const MAX_INFLIGHT = 32;
+
+/**
+ * The session expiry EMQX derives from a CONNECT: MQTT 5's property (0 when absent, whatever the
+ * Clean Start flag), else 0 for a clean session and `session_expiry_interval` for a persistent one
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl `expiry_interval/2`).
+ */
+function expiryIntervalOf(facts: ConnectFacts): number {
+  if (facts.protoVer === MQTT_V5) return numberProperty(facts.connProps, 'sessionExpiryInterval') ?? 0;
+  return facts.cleanStart ? 0 : PERSISTENT_SESSION_EXPIRY_SEC;
+}
+
+function numberProperty(properties: MqttProperties | undefined, name: string): number | undefined {
+  const value = properties?.[name];
+  return typeof value === 'number' ? value : undefined;
+}
 
 export class SessionRegistry {
   private readonly connecting = new WeakMap<Client, ConnectFacts>();
@@ -115,7 +159,29 @@ export class SessionRegistry {
       cleanStart: packet.clean ?? true,
       username: packet.username,
       isSuperuser: false,
+      connProps: (packet.properties as MqttProperties | undefined) ?? {},
     });
+  }
+
+  /** The CONNECT's Clean Start flag (aedes' `client.clean` says whether an MQTT 5 session outlives its connection). */
+  cleanStartOf(client: Client): boolean {
+    return this.connecting.get(client)?.cleanStart ?? true;
+  }
+
+  /**
+   * An MQTT 5 DISCONNECT: its reason code names why the connection ended, and its Session Expiry
+   * Interval replaces the CONNECT's, except that a session that was to end with its connection
+   * cannot be kept that way (protocol error) (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl
+   * `process_disconnect/2`, `post_process_disconnect/3`).
+   */
+  noteDisconnectPacket(client: Client, packet: { reasonCode?: number; properties?: MqttProperties }): void {
+    const session = this.of(client);
+    if (!session) return;
+    session.disconnProps = packet.properties ?? {};
+    const expiry = numberProperty(packet.properties, 'sessionExpiryInterval');
+    const protocolError = expiry !== undefined && expiry > 0 && session.expiryInterval === 0;
+    if (expiry !== undefined && !protocolError) session.expiryInterval = expiry;
+    this.markDisconnectReason(client.id, protocolError ? 'protocol_error' : disconnectReasonName(packet.reasonCode ?? 0));
   }
 
   noteAuthenticated(client: Client, isSuperuser: boolean): void {
@@ -132,17 +198,19 @@ export class SessionRegistry {
   register(client: Client, now = Date.now()): LiveSession {
     const facts = this.connecting.get(client);
     const details = (client as unknown as { connDetails?: ConnectionDetails }).connDetails ?? {};
-    const cleanStart = facts?.cleanStart ?? true;
+    const connect: ConnectFacts = facts ?? { protoName: 'MQTT', protoVer: 4, keepalive: 0, cleanStart: true, username: undefined, isSuperuser: false, connProps: {} };
     const session: LiveSession = {
       client,
       clientid: client.id,
-      username: facts?.username,
-      isSuperuser: facts?.isSuperuser ?? false,
-      protoName: facts?.protoName ?? 'MQTT',
-      protoVer: facts?.protoVer ?? 4,
-      keepalive: facts?.keepalive ?? 0,
-      cleanStart,
-      expiryInterval: cleanStart ? 0 : PERSISTENT_SESSION_EXPIRY_SEC,
+      username: connect.username,
+      isSuperuser: connect.isSuperuser,
+      protoName: connect.protoName,
+      protoVer: connect.protoVer,
+      keepalive: connect.keepalive,
+      cleanStart: connect.cleanStart,
+      expiryInterval: expiryIntervalOf(connect),
+      receiveMaximum: Math.min(numberProperty(connect.connProps, 'receiveMaximum') ?? MAX_INFLIGHT, MAX_INFLIGHT),
+      connProps: connect.connProps,
       listener: details.isWebsocket ? 'ws:default' : 'tcp:default',
       ipAddress: stripIpv4Mapping(details.ipAddress ?? 'undefined'),
       port: details.port ?? 0,
@@ -223,15 +291,18 @@ export class SessionRegistry {
 
   /**
    * Keeps the session of a client that just disconnected, if it outlives its connection: MQTT
-   * 3.1.1 `clean_session=false` (or an MQTT 5 Session Expiry Interval above 0), and the
-   * connection ended without the session being kicked, taken over or discarded.
+   * 3.1.1 `clean_session=false` or an MQTT 5 Session Expiry Interval above 0, and the connection
+   * ended without the session being kicked, taken over or discarded.
    */
   park(session: LiveSession, now = Date.now()): OfflineSession | undefined {
     const reason = session.disconnectReason;
     if (session.expiryInterval <= 0 || reason === 'kicked' || reason === 'takenover' || reason === 'discarded') return undefined;
     const { client: _client, ...facts } = session;
-    const expiryTimer = setTimeout(() => this.expire(session.clientid), Math.min(session.expiryInterval * 1000, 2 ** 31 - 1));
-    expiryTimer.unref();
+    const expiryTimer =
+      session.expiryInterval >= NEVER_EXPIRES_SEC
+        ? undefined
+        : setTimeout(() => this.expire(session.clientid), Math.min(session.expiryInterval * 1000, 2 ** 31 - 1));
+    expiryTimer?.unref();
     const parked: OfflineSession = { ...facts, disconnectedAt: now, mqueue: [], mqueueDropped: 0, expiryTimer };
     this.offline.set(session.clientid, parked);
     return parked;
@@ -265,28 +336,42 @@ export class SessionRegistry {
    * (`upgrade_qos = false`). QoS 0 is queued only while `mqueue_store_qos0`; a full queue drops
    * its oldest message (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_mqueue.erl `in/2`).
    */
-  enqueueOffline(message: QueuedMessage): { queued: number; droppedQueueFull: number; droppedQos0: number } {
+  enqueueOffline(message: QueuedMessage): QueueCounts {
     const counts = { queued: 0, droppedQueueFull: 0, droppedQos0: 0 };
-    const { maxMqueueLen, storeQos0 } = this.queueSettings;
     for (const session of this.offline.values()) {
       for (const [filter, options] of session.subscriptions) {
         if (!topicMatchesFilter(message.topic, filter)) continue;
-        const qos = Math.min(message.qos, options.qos) as 0 | 1 | 2;
-        if (qos === 0 && !storeQos0) {
-          counts.droppedQos0 += 1;
-          continue;
-        }
         // Retain As Published 0: the retain flag is cleared on delivery (emqx_session enrich_subopts/4).
-        session.mqueue.push({ ...message, qos, retain: options.rap === 1 ? message.retain : false });
-        if (maxMqueueLen > 0 && session.mqueue.length > maxMqueueLen) {
-          session.mqueue.shift();
-          session.mqueueDropped += 1;
-          counts.droppedQueueFull += 1;
-        }
-        counts.queued += 1;
+        this.queueIn(session, { ...message, retain: options.rap === 1 ? message.retain : false }, options.qos, counts);
       }
     }
     return counts;
+  }
+
+  /**
+   * Queues a retained message for a new subscription of an offline session, as EMQX's retainer
+   * sends it to a subscriber (retain flag set) and a disconnected channel queues it.
+   */
+  enqueueRetained(session: OfflineSession, message: QueuedMessage, subscriptionQos: number): QueueCounts {
+    const counts = { queued: 0, droppedQueueFull: 0, droppedQos0: 0 };
+    this.queueIn(session, { ...message, retain: true }, subscriptionQos, counts);
+    return counts;
+  }
+
+  private queueIn(session: OfflineSession, message: QueuedMessage, subscriptionQos: number, counts: QueueCounts): void {
+    const { maxMqueueLen, storeQos0 } = this.queueSettings;
+    const qos = Math.min(message.qos, subscriptionQos) as 0 | 1 | 2;
+    if (qos === 0 && !storeQos0) {
+      counts.droppedQos0 += 1;
+      return;
+    }
+    session.mqueue.push({ ...message, qos });
+    if (maxMqueueLen > 0 && session.mqueue.length > maxMqueueLen) {
+      session.mqueue.shift();
+      session.mqueueDropped += 1;
+      counts.droppedQueueFull += 1;
+    }
+    counts.queued += 1;
   }
 
   private expire(clientid: string): void {

@@ -16,11 +16,6 @@ export function createDeviceAdminActivities(deps: { emqx: EmqxClient; history: H
     if (counts.failed > 0) throw ApplicationFailure.nonRetryable(`EMQX did not import the credentials of ${clientId}`, 'CredentialsNotImported');
   }
 
-  async function isOnline(clientId: string): Promise<boolean> {
-    const client = await emqxStep(() => emqx.getClient(clientId));
-    return client?.connected === true;
-  }
-
   return {
     /**
      * Stores the device's password hash under its client id (`user_id_type = clientid`: the
@@ -69,17 +64,22 @@ export function createDeviceAdminActivities(deps: { emqx: EmqxClient; history: H
     },
 
     /**
-     * Makes a live session's subscriptions match the desired ones. EMQX only accepts proxy subscriptions for
-     * a live session (docs/emqx-compatibility-sessions.md), so an offline device is left for the presence
-     * workflow to bring up to date on its next connect.
+     * Makes the device's session's subscriptions match the desired ones: a connected client's, or an
+     * offline persistent session's, which EMQX subscribes as well (its channel outlives the
+     * connection: https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt.erl
+     * `do_subscribe/2`), so what is published meanwhile is queued for the device. A device without
+     * a session is left for the presence workflow to bring up to date on its next connect.
+     * `online` says whether the device is connected.
      */
     async applySubscriptions(input: { clientId: string; desired: Subscription[]; previous: Subscription[] }): Promise<{ online: boolean; applied: number }> {
-      if (!(await isOnline(input.clientId))) return { online: false, applied: 0 };
+      const session = await emqxStep(() => emqx.getClient(input.clientId));
+      if (!session) return { online: false, applied: 0 };
+      const online = session.connected === true;
       const desiredTopics = new Set(input.desired.map((s) => s.topic));
       const stale = input.previous.map((s) => s.topic).filter((t) => !desiredTopics.has(t));
       try {
         if (stale.length > 0) await emqx.unsubscribeBulk(input.clientId, stale);
-        if (input.desired.length === 0) return { online: true, applied: 0 };
+        if (input.desired.length === 0) return { online, applied: 0 };
         const result = await emqx.subscribeBulk(input.clientId, input.desired.map((s) => ({ topic: s.topic, qos: s.qos })));
         // EMQX grants proxy subscriptions without an ACL check; what fails here is a malformed
         // request (a bad `$share` filter), which retrying will not change.
@@ -88,11 +88,11 @@ export function createDeviceAdminActivities(deps: { emqx: EmqxClient; history: H
           const reasons = rejected.map((f) => `${f.topic}: ${f.reason}`).join('; ');
           throw ApplicationFailure.nonRetryable(`EMQX rejected subscriptions for ${input.clientId}: ${reasons}`, 'SubscriptionRejected');
         }
-        // Disconnected during the call: offline, the presence workflow re-applies on connect.
+        // The session ended during the call: the presence workflow re-applies on connect.
         if (result.clientGone) return { online: false, applied: result.succeeded.length };
-        return { online: true, applied: result.succeeded.length };
+        return { online, applied: result.succeeded.length };
       } catch (err) {
-        if (err instanceof EmqxNotFoundError) return { online: false, applied: 0 }; // went offline meanwhile
+        if (err instanceof EmqxNotFoundError) return { online: false, applied: 0 }; // the session ended meanwhile
         throw asActivityFailure(err);
       }
     },

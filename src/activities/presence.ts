@@ -64,9 +64,11 @@ export function createPresenceActivities(deps: { emqx: EmqxClient; history: Hist
     },
 
     /**
-     * EMQX accepts proxy subscriptions only for a live session (docs/emqx-compatibility-sessions.md), so the
-     * device workflow re-applies the desired ones on every connect. Reads the record now, so a change made
-     * while the device was offline is what gets applied.
+     * A clean session starts without the desired proxy subscriptions, so the device workflow
+     * re-applies them on every connect. Reads the record now, so a change made while the device was
+     * offline is what gets applied. A device that left again keeps them if its session is
+     * persistent (EMQX subscribes an offline session too, emqx_mgmt.erl `do_subscribe/2`), and
+     * `online` is then true: what a woken campaign publishes is queued in that session.
      */
     async reapplyDesiredSubscriptions(input: { clientId: string; connectedAt: number }): Promise<{ online: boolean; applied: number }> {
       const record = await history.getDevice(input.clientId);

@@ -2,11 +2,13 @@
  * Publishing to devices over MQTT instead of the REST API: one long-lived client per worker process,
  * logged in as a service user that the ACL allows to publish to device topics.
  *
- * What an MQTT publish can tell: with MQTT 5 and QoS >= 1, EMQX answers PUBACK reason code 16
- * ("No matching subscribers") when nobody subscribed, like REST's 202; with MQTT 3.1.1 (and QoS 0)
- * a publish the broker accepted is all we learn, so every accepted message counts as published.
+ * What an MQTT publish can tell: with MQTT 5 and QoS >= 1, EMQX answers PUBACK (QoS 2: PUBREC)
+ * reason code 16 ("No matching subscribers") when nobody subscribed, like REST's 202
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl `puback_reason_code/3`);
+ * with MQTT 3.1.1 (and QoS 0) a publish the broker accepted is all we learn, so every accepted
+ * message counts as published.
  */
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type MqttClient, type Packet } from 'mqtt';
 
 export interface MqttPublisherOptions {
   url: string;
@@ -14,7 +16,7 @@ export interface MqttPublisherOptions {
   /** Never logged; only passed to the MQTT CONNECT. */
   password?: string;
   clientId: string;
-  /** 5 enables no-subscriber detection and MQTT 5 properties; the dev broker speaks 4 (3.1.1) only. */
+  /** 5 enables no-subscriber detection and MQTT 5 properties. */
   protocolVersion: 4 | 5;
   /** How long to wait for a PUBACK before calling the attempt failed (retryable). */
   ackTimeoutMs?: number;
@@ -38,10 +40,24 @@ export type MqttPublishOutcome =
 const NO_MATCHING_SUBSCRIBERS = 16;
 
 export class MqttPublisher {
+  /**
+   * Message ids whose latest PUBACK/PUBREC carried reason code 16. mqtt.js settles a publish with
+   * the PUBLISH it sent, not the acknowledgement (lib/handlers/ack.js hands the stored packet to
+   * the callback; codes >= 0x80 alone become errors), so the code is read from the acknowledgement
+   * as it arrives, which is before the publish settles.
+   */
+  private readonly unmatched = new Set<number>();
+
   private constructor(
     private readonly client: MqttClient,
     private readonly options: MqttPublisherOptions,
-  ) {}
+  ) {
+    client.on('packetreceive', (packet: Packet) => {
+      if ((packet.cmd !== 'puback' && packet.cmd !== 'pubrec') || packet.messageId === undefined) return;
+      if (packet.reasonCode === NO_MATCHING_SUBSCRIBERS) this.unmatched.add(packet.messageId);
+      else this.unmatched.delete(packet.messageId);
+    });
+  }
 
   /** Starts connecting (and reconnecting) in the background; publishing fails retryably while offline. */
   static start(options: MqttPublisherOptions): MqttPublisher {
@@ -103,9 +119,10 @@ export class MqttPublisher {
     });
     const publish = this.client
       .publishAsync(message.topic, message.payload, { qos: message.qos, retain: message.retain, ...(properties ? { properties } : {}) })
-      .then((packet): MqttPublishOutcome => {
-        const reasonCode = (packet as { reasonCode?: number } | undefined)?.reasonCode;
-        return reasonCode === NO_MATCHING_SUBSCRIBERS ? { status: 'no_subscriber' } : { status: 'published' };
+      .then((sent): MqttPublishOutcome => {
+        const messageId = sent?.messageId;
+        const unmatched = messageId !== undefined && this.unmatched.delete(messageId);
+        return unmatched ? { status: 'no_subscriber' } : { status: 'published' };
       })
       .catch((err: unknown): MqttPublishOutcome => {
         const reasonCode = (err as { code?: number }).code;

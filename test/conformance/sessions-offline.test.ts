@@ -236,6 +236,70 @@ describe('REST publish to an offline session', () => {
   });
 });
 
+describe('REST subscribe and unsubscribe on behalf of an offline session', () => {
+  const MGMT_ERL = 'https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt.erl';
+  const CLIENTS_ERL = 'https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_clients.erl';
+
+  // The channel of a disconnected session stays in EMQX's channel table until the session
+  // expires, so do_subscribe/2 finds it and the channel subscribes its session.
+  it(`${MGMT_ERL} do_subscribe/2: subscribe answers 200, the offline session queues what the new filter matches and the client has it on return`, async () => {
+    const device = await persistentDevice();
+    const old = `${device.clientId}/old`;
+    const added = `${device.clientId}/added`;
+    await subscribeAndLeave(device, { [old]: { qos: 1 } });
+
+    const response = await api.post(`/clients/${device.clientId}/subscribe`, { topic: added, qos: 1 });
+    expect(response.status).toBe(200);
+    expect(response.body).toEqual({ clientid: device.clientId, topic: added, qos: 1, nl: 0, rap: 0, rh: 0, node: 'emqx@127.0.0.1' });
+    const listed = (await api.get(`/clients/${device.clientId}/subscriptions`)).body.map((s: { topic: string }) => s.topic);
+    expect(listed.sort()).toEqual([added, old].sort());
+    expect((await api.post('/publish', { topic: added, payload: 'while-away', qos: 1 })).status).toBe(200);
+
+    const back = await device.connect();
+    expect(back.sessionPresent).toBe(true);
+    await waitFor(() => back.received.some((m) => m.payload === 'while-away'), { what: 'the queued message' });
+    // The subscription is live in the resumed session too.
+    await api.post('/publish', { topic: added, payload: 'live', qos: 1 });
+    await waitFor(() => back.received.some((m) => m.payload === 'live'), { what: 'the live message' });
+    expect(back.received.map((m) => m.payload)).toEqual(['while-away', 'live']);
+    await back.client.endAsync();
+  });
+
+  it(`${CLIENTS_ERL} subscribe_batch/1: bulk subscribe of an offline session answers the plain list, and a retained message the filter matches is queued`, async () => {
+    const device = await persistentDevice();
+    const topic = `${device.clientId}/config`;
+    await subscribeAndLeave(device, { [`${device.clientId}/old`]: { qos: 1 } });
+    expect((await api.post('/publish', { topic, payload: 'retained-config', qos: 1, retain: true })).status).toBe(202);
+
+    const bulk = await api.post(`/clients/${device.clientId}/subscribe/bulk`, [{ topic, qos: 1 }]);
+    expect(bulk.status).toBe(200);
+    expect(bulk.body).toEqual([{ clientid: device.clientId, topic, qos: 1, nl: 0, rap: 0, rh: 0, node: 'emqx@127.0.0.1' }]);
+    expect((await api.get(`/clients/${device.clientId}`)).body.mqueue_len).toBe(1);
+
+    const back = await device.connect();
+    await waitFor(() => back.received.length === 1, { what: 'the retained message' });
+    expect(back.received[0]).toMatchObject({ topic, payload: 'retained-config', retain: true });
+    await back.client.endAsync();
+    await api.post('/publish', { topic, payload: '', qos: 1, retain: true });
+  });
+
+  it(`${CLIENTS_ERL} unsubscribe/1, unsubscribe_batch/1: an offline session's subscription is removed with 204, and nothing queues for it any more`, async () => {
+    const device = await persistentDevice();
+    const [first, second] = [`${device.clientId}/a`, `${device.clientId}/b`];
+    await subscribeAndLeave(device, { [first]: { qos: 1 }, [second]: { qos: 1 } });
+    expect((await api.post(`/clients/${device.clientId}/unsubscribe`, { topic: first })).status).toBe(204);
+    expect((await api.post(`/clients/${device.clientId}/unsubscribe/bulk`, [{ topic: second }])).status).toBe(204);
+    expect((await api.get(`/clients/${device.clientId}/subscriptions`)).body).toEqual([]);
+    expect((await api.post('/publish', { topic: first, payload: 'x', qos: 1 })).status).toBe(202);
+
+    const back = await device.connect();
+    // Published before the probe: it would arrive first if the session were still subscribed.
+    expect((await api.post('/publish', { topic: second, payload: 'not-subscribed', qos: 1 })).status).toBe(202);
+    await expectNothingQueued(back, `${device.clientId}/c`);
+    await back.client.endAsync();
+  });
+});
+
 describe('offline queue limits', () => {
   let limited: RunningBroker;
   let limitedApi: BrokerApi;

@@ -26,7 +26,8 @@ import {
  * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authn/emqx_authn_chains.erl
  * do_authenticate/3; user lookup in apps/emqx_auth_mnesia/src/emqx_authn_mnesia.erl authenticate/2).
  * Devices get rules keyed by client id ending in a deny of `#`, as provisioning writes them.
- * MQTT 3.1.1 only (the dev broker has no MQTT 5): a refused SUBSCRIBE is SUBACK 0x80.
+ * The clients here speak MQTT 3.1.1, where a refused SUBSCRIBE is SUBACK 0x80 (MQTT 5 clients:
+ * test/conformance/mqtt5.test.ts).
  */
 
 const NOT_AUTHORIZED = 5;

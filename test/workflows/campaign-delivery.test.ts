@@ -1,5 +1,6 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { connectAsync, type IPublishPacket } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCampaignActivities } from '../../src/activities/campaign';
 import { createDataConverter } from '../../src/codec/data-converter';
@@ -11,7 +12,7 @@ import { START_LEASE_MS } from '../../src/starter/client/campaigns';
 import { MqttPublisher } from '../../src/emqx/mqtt-publisher';
 import { createDeviceOpsWorker, workflowsPath } from '../../src/worker';
 import { stackEndpoints, uniqueName, waitFor, workerConnection } from '../harness';
-import { ids, registerDevices, TestDevices } from '../support/campaign-devices';
+import { DEVICE_PASSWORD, ids, registerDevices, TestDevices } from '../support/campaign-devices';
 import { startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 
 let env: DeviceOpsTestEnv;
@@ -351,35 +352,89 @@ describe('campaign delivery', () => {
     const targets = ids('mqtt', 5);
     await registerDevices(env.emqx, [...targets, 'campaign-publisher']);
     await devices.connectAll(targets);
-    const publisher = MqttPublisher.start({ url: env.broker.mqttUrl, clientId: 'campaign-publisher', username: 'campaign-publisher', password: 'campaign-device-password', protocolVersion: 4 });
-    await publisher.waitConnected();
-    const connection = await workerConnection();
-    const taskQueue = uniqueName('campaign-mqtt');
-    const worker = await createDeviceOpsWorker({
-      connection,
-      namespace: stackEndpoints().namespace,
-      taskQueue,
-      deps: { emqx: env.emqx, history: env.history, mqttPublisher: publisher },
-      dataConverter: createDataConverter(env.keys),
+    const summary = await runMqttCampaign(4, 'campaign-publisher', {
+      targets: { list: targets.map((clientId) => ({ clientId })) },
+      message: { topic: TOPIC, payload: { format: 'base64', data: Buffer.from('binary \u0001 payload').toString('base64') }, qos: 1 },
+      transport: 'mqtt',
     });
-    const running = worker.run();
+    expect(summary.counts).toMatchObject({ delivered: 5, pending: 0 });
+    for (const id of targets) expect(devices.received(id).map((a) => a.payload)).toEqual(['binary \u0001 payload']);
+  });
+
+  // MQTT 5 against the dev broker, which acknowledges as EMQX does: PUBACK reason code 16 when no
+  // subscription matches (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl
+  // puback_reason_code/3), and the PUBLISH's properties passed on to MQTT 5 subscribers.
+  it('publishes over MQTT 5: targets nobody subscribes for are told apart by PUBACK reason 16, and MQTT 5 devices get the message properties', async () => {
+    const online = ids('mqtt5-on', 3);
+    const absent = ids('mqtt5-off', 2);
+    await registerDevices(env.emqx, [...online, ...absent, 'campaign-publisher-v5']);
+    const received = new Map<string, IPublishPacket[]>();
+    const clients = await Promise.all(
+      online.map(async (clientId) => {
+        const client = await connectAsync(env.broker.mqttUrl, { clientId, username: clientId, password: DEVICE_PASSWORD, protocolVersion: 5, reconnectPeriod: 0 });
+        client.on('message', (_topic, _payload, packet) => received.set(clientId, [...(received.get(clientId) ?? []), packet]));
+        await client.subscribeAsync(`campaign/${clientId}/cmd`, { qos: 1 });
+        return client;
+      }),
+    );
     try {
-      const started = await env.ops.campaigns.start(
-        {
-          targets: { list: targets.map((clientId) => ({ clientId })) },
-          message: { topic: TOPIC, payload: { format: 'base64', data: Buffer.from('binary \u0001 payload').toString('base64') }, qos: 1 },
-          transport: 'mqtt',
+      const summary = await runMqttCampaign(5, 'campaign-publisher-v5', {
+        targets: { list: [...absent, ...online].map((clientId) => ({ clientId })) },
+        message: {
+          topic: TOPIC,
+          payload: { format: 'text', text: 'update ${clientid}' },
+          qos: 1,
+          properties: { messageExpiryInterval: 600, userProperties: { campaign: 'mqtt5' } },
         },
-        { taskQueue },
-      );
-      const summary = await env.ops.campaigns.handle(started.campaignId).result();
-      expect(summary.counts).toMatchObject({ delivered: 5, pending: 0 });
-      for (const id of targets) expect(devices.received(id).map((a) => a.payload)).toEqual(['binary \u0001 payload']);
+        transport: 'mqtt',
+        // The reason code alone tells: no session lookups confirming deliveries at the device.
+        offline: { confirmAtDevice: false },
+      });
+      expect(summary.counts).toMatchObject({ total: 5, delivered: 3, offline: 2, pending: 0 });
+      for (const clientId of online) {
+        const [message, ...more] = received.get(clientId) ?? [];
+        expect(more, clientId).toEqual([]);
+        expect(message?.payload.toString()).toBe(`update ${clientId}`);
+        expect(message?.properties?.userProperties).toEqual({ campaign: 'mqtt5' });
+        expect(message?.properties?.messageExpiryInterval).toBeGreaterThan(0);
+        expect(message?.properties?.messageExpiryInterval).toBeLessThanOrEqual(600);
+      }
+      const records = await env.ops.campaigns.finalRecords(summary.campaignId);
+      for (const r of records) {
+        if (absent.includes(r.clientId)) expect(r).toMatchObject({ status: 'offline', lastError: expect.stringContaining('no matching subscribers') });
+        else expect(r).toMatchObject({ status: 'delivered' });
+      }
     } finally {
-      worker.shutdown();
-      await running;
-      await connection.close();
-      await publisher.close();
+      await Promise.all(clients.map((c) => c.endAsync()));
     }
   });
 });
+
+/**
+ * Runs a campaign on a worker of its own whose MQTT publisher logs in as `publisherId` (a device
+ * user) with the given protocol version; resolves with the campaign's summary and id.
+ */
+async function runMqttCampaign(protocolVersion: 4 | 5, publisherId: string, request: Parameters<DeviceOpsTestEnv['ops']['campaigns']['start']>[0]) {
+  const publisher = MqttPublisher.start({ url: env.broker.mqttUrl, clientId: publisherId, username: publisherId, password: DEVICE_PASSWORD, protocolVersion });
+  await publisher.waitConnected();
+  const connection = await workerConnection();
+  const taskQueue = uniqueName('campaign-mqtt');
+  const worker = await createDeviceOpsWorker({
+    connection,
+    namespace: stackEndpoints().namespace,
+    taskQueue,
+    deps: { emqx: env.emqx, history: env.history, mqttPublisher: publisher },
+    dataConverter: createDataConverter(env.keys),
+  });
+  const running = worker.run();
+  try {
+    const started = await env.ops.campaigns.start(request, { taskQueue });
+    const summary = await env.ops.campaigns.handle(started.campaignId).result();
+    return { ...summary, campaignId: started.campaignId };
+  } finally {
+    worker.shutdown();
+    await running;
+    await connection.close();
+    await publisher.close();
+  }
+}

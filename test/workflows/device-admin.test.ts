@@ -7,7 +7,7 @@ import { InputError } from '../../src/domain/input-error';
 import { hashPassword } from '../../src/starter/client/credentials';
 import type { ProvisionRequest } from '../../src/contracts/device-admin';
 import { provisionDevice } from '../../src/workflows/device-admin';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { connectDevice, setBrokerFaults, nextMessage, startDeviceOpsEnv, type DeviceOpsTestEnv } from '../support/device-ops-env';
 import { waitFor } from '../harness';
 
@@ -93,6 +93,32 @@ describe('provisionDevice', () => {
       await expect(device.subscribeAsync('other/topic')).rejects.toThrow(/Subscribe error/);
     } finally {
       await device.endAsync();
+    }
+  });
+
+  // EMQX subscribes an offline persistent session through the REST API: its channel outlives the
+  // connection (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt.erl do_subscribe/2).
+  it('sets desired subscriptions on a device whose persistent session is offline: the session is subscribed and the device gets what was published meanwhile', async () => {
+    const clientId = 'wf-persist';
+    const password = 'persist-password-1';
+    const topic = `devices/${clientId}/cmd`;
+    await env.ops.provision({ clientId, password, acl: [{ permission: 'allow', action: 'subscribe', topic: 'devices/${clientid}/cmd' }], subscriptions: [] });
+    const options = { clientId, username: clientId, password, clean: false, reconnectPeriod: 0, connectTimeout: 5_000 };
+    await (await mqtt.connectAsync(env.broker.mqttUrl, options)).endAsync();
+    await waitFor(async () => (await env.emqx.getClient(clientId))?.connected === false, { what: 'the offline session' });
+
+    const applied = await env.ops.setSubscriptions(clientId, [{ topic, qos: 1 }]);
+    expect(applied).toMatchObject({ online: false, applied: 1 });
+    const outcomes = await env.emqx.publishBulk([{ topic, payload: 'while-away', qos: 1 }]);
+    expect(outcomes[0]?.status).toBe('delivered');
+
+    // Listening before the CONNACK: the queue follows it at once.
+    const back = mqtt.connect(env.broker.mqttUrl, options);
+    const received = nextMessage(back, topic);
+    try {
+      expect(await received).toBe('while-away');
+    } finally {
+      await back.endAsync();
     }
   });
 

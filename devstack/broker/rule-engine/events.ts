@@ -1,4 +1,5 @@
-import type { DisconnectReason, LiveSession } from '../sessions';
+import { printableProperties, type MqttProperties } from '../mqtt5';
+import type { DisconnectReason, LiveSession, SessionFacts } from '../sessions';
 
 /**
  * Rule-engine event bodies as EMQX 5 emits them for `SELECT *`
@@ -9,12 +10,7 @@ import type { DisconnectReason, LiveSession } from '../sessions';
 
 export type EventBody = Record<string, unknown>;
 
-/** MQTT 3.1.1 carries no properties; EMQX still sends an empty User-Property map. */
-const NO_PROPERTIES = { 'User-Property': {} } as const;
-/** EMQX reports its `max_inflight` (32) as receive_maximum for MQTT 3.1.1 clients. */
-const V3_RECEIVE_MAXIMUM = 32;
-
-function peername(session: LiveSession): string {
+function peername(session: SessionFacts): string {
   return `${session.ipAddress}:${session.port}`;
 }
 
@@ -33,10 +29,10 @@ export function clientConnectedEvent(session: LiveSession): EventBody {
     proto_ver: session.protoVer,
     keepalive: session.keepalive,
     clean_start: session.cleanStart,
-    receive_maximum: V3_RECEIVE_MAXIMUM,
+    receive_maximum: session.receiveMaximum,
     expiry_interval: session.expiryInterval,
     is_bridge: false,
-    conn_props: NO_PROPERTIES,
+    conn_props: printableProperties(session.connProps),
     connected_at: session.connectedAt,
     client_attrs: {},
   };
@@ -51,35 +47,30 @@ export function clientDisconnectedEvent(session: LiveSession, reason: Disconnect
     sockname: session.sockName,
     proto_name: session.protoName,
     proto_ver: session.protoVer,
-    disconn_props: NO_PROPERTIES,
+    disconn_props: printableProperties(session.disconnProps),
     disconnected_at: disconnectedAt,
     connected_at: session.connectedAt,
     client_attrs: {},
   };
 }
 
-export function sessionSubscribedEvent(session: LiveSession, topic: string, qos: number): EventBody {
+/**
+ * `session.subscribed` and `session.unsubscribed` (`eventmsg_sub_or_unsub/4`): the same body,
+ * with the SUBSCRIBE's or UNSUBSCRIBE's properties under `sub_props` or `unsub_props`.
+ */
+export function subscriptionEvent(
+  kind: 'subscribed' | 'unsubscribed',
+  session: SessionFacts,
+  subscription: { topic: string; qos: number; properties?: MqttProperties | undefined },
+): EventBody {
   return {
     clientid: session.clientid,
     username: usernameField(session.username),
     peerhost: session.ipAddress,
     peername: peername(session),
-    topic,
-    qos,
-    sub_props: NO_PROPERTIES,
-    client_attrs: {},
-  };
-}
-
-export function sessionUnsubscribedEvent(session: LiveSession, topic: string, qos: number): EventBody {
-  return {
-    clientid: session.clientid,
-    username: usernameField(session.username),
-    peerhost: session.ipAddress,
-    peername: peername(session),
-    topic,
-    qos,
-    unsub_props: NO_PROPERTIES,
+    topic: subscription.topic,
+    qos: subscription.qos,
+    [kind === 'subscribed' ? 'sub_props' : 'unsub_props']: printableProperties(subscription.properties),
     client_attrs: {},
   };
 }
@@ -93,6 +84,8 @@ export interface PublishedMessage {
   qos: number;
   retain: boolean;
   dup: boolean;
+  /** The PUBLISH's MQTT 5 properties, or those of a REST publish. */
+  properties: MqttProperties | undefined;
   receivedAt: number;
 }
 
@@ -112,7 +105,7 @@ export function messagePublishEvent(message: PublishedMessage): EventBody {
     topic: message.topic,
     qos: message.qos,
     flags: { retain: message.retain, dup: message.dup },
-    pub_props: NO_PROPERTIES,
+    pub_props: printableProperties(message.properties),
     publish_received_at: message.receivedAt,
     client_attrs: {},
   };

@@ -15,13 +15,16 @@ import { noContent } from '../replies';
  * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_auth/src/emqx_authn/emqx_authn_api.erl).
  */
 
-const UserCreate = z.object({
+/** hocon's `boolean()`: a boolean or its text. */
+const Superuser = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional();
+// check_schema => true (emqx_authn_api.erl api_spec/0, fields(request_user_create) and
+// fields(request_user_update)): a field the schema does not know is a 400.
+const UserCreate = z.strictObject({
   user_id: z.string().min(1, 'must not be empty'),
   password: z.string(),
-  is_superuser: z.boolean().default(false),
+  is_superuser: Superuser.default(false),
 });
-const UserUpdate = z.object({ password: z.string(), is_superuser: z.boolean().optional() });
-const Superuser = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional();
+const UserUpdate = z.strictObject({ password: z.string(), is_superuser: Superuser });
 const PlainImport = z.array(z.object({ user_id: z.string().min(1), password: z.string(), is_superuser: Superuser }));
 const HashImport = z.array(
   z.object({

@@ -1,7 +1,16 @@
 import { isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { INVALID_SUBOPTS_NL, kickClient, proxySubscribeRefusal, subscribeBatchOnBehalf, subscribeOnBehalf, unsubscribeOnBehalf } from '../../client-control';
+import {
+  INVALID_SUBOPTS_NL,
+  kickClient,
+  proxySubscribeRefusal,
+  proxyTargetOf,
+  subscribeBatchOnBehalf,
+  subscribeOnBehalf,
+  unsubscribeOnBehalf,
+  type ProxyTarget,
+} from '../../client-control';
 import { NODE_NAME, rfc3339, subscriptionView } from '../../emqx-formats';
 import { discardOfflineSession } from '../../offline-sessions';
 import type { LiveSession, OfflineSession, SessionFacts } from '../../sessions';
@@ -239,11 +248,18 @@ function selectClients(sessions: SessionFacts[], query: Query): SessionFacts[] {
   );
 }
 
-export function registerClientRoutes(app: FastifyInstance, { aedes, sessions, metrics }: ApiContext): void {
+export function registerClientRoutes(app: FastifyInstance, { aedes, sessions, metrics, ruleEngine }: ApiContext): void {
+  const proxy = { aedes, sessions, metrics, ruleEngine };
   const liveSession = (clientid: string): LiveSession => {
     const session = sessions.get(clientid);
     if (!session) throw clientNotFound();
     return session;
+  };
+  /** A connected client or an offline session: EMQX subscribes and unsubscribes either (client-control.ts). */
+  const proxyTarget = (clientid: string): ProxyTarget => {
+    const target = proxyTargetOf(sessions, clientid);
+    if (!target) throw clientNotFound();
+    return target;
   };
 
   app.get<{ Querystring: Query }>('/api/v5/clients', (request) => {
@@ -285,29 +301,30 @@ export function registerClientRoutes(app: FastifyInstance, { aedes, sessions, me
       throw apiError(400, 'INVALID_PARAMETER', 'Invalid Subscribe options: `no_local` not allowed for shared-sub. See [MQTT-3.8.3-4]');
     }
     if (refusal !== undefined) throw apiError(500, 'UNKNOWN_ERROR', refusal);
-    const session = liveSession(request.params.clientid);
-    await subscribeOnBehalf(session, sub.topic, sub);
-    return { clientid: session.clientid, topic: sub.topic, qos: sub.qos, nl: sub.nl, rap: sub.rap, rh: sub.rh, node: NODE_NAME };
+    const { clientid } = request.params;
+    await subscribeOnBehalf(proxy, proxyTarget(clientid), sub.topic, sub);
+    return { clientid, topic: sub.topic, qos: sub.qos, nl: sub.nl, rap: sub.rap, rh: sub.rh, node: NODE_NAME };
   });
 
-  // emqx_mgmt_api_clients.erl subscribe_batch/1: 404 when the client is unknown, else 200 with
-  // a per-topic outcome.
+  // emqx_mgmt_api_clients.erl subscribe_batch/1: 404 when the client has no session, else 200
+  // with a per-topic outcome.
   app.post<ClientParams>('/api/v5/clients/:clientid/subscribe/bulk', async (request) => {
     const subs = parseBody(z.array(SubscribeRequest), request.body);
-    return subscribeBatchOnBehalf(sessions, liveSession(request.params.clientid), subs, NODE_NAME);
+    const { clientid } = request.params;
+    if (!proxyTargetOf(sessions, clientid)) throw clientNotFound();
+    return subscribeBatchOnBehalf(proxy, clientid, subs, NODE_NAME);
   });
 
   app.post<ClientParams>('/api/v5/clients/:clientid/unsubscribe', async (request, reply) => {
     const { topic } = parseBody(UnsubscribeRequest, request.body);
-    const session = liveSession(request.params.clientid);
-    await unsubscribeOnBehalf(aedes, session, topic);
+    await unsubscribeOnBehalf(proxy, proxyTarget(request.params.clientid), topic);
     return reply.code(204).send();
   });
 
   app.post<ClientParams>('/api/v5/clients/:clientid/unsubscribe/bulk', async (request, reply) => {
     const topics = parseBody(z.array(UnsubscribeRequest), request.body);
-    const session = liveSession(request.params.clientid);
-    for (const { topic } of topics) await unsubscribeOnBehalf(aedes, session, topic);
+    const target = proxyTarget(request.params.clientid);
+    for (const { topic } of topics) await unsubscribeOnBehalf(proxy, target, topic);
     return reply.code(204).send();
   });
 }
