@@ -99,5 +99,12 @@ function firstIssue(error: z.ZodError, input: unknown): string {
   const issue = error.issues[0];
   if (!issue) return 'payload: is invalid';
   const path = issue.path.map(String).join('.');
-  return `payload${path ? `.${path}` : ''}: ${issueText(issue, input)}`;
+  const missing = issue.path.length > 0 && valueAt(input, issue.path) === undefined;
+  return `payload${path ? `.${path}` : ''}: ${missing ? 'is required' : issueText(issue, input)}`;
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) value = value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+  return value;
 }

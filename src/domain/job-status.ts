@@ -4,8 +4,9 @@
  * workflow-safe: the store applies device reports with it, tests check it without a server.
  *
  * Device reports arrive through EMQX's rule engine at least once and in any order, so applying one
- * must be idempotent and order-proof: a final state is never left, a duplicate changes nothing,
- * and of two IN_PROGRESS reports the later one (by EMQX's receive time) stands.
+ * must be idempotent and order-proof: nothing moves a final state back to IN_PROGRESS, a duplicate
+ * changes nothing, of two IN_PROGRESS reports the later one (by EMQX's receive time) stands, and of
+ * two verdicts the earlier one.
  */
 
 export const JOB_EXECUTION_STATUSES = ['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'REJECTED', 'TIMED_OUT', 'CANCELED'] as const;
@@ -53,7 +54,7 @@ export type ApplyOutcome =
   | 'applied'
   /** The same message again, or an IN_PROGRESS that says nothing new. */
   | 'duplicate'
-  /** The execution already ended; nothing moves it. */
+  /** The execution already ended (and the report is no earlier verdict of the device). */
   | 'final'
   /** An IN_PROGRESS older than the one the execution holds. */
   | 'stale';
@@ -65,7 +66,9 @@ export function newJobExecution(jobId: string, clientId: string): JobExecution {
 /** The execution after one report, and why. `next` is `current` itself unless the outcome is `applied`. */
 export function applyJobReport(current: JobExecution, report: JobStatusReport): { next: JobExecution; outcome: ApplyOutcome } {
   if (current.messageId === report.messageId) return { next: current, outcome: 'duplicate' };
-  if (isFinalJobStatus(current.status)) return { next: current, outcome: 'final' };
+  if (isFinalJobStatus(current.status) && !(isReportedFinal(current) && isFinalJobStatus(report.status) && report.at < (current.reportedAt ?? 0))) {
+    return { next: current, outcome: 'final' };
+  }
   if (report.status === 'IN_PROGRESS' && current.status === 'IN_PROGRESS') {
     if (!isNewer(report, current)) return { next: current, outcome: 'stale' };
     // The device said the same again (a repeat, not EMQX's redelivery): nothing to record.
@@ -82,6 +85,14 @@ export function applyJobReport(current: JobExecution, report: JobStatusReport): 
     updates: current.updates + 1,
   };
   return { next, outcome: 'applied' };
+}
+
+/**
+ * A verdict the device itself gave. Should a device give two, the one EMQX received first is its
+ * verdict, whichever the adapter applies first (EMQX's HTTP action sends requests side by side).
+ */
+function isReportedFinal(execution: JobExecution): boolean {
+  return (execution.status === 'SUCCEEDED' || execution.status === 'FAILED' || execution.status === 'REJECTED') && execution.messageId !== undefined;
 }
 
 /** Later by receive time; at the same millisecond, further along. */

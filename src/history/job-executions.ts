@@ -8,8 +8,13 @@ import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
  * Reports are applied here, not signalled into a workflow: 100,000 targets answering would be
  * 100,000+ signals into one history (docs/jobs.md). A campaign reads the counts instead.
  *
- * Each apply is a compare-and-set on the document's `version`, so two adapters applying reports of
- * one device at once cannot lose one: the loser reads again and re-applies its report to what won.
+ * Each apply is a compare-and-set on the document's `version`: with MongoDB, two adapters applying
+ * reports of one device at once cannot lose one (the loser reads again and re-applies its report
+ * to what won). FerretDB 1.x on SQLite evaluates the filter of a replace apart from the write, so
+ * two replaces conditional on the same version can both succeed (measured: 12 of 20 rounds of 10
+ * concurrent replaces had several winners; concurrent inserts of one `_id` never did). So a store
+ * also runs the applies of one target one at a time: one adapter is safe on either database;
+ * several adapters need MongoDB (docs/jobs.md).
  */
 
 interface StoredExecution extends JobExecution {
@@ -28,6 +33,8 @@ export const jobExecutionKey = (jobId: string, clientId: string): string => `${j
 
 export class JobExecutionStore {
   private readonly executions: Collection<StoredExecution>;
+  /** The tail of each target's queue of transitions, while one runs. */
+  private readonly running = new Map<string, Promise<unknown>>();
 
   constructor(db: Db) {
     this.executions = db.collection('job_executions');
@@ -65,12 +72,32 @@ export class JobExecutionStore {
     return counts;
   }
 
-  private async transition(
+  /** Runs the transitions of one target one after another (see the class comment). */
+  private transition(
     jobId: string,
     clientId: string,
     rule: (current: JobExecution) => { next: JobExecution; outcome: ApplyOutcome },
   ): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
     const _id = jobExecutionKey(jobId, clientId);
+    const previous = this.running.get(_id) ?? Promise.resolve();
+    const result = previous.then(
+      () => this.compareAndSet(_id, jobId, clientId, rule),
+      () => this.compareAndSet(_id, jobId, clientId, rule),
+    );
+    const tail = result.catch(() => undefined);
+    this.running.set(_id, tail);
+    void tail.then(() => {
+      if (this.running.get(_id) === tail) this.running.delete(_id);
+    });
+    return result;
+  }
+
+  private async compareAndSet(
+    _id: string,
+    jobId: string,
+    clientId: string,
+    rule: (current: JobExecution) => { next: JobExecution; outcome: ApplyOutcome },
+  ): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const stored = await this.executions.findOne({ _id });
       const current = stored ? withoutBookkeeping(stored) : newJobExecution(jobId, clientId);

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { CommandView } from '../contracts/command';
-import { InputError } from '../domain/input-error';
+import { InputError, parseInput } from '../domain/input-error';
 import { durationFlag, printResult, withOps, type CliIo } from './cli-io';
-import type { CommandInput } from './commands';
+import { CommandInput, commandWorkflowIdOf } from './commands';
 
 /**
  * `device-ops command send|status` (docs/jobs.md): a command the device answers. `send --wait`
@@ -42,6 +42,18 @@ function qosOf(text: string): 0 | 1 | 2 {
   return Number(text) as 0 | 1 | 2;
 }
 
+/** The library's field names, as the flags that set them. */
+const FLAG_OF: Record<string, string> = { clientId: '<clientId>', commandId: '--id', topic: '--topic', payload: '--payload', timeoutMs: '--timeout', qos: '--qos' };
+
+function checkFlags(input: CommandInput): void {
+  try {
+    parseInput(CommandInput, input);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    throw new InputError(err.problems.map((p) => p.replace(/^(\w+):/, (all, field: string) => (FLAG_OF[field] ? `${FLAG_OF[field]}:` : all))));
+  }
+}
+
 export function registerCommandCommands(program: Command, io: CliIo): void {
   const command = program.command('command').description('commands a device answers (docs/jobs.md)');
 
@@ -65,6 +77,8 @@ export function registerCommandCommands(program: Command, io: CliIo): void {
         ...(opts.topic !== undefined ? { topic: opts.topic } : {}),
         ...(opts.id !== undefined ? { commandId: opts.id } : {}),
       };
+      // Checked before connecting: bad input starts nothing.
+      checkFlags(input);
       await withOps(io, async (ops) => {
         const sent = await ops.commands.send(input);
         if (!opts.wait) {
@@ -84,6 +98,7 @@ export function registerCommandCommands(program: Command, io: CliIo): void {
     .argument('<id>', '<clientId>/<commandId> or command/<clientId>/<commandId>')
     .option('--json', 'print JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
+      commandWorkflowIdOf(id);
       const view = await withOps(io, (ops) => ops.commands.status(id));
       printResult(io, opts.json, asJson(view), () => describe(view));
     });

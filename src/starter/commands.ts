@@ -81,6 +81,8 @@ export class CommandOps {
         taskQueue: this.deps.taskQueue,
         args: [request],
         workflowIdConflictPolicy: 'FAIL',
+        // A command id names one command for good, ended or not.
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
         typedSearchAttributes: [
           { key: DeviceIdKey, value: parsed.clientId },
           { key: DeviceOperationKey, value: 'command' },
