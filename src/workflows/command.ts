@@ -52,6 +52,8 @@ export async function deviceCommand(request: CommandRequest): Promise<CommandVie
   let registered = false;
   while (view.state === 'WAITING_FOR_DEVICE' && reply === undefined && remaining() > 0) {
     view.attempts++;
+    // Cleared before publishing: a connect during the publish or the bookkeeping below means "try again now".
+    connected = false;
     const outcome = await steps.publishCommand(request);
     if (outcome.kind === 'delivered') {
       view.state = 'DELIVERED';
@@ -64,7 +66,6 @@ export async function deviceCommand(request: CommandRequest): Promise<CommandVie
         await steps.setCommandWaiting({ clientId: request.clientId, commandId: request.commandId, waiting: true });
         registered = true;
       }
-      connected = false;
       await condition(() => connected || reply !== undefined, Math.max(1, Math.min(recheck, remaining())));
       // After a connect the device may not have subscribed yet: look again soon.
       recheck = connected ? firstRecheck : Math.min(recheck * 2, request.maxRecheckMs ?? DEFAULT_MAX_RECHECK_MS);
