@@ -120,7 +120,7 @@ export function registerEmqxCommands(program: Command, io: CliIo): void {
       const setup = webhookSetupFrom(opts);
       const result = await withOps(io, (ops) => ops.setupEventWebhook(setup));
       // Never print the token.
-      const out = { url: result.url, ruleId: result.ruleId, connector: result.connector, action: result.action, rule: result.rule, topics: result.topics };
+      const out = { url: result.url, ruleId: result.ruleId, connector: result.connector, action: result.action, rule: result.rule, topics: result.topics, ...(result.replies ? { replies: result.replies } : {}) };
       printResult(io, opts.json, out, () => `EMQX posts ${result.topics.length} event topics to ${result.url} (connector ${result.connector}, action ${result.action}, rule ${result.ruleId} ${result.rule})`);
     });
 

@@ -88,9 +88,12 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
   const relay = new PresenceRelay(
     {
       deliver: async (clientId, events) => {
-        if (events.some((e) => e.kind === 'connected')) await wakeCommands(options.temporal, waitingCommands, clientId, (err) => logger.warn({ err, clientId }, 'could not wake the commands waiting for the device'));
         const campaigns = await campaignsFor(clientId, events);
-        await options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), () => delivery.deliver(clientId, events, campaigns));
+        await options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), async () => {
+          // Commands waiting for the device (src/starter/commands.ts); a failure leaves them to their rechecks.
+          if (events.some((e) => e.kind === 'connected')) await wakeCommands(options.temporal, waitingCommands, clientId, (err) => logger.warn({ err, clientId }, 'could not wake the commands waiting for the device'));
+          return delivery.deliver(clientId, events, campaigns);
+        });
       },
       inbox: options.history.inbox,
       metrics,
