@@ -105,9 +105,18 @@ export async function startDeviceAgent(options: DeviceAgentOptions): Promise<Dev
       if (!client.disconnecting && client.connected) console.error(`device ${options.clientId}: ${(err as Error).message}`);
     });
   });
-  const granted = await client.subscribeAsync([deviceTopicFilter(topics.job, own), deviceTopicFilter(topics.command, own)], { qos: 1 });
+  const wanted = [deviceTopicFilter(topics.job, own), deviceTopicFilter(topics.command, own)];
   // 128 (MQTT 3.1.1) or a reason code >= 0x80 (MQTT 5): the broker's ACL refused the topic.
-  const refused = granted.filter((g) => g.qos >= 128).map((g) => g.topic);
+  // mqtt.js rejects the whole SUBSCRIBE then, with the granted list on the error's packet.
+  const granted = await client.subscribeAsync(wanted, { qos: 1 }).then(
+    (grants) => grants.map((g) => g.qos),
+    (err: { packet?: { granted?: (number | { qos: number })[] } }) => {
+      const grants = err.packet?.granted;
+      if (!grants) throw err;
+      return grants.map((g) => (typeof g === 'number' ? g : g.qos));
+    },
+  );
+  const refused = wanted.filter((_, i) => (granted[i] ?? 128) >= 128);
   if (refused.length > 0) {
     await client.endAsync();
     throw new Error(`device ${options.clientId}: subscription refused for ${refused.join(', ')}; provision the device with --jobs`);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from '../../examples/device-agent/agent';
+import { DeviceIdKey, DeviceOperationKey } from '../../src/domain/search-attributes';
 import { DeviceReplyStore } from '../../src/history/job-replies';
 import { JobExecutionStore } from '../../src/history/job-executions';
 import { waitFor } from '../harness';
@@ -63,6 +64,9 @@ describe('commands', () => {
     await waitFor(async () => (await env.ops.commands.status(sent.workflowId)).state === 'WAITING_FOR_DEVICE', { what: 'the command waiting', timeoutMs: 20_000 });
     const waiting = await env.ops.commands.status(sent.workflowId);
     expect(waiting).toMatchObject({ running: true, attempts: 1 });
+    // Found by device in the Temporal UI: DeviceId="cmd-later".
+    const described = await sent.handle.describe();
+    expect([described.typedSearchAttributes.get(DeviceIdKey), described.typedSearchAttributes.get(DeviceOperationKey)]).toEqual(['cmd-later', 'command']);
 
     await agent('cmd-later');
     const outcome = await sent.handle.result();
@@ -124,6 +128,34 @@ describe('commands', () => {
     } finally {
       await device.endAsync();
     }
+  });
+});
+
+describe('provision --jobs', () => {
+  it('lets a device take and answer its own jobs and commands, and nothing of another device', async () => {
+    const run = await runCliWith(env.ops, ['provision', 'jobs-acl', '--password-stdin', '--jobs', '--wait', '--json'], passwordOf('jobs-acl'));
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const rules = await env.emqx.getAclRules({ clientid: 'jobs-acl' });
+    expect(rules?.slice(0, 4)).toMatchObject([
+      { topic: 'devices/jobs-acl/jobs/+', permission: 'allow', action: 'subscribe' },
+      { topic: 'devices/jobs-acl/commands/+', permission: 'allow', action: 'subscribe' },
+      { topic: 'devices/jobs-acl/jobs/+/status', permission: 'allow', action: 'publish' },
+      { topic: 'devices/jobs-acl/commands/+/reply', permission: 'allow', action: 'publish' },
+    ]);
+    const device = await connectDevice(env.broker, 'jobs-acl', 'jobs-acl', passwordOf('jobs-acl'));
+    try {
+      // mqtt.js rejects a SUBSCRIBE with a refused topic; the grants are on the error's packet.
+      const granted = await device.subscribeAsync(['devices/jobs-acl/commands/+', 'devices/other/commands/+', 'devices/+/jobs/+'], { qos: 1 }).catch((err: { packet?: { granted?: number[] } }) => err.packet?.granted);
+      expect(granted).toEqual([1, 128, 128]);
+    } finally {
+      await device.endAsync();
+    }
+  });
+
+  it('the agent of a device provisioned without --jobs says what is missing', async () => {
+    await env.ops.provision({ clientId: 'jobs-none', password: passwordOf('jobs-none') });
+    await expect(agent('jobs-none')).rejects.toThrow('device jobs-none: subscription refused for devices/jobs-none/jobs/+, devices/jobs-none/commands/+; provision the device with --jobs');
   });
 });
 
