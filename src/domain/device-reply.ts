@@ -47,9 +47,19 @@ interface ReplyCommon {
   at: number;
 }
 
+/** A refused reply keeps why, and the start of what the device sent (for the operator). */
+interface Refused {
+  accepted: false;
+  problem: string;
+  payload: string;
+}
+
+/** How much of a refused payload is kept. */
+export const KEPT_REFUSED_PAYLOAD_CHARS = 1_024;
+
 export type DeviceReply =
-  | (ReplyCommon & { kind: 'job'; jobId: string } & ({ accepted: true; status: ReportedJobStatus; progress?: number; details?: string } | { accepted: false; problem: string }))
-  | (ReplyCommon & { kind: 'command'; commandId: string } & ({ accepted: true; status: CommandReplyStatus; result?: string } | { accepted: false; problem: string }));
+  | (ReplyCommon & { kind: 'job'; jobId: string } & ({ accepted: true; status: ReportedJobStatus; progress?: number; details?: string } | Refused))
+  | (ReplyCommon & { kind: 'command'; commandId: string } & ({ accepted: true; status: CommandReplyStatus; result?: string } | Refused));
 
 /** Which reply a message is, validated; null for a topic that is neither a status nor a reply topic. */
 export function classifyReply(message: PublishedReply, topics: DeviceTopics): DeviceReply | null {
@@ -60,20 +70,21 @@ export function classifyReply(message: PublishedReply, topics: DeviceTopics): De
   const common: ReplyCommon = { messageId: message.messageId, clientId: values.clientid as string, publisher: message.publisher, topic: message.topic, at: message.at };
   const problem = publisherProblem(common) ?? sizeProblem(message.payload);
   const parsed = problem ? null : parseJson(message.payload);
+  const refused = (reason: string): Refused => ({ accepted: false, problem: reason, payload: message.payload.slice(0, KEPT_REFUSED_PAYLOAD_CHARS) });
   if (job) {
     const base = { ...common, kind: 'job' as const, jobId: values.jobid as string };
-    if (problem) return { ...base, accepted: false, problem };
-    if (!parsed?.ok) return { ...base, accepted: false, problem: parsed?.problem ?? 'payload: is not JSON' };
+    if (problem) return { ...base, ...refused(problem) };
+    if (!parsed?.ok) return { ...base, ...refused(parsed?.problem ?? 'payload: is not JSON') };
     const payload = JobStatusPayload.safeParse(parsed.value);
-    if (!payload.success) return { ...base, accepted: false, problem: firstIssue(payload.error, parsed.value) };
+    if (!payload.success) return { ...base, ...refused(firstIssue(payload.error, parsed.value)) };
     const { status, progress, details } = payload.data;
     return { ...base, accepted: true, status, ...(progress !== undefined ? { progress } : {}), ...(details !== undefined ? { details: JSON.stringify(details) } : {}) };
   }
   const base = { ...common, kind: 'command' as const, commandId: values.commandid as string };
-  if (problem) return { ...base, accepted: false, problem };
-  if (!parsed?.ok) return { ...base, accepted: false, problem: parsed?.problem ?? 'payload: is not JSON' };
+  if (problem) return { ...base, ...refused(problem) };
+  if (!parsed?.ok) return { ...base, ...refused(parsed?.problem ?? 'payload: is not JSON') };
   const payload = CommandReplyPayload.safeParse(parsed.value);
-  if (!payload.success) return { ...base, accepted: false, problem: firstIssue(payload.error, parsed.value) };
+  if (!payload.success) return { ...base, ...refused(firstIssue(payload.error, parsed.value)) };
   return { ...base, accepted: true, status: payload.data.status, ...(payload.data.result !== undefined ? { result: JSON.stringify(payload.data.result) } : {}) };
 }
 

@@ -68,13 +68,15 @@ describe('device replies', () => {
     ['details that are not an object', { status: 'FAILED', details: 'broke' }, 'payload.details: must be a JSON object'],
     ['an unknown field', { status: 'FAILED', reason: 'x' }, 'payload: Unrecognized key: "reason"'],
     ['a missing status', { progress: 3 }, 'payload.status: is required'],
-  ])('a job status with %s is refused with the reason', (_what, payload, problem) => {
-    expect(classifyReply(message('devices/dev-1/jobs/fw-7/status', payload), DEFAULT_DEVICE_TOPICS)).toMatchObject({ accepted: false, problem });
+  ])('a job status with %s is refused with the reason and what was sent', (_what, payload, problem) => {
+    const sent = typeof payload === 'string' ? payload : JSON.stringify(payload);
+    expect(classifyReply(message('devices/dev-1/jobs/fw-7/status', payload), DEFAULT_DEVICE_TOPICS)).toMatchObject({ accepted: false, problem, payload: sent });
   });
 
   it('a payload over the size limit is refused', () => {
     const reply = classifyReply(message('devices/dev-1/jobs/j/status', { status: 'FAILED', details: { log: 'x'.repeat(MAX_REPLY_PAYLOAD_BYTES) } }), DEFAULT_DEVICE_TOPICS);
     expect(reply).toMatchObject({ accepted: false, problem: expect.stringMatching(/^payload: must be at most 16384 bytes/) });
+    expect(reply?.accepted === false && reply.payload.length).toBe(1_024);
   });
 
   it('a reply published by another client than the topic names is refused', () => {

@@ -119,7 +119,7 @@ describe('commands', () => {
       await waitFor(async () => (await env.ops.commands.status(sent.workflowId)).state === 'DELIVERED', { what: 'delivery', timeoutMs: 20_000 });
       await device.publishAsync('devices/cmd-sloppy/commands/c1/reply', JSON.stringify({ status: 'DONE' }), { qos: 1 });
       const bad = await waitFor(async () => (await replies.repliesOf('cmd-sloppy')).find((r) => !r.accepted), { what: 'the bad reply recorded' });
-      expect(bad.accepted ? '' : bad.problem).toBe('payload.status: must be one of SUCCEEDED, FAILED, REJECTED');
+      expect(bad).toMatchObject({ accepted: false, problem: 'payload.status: must be one of SUCCEEDED, FAILED, REJECTED', payload: '{"status":"DONE"}' });
       expect((await env.ops.commands.status(sent.workflowId)).state).toBe('DELIVERED');
 
       await device.publishAsync('devices/cmd-sloppy/commands/c1/reply', JSON.stringify({ status: 'FAILED', result: { code: 7 } }), { qos: 1 });
