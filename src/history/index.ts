@@ -4,6 +4,8 @@ import { AlarmStore } from './alarms';
 import { EventInbox } from './event-inbox';
 import { StatsStore } from './stats';
 import { insertNew, upsertMany } from './bulk-upsert';
+import { JobExecutionStore } from './job-executions';
+import { DeviceReplyStore } from './job-replies';
 
 export type { DeviceEvent, StoredConnectionEvent } from './event-inbox';
 
@@ -71,6 +73,9 @@ export class History {
       this.stats.ensureIndexes(),
       this.alarms.ensureIndexes(),
       this.inbox.ensureIndexes(),
+      // Device replies and job executions (docs/jobs.md), written by the webhook adapter.
+      new DeviceReplyStore(this.db).ensureIndexes(),
+      new JobExecutionStore(this.db).ensureIndexes(),
     ]);
   }
 

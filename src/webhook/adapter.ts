@@ -89,11 +89,12 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
     {
       deliver: async (clientId, events) => {
         const campaigns = await campaignsFor(clientId, events);
-        await options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), async () => {
-          // Commands waiting for the device (src/starter/commands.ts); a failure leaves them to their rechecks.
-          if (events.some((e) => e.kind === 'connected')) await wakeCommands(options.temporal, waitingCommands, clientId, (err) => logger.warn({ err, clientId }, 'could not wake the commands waiting for the device'));
-          return delivery.deliver(clientId, events, campaigns);
-        });
+        const deadline = (): number => Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS);
+        await options.temporal.withDeadline(deadline(), () => delivery.deliver(clientId, events, campaigns));
+        // Then the commands waiting for the device (src/starter/commands.ts); a failure leaves them to their rechecks.
+        if (events.some((e) => e.kind === 'connected')) {
+          await options.temporal.withDeadline(deadline(), () => wakeCommands(options.temporal, waitingCommands, clientId, (err) => logger.warn({ err, clientId }, 'could not wake the commands waiting for the device')));
+        }
       },
       inbox: options.history.inbox,
       metrics,

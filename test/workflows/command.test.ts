@@ -5,7 +5,7 @@ import { DeviceReplyStore } from '../../src/history/job-replies';
 import { JobExecutionStore } from '../../src/history/job-executions';
 import { waitFor } from '../harness';
 import { runCliWith } from '../support/cli-runner';
-import { connectDevice } from '../support/device-ops-env';
+import { API_KEY, API_SECRET, connectDevice } from '../support/device-ops-env';
 import { postEvents, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
 
 /**
@@ -33,6 +33,19 @@ afterAll(async () => {
 });
 
 const passwordOf = (clientId: string): string => `${clientId}-password`;
+
+/**
+ * Requests the broker's replies action has had answered 2xx, and whether any is still queued or in
+ * flight (EMQX's action metrics: GET /actions/{id}/metrics). The adapter answers only after
+ * applying, so once a reply's request is answered its effect is in the store.
+ */
+async function repliesAnswered(): Promise<{ success: number; pending: number }> {
+  const res = await fetch(`${env.broker.apiUrl}/actions/http:device_ops_replies/metrics`, {
+    headers: { authorization: `Basic ${Buffer.from(`${API_KEY}:${API_SECRET}`).toString('base64')}` },
+  });
+  const { metrics } = (await res.json()) as { metrics: { success: number; inflight: number; queuing: number } };
+  return { success: metrics.success, pending: metrics.inflight + metrics.queuing };
+}
 
 async function provision(clientId: string, acl: { permission: 'allow'; action: 'publish'; topic: string }[] = []): Promise<void> {
   await env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, acl, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
@@ -232,6 +245,7 @@ describe('job statuses', () => {
     await provision('job-noisy');
     const device = await connectDevice(env.broker, 'job-noisy', 'job-noisy', passwordOf('job-noisy'));
     try {
+      const answeredBefore = (await repliesAnswered()).success;
       const topic = 'devices/job-noisy/jobs/j1/status';
       const send = (body: object) => device.publishAsync(topic, JSON.stringify(body), { qos: 1 });
       await send({ status: 'IN_PROGRESS', progress: 40 });
@@ -241,7 +255,11 @@ describe('job statuses', () => {
       // Late: the job is over; this does not move it back.
       await send({ status: 'IN_PROGRESS', progress: 90 });
       await send({ status: 'IN_PROGRESS', progress: 'most' });
-      await waitFor(async () => (await replies.repliesOf('job-noisy')).length === 6, { what: 'all six replies recorded', timeoutMs: 20_000 });
+      await waitFor(async () => {
+        const answered = await repliesAnswered();
+        return answered.success - answeredBefore >= 6 && answered.pending === 0;
+      }, { what: 'all six replies answered by the adapter', timeoutMs: 20_000 });
+      expect(await replies.repliesOf('job-noisy')).toHaveLength(6);
       const execution = await executions.get('j1', 'job-noisy');
       expect(execution).toMatchObject({ status: 'SUCCEEDED', progress: 100, details: '{"version":"7"}' });
       const refused = (await replies.repliesOf('job-noisy')).filter((r) => !r.accepted);
