@@ -7,10 +7,7 @@ import type { CommandReplyStatus } from '../domain/device-reply';
  * Workflow-safe: no zod, no Node built-ins.
  */
 
-/** `command/<clientId>/<commandId>`: the device first, so the Temporal UI lists a device's commands together. */
-export function commandWorkflowId(clientId: string, commandId: string): string {
-  return `command/${clientId}/${commandId}`;
-}
+export { commandWorkflowId } from '../domain/command-core';
 
 export interface CommandRequest {
   clientId: string;

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { CommandView } from '../contracts/command';
 import { InputError, parseInput } from '../domain/input-error';
 import { durationFlag, printResult, withOps, type CliIo } from './cli-io';
-import { CommandInput, commandWorkflowIdOf } from './commands';
+import { CommandInput, commandWorkflowIdOf } from './command-input';
 
 /**
  * `device-ops command send|status` (docs/jobs.md): a command the device answers. `send --wait`

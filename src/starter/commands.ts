@@ -1,43 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { z } from 'zod';
 import { commandDeviceConnectedSignal, commandStatusQuery, commandWorkflowId, type CommandRequest, type CommandView } from '../contracts/command';
-import { ClientId, Identifier, Qos } from '../domain/device';
-import { deviceTopicProblem, renderDeviceTopic, type DeviceTopics } from '../domain/device-topics';
+import { renderDeviceTopic, type DeviceTopics } from '../domain/device-topics';
 import { InputError, parseInput } from '../domain/input-error';
+import { CommandInput, commandWorkflowIdOf } from './command-input';
 import { DeviceIdKey, DeviceOperationKey } from '../domain/search-attributes';
 import type { WaitingCommands } from '../history/waiting-commands';
 import type { deviceCommand } from '../workflows/command';
+
+export { CommandInput, commandWorkflowIdOf } from './command-input';
 
 /**
  * Commands in the client library (`ops.commands`, docs/jobs.md): send one to a device and get the
  * device's reply, durably (the workflow `command/<clientId>/<commandId>` waits for the device to
  * connect, up to the timeout), and read a command's state.
  */
-
-/** Most a command payload may be: it travels through workflow history (encrypted) and EMQX. */
-export const MAX_COMMAND_PAYLOAD_BYTES = 65_536;
-const MAX_COMMAND_TIMEOUT_MS = 30 * 86_400_000;
-
-export const CommandInput = z.object({
-  clientId: ClientId,
-  /** Default: generated (`cmd-<hex>`). */
-  commandId: Identifier.optional(),
-  /** Topic template with `${clientid}` and `${commandid}` (default COMMAND_TOPIC). */
-  topic: z
-    .string()
-    .superRefine((v, ctx) => {
-      const problem = deviceTopicProblem('command', v);
-      if (problem) ctx.addIssue({ code: 'custom', message: `${problem} (the device reads the command id from the topic)` });
-    })
-    .optional(),
-  payload: z.string().refine((v) => Buffer.byteLength(v, 'utf8') <= MAX_COMMAND_PAYLOAD_BYTES, `must be at most ${MAX_COMMAND_PAYLOAD_BYTES} bytes`),
-  qos: Qos.default(1),
-  timeoutMs: z.int('must be an integer (milliseconds)').min(1_000, 'must be at least 1s').max(MAX_COMMAND_TIMEOUT_MS, 'must be at most 30 days').default(30_000),
-  /** First recheck interval while the device is offline (tests shorten it). */
-  recheckMs: z.int().min(100).max(3_600_000).optional(),
-});
-export type CommandInput = z.input<typeof CommandInput>;
 
 export interface SentCommand {
   clientId: string;
@@ -115,14 +92,6 @@ export class CommandOps {
       throw err;
     }
   }
-}
-
-/** `command/<clientId>/<commandId>` from either form; bad input names the field. */
-export function commandWorkflowIdOf(id: string): string {
-  const parts = id.replace(/^command\//, '').split('/');
-  if (parts.length !== 2) throw new InputError([`id: "${id}" must be <clientId>/<commandId> or command/<clientId>/<commandId>`]);
-  const [clientId, commandId] = parts as [string, string];
-  return commandWorkflowId(parseInput(ClientId, clientId, 'id (client id)'), parseInput(Identifier, commandId, 'id (command id)'));
 }
 
 /**
