@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_DEVICE_TOPICS, deviceTopicProblem, type DeviceTopics } from './domain/device-topics';
 
 /**
  * The one configuration module. Every entry point (worker, webhook adapter, CLI, codec server,
@@ -49,6 +50,17 @@ function commaList(fallback: string) {
     .string()
     .default(fallback)
     .transform((text) => text.split(',').map((o) => o.trim()).filter(Boolean));
+}
+
+/** A device topic template (docs/jobs.md): placeholders fill whole levels. */
+function deviceTopic(kind: keyof DeviceTopics) {
+  return z
+    .string()
+    .default(DEFAULT_DEVICE_TOPICS[kind])
+    .superRefine((v, ctx) => {
+      const problem = deviceTopicProblem(kind, v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    });
 }
 
 const sections = {
@@ -192,6 +204,15 @@ const sections = {
     /** 5 lets EMQX report "no matching subscribers" per message; the dev broker speaks only 4 (3.1.1). */
     CAMPAIGN_MQTT_PROTOCOL_VERSION: z.enum(['4', '5']).default('4').transform(Number).pipe(z.union([z.literal(4), z.literal(5)])),
   }),
+  /** Where devices take jobs and commands and answer them (docs/jobs.md). */
+  jobs: z
+    .object({
+      JOB_TOPIC: deviceTopic('job'),
+      JOB_STATUS_TOPIC: deviceTopic('jobStatus'),
+      COMMAND_TOPIC: deviceTopic('command'),
+      COMMAND_REPLY_TOPIC: deviceTopic('commandReply'),
+    })
+    .transform((v): DeviceTopics => ({ job: v.JOB_TOPIC, jobStatus: v.JOB_STATUS_TOPIC, command: v.COMMAND_TOPIC, commandReply: v.COMMAND_REPLY_TOPIC })),
 } as const;
 
 type Sections = typeof sections;

@@ -2,6 +2,7 @@ import type { EmqxClient } from '../emqx';
 import type { History } from '../store';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import { createCampaignActivities } from './campaign';
+import { createCommandActivities } from './command';
 import { createDeviceAdminActivities } from './device-admin';
 import { createFleetActivities } from './fleet';
 import { createPresenceActivities, type PresenceSettings } from './presence';
@@ -25,6 +26,7 @@ export const createActivities = (deps: ActivityDeps) => ({
   ...createPresenceActivities(deps),
   ...createReconcileActivities(deps),
   ...createCampaignActivities(deps),
+  ...createCommandActivities(deps),
 });
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -28,6 +28,11 @@ export const EventWebhookSpec = z.strictObject({
     .default('device_ops'),
   /** `FROM` topics: event topics and/or message topic filters. */
   topics: z.array(NonEmpty).min(1).default([...DEFAULT_EVENT_TOPICS]),
+  /**
+   * Topic filters of device replies (job statuses, command replies: docs/jobs.md). When given, a
+   * second action and rule (`<name>_replies`) POST their publishes to the adapter's `/emqx/replies`.
+   */
+  replyTopics: z.array(NonEmpty).default([]),
 });
 export type EventWebhookSpec = z.input<typeof EventWebhookSpec>;
 
@@ -72,10 +77,16 @@ export interface EventWebhookResult {
   action: UpsertResult;
   rule: UpsertResult;
   ruleId: string;
+  replies?: { action: UpsertResult; rule: UpsertResult; ruleId: string; topics: string[] };
+}
+
+/** The replies endpoint next to the events one: `/emqx/events` -> `/emqx/replies`. */
+export function repliesPath(eventsPath: string): string {
+  return /\/events$/.test(eventsPath) ? eventsPath.replace(/\/events$/, '/replies') : `${eventsPath.replace(/\/$/, '')}/emqx/replies`;
 }
 
 export async function ensureEventWebhook(http: EmqxHttp, spec: EventWebhookSpec, opts: CallOptions = {}): Promise<EventWebhookResult> {
-  const { url, token, name, topics } = parseInput(EventWebhookSpec, spec, 'spec');
+  const { url, token, name, topics, replyTopics } = parseInput(EventWebhookSpec, spec, 'spec');
   const target = new URL(url);
   const ruleId = `${name}_events`;
   const connector = await upsertConnector(
@@ -92,30 +103,46 @@ export async function ensureEventWebhook(http: EmqxHttp, spec: EventWebhookSpec,
     },
     opts,
   );
+  const pipe = (actionName: string, path: string, what: string, id: string, from: string[]) =>
+    upsertPipe(http, { connector: name, actionName, path, token, what, ruleId: id, from }, opts);
+  const { action, rule } = await pipe(name, `${target.pathname}${target.search}`, 'device events', ruleId, topics);
+  if (replyTopics.length === 0) return { connector, action, rule, ruleId };
+  const repliesId = `${name}_replies`;
+  const replies = await pipe(repliesId, `${repliesPath(target.pathname)}${target.search}`, 'device replies', repliesId, replyTopics);
+  return { connector, action, rule, ruleId, replies: { ...replies, ruleId: repliesId, topics: replyTopics } };
+}
+
+/** One HTTP action on the connector and the rule that feeds it. */
+async function upsertPipe(
+  http: EmqxHttp,
+  spec: { connector: string; actionName: string; path: string; token: string; what: string; ruleId: string; from: string[] },
+  opts: CallOptions,
+): Promise<{ action: UpsertResult; rule: UpsertResult }> {
   const action = await upsertAction(
     http,
     {
       type: 'http',
-      name,
-      connector: name,
+      name: spec.actionName,
+      connector: spec.connector,
       enable: true,
-      description: `device events to emqx-device-ops; ${tokenFingerprint(token)}`,
+      description: `${spec.what} to emqx-device-ops; ${tokenFingerprint(spec.token)}`,
       // No `body`: EMQX then sends the whole SELECT output as one JSON object.
       parameters: {
-        path: `${target.pathname}${target.search}`,
+        path: spec.path,
         method: 'post',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${spec.token}` },
         max_retries: EVENT_ACTION_MAX_RETRIES,
       },
       resource_opts: { ...EVENT_ACTION_RESOURCE_OPTS },
     },
     opts,
   );
-  const from = topics.map((topic) => JSON.stringify(topic)).join(', ');
+  // `SELECT *`: the adapter itself checks that the publisher is the device its topic names (src/domain/device-reply.ts).
+  const from = spec.from.map((topic) => JSON.stringify(topic)).join(', ');
   const rule = await upsertRule(
     http,
-    { id: ruleId, sql: `SELECT * FROM ${from}`, actions: [`http:${name}`], enable: true, description: 'device events to emqx-device-ops' },
+    { id: spec.ruleId, sql: `SELECT * FROM ${from}`, actions: [`http:${spec.actionName}`], enable: true, description: `${spec.what} to emqx-device-ops` },
     opts,
   );
-  return { connector, action, rule, ruleId };
+  return { action, rule };
 }

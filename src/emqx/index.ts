@@ -29,7 +29,7 @@ export {
   type AuthzSource,
 } from './access-control';
 export type { ClientFilter, SubscribeBulkResult, SubscribeFailure } from './clients';
-export { DEFAULT_EVENT_TOPICS, type EventWebhookResult, type EventWebhookSpec } from './event-webhook';
+export { DEFAULT_EVENT_TOPICS, repliesPath, type EventWebhookResult, type EventWebhookSpec } from './event-webhook';
 export type { UpsertResult } from './integrations';
 export type { BrokerStatus } from './monitoring';
 export type { PaginateOptions } from './pagination';

@@ -7,6 +7,8 @@ import { insertNew, upsertMany } from './bulk-upsert';
 import type { AuditEntry } from './audit';
 import type { ConnectionEvent } from './connection-events';
 import type { FleetResult } from './fleet-results';
+import { JobExecutionStore } from './job-executions';
+import { DeviceReplyStore } from './job-replies';
 
 export type { AuditEntry } from './audit';
 export type { ConnectionEvent } from './connection-events';
@@ -49,6 +51,9 @@ export class History {
       this.stats.ensureIndexes(),
       this.alarms.ensureIndexes(),
       this.inbox.ensureIndexes(),
+      // Device replies and job executions (docs/jobs.md), written by the webhook adapter.
+      new DeviceReplyStore(this.db).ensureIndexes(),
+      new JobExecutionStore(this.db).ensureIndexes(),
     ]);
   }
 

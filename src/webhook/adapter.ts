@@ -12,6 +12,12 @@ import { DEFAULT_RELAY_OPTIONS, PresenceRelay, type RelayOptions } from './relay
 import { buildServer, type ConnectionLimits } from './server';
 import { SignalThrottle } from './signal-throttle';
 import { WaitingCampaigns } from '../store/waiting-campaigns';
+import { DEFAULT_DEVICE_TOPICS, type DeviceTopics } from '../domain/device-topics';
+import { JobExecutionStore } from '../store/job-executions';
+import { DeviceReplyStore } from '../store/job-replies';
+import { WaitingCommands } from '../store/waiting-commands';
+import { wakeCommands } from '../temporal/command-wake';
+import { DeviceReplies } from './replies';
 
 /** Deadline of one signal-with-start: a hung Temporal call must not hold a device's queue. */
 const SIGNAL_DEADLINE_MS = 10_000;
@@ -46,6 +52,8 @@ export interface WebhookAdapterOptions {
   campaignRefreshMs?: number;
   /** Which clients get a device workflow (default: provisioned devices only; docs/presence.md). */
   tracking?: PresenceTracking;
+  /** The status and reply topics devices answer on (JOB_STATUS_TOPIC, COMMAND_REPLY_TOPIC; docs/jobs.md). */
+  deviceTopics?: DeviceTopics;
   logger?: Logger;
 }
 
@@ -76,11 +84,17 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
     ...(options.tracking ? { tracking: options.tracking } : {}),
     ...(options.continueAsNewAfter ? { continueAsNewAfter: options.continueAsNewAfter } : {}),
   });
+  const waitingCommands = new WaitingCommands(options.history.db, options.campaignRefreshMs ?? CAMPAIGN_REFRESH_MS);
   const relay = new PresenceRelay(
     {
       deliver: async (clientId, events) => {
         const campaigns = await campaignsFor(clientId, events);
-        await options.temporal.withDeadline(Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS), () => delivery.deliver(clientId, events, campaigns));
+        const deadline = (): number => Date.now() + (options.signalDeadlineMs ?? SIGNAL_DEADLINE_MS);
+        await options.temporal.withDeadline(deadline(), () => delivery.deliver(clientId, events, campaigns));
+        // Then the commands waiting for the device (src/temporal/command-wake.ts); a failure leaves them to their rechecks.
+        if (events.some((e) => e.kind === 'connected')) {
+          await options.temporal.withDeadline(deadline(), () => wakeCommands(options.temporal, waitingCommands, clientId, (err) => logger.warn({ err, clientId }, 'could not wake the commands waiting for the device')));
+        }
       },
       inbox: options.history.inbox,
       metrics,
@@ -109,6 +123,12 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
       await options.history.db.command({ ping: 1 });
     },
     ...(options.logger ? { logger: options.logger } : {}),
+    replies: new DeviceReplies({
+      replies: new DeviceReplyStore(options.history.db),
+      executions: new JobExecutionStore(options.history.db),
+      temporal: options.temporal,
+      topics: options.deviceTopics ?? DEFAULT_DEVICE_TOPICS,
+    }),
   });
   return {
     app,

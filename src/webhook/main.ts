@@ -8,7 +8,7 @@ import { adapterMongoOptions, createWebhookAdapter } from './adapter';
 
 /** `npm run webhook`: the EMQX webhook adapter against the configured MongoDB and Temporal. */
 async function main(): Promise<void> {
-  const config = loadConfig(['temporal', 'mongo', 'webhook', 'codec', 'presence']);
+  const config = loadConfig(['temporal', 'mongo', 'webhook', 'codec', 'presence', 'jobs']);
   const logger = pino({
     level: (process.env.LOG_LEVEL ?? 'info').toLowerCase(),
     redact: { paths: ['req.headers.authorization', 'req.headers["x-emqx-token"]'], remove: true },
@@ -28,6 +28,7 @@ async function main(): Promise<void> {
     // Device presence workflows live on their own queue (docs/task-queues.md).
     taskQueue: config.temporal.TEMPORAL_PRESENCE_TASK_QUEUE,
     token: config.webhook.WEBHOOK_TOKEN,
+    deviceTopics: config.jobs,
     bodyLimit: config.webhook.WEBHOOK_BODY_LIMIT,
     inboxLimit: config.webhook.WEBHOOK_INBOX_LIMIT,
     storeTimeoutMs,

@@ -3,6 +3,7 @@ import { createTokenCheck } from '../http/shared-secret';
 import { InvalidEventError, KNOWN_EVENTS, parseEventBody } from './emqx-events';
 import { SinkUnavailableError, type EventSink } from './event-sink';
 import type { RejectReason, WebhookMetrics } from './metrics';
+import { registerReplyRoute, type ReplyHandler } from './replies';
 
 /**
  * The webhook adapter's HTTP server (docs/webhook-adapter.md): `POST /emqx/events` takes EMQX rule-engine
@@ -25,6 +26,8 @@ export interface WebhookServerDeps {
   /** Called with each POST /emqx/events response time in milliseconds. */
   onAnswered?: (ms: number) => void;
   connections?: Partial<ConnectionLimits>;
+  /** Device job statuses and command replies (`POST /emqx/replies`, src/webhook/replies.ts). */
+  replies?: ReplyHandler;
 }
 
 export const DEFAULT_BODY_LIMIT = 1_048_576;
@@ -135,6 +138,8 @@ export function buildServer(deps: WebhookServerDeps): FastifyInstance {
       }
     },
   );
+
+  if (deps.replies) registerReplyRoute(app, { handler: deps.replies, tokenMatches, reject });
 
   app.get('/healthz', async (_request, reply) => {
     const mongo = await withTimeout(deps.pingStore(), 2_000).then(

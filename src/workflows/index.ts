@@ -5,3 +5,4 @@ export * from './stats';
 export * from './presence';
 export * from './presence-reconcile';
 export * from './campaign';
+export * from './command';

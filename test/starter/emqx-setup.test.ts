@@ -129,6 +129,10 @@ describe('emqx setup', () => {
     const first = await runEmqxSetup({ webhook: true, disableFileSource: false, topic: [] }, env);
     expect(first).toMatchObject({ authenticator: 'created', authzSource: 'created', noMatch: 'updated', fileSource: 'enabled' });
     expect(first.webhook).toMatchObject({ url: `${adapterUrl}/emqx/events`, ruleId: 'device_ops_events', rule: 'created' });
+    // Device replies (docs/jobs.md) go to the adapter's /emqx/replies through a rule of their own.
+    expect(first.webhook?.replies).toEqual({ action: 'created', rule: 'created', ruleId: 'device_ops_replies', topics: ['devices/+/jobs/+/status', 'devices/+/commands/+/reply'] });
+    expect(await emqx.getRule('device_ops_replies')).toMatchObject({ sql: 'SELECT * FROM "devices/+/jobs/+/status", "devices/+/commands/+/reply"', actions: ['http:device_ops_replies'] });
+    expect((await emqx.getAction('http', 'device_ops_replies'))?.parameters).toMatchObject({ path: '/emqx/replies', method: 'post' });
     expect(JSON.stringify(first)).not.toContain(TOKEN);
     const second = await runEmqxSetup({ webhook: true, disableFileSource: true, topic: [] }, env);
     expect(second).toMatchObject({ authenticator: 'unchanged', authzSource: 'unchanged', noMatch: 'unchanged', fileSource: 'disabled' });

@@ -77,8 +77,9 @@ export async function postEvents(
   baseUrl: string,
   body: unknown,
   headers: Record<string, string> = { authorization: `Bearer ${WEBHOOK_TOKEN}` },
+  path: '/emqx/events' | '/emqx/replies' = '/emqx/events',
 ): Promise<{ status: number; body: unknown }> {
-  const res = await request(`${baseUrl}/emqx/events`, {
+  const res = await request(`${baseUrl}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),

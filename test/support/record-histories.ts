@@ -5,6 +5,7 @@ import mqtt from 'mqtt';
 import { startBenchStack } from '../../bench/stack';
 import type { PresenceEvent } from '../../src/domain/presence';
 import { deliverPresenceEvents } from '../../src/temporal/presence-delivery';
+import { commandDeviceConnectedSignal, commandReplySignal, commandStatusQuery } from '../../src/contracts/command';
 import { REPLAY_FIXTURE_KEYS } from './replay-key';
 
 /**
@@ -32,6 +33,7 @@ async function main(): Promise<void> {
     if (wanted('devicePresence')) await recordPresence(stack, save);
     if (wanted('runCampaign') || wanted('devicePresenceCampaignWait') || wanted('runCampaignDrain')) await recordCampaign(stack, save);
     if (DEVICE_ADMINISTRATION.some(wanted)) await recordDeviceAdministration(stack, save);
+    if (wanted('deviceCommand')) await recordCommand(stack, save);
     writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   } finally {
     await stack.close();
@@ -165,6 +167,21 @@ async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>
   } finally {
     await Promise.all(clients.map((c) => c.endAsync()));
   }
+}
+
+/**
+ * A command to a device that is offline: it waits, is woken by a connect (the device has not
+ * subscribed yet, so it waits again), and ends with the reply, signalled as the webhook adapter
+ * relays it.
+ */
+async function recordCommand(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
+  const sent = await stack.ops.commands.send({ clientId: 'replay-cmd', commandId: 'c1', payload: 'reboot', timeoutMs: 600_000, recheckMs: 600_000 });
+  await until('the command waiting', async () => (await sent.handle.query(commandStatusQuery)).attempts === 1);
+  await sent.handle.signal(commandDeviceConnectedSignal);
+  await until('a second attempt', async () => (await sent.handle.query(commandStatusQuery)).attempts === 2);
+  await sent.handle.signal(commandReplySignal, { status: 'SUCCEEDED', result: '{"ok":true}', messageId: 'replay-reply-1', at: Date.now() });
+  await sent.handle.result();
+  await save('deviceCommand', sent.workflowId);
 }
 
 main().catch((err: unknown) => {

@@ -183,6 +183,7 @@ describe('webhook delivery faults', () => {
     const out = JSON.parse(first.stdout);
     expect(out).toMatchObject({ ruleId: 'device_ops_events', connector: 'updated', action: 'updated', rule: 'updated' });
     expect(out.topics).toContain('telemetry/+/up');
+    expect(out.replies).toEqual({ action: 'updated', rule: 'updated', ruleId: 'device_ops_replies', topics: ['devices/+/jobs/+/status', 'devices/+/commands/+/reply'] });
     expect(first.stdout).not.toContain(WEBHOOK_TOKEN);
     const rule = await env.emqx.getRule('device_ops_events');
     expect(rule?.sql).toContain('telemetry/+/up');

@@ -22,6 +22,7 @@ describe('workflow replay', () => {
     expect(fixtures.map((f) => f.replace('.json', '')).sort()).toEqual(
       expect.arrayContaining([
         'deprovisionDevice',
+        'deviceCommand',
         'devicePresence',
         'devicePresenceCampaignWait',
         'kickDevice',

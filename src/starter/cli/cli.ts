@@ -8,6 +8,7 @@ import { InputError } from '../../domain/input-error';
 import type { DeviceOps } from '../client/index';
 import { fleetFormatOf, parseFleetFile } from '../client/fleet-file';
 import { registerCampaignCommands } from './campaign-cli';
+import { registerCommandCommands } from './command-cli';
 import { registerEmqxCommands } from './emqx-cli';
 import { registerOpsCommands } from './ops-cli';
 import { collect, durationFlag, printResult, STACK_HINT, withOps as withConnectedOps, type CliIo } from './cli-io';
@@ -101,6 +102,7 @@ export function buildCli(io: CliIo): Command {
     .option('--alarm-grace <duration>', 'offline alarm grace period for this device, e.g. 5m')
     .option('--alarm-escalation <durations>', 'escalation delays for this device, e.g. 15m,1h')
     .option('--tag <tag>', 'tag for campaign selection (repeatable)', collect, [])
+    .option('--jobs', "allow the device its own job and command topics: subscribe to them, publish statuses and replies (docs/jobs.md)")
     .option('--wait', 'wait for the workflow to finish')
     .option('--json', 'print JSON')
     .action(async (clientId: string, opts: Record<string, unknown>) => {
@@ -116,6 +118,7 @@ export function buildCli(io: CliIo): Command {
         subscriptions,
         tags: opts.tag as string[],
         ...(alarmPolicy ? { alarmPolicy } : {}),
+        jobs: opts.jobs === true,
       };
       await withOps(async (ops) => {
         const { handle, generatedPassword } = await ops.startProvisioning(input);
@@ -313,6 +316,7 @@ export function buildCli(io: CliIo): Command {
   registerOpsCommands(program, io);
   registerPresenceCommands(program, io);
   registerCampaignCommands(program, io);
+  registerCommandCommands(program, io);
   registerEmqxCommands(program, io);
   program.addOption(new Option('--no-color').hideHelp());
   return program;

@@ -4,6 +4,7 @@ import { effectiveEnv, loadConfig } from '../../config';
 import { TopicFilter } from '../../domain/schemas/device';
 import { parseInput } from '../../domain/input-error';
 import { AuthenticatorMismatchError, createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type AccessControlSetup, type EventWebhookResult } from '../../emqx';
+import { replyTopicFilters } from '../../domain/device-topics';
 import { collect, printResult, withOps, type CliIo } from './cli-io';
 import { runDoctor, type CheckResult } from './doctor';
 
@@ -65,7 +66,8 @@ export async function runEmqxSetup(opts: EmqxSetupOptions, env: Record<string, s
     if (!webhook) return access;
     const url = eventsUrl(webhook.url);
     const topics = [...DEFAULT_EVENT_TOPICS, ...webhook.messageTopics];
-    const result = await emqx.ensureEventWebhook({ url, token: webhook.token, topics });
+    const replyTopics = replyTopicFilters(loadConfig(['jobs'], env).jobs);
+    const result = await emqx.ensureEventWebhook({ url, token: webhook.token, topics, replyTopics });
     return { ...access, webhook: { ...result, url, topics } };
   } finally {
     await emqx.close();
@@ -81,6 +83,7 @@ function describeSetup(report: EmqxSetupReport): string {
   ];
   const w = report.webhook;
   if (w) lines.push(`event webhook: EMQX posts ${w.topics.length} topics to ${w.url} (connector ${w.connector}, action ${w.action}, rule ${w.ruleId} ${w.rule})`);
+  if (w?.replies) lines.push(`device replies: EMQX posts ${w.replies.topics.join(', ')} to the adapter's /emqx/replies (rule ${w.replies.ruleId} ${w.replies.rule})`);
   return lines.join('\n');
 }
 
@@ -117,7 +120,7 @@ export function registerEmqxCommands(program: Command, io: CliIo): void {
       const setup = webhookSetupFrom(opts);
       const result = await withOps(io, (ops) => ops.setupEventWebhook(setup));
       // Never print the token.
-      const out = { url: result.url, ruleId: result.ruleId, connector: result.connector, action: result.action, rule: result.rule, topics: result.topics };
+      const out = { url: result.url, ruleId: result.ruleId, connector: result.connector, action: result.action, rule: result.rule, topics: result.topics, ...(result.replies ? { replies: result.replies } : {}) };
       printResult(io, opts.json, out, () => `EMQX posts ${result.topics.length} event topics to ${result.url} (connector ${result.connector}, action ${result.action}, rule ${result.ruleId} ${result.rule})`);
     });
 

@@ -20,6 +20,8 @@ import { DeviceIdKey, DeviceOperationKey } from '../../domain/search-attributes'
 import { createEmqxClientFromConfig, DEFAULT_EVENT_TOPICS, type EmqxClient, type EventWebhookResult } from '../../emqx';
 import { connectHistory, type ConnectionEvent, type History } from '../../store';
 import { CampaignOps } from './campaigns';
+import { CommandOps } from './commands';
+import { DEFAULT_DEVICE_TOPICS, jobAclRules, replyTopicFilters, type DeviceTopics } from '../../domain/device-topics';
 import { currentBrokerStats, trendOf, type BrokerStatsReport, type StatsTrend } from './stats';
 import type {
   deprovisionDevice,
@@ -62,6 +64,8 @@ export interface DeviceOpsDeps {
   presenceTaskQueue?: string;
   emqx: EmqxClient;
   history: History;
+  /** Job and command topics (JOB_TOPIC, JOB_STATUS_TOPIC, COMMAND_TOPIC, COMMAND_REPLY_TOPIC); default DEFAULT_DEVICE_TOPICS. */
+  deviceTopics?: DeviceTopics;
 }
 
 export class WorkflowAlreadyRunningError extends Error {
@@ -76,6 +80,15 @@ export class WorkflowAlreadyRunningError extends Error {
 export interface Started<W extends Workflow> {
   handle: WorkflowHandle<W>;
   generatedPassword?: string;
+}
+
+/** Provisioning input; `jobs` adds the ACL rules for the device's own job and command topics (docs/jobs.md). */
+export type ProvisionOptions = z.input<typeof ProvisionInput> & { jobs?: boolean };
+
+function withJobAcl(input: ProvisionOptions, topics: DeviceTopics): z.input<typeof ProvisionInput> {
+  const { jobs, ...rest } = input;
+  if (jobs !== true || typeof rest.clientId !== 'string') return rest;
+  return { ...rest, acl: [...jobAclRules(rest.clientId, topics), ...(rest.acl ?? [])] };
 }
 
 function refuseProblems(problems: string[]): void {
@@ -142,9 +155,12 @@ const QUERY_DEADLINE_MS = 5_000;
 export class DeviceOps {
   /** Publish campaigns: start, progress, pause / resume / cancel, results (campaigns.ts). */
   readonly campaigns: CampaignOps;
+  /** Commands a device answers: send, wait for the reply, status (commands.ts, docs/jobs.md). */
+  readonly commands: CommandOps;
 
   constructor(private readonly deps: DeviceOpsDeps) {
     this.campaigns = new CampaignOps({ temporal: deps.temporal, taskQueue: deps.taskQueue, history: deps.history });
+    this.commands = new CommandOps({ temporal: deps.temporal, taskQueue: deps.taskQueue, topics: deps.deviceTopics ?? DEFAULT_DEVICE_TOPICS });
   }
 
   /** Starts a workflow by its type name (clients never load workflow code). */
@@ -180,8 +196,8 @@ export class DeviceOps {
    * Starts provisioning. The password is hashed here (credentials.ts) and only the hash travels;
    * a generated password is returned once, here, and nowhere else.
    */
-  async startProvisioning(input: z.input<typeof ProvisionInput>): Promise<Started<typeof provisionDevice>> {
-    const parsed = parseInput(ProvisionInput, input);
+  async startProvisioning(input: ProvisionOptions): Promise<Started<typeof provisionDevice>> {
+    const parsed = parseInput(ProvisionInput, withJobAcl(input, this.deps.deviceTopics ?? DEFAULT_DEVICE_TOPICS));
     refuseProblems(deviceInputProblems(parsed));
     const { password, generatePassword: generate, ...device } = parsed;
     const secret = password ?? generatePassword();
@@ -193,7 +209,7 @@ export class DeviceOps {
     return { handle, ...(generate ? { generatedPassword: secret } : {}) };
   }
 
-  async provision(input: z.input<typeof ProvisionInput>): Promise<ProvisionResult & { generatedPassword?: string }> {
+  async provision(input: ProvisionOptions): Promise<ProvisionResult & { generatedPassword?: string }> {
     const { handle, generatedPassword } = await this.startProvisioning(input);
     return { ...(await handle.result()), ...(generatedPassword ? { generatedPassword } : {}) };
   }
@@ -409,7 +425,8 @@ export class DeviceOps {
     const target = new URL(parsed.url);
     if (target.pathname === '/') target.pathname = '/emqx/events';
     const url = target.toString();
-    const result = await this.deps.emqx.ensureEventWebhook({ url, token: parsed.token, topics });
+    const replyTopics = replyTopicFilters(this.deps.deviceTopics ?? DEFAULT_DEVICE_TOPICS);
+    const result = await this.deps.emqx.ensureEventWebhook({ url, token: parsed.token, topics, replyTopics });
     return { ...result, url, topics };
   }
 
@@ -424,7 +441,7 @@ export class DeviceOps {
 export async function connectDeviceOps(
   env?: Record<string, string | undefined>,
 ): Promise<{ ops: DeviceOps; close(): Promise<void> }> {
-  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec'], env);
+  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec', 'jobs'], env);
   const dataConverter: DataConverter = createDataConverter(config.codec.PAYLOAD_ENCRYPTION_KEYS);
   const connection = await Connection.connect(temporalConnectionOptions(config.temporal));
   const temporal = new Client({ connection, namespace: config.temporal.TEMPORAL_NAMESPACE, dataConverter });
@@ -436,6 +453,7 @@ export async function connectDeviceOps(
     presenceTaskQueue: config.temporal.TEMPORAL_PRESENCE_TASK_QUEUE,
     emqx,
     history: mongo.history,
+    deviceTopics: config.jobs,
   });
   return {
     ops,

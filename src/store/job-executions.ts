@@ -1,0 +1,130 @@
+import type { Collection, Db } from 'mongodb';
+import { applyJobReport, emptyJobStatusCounts, endJobExecution, JOB_EXECUTION_STATUSES, newJobExecution, type ApplyOutcome, type JobExecution, type JobStatusCounts, type JobStatusReport } from '../domain/job-status';
+import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
+
+/**
+ * Per-target job executions (`job_executions`, one document per job and device, `_id`
+ * `<jobId>/<clientId>`), moved by device reports with the rules of src/domain/job-status.ts.
+ * Reports are applied here, not signalled into a workflow: 100,000 targets answering would be
+ * 100,000+ signals into one history (docs/jobs.md). A campaign reads the counts instead.
+ *
+ * Each apply is a compare-and-set on the document's `version`: with MongoDB, two adapters applying
+ * reports of one device at once cannot lose one (the loser reads again and re-applies its report
+ * to what won). FerretDB 1.x on SQLite evaluates the filter of a replace apart from the write, so
+ * two replaces conditional on the same version can both succeed (measured: 12 of 20 rounds of 10
+ * concurrent replaces had several winners; concurrent inserts of one `_id` never did). So a store
+ * also runs the applies of one target one at a time: one adapter is safe on either database;
+ * several adapters need MongoDB (docs/jobs.md).
+ */
+
+interface StoredExecution extends JobExecution {
+  _id: string;
+  version: number;
+}
+
+/** Compare-and-set attempts before giving up (each loss means another report of the same target was applied). */
+const MAX_ATTEMPTS = 20;
+
+export class JobExecutionConflictError extends Error {
+  readonly type = 'JobExecutionConflictError';
+}
+
+export const jobExecutionKey = (jobId: string, clientId: string): string => `${jobId}/${clientId}`;
+
+export class JobExecutionStore {
+  private readonly executions: Collection<StoredExecution>;
+  /** The tail of each target's queue of transitions, while one runs. */
+  private readonly running = new Map<string, Promise<unknown>>();
+
+  constructor(db: Db) {
+    this.executions = db.collection('job_executions');
+  }
+
+  async ensureIndexes(): Promise<void> {
+    await this.executions.createIndex({ jobId: 1, status: 1 });
+  }
+
+  /** Records the targets as QUEUED; targets that have a record keep it. */
+  async queue(jobId: string, clientIds: readonly string[]): Promise<void> {
+    await insertNew(this.executions, clientIds.map((clientId) => ({ _id: jobExecutionKey(jobId, clientId), ...newJobExecution(jobId, clientId), version: 0 })));
+  }
+
+  /** Applies one device report; the target gets a record if it had none (a report may beat the QUEUED write). */
+  async apply(jobId: string, clientId: string, report: JobStatusReport): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
+    return this.transition(jobId, clientId, (current) => applyJobReport(current, report));
+  }
+
+  /** Ends an open execution (TIMED_OUT, CANCELED); a final one stays as it is. */
+  async end(jobId: string, clientId: string, status: 'TIMED_OUT' | 'CANCELED'): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
+    return this.transition(jobId, clientId, (current) => endJobExecution(current, status));
+  }
+
+  async get(jobId: string, clientId: string): Promise<JobExecution | null> {
+    const doc = await this.executions.findOne({ _id: jobExecutionKey(jobId, clientId) });
+    return doc ? withoutBookkeeping(doc) : null;
+  }
+
+  /** How many of the job's targets are in each state. */
+  async counts(jobId: string): Promise<JobStatusCounts> {
+    const counts = emptyJobStatusCounts();
+    const groups = await this.executions.aggregate<{ _id: string; n: number }>([{ $match: { jobId } }, { $group: { _id: '$status', n: { $sum: 1 } } }]).toArray();
+    for (const group of groups) if ((JOB_EXECUTION_STATUSES as readonly string[]).includes(group._id)) counts[group._id as keyof JobStatusCounts] = group.n;
+    return counts;
+  }
+
+  /** Runs the transitions of one target one after another (see the class comment). */
+  private transition(
+    jobId: string,
+    clientId: string,
+    rule: (current: JobExecution) => { next: JobExecution; outcome: ApplyOutcome },
+  ): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
+    const _id = jobExecutionKey(jobId, clientId);
+    const previous = this.running.get(_id) ?? Promise.resolve();
+    const result = previous.then(
+      () => this.compareAndSet(_id, jobId, clientId, rule),
+      () => this.compareAndSet(_id, jobId, clientId, rule),
+    );
+    const tail = result.catch(() => undefined);
+    this.running.set(_id, tail);
+    void tail.then(() => {
+      if (this.running.get(_id) === tail) this.running.delete(_id);
+    });
+    return result;
+  }
+
+  private async compareAndSet(
+    _id: string,
+    jobId: string,
+    clientId: string,
+    rule: (current: JobExecution) => { next: JobExecution; outcome: ApplyOutcome },
+  ): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const stored = await this.executions.findOne({ _id });
+      const current = stored ? withoutBookkeeping(stored) : newJobExecution(jobId, clientId);
+      const { next, outcome } = rule(current);
+      if (outcome !== 'applied') return { execution: current, outcome };
+      if (await this.write(_id, stored?.version, next)) return { execution: next, outcome };
+    }
+    throw new JobExecutionConflictError(`job execution ${_id}: ${MAX_ATTEMPTS} concurrent writes in a row; try again`);
+  }
+
+  /** Writes `next` if the stored version is still `version` (undefined: no document yet). */
+  private async write(_id: string, version: number | undefined, next: JobExecution): Promise<boolean> {
+    if (version === undefined) {
+      try {
+        await this.executions.insertOne({ _id, ...next, version: 1 });
+        return true;
+      } catch (err) {
+        if ((err as { code?: number }).code === DUPLICATE_KEY) return false;
+        throw err;
+      }
+    }
+    const result = await this.executions.replaceOne({ _id, version }, { ...next, version: version + 1 });
+    return result.modifiedCount === 1;
+  }
+}
+
+function withoutBookkeeping(doc: StoredExecution): JobExecution {
+  const { _id: _key, version: _version, ...execution } = doc;
+  return execution;
+}

@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobStatusReport } from '../../src/domain/job-status';
+import { JobExecutionStore } from '../../src/store/job-executions';
+import { WaitingCommands } from '../../src/store/waiting-commands';
+import { freshDatabase } from '../harness';
+
+/**
+ * The store side of job replies on FerretDB (src/store/job-executions.ts): reports applied to
+ * per-target records idempotently and in order, however they arrive, and counts read per job.
+ */
+
+let database: Awaited<ReturnType<typeof freshDatabase>>;
+let store: JobExecutionStore;
+
+beforeAll(async () => {
+  database = await freshDatabase('jobexec');
+  store = new JobExecutionStore(database.db);
+  await store.ensureIndexes();
+});
+
+afterAll(async () => {
+  await database?.close();
+});
+
+const report = (messageId: string, status: JobStatusReport['status'], at: number, progress?: number): JobStatusReport => ({
+  messageId,
+  status,
+  at,
+  ...(progress !== undefined ? { progress } : {}),
+});
+
+describe('job executions', () => {
+  it('queues targets once; a report moves its target; the same report again changes nothing', async () => {
+    await store.queue('job-a', ['d1', 'd2', 'd3']);
+    await store.queue('job-a', ['d1']);
+    expect(await store.apply('job-a', 'd1', report('m1', 'IN_PROGRESS', 100, 20))).toMatchObject({ outcome: 'applied', execution: { status: 'IN_PROGRESS', progress: 20, updates: 1 } });
+    expect(await store.apply('job-a', 'd1', report('m1', 'IN_PROGRESS', 100, 20))).toMatchObject({ outcome: 'duplicate' });
+    expect(await store.apply('job-a', 'd2', report('m2', 'SUCCEEDED', 110))).toMatchObject({ outcome: 'applied' });
+    expect(await store.get('job-a', 'd1')).toMatchObject({ status: 'IN_PROGRESS', updates: 1 });
+    expect(await store.counts('job-a')).toEqual({ QUEUED: 1, IN_PROGRESS: 1, SUCCEEDED: 1, FAILED: 0, REJECTED: 0, TIMED_OUT: 0, CANCELED: 0 });
+  });
+
+  it('a report for a target with no record yet creates it; a late IN_PROGRESS never overwrites SUCCEEDED', async () => {
+    expect(await store.apply('job-b', 'd1', report('m3', 'SUCCEEDED', 200))).toMatchObject({ outcome: 'applied' });
+    expect(await store.apply('job-b', 'd1', report('m4', 'IN_PROGRESS', 150, 50))).toMatchObject({ outcome: 'final' });
+    expect(await store.end('job-b', 'd1', 'TIMED_OUT')).toMatchObject({ outcome: 'final' });
+    expect(await store.get('job-b', 'd1')).toMatchObject({ status: 'SUCCEEDED', progress: 100, messageId: 'm3' });
+  });
+
+  it('reports of one target applied side by side (as EMQX sends them) all count, and the latest stands', async () => {
+    const reports = Array.from({ length: 12 }, (_, i) => report(`p${i}`, 'IN_PROGRESS', 1_000 + i, i * 5));
+    const done = report('verdict', 'SUCCEEDED', 1_005);
+    await Promise.all([...reports, done].reverse().map((r) => store.apply('job-c', 'd1', r)));
+    expect(await store.get('job-c', 'd1')).toMatchObject({ status: 'SUCCEEDED', progress: 100, messageId: 'verdict' });
+    await Promise.all(reports.map((r) => store.apply('job-c', 'd2', r)));
+    expect(await store.get('job-c', 'd2')).toMatchObject({ status: 'IN_PROGRESS', progress: 55, reportedAt: 1_011, messageId: 'p11', updates: 12 });
+    expect(await store.apply('job-c', 'd2', report('done', 'FAILED', 2_000))).toMatchObject({ outcome: 'applied', execution: { status: 'FAILED', progress: 55 } });
+  });
+
+  it('ends open executions (deadline, cancel) and counts them', async () => {
+    await store.queue('job-d', ['d1', 'd2']);
+    await store.apply('job-d', 'd2', report('m5', 'REJECTED', 10));
+    expect(await store.end('job-d', 'd1', 'TIMED_OUT')).toMatchObject({ outcome: 'applied', execution: { status: 'TIMED_OUT' } });
+    expect(await store.end('job-d', 'd2', 'CANCELED')).toMatchObject({ outcome: 'final' });
+    expect(await store.counts('job-d')).toMatchObject({ TIMED_OUT: 1, REJECTED: 1, QUEUED: 0 });
+  });
+});
+
+describe('commands waiting for their device', () => {
+  it('lists a device waiting commands until they are removed', async () => {
+    const waiting = new WaitingCommands(database.db, 0);
+    expect(await waiting.forDevice('dev-w')).toEqual([]);
+    await waiting.add('dev-w', 'command/dev-w/c1');
+    await waiting.add('dev-w', 'command/dev-w/c1');
+    await waiting.add('dev-w', 'command/dev-w/c2');
+    expect(await waiting.forDevice('dev-w')).toEqual(['command/dev-w/c1', 'command/dev-w/c2']);
+    await waiting.remove('dev-w', 'command/dev-w/c1');
+    await waiting.remove('dev-w', 'command/dev-w/c2');
+    expect(await waiting.forDevice('dev-w')).toEqual([]);
+  });
+});
