@@ -144,6 +144,13 @@ const sections = {
     WORKER_PRESENCE_MAX_ACTIVITIES: z.coerce.number().int().min(1).default(100),
     LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
   }),
+  /** How long collections that grow with traffic are kept; 0 keeps them for good (docs/mongodb.md). */
+  retention: z.object({
+    RETENTION_EVENTS: Duration.default(30 * 86_400_000),
+    RETENTION_STATS: Duration.default(90 * 86_400_000),
+    RETENTION_DEAD_LETTERS: Duration.default(30 * 86_400_000),
+    RETENTION_SWEEP_INTERVAL: Duration.pipe(z.number().min(1_000, 'must be at least 1s')).default(3_600_000),
+  }),
   stats: z.object({
     STATS_SNAPSHOT_INTERVAL: Duration.default(60_000),
   }),

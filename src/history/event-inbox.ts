@@ -86,7 +86,12 @@ export class EventInbox {
   }
 
   async ensureIndexes(): Promise<void> {
-    await this.deviceEvents.createIndex({ clientId: 1, at: -1 });
+    await Promise.all([
+      this.deviceEvents.createIndex({ clientId: 1, at: -1 }),
+      // Retention sweeps (retention.ts) delete by these times.
+      this.deviceEvents.createIndex({ at: 1 }),
+      this.deadLetters.createIndex({ deadLetteredAt: 1 }),
+    ]);
   }
 
   /**
