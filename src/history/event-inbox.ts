@@ -139,6 +139,9 @@ export class EventInbox {
           held.add(bucket);
         } catch (err) {
           if ((err as { code?: unknown }).code !== DUPLICATE_KEY) throw err;
+          // Two upserts of a missing lease at once (even this owner's own, from two timers): one
+          // inserts, the other fails on the duplicate `_id`. The lease says who won.
+          if ((await this.leases.findOne({ _id: bucket }))?.owner === owner) held.add(bucket);
         }
       }),
     );

@@ -97,6 +97,16 @@ describe('PresenceRelay', () => {
       return new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: silent }, quick);
     }
 
+    it('an owner racing itself for a new lease holds it; another owner does not get it until it expires', async () => {
+      const bucket = inboxBucketName('racer', Date.now());
+      const now = Date.now();
+      const both = await Promise.all([inbox.holdLeases('racer', [bucket], now, 60_000), inbox.holdLeases('racer', [bucket], now, 60_000)]);
+      expect(both).toEqual([new Set([bucket]), new Set([bucket])]);
+      expect(await inbox.holdLeases('other', [bucket], now + 59_000, 60_000)).toEqual(new Set());
+      expect(await inbox.holdLeases('other', [bucket], now + 61_000, 60_000)).toEqual(new Set([bucket]));
+      expect(await inbox.holdLeases('racer', [bucket], now + 62_000, 60_000)).toEqual(new Set());
+    });
+
     it('a bucket left by a dead adapter is adopted by exactly one of three live ones, after its lease expires', async () => {
       // What an adapter killed mid-storm leaves: a bucket of a past window, events in it, its lease running out.
       const leaseEnds = Date.now() + 2_000;
