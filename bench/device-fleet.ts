@@ -2,40 +2,69 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { mapPooled } from '../src/activities/failures';
 
 /**
- * Simulated MQTT devices for bench/presence.ts, in their own process (forked with an IPC channel):
- * 10,000 devices and the broker's 10,000 server sockets do not fit in one process's file limit.
- * Commands: connect (every device), storm (everyone drops and reconnects at once), close.
+ * Simulated MQTT devices for bench/presence.ts and test/resilience/replicas-kill.test.ts, in their
+ * own process (forked with an IPC channel): 10,000 devices and the broker's 10,000 server sockets
+ * do not fit in one process's file limit.
+ * Commands: connect (every device; with `topic`, each subscribes to it at QoS 1, `${clientid}`
+ * replaced, and counts what arrives), storm (everyone drops and reconnects at once, except the
+ * `stayOffline` ones), received (messages counted per device: first copies and QoS 1 redeliveries
+ * with the DUP flag apart), close.
  */
 
-type Command = { cmd: 'connect'; url: string; ids: string[] } | { cmd: 'storm' } | { cmd: 'close' };
+type Command =
+  | { cmd: 'connect'; url: string; ids: string[]; topic?: string }
+  | { cmd: 'storm'; stayOffline?: string[] }
+  | { cmd: 'received' }
+  | { cmd: 'close' };
 
 let url = '';
 let ids: string[] = [];
-let clients: MqttClient[] = [];
+let topic: string | undefined;
+let clients: (MqttClient | undefined)[] = [];
+const received = new Map<string, { messages: number; dup: number }>();
 
-const connectOne = (id: string): Promise<MqttClient> =>
-  mqtt.connectAsync(url, { clientId: id, username: id, password: `${id}-pw`, reconnectPeriod: 0, connectTimeout: 60_000, keepalive: 600 });
+async function connectOne(id: string): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(url, { clientId: id, username: id, password: `${id}-pw`, reconnectPeriod: 0, connectTimeout: 60_000, keepalive: 600 });
+  if (topic) {
+    client.on('message', (_topic, _payload, packet) => {
+      const counts = received.get(id) ?? { messages: 0, dup: 0 };
+      if (packet.dup) counts.dup++;
+      else counts.messages++;
+      received.set(id, counts);
+    });
+    await client.subscribeAsync(topic.replaceAll('${clientid}', id), { qos: 1 });
+  }
+  return client;
+}
 
 async function handle(command: Command): Promise<Record<string, unknown>> {
   const started = performance.now();
+  let extra: Record<string, unknown> = {};
   switch (command.cmd) {
     case 'connect':
       url = command.url;
       ids = command.ids;
+      topic = command.topic;
       clients = await mapPooled(ids, 200, connectOne);
       break;
-    case 'storm':
+    case 'storm': {
+      const offline = new Set(command.stayOffline ?? []);
       clients = await mapPooled(clients, 500, async (client, i) => {
-        await client.endAsync(true);
-        return connectOne(ids[i] as string);
+        await client?.endAsync(true);
+        const id = ids[i] as string;
+        return offline.has(id) ? undefined : connectOne(id);
       });
       break;
+    }
+    case 'received':
+      extra = { received: Object.fromEntries(received) };
+      break;
     case 'close':
-      await mapPooled(clients, 500, (c) => c.endAsync(true));
+      await mapPooled(clients, 500, async (c) => c?.endAsync(true));
       clients = [];
       break;
   }
-  return { ok: true, seconds: (performance.now() - started) / 1000 };
+  return { ok: true, seconds: (performance.now() - started) / 1000, ...extra };
 }
 
 process.on('message', (command: Command) => {
