@@ -171,6 +171,8 @@ export async function supervise(start: () => Promise<ServiceProcess>, options: S
 /** The worker as its own process (src/worker.ts through tsx), ready once it polls its task queue. */
 export function startWorkerProcess(options: { root: string; env: NodeJS.ProcessEnv; logDir: string; nodeArgs?: string[]; name?: string }): Promise<ServiceProcess> {
   const { env } = options;
+  const address = env.TEMPORAL_ADDRESS ?? '';
+  const namespace = env.TEMPORAL_NAMESPACE ?? 'default';
   // Temporal remembers pollers for a while: only one seen after this start counts.
   const startedAt = Date.now();
   return startProcess({
@@ -181,7 +183,11 @@ export function startWorkerProcess(options: { root: string; env: NodeJS.ProcessE
     logDir: options.logDir,
     // Bundling the workflow code takes a while on the first start.
     readyTimeoutMs: 180_000,
-    ready: () => workerPolling(env.TEMPORAL_ADDRESS ?? '', env.TEMPORAL_NAMESPACE ?? 'default', env.TEMPORAL_TASK_QUEUE ?? 'device-ops', startedAt),
+    // Either of its queues: with several workers, Temporal's describe of an idle queue (its root
+    // partition) may go a long time without showing a new poller; the presence queue is busy.
+    ready: async () =>
+      (await workerPolling(address, namespace, env.TEMPORAL_TASK_QUEUE ?? 'device-ops', startedAt)) ||
+      workerPolling(address, namespace, env.TEMPORAL_PRESENCE_TASK_QUEUE ?? 'device-ops-presence', startedAt),
   });
 }
 
