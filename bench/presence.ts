@@ -117,10 +117,9 @@ function progress(message: string): void {
   console.error(`[bench presence] ${message}`);
 }
 
-async function startApps(stack: BenchStack, dir: string): Promise<Apps> {
-  const root = projectRoot();
-  const env = {
-    ...process.env,
+/** The settings of the bench's worker and adapter processes (bench/replicas.ts too). */
+export function benchAppSettings(stack: BenchStack, dir: string, token: string): Record<string, string> {
+  return {
     ...stack.env,
     // The bench's own settings only: not .stack-state/env of a running dev stack.
     DEVICE_OPS_ENV_FILE: path.join(dir, 'no-env-file'),
@@ -134,8 +133,13 @@ async function startApps(stack: BenchStack, dir: string): Promise<Apps> {
     // A bounded heap for the worker (its workflow cache is sized for it): V8 otherwise grows lazily towards 4 GB.
     NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS ?? '--max-old-space-size=3072',
     WEBHOOK_HOST: '127.0.0.1',
-    WEBHOOK_TOKEN: TOKEN,
+    WEBHOOK_TOKEN: token,
   };
+}
+
+async function startApps(stack: BenchStack, dir: string): Promise<Apps> {
+  const root = projectRoot();
+  const env = { ...process.env, ...benchAppSettings(stack, dir, TOKEN) };
   const [inboxPort, naivePort, alonePort] = [await freePort(), await freePort(), await freePort()];
   const unreachableTemporal = `127.0.0.1:${await freePort()}`;
   const http = (name: string, entry: string, port: number, extra: Record<string, string> = {}) =>
@@ -253,7 +257,7 @@ async function postAll(url: string, bodies: string[], concurrency: number) {
 }
 
 /** Device records, so the simulated clients are provisioned devices with device workflows (docs/presence.md). */
-async function recordDevices(stack: BenchStack, ids: readonly string[]): Promise<void> {
+export async function recordDevices(stack: BenchStack, ids: readonly string[]): Promise<void> {
   const at = new Date().toISOString();
   for (let i = 0; i < ids.length; i += 5_000) {
     await stack.history.saveDevices(
@@ -281,7 +285,7 @@ async function httpPhase(stack: BenchStack, url: string, prefix: string, count: 
 }
 
 /** Queries each device workflow until it shows the final state; devices already seen there are not asked again. */
-async function waitConverged(temporal: Client, ids: string[], done: (view: PresenceView) => boolean, since: number, timeoutMs: number): Promise<{ seconds: number; unconverged: number }> {
+export async function waitConverged(temporal: Client, ids: string[], done: (view: PresenceView) => boolean, since: number, timeoutMs: number): Promise<{ seconds: number; unconverged: number }> {
   let pending = ids;
   const deadline = Date.now() + timeoutMs;
   while (pending.length > 0 && Date.now() < deadline) {
@@ -302,8 +306,13 @@ async function waitConverged(temporal: Client, ids: string[], done: (view: Prese
 
 // ---- phase 2: real MQTT devices through the broker's rule engine ----
 
+export interface Fleet {
+  send(command: Record<string, unknown>): Promise<{ seconds: number; received?: Record<string, { messages: number; dup: number }> }>;
+  stop(): void;
+}
+
 /** The simulated devices' process (bench/device-fleet.ts): one request at a time over IPC. */
-function startFleet(): { send(command: Record<string, unknown>): Promise<{ seconds: number }>; stop(): void } {
+export function startFleet(): Fleet {
   const child = fork(path.join(projectRoot(), 'bench', 'device-fleet.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return {
     send: (command) =>

@@ -2,6 +2,7 @@ import { benchCampaign } from './campaign';
 import { benchCliStartup } from './cli-startup';
 import { benchPresence } from './presence';
 import { benchProvision } from './provision';
+import { benchReplicas } from './replicas';
 import { benchSoak } from './soak';
 
 /**
@@ -13,13 +14,14 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   presence: benchPresence,
   campaign: benchCampaign,
   soak: benchSoak,
+  replicas: benchReplicas,
   'cli-startup': benchCliStartup,
 };
 
 async function main(): Promise<void> {
   const names = process.argv.slice(2);
-  // The soak runs for half an hour: only when named.
-  const selected = names.length > 0 ? names : Object.keys(benchmarks).filter((name) => name !== 'soak');
+  // The soak runs for half an hour, replicas starts two stacks: only when named.
+  const selected = names.length > 0 ? names : Object.keys(benchmarks).filter((name) => name !== 'soak' && name !== 'replicas');
   for (const name of selected) {
     const bench = benchmarks[name];
     if (!bench) throw new Error(`unknown benchmark "${name}" (have: ${Object.keys(benchmarks).join(', ')})`);

@@ -3,14 +3,26 @@ import { Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
 import { request } from 'undici';
 import { createEmqxClient, DEFAULT_EVENT_TOPICS } from '../src/emqx';
-import { startProcess, type ServiceProcess } from './services';
+import { startRoundRobinProxy, type RoundRobinProxy } from './round-robin-proxy';
+import { freePort, startProcess, type ServiceProcess } from './services';
 
 /**
- * The project's own processes in the dev stack: the worker and the webhook adapter (each its own
+ * The project's own processes in the dev stack: the workers and the webhook adapters (each its own
  * process, as in production, logging to .stack-state/logs), then the broker's connector, HTTP action
- * and rule pointed at the adapter (what `device-ops emqx setup-webhook` does), so real device
- * events flow end to end.
+ * and rule pointed at the adapters (what `device-ops emqx setup-webhook` does), so real device
+ * events flow end to end. With several adapters, each listens on a free port and a round-robin
+ * TCP proxy takes `webhookPort`: EMQX's HTTP action posts to one URL.
  */
+export interface AppProcesses {
+  workers: ServiceProcess[];
+  adapters: ServiceProcess[];
+  /** In front of the adapters when there are several. */
+  proxy?: RoundRobinProxy;
+  webhookUrl: string;
+  ruleId: string;
+  stop(): Promise<void>;
+}
+
 export async function startAppProcesses(options: {
   root: string;
   logDir: string;
@@ -20,20 +32,39 @@ export async function startAppProcesses(options: {
   emqxApiUrl: string;
   /** What to do about a process that died: restarted with backoff, then `onGiveUp`. */
   supervision: SupervisionOptions;
-}): Promise<{ services: ServiceProcess[]; webhookUrl: string; ruleId: string }> {
+  /** Webhook adapter processes (default 1). */
+  adapters?: number;
+  /** Worker processes (default 1). */
+  workers?: number;
+}): Promise<AppProcesses> {
   const { settings } = options;
   const env = { ...process.env, ...settings };
+  const adapterCount = options.adapters ?? 1;
+  const workerCount = options.workers ?? 1;
   const webhookUrl = `http://${options.host}:${options.webhookPort}/emqx/events`;
-  const services: ServiceProcess[] = [];
+  // One process keeps its plain name (and log file); several are numbered.
+  const numbered = (name: string, i: number, count: number): string => (count === 1 ? name : `${name}-${i + 1}`);
+  const adapterPorts = adapterCount === 1 ? [options.webhookPort] : await Promise.all(Array.from({ length: adapterCount }, () => freePort()));
+  const workers: ServiceProcess[] = [];
+  const adapters: ServiceProcess[] = [];
+  let proxy: RoundRobinProxy | undefined;
+  const stop = async (): Promise<void> => {
+    await proxy?.close();
+    await Promise.all([...workers, ...adapters].map((s) => s.stop()));
+  };
   try {
-    const [worker, webhook] = await Promise.all([
-      supervise(() => startWorkerProcess({ root: options.root, env, logDir: options.logDir }), options.supervision),
-      supervise(
-        () => startHttpProcess({ name: 'webhook', entry: 'src/webhook/main.ts', root: options.root, env, logDir: options.logDir, baseUrl: `http://${options.host}:${options.webhookPort}` }),
-        options.supervision,
-      ),
+    await Promise.all([
+      ...Array.from({ length: workerCount }, async (_, i) => {
+        workers.push(await supervise(() => startWorkerProcess({ root: options.root, env, logDir: options.logDir, name: numbered('worker', i, workerCount) }), options.supervision));
+      }),
+      ...adapterPorts.map(async (port, i) => {
+        const baseUrl = `http://${options.host}:${port}`;
+        const start = (): Promise<ServiceProcess> =>
+          startHttpProcess({ name: numbered('webhook', i, adapterCount), entry: 'src/webhook/main.ts', root: options.root, env: { ...env, WEBHOOK_PORT: String(port) }, logDir: options.logDir, baseUrl });
+        adapters.push(await supervise(start, options.supervision));
+      }),
     ]);
-    services.push(worker, webhook);
+    if (adapterCount > 1) proxy = await startRoundRobinProxy({ host: options.host, port: options.webhookPort, backends: adapterPorts });
     const emqx = createEmqxClient({ baseUrl: options.emqxApiUrl, apiKey: settings.EMQX_API_KEY ?? '', apiSecret: settings.EMQX_API_SECRET ?? '' });
     try {
       const messageTopics = (process.env.WEBHOOK_MESSAGE_TOPICS ?? '').split(',').map((t) => t.trim()).filter(Boolean);
@@ -42,12 +73,12 @@ export async function startAppProcesses(options: {
         token: settings.WEBHOOK_TOKEN ?? '',
         ...(messageTopics.length > 0 ? { topics: [...DEFAULT_EVENT_TOPICS, ...messageTopics] } : {}),
       });
-      return { services, webhookUrl, ruleId };
+      return { workers, adapters, ...(proxy ? { proxy } : {}), webhookUrl, ruleId, stop };
     } finally {
       await emqx.close();
     }
   } catch (err) {
-    await Promise.all(services.map((s) => s.stop()));
+    await stop();
     throw err;
   }
 }
@@ -138,19 +169,25 @@ export async function supervise(start: () => Promise<ServiceProcess>, options: S
 }
 
 /** The worker as its own process (src/worker.ts through tsx), ready once it polls its task queue. */
-export function startWorkerProcess(options: { root: string; env: NodeJS.ProcessEnv; logDir: string; nodeArgs?: string[] }): Promise<ServiceProcess> {
+export function startWorkerProcess(options: { root: string; env: NodeJS.ProcessEnv; logDir: string; nodeArgs?: string[]; name?: string }): Promise<ServiceProcess> {
   const { env } = options;
+  const address = env.TEMPORAL_ADDRESS ?? '';
+  const namespace = env.TEMPORAL_NAMESPACE ?? 'default';
   // Temporal remembers pollers for a while: only one seen after this start counts.
   const startedAt = Date.now();
   return startProcess({
-    name: 'worker',
+    name: options.name ?? 'worker',
     command: process.execPath,
     args: [...(options.nodeArgs ?? []), '--import', 'tsx', path.join(options.root, 'src/worker.ts')],
     env,
     logDir: options.logDir,
     // Bundling the workflow code takes a while on the first start.
     readyTimeoutMs: 180_000,
-    ready: () => workerPolling(env.TEMPORAL_ADDRESS ?? '', env.TEMPORAL_NAMESPACE ?? 'default', env.TEMPORAL_TASK_QUEUE ?? 'device-ops', startedAt),
+    // Either of its queues: with several workers, Temporal's describe of an idle queue (its root
+    // partition) may go a long time without showing a new poller; the presence queue is busy.
+    ready: async () =>
+      (await workerPolling(address, namespace, env.TEMPORAL_TASK_QUEUE ?? 'device-ops', startedAt)) ||
+      workerPolling(address, namespace, env.TEMPORAL_PRESENCE_TASK_QUEUE ?? 'device-ops-presence', startedAt),
   });
 }
 
@@ -162,6 +199,8 @@ export function startHttpProcess(options: { name: string; entry: string; root: s
     args: ['--import', 'tsx', path.join(options.root, options.entry)],
     env: options.env,
     logDir: options.logDir,
+    // Loading the TypeScript entry through tsx takes a while on a busy machine.
+    readyTimeoutMs: 120_000,
     ready: async () => (await request(`${options.baseUrl}/healthz`)).statusCode === 200,
   });
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ensureFerretDb, ensureTemporalCli, installAll } from './binaries';
 import { assertPortsFree, startFerretDb, startTemporal, type ServiceProcess } from './services';
 import { DEV_API_KEY, DEV_API_SECRET, faultsFromEnv, startBroker, type RunningBroker } from './broker';
-import { startAppProcesses, startCodecServer, supervise, type SupervisionOptions } from './app-processes';
+import { startAppProcesses, startCodecServer, supervise, type AppProcesses, type SupervisionOptions } from './app-processes';
 import { ConfigError, devstackEnvPath, parseEnvFile, projectRoot } from '../src/config';
 
 /**
@@ -38,6 +38,20 @@ const PORT_VARIABLES: Record<keyof Ports, [string, number]> = {
   webhook: ['WEBHOOK_PORT', 8080],
   codec: ['CODEC_SERVER_PORT', 8888],
 };
+
+/** DEV_ADAPTERS, DEV_WORKERS: how many webhook adapters and workers the stack runs (docs/local-stack.md). */
+function readReplicas(env: NodeJS.ProcessEnv): { adapters: number; workers: number } {
+  const problems: string[] = [];
+  const read = (variable: string): number => {
+    const raw = env[variable];
+    const value = raw === undefined || raw === '' ? 1 : Number(raw);
+    if (!Number.isInteger(value) || value < 1 || value > 16) problems.push(`${variable}: must be a whole number from 1 to 16`);
+    return value;
+  };
+  const replicas = { adapters: read('DEV_ADAPTERS'), workers: read('DEV_WORKERS') };
+  if (problems.length) throw new ConfigError(problems);
+  return replicas;
+}
 
 function readPorts(env: NodeJS.ProcessEnv): Ports {
   const problems: string[] = [];
@@ -79,6 +93,7 @@ async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
   const host = env.DEVSTACK_HOST ?? '127.0.0.1';
   const ports = readPorts(env);
+  const replicas = readReplicas(env);
   const externalMongo = env.MONGODB_URI;
   const apiKey = env.EMQX_API_KEY ?? DEV_API_KEY;
   const apiSecret = env.EMQX_API_SECRET ?? DEV_API_SECRET;
@@ -95,6 +110,7 @@ async function main(): Promise<void> {
   ]);
 
   const services: ServiceProcess[] = [];
+  let apps: AppProcesses | undefined;
   let broker: RunningBroker | undefined;
   let stopping = false;
   const stopAll = async (): Promise<void> => {
@@ -102,6 +118,7 @@ async function main(): Promise<void> {
     stopping = true;
     progress('stopping ...');
     await broker?.close();
+    await apps?.stop();
     await Promise.all(services.map((s) => s.stop()));
     progress('stopped');
   };
@@ -184,8 +201,7 @@ async function main(): Promise<void> {
         );
       },
     };
-    const apps = await startAppProcesses({ root, logDir, host, webhookPort: ports.webhook, settings, emqxApiUrl: runningBroker.apiUrl, supervision });
-    services.push(...apps.services);
+    apps = await startAppProcesses({ root, logDir, host, webhookPort: ports.webhook, settings, emqxApiUrl: runningBroker.apiUrl, supervision, ...replicas });
     const codecServer = await supervise(() => startCodecServer({ root, logDir, host, port: ports.codec, uiPort: ports.temporalUi, settings }), supervision);
     services.push(codecServer);
 
@@ -201,8 +217,8 @@ async function main(): Promise<void> {
         `  MQTT over WebSocket ${runningBroker.wsUrl}`,
         // The well-known dev secret is shown; one given in EMQX_API_SECRET is not.
         `  EMQX REST API       ${runningBroker.apiUrl}  (API key ${apiKey} / secret ${apiSecret === DEV_API_SECRET ? apiSecret : 'from EMQX_API_SECRET'})`,
-        `  webhook adapter     ${apps.webhookUrl}  (EMQX rule ${apps.ruleId} posts device events to it)`,
-        `  worker              task queues ${settings.TEMPORAL_TASK_QUEUE} (operations), ${settings.TEMPORAL_PRESENCE_TASK_QUEUE} (presence)`,
+        `  webhook adapter     ${apps.webhookUrl}  (EMQX rule ${apps.ruleId} posts device events to it${apps.proxy ? `; round-robin over ${replicas.adapters} adapters` : ''})`,
+        `  worker              ${replicas.workers > 1 ? `${replicas.workers} processes, ` : ''}task queues ${settings.TEMPORAL_TASK_QUEUE} (operations), ${settings.TEMPORAL_PRESENCE_TASK_QUEUE} (presence)`,
         `  codec server        http://${host}:${ports.codec}  (the Temporal UI decodes payloads through it)`,
         `  settings written to ${envFile}`,
         `  logs in ${logDir}`,

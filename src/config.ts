@@ -96,6 +96,8 @@ const sections = {
     /** Most events and bytes one signal to a device workflow carries (docs/webhook-adapter.md). */
     WEBHOOK_SIGNAL_MAX_EVENTS: z.coerce.number().int().min(1).max(5_000).default(500),
     WEBHOOK_SIGNAL_MAX_BYTES: ByteSize.pipe(z.number().min(1_024, 'must be at least 1kb').max(1_048_576, 'must be at most 1mb')).default(262_144),
+    /** Lease on an inbox bucket: another adapter adopts a bucket not renewed for this long (docs/webhook-adapter.md). */
+    WEBHOOK_INBOX_LEASE: Duration.pipe(z.number().min(1_000, 'must be at least 1s')).default(30_000),
     /** A request whose events MongoDB has not stored within this is answered 503 (EMQX retries). */
     WEBHOOK_STORE_TIMEOUT: Duration.default(5_000),
     /** Connections and their timeouts (docs/webhook-adapter.md). */
@@ -153,6 +155,13 @@ const sections = {
     WORKER_PRESENCE_MAX_WORKFLOW_TASKS: z.coerce.number().int().min(2).default(40),
     WORKER_PRESENCE_MAX_ACTIVITIES: z.coerce.number().int().min(1).default(100),
     LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
+  }),
+  /** How long collections that grow with traffic are kept; 0 keeps them for good (docs/mongodb.md). */
+  retention: z.object({
+    RETENTION_EVENTS: Duration.default(30 * 86_400_000),
+    RETENTION_STATS: Duration.default(90 * 86_400_000),
+    RETENTION_DEAD_LETTERS: Duration.default(30 * 86_400_000),
+    RETENTION_SWEEP_INTERVAL: Duration.pipe(z.number().min(1_000, 'must be at least 1s')).default(3_600_000),
   }),
   stats: z.object({
     STATS_SNAPSHOT_INTERVAL: Duration.default(60_000),

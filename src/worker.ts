@@ -11,6 +11,7 @@ import { loadConfig, projectRoot, temporalConnectionOptions, type Config } from 
 import { createEmqxClientFromConfig } from './emqx';
 import { mqttPublisherFromConfig } from './emqx/mqtt-publisher';
 import { connectHistory } from './store';
+import { startRetentionSweeps } from './store/retention';
 import { presenceTrackingFromConfig } from './temporal/presence-delivery';
 import { ensurePresenceReconcileSchedule, ensureStatsSchedule } from './temporal/schedules';
 
@@ -108,7 +109,7 @@ export function presenceSettings(alarm: Config<'alarm'>['alarm'], presence?: Con
 }
 
 async function main(): Promise<void> {
-  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec', 'worker', 'stats', 'alarm', 'presence', 'campaign']);
+  const config = loadConfig(['temporal', 'emqx', 'mongo', 'codec', 'worker', 'stats', 'alarm', 'presence', 'campaign', 'retention']);
   Runtime.install({
     logger: new DefaultLogger(config.worker.LOG_LEVEL, jsonLog),
     telemetryOptions: config.worker.WORKER_METRICS_ADDRESS
@@ -124,6 +125,12 @@ async function main(): Promise<void> {
   const emqx = createEmqxClientFromConfig(config.emqx);
   const mongo = await connectHistory(config.mongo.MONGODB_URI, config.mongo.MONGODB_DB);
   const mqttPublisher = mqttPublisherFromConfig(config.campaign, `device-ops-campaigns-${hostname()}-${process.pid}`);
+  const retention = startRetentionSweeps(
+    mongo.history.db,
+    { eventsMs: config.retention.RETENTION_EVENTS, statsMs: config.retention.RETENTION_STATS, deadLettersMs: config.retention.RETENTION_DEAD_LETTERS },
+    config.retention.RETENTION_SWEEP_INTERVAL,
+    log,
+  );
   try {
     const client = new Client({ connection, namespace: config.temporal.TEMPORAL_NAMESPACE, dataConverter });
     const queues = workerQueues(config);
@@ -172,6 +179,7 @@ async function main(): Promise<void> {
     );
     log.info('worker stopped');
   } finally {
+    retention.stop();
     await mqttPublisher?.close();
     await mongo.close();
     await emqx.close();

@@ -16,7 +16,12 @@ export class AlarmStore {
   }
 
   async ensureIndexes(): Promise<void> {
-    await Promise.all([this.alarms.createIndex({ clientId: 1, raisedAt: -1 }), this.alarms.createIndex({ state: 1, raisedAt: -1 })]);
+    await Promise.all([
+      this.alarms.createIndex({ clientId: 1, raisedAt: -1 }),
+      this.alarms.createIndex({ state: 1, raisedAt: -1 }),
+      // `list()` without `open`: newest first over all alarms.
+      this.alarms.createIndex({ raisedAt: -1 }),
+    ]);
   }
 
   async save(alarm: Alarm): Promise<void> {

@@ -1,5 +1,5 @@
 import type { Collection, Db } from 'mongodb';
-import { insertNew } from './bulk-upsert';
+import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
 import type { ConnectionEvent } from './connection-events';
 
 /**
@@ -13,6 +13,10 @@ import type { ConnectionEvent } from './connection-events';
  * a collection for every update, delete and non-`_id` filter, so marking events one by one would
  * slow every write as the history grows (measured: 9 s to mark 500 events in a 5,500-event
  * collection). A window left behind by a crashed adapter is adopted and delivered by another.
+ *
+ * Ownership of a bucket is a lease in `presence_inbox_leases` (`{_id: bucket, owner, expiresAt}`):
+ * its adapter renews it while alive, and another adapter may take it only once it has expired
+ * (a conditional upsert on `_id`, so of several adapters trying at once exactly one wins).
  */
 
 export interface StoredConnectionEvent extends ConnectionEvent {
@@ -49,6 +53,15 @@ export const DEAD_LETTERS = 'presence_dead_letters';
 
 export const INBOX_PREFIX = 'presence_inbox_';
 
+/** Who holds which inbox bucket, until when (ms since the epoch). Not itself a bucket: no `_<digits>` suffix. */
+export const INBOX_LEASES = 'presence_inbox_leases';
+
+interface Lease {
+  _id: string;
+  owner: string;
+  expiresAt: number;
+}
+
 /** `presence_inbox_<instance>_<window start ms>`: the window start tells when it may be adopted. */
 export function inboxBucketName(instance: string, windowStart: number): string {
   return `${INBOX_PREFIX}${instance}_${windowStart}`;
@@ -63,15 +76,22 @@ export class EventInbox {
   private readonly connectionEvents: Collection<WithId<StoredConnectionEvent>>;
   private readonly deviceEvents: Collection<WithId<DeviceEvent>>;
   private readonly deadLetters: Collection<WithId<DeadLetter>>;
+  private readonly leases: Collection<Lease>;
 
   constructor(private readonly db: Db) {
     this.connectionEvents = db.collection('connection_events');
     this.deviceEvents = db.collection('device_events');
     this.deadLetters = db.collection(DEAD_LETTERS);
+    this.leases = db.collection(INBOX_LEASES);
   }
 
   async ensureIndexes(): Promise<void> {
-    await this.deviceEvents.createIndex({ clientId: 1, at: -1 });
+    await Promise.all([
+      this.deviceEvents.createIndex({ clientId: 1, at: -1 }),
+      // Retention sweeps (retention.ts) delete by these times.
+      this.deviceEvents.createIndex({ at: 1 }),
+      this.deadLetters.createIndex({ deadLetteredAt: 1 }),
+    ]);
   }
 
   /**
@@ -97,7 +117,40 @@ export class EventInbox {
 
   async listBuckets(): Promise<string[]> {
     const collections = await this.db.listCollections({}, { nameOnly: true }).toArray();
-    return collections.map((c) => c.name).filter((name) => name.startsWith(INBOX_PREFIX));
+    return collections.map((c) => c.name).filter((name) => bucketWindowStart(name) !== null);
+  }
+
+  /**
+   * Takes or renews the leases of `buckets` for `owner` until `now + leaseMs`; returns those it holds.
+   * One conditional upsert per bucket, on `_id` only (no scan on FerretDB): it matches when the
+   * lease is the owner's or has expired, and inserts when there is none; when another adapter holds
+   * a live lease the upsert's insert hits the duplicate `_id` and the bucket is not held.
+   */
+  async holdLeases(owner: string, buckets: readonly string[], now: number, leaseMs: number): Promise<Set<string>> {
+    const held = new Set<string>();
+    await Promise.all(
+      buckets.map(async (bucket) => {
+        try {
+          await this.leases.updateOne(
+            { _id: bucket, $or: [{ owner }, { expiresAt: { $lt: now } }] },
+            { $set: { owner, expiresAt: now + leaseMs } },
+            { upsert: true },
+          );
+          held.add(bucket);
+        } catch (err) {
+          if ((err as { code?: unknown }).code !== DUPLICATE_KEY) throw err;
+          // Two upserts of a missing lease at once (even this owner's own, from two timers): one
+          // inserts, the other fails on the duplicate `_id`. The lease says who won.
+          if ((await this.leases.findOne({ _id: bucket }))?.owner === owner) held.add(bucket);
+        }
+      }),
+    );
+    return held;
+  }
+
+  /** Removes expired leases of buckets that no longer exist (an adapter that died between drop and release). */
+  async dropStaleLeases(existing: readonly string[], now: number): Promise<void> {
+    await this.leases.deleteMany({ _id: { $nin: [...existing] }, expiresAt: { $lt: now } });
   }
 
   async readBucket(bucket: string): Promise<StoredConnectionEvent[]> {
@@ -125,6 +178,7 @@ export class EventInbox {
         // Already dropped (by another adapter that adopted it): done.
         if (!/ns not found|does not exist|NamespaceNotFound/i.test((err as Error).message)) throw err;
       });
+    await this.leases.deleteOne({ _id: bucket });
   }
 
   /** Events waiting in inbox buckets (signalled or not): 0 means every event has been delivered. */

@@ -3,6 +3,7 @@ import type { DeviceRecord } from '../domain/schemas/device';
 import { AlarmStore } from './alarms';
 import { EventInbox } from './event-inbox';
 import { StatsStore } from './stats';
+import { CampaignStore } from './campaigns';
 import { insertNew, upsertMany } from './bulk-upsert';
 import type { AuditEntry } from './audit';
 import type { ConnectionEvent } from './connection-events';
@@ -48,6 +49,11 @@ export class History {
       this.audit.createIndex({ clientId: 1, at: -1 }),
       this.fleetResults.createIndex({ fleetId: 1, clientId: 1 }),
       this.connectionEvents.createIndex({ clientId: 1, at: -1 }),
+      // Retention sweeps (retention.ts) delete by time: a range on this index on MongoDB.
+      this.connectionEvents.createIndex({ at: 1 }),
+      // Campaign selectors by tag (activities/campaign.ts); by prefix they use the _id index.
+      this.devices.createIndex({ tags: 1 }),
+      new CampaignStore(this.db).ensureIndexes(),
       this.stats.ensureIndexes(),
       this.alarms.ensureIndexes(),
       this.inbox.ensureIndexes(),

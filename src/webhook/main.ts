@@ -43,6 +43,7 @@ async function main(): Promise<void> {
       concurrency: config.webhook.WEBHOOK_SIGNAL_CONCURRENCY,
       maxSignalEvents: config.webhook.WEBHOOK_SIGNAL_MAX_EVENTS,
       maxSignalBytes: config.webhook.WEBHOOK_SIGNAL_MAX_BYTES,
+      adoptAfterMs: config.webhook.WEBHOOK_INBOX_LEASE,
     },
     continueAsNewAfter: config.presence.PRESENCE_CONTINUE_AS_NEW_AFTER,
     tracking: presenceTrackingFromConfig(config.presence),

@@ -24,7 +24,13 @@ import type { WebhookMetrics } from './metrics';
  *   relay probes: it reads back one bucket when the backoff has passed and no signal is in flight,
  *   and the backoff grows only when a probe's signal fails. Every probe ends (signals have a
  *   deadline), so whatever the outage's length, the first probe after it succeeds and the relay
- *   delivers everything parked. A bucket nobody owns (its adapter crashed) is adopted the same way.
+ *   delivers everything parked.
+ * - Several adapters (docs/webhook-adapter.md, "Several adapters"): each bucket is held under a
+ *   lease (EventInbox.holdLeases) that its adapter renews every third of `adoptAfterMs`. A bucket
+ *   whose lease has expired (its adapter died or lost MongoDB) is taken by exactly one other adapter,
+ *   read back and delivered; an adapter that finds it lost a lease forgets the bucket (the new
+ *   holder drops it). Events may still reach a workflow twice (a signal that timed out, a lease
+ *   lost mid-delivery); the workflow ignores repeats by key and orders by EMQX's timestamps.
  * - Rejected batches: a batch Temporal refuses as such (invalid or too large, not "unavailable") is
  *   split in halves and retried; a single event it refuses is set aside in the dead-letter
  *   collection and counted, so it never holds up the device or the inbox.
@@ -39,7 +45,10 @@ export interface RelayOptions {
   bucketMs: number;
   /** How often buckets are checked (drop, read back). */
   sweepIntervalMs: number;
-  /** A bucket of another adapter is adopted this long after its window ended. */
+  /**
+   * Lease length: a bucket whose adapter has not renewed its lease for this long is adopted by
+   * another adapter (renewed every third of it).
+   */
   adoptAfterMs: number;
   /** Longest pause between read-backs while signals keep failing. */
   maxBackoffMs: number;
@@ -58,7 +67,7 @@ export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
   concurrency: 32,
   bucketMs: 10_000,
   sweepIntervalMs: 1_000,
-  adoptAfterMs: 60_000,
+  adoptAfterMs: 30_000,
   maxBackoffMs: 30_000,
   lingerMs: 50,
   maxSignalEvents: 500,
@@ -101,6 +110,7 @@ export class PresenceRelay {
   private readonly known = new Set<string>();
   private active = 0;
   private timer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
   private stopped = false;
   private lastSignalOk = true;
@@ -128,6 +138,41 @@ export class PresenceRelay {
   start(): void {
     void this.prepareBuckets();
     this.schedule();
+    this.scheduleLeases();
+  }
+
+  /** This process's name in bucket names and leases. */
+  get instanceId(): string {
+    return this.instance;
+  }
+
+  /** Buckets this process holds (its own and those it adopted). */
+  heldBuckets(): string[] {
+    return [...this.buckets.keys()];
+  }
+
+  /** Renews its leases on a timer of its own, so a long sweep (a big read-back) cannot let them expire. */
+  private scheduleLeases(): void {
+    if (this.stopped) return;
+    this.leaseTimer = setTimeout(() => void this.renewLeases().finally(() => this.scheduleLeases()), Math.max(20, Math.floor(this.options.adoptAfterMs / 3)));
+    this.leaseTimer.unref();
+  }
+
+  private async renewLeases(): Promise<void> {
+    const names = [...this.buckets.keys()];
+    if (names.length === 0) return;
+    try {
+      const held = await this.deps.inbox.holdLeases(this.instance, names, Date.now(), this.options.adoptAfterMs);
+      for (const name of names) {
+        if (held.has(name)) continue;
+        // Another adapter took it (this one could not renew in time): it reads the bucket back and
+        // drops it. Events of it still queued here are delivered too; the workflow ignores repeats.
+        this.buckets.delete(name);
+        this.deps.logger.warn({ bucket: name }, 'lost the lease of an inbox bucket to another adapter');
+      }
+    } catch (err) {
+      this.deps.logger.warn({ err: (err as Error).message }, 'could not renew inbox bucket leases');
+    }
   }
 
   /** Creates this window's and the next window's buckets before any write needs them. */
@@ -137,8 +182,9 @@ export class PresenceRelay {
     if (this.prepared === next) return;
     try {
       // Known before they exist, so an unused bucket is dropped after its window like any other.
-      await this.deps.inbox.createBucket(this.bucketOf(start).name);
-      await this.deps.inbox.createBucket(this.bucketOf(start + this.options.bucketMs).name);
+      const names = [this.bucketOf(start).name, this.bucketOf(start + this.options.bucketMs).name];
+      for (const name of names) await this.deps.inbox.createBucket(name);
+      await this.deps.inbox.holdLeases(this.instance, names, now, this.options.adoptAfterMs);
       this.prepared = next;
     } catch (err) {
       this.deps.logger.warn({ err: (err as Error).message }, 'could not create the next inbox bucket');
@@ -198,6 +244,7 @@ export class PresenceRelay {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     const deadline = Date.now() + 10_000;
     while ((this.active > 0 || this.sweeping) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -400,16 +447,22 @@ export class PresenceRelay {
     this.queue(events, bucket);
   }
 
+  /** Takes the buckets whose window is over and whose lease has expired: their adapter is gone. */
   private async adoptOrphans(now: number): Promise<void> {
     this.nextAdoptionAt = now + Math.max(this.options.sweepIntervalMs, Math.min(this.options.adoptAfterMs, 10_000));
-    for (const name of await this.deps.inbox.listBuckets()) {
+    const names = await this.deps.inbox.listBuckets();
+    const candidates = names.filter((name) => {
       const start = bucketWindowStart(name);
-      if (this.buckets.has(name) || start === null) continue;
-      // Long enough after its window that its owner, if alive, would have dropped it.
-      if (now < start + this.options.bucketMs + this.options.adoptAfterMs) continue;
-      this.buckets.set(name, { name, endsAt: start + this.options.bucketMs, pending: 0, writes: 0, readBack: true, unsent: 0 });
-      this.deps.logger.info({ bucket: name }, 'adopting an inbox bucket left behind');
+      return !this.buckets.has(name) && start !== null && now >= start + this.options.bucketMs + SETTLE_MS;
+    });
+    if (candidates.length > 0) {
+      for (const name of await this.deps.inbox.holdLeases(this.instance, candidates, now, this.options.adoptAfterMs)) {
+        const start = bucketWindowStart(name) as number;
+        this.buckets.set(name, { name, endsAt: start + this.options.bucketMs, pending: 0, writes: 0, readBack: true, unsent: 0 });
+        this.deps.logger.info({ bucket: name }, 'adopting an inbox bucket whose lease expired');
+      }
     }
+    await this.deps.inbox.dropStaleLeases(names, now);
   }
 }
 

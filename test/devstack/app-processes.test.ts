@@ -3,11 +3,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAppProcesses, supervise, workerPolling } from '../../devstack/app-processes';
+import { supervise, workerPolling, type AppProcesses } from '../../devstack/app-processes';
 import { startBroker, type RunningBroker } from '../../devstack/broker';
 import { freePort, type ServiceProcess } from '../../devstack/services';
-import { projectRoot } from '../../src/config';
 import { freshDatabase, stackEndpoints, uniqueName, waitFor } from '../harness';
+import { startTestApps } from '../support/app-settings';
 
 /**
  * The dev stack's own processes (worker, webhook adapter) under supervision, as `npm run dev` runs
@@ -17,7 +17,7 @@ import { freshDatabase, stackEndpoints, uniqueName, waitFor } from '../harness';
 
 let broker: RunningBroker;
 let database: Awaited<ReturnType<typeof freshDatabase>>;
-let services: ServiceProcess[] = [];
+let apps: AppProcesses | undefined;
 const logDir = mkdtempSync(path.join(tmpdir(), 'app-processes-'));
 
 beforeAll(async () => {
@@ -26,46 +26,30 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(services.map((s) => s.stop()));
+  await apps?.stop();
   await broker?.close();
   await database?.close();
 });
 
 describe('dev stack supervision', () => {
   it('restarts a SIGKILLed worker, logging which process died', async () => {
-    const { temporalAddress, namespace, mongoUri } = stackEndpoints();
+    const { temporalAddress, namespace } = stackEndpoints();
     const taskQueue = uniqueName('apps');
     const webhookPort = await freePort();
     const logged: string[] = [];
     const gaveUp: string[] = [];
-    const apps = await startAppProcesses({
-      root: projectRoot(),
+    apps = await startTestApps({
       logDir,
-      host: '127.0.0.1',
+      taskQueue,
+      dbName: database.name,
       webhookPort,
       emqxApiUrl: broker.apiUrl,
-      settings: {
-        DEVICE_OPS_ENV_FILE: path.join(logDir, 'no-env-file'),
-        TEMPORAL_ADDRESS: temporalAddress,
-        TEMPORAL_NAMESPACE: namespace,
-        TEMPORAL_TASK_QUEUE: taskQueue,
-        TEMPORAL_PRESENCE_TASK_QUEUE: `${taskQueue}-presence`,
-        EMQX_API_URL: broker.apiUrl,
-        EMQX_API_KEY: 'k',
-        EMQX_API_SECRET: 'test-secret-000000',
-        MONGODB_URI: mongoUri,
-        MONGODB_DB: database.name,
-        WEBHOOK_HOST: '127.0.0.1',
-        WEBHOOK_PORT: String(webhookPort),
-        WEBHOOK_TOKEN: 'apps-webhook-token-0001',
-        PAYLOAD_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
-        WORKFLOW_BUNDLE_PATH: path.join(projectRoot(), 'dist', 'workflow-bundle.js'),
-        LOG_LEVEL: 'WARN',
-      },
+      apiKey: 'k',
+      apiSecret: 'test-secret-000000',
+      keys: `k1:${randomBytes(32).toString('base64')}`,
       supervision: { backoffMs: 200, log: (m) => logged.push(m), onGiveUp: (m) => gaveUp.push(m) },
     });
-    services = apps.services;
-    const worker = apps.services.find((s) => s.name === 'worker')!;
+    const worker = apps.workers[0]!;
     const firstPid = worker.child.pid;
     const killedAt = Date.now();
     worker.child.kill('SIGKILL');

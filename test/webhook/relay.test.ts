@@ -2,7 +2,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PresenceEvent } from '../../src/domain/presence';
 import { presenceEventKey } from '../../src/domain/presence';
-import { EventInbox, type StoredConnectionEvent } from '../../src/store/event-inbox';
+import { EventInbox, inboxBucketName, type StoredConnectionEvent } from '../../src/store/event-inbox';
 import { WebhookMetrics } from '../../src/webhook/metrics';
 import { DEFAULT_RELAY_OPTIONS, isRejectedBatch, PresenceRelay } from '../../src/webhook/relay';
 import { freshDatabase, waitFor } from '../harness';
@@ -81,5 +81,83 @@ describe('PresenceRelay', () => {
     } finally {
       await relay.stop();
     }
+  });
+
+  describe('several adapters on one inbox (leases)', () => {
+    const quick = { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, adoptAfterMs: 600 };
+    const silent = pino({ level: 'silent' });
+
+    /** A relay whose deliveries are recorded (or refused while `down()`), with the time of each. */
+    function recordingRelay(name: string, log: { relay: string; key: string; at: number }[], down: () => boolean = () => false): PresenceRelay {
+      const deliver = (_clientId: string, events: PresenceEvent[]): Promise<void> => {
+        if (down()) return Promise.reject(new Error(`${name}: 14 UNAVAILABLE`));
+        for (const e of events) log.push({ relay: name, key: e.key, at: Date.now() });
+        return Promise.resolve();
+      };
+      return new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: silent }, quick);
+    }
+
+    it('an owner racing itself for a new lease holds it; another owner does not get it until it expires', async () => {
+      const bucket = inboxBucketName('racer', Date.now());
+      const now = Date.now();
+      const both = await Promise.all([inbox.holdLeases('racer', [bucket], now, 60_000), inbox.holdLeases('racer', [bucket], now, 60_000)]);
+      expect(both).toEqual([new Set([bucket]), new Set([bucket])]);
+      expect(await inbox.holdLeases('other', [bucket], now + 59_000, 60_000)).toEqual(new Set());
+      expect(await inbox.holdLeases('other', [bucket], now + 61_000, 60_000)).toEqual(new Set([bucket]));
+      expect(await inbox.holdLeases('racer', [bucket], now + 62_000, 60_000)).toEqual(new Set());
+    });
+
+    it('a bucket left by a dead adapter is adopted by exactly one of three live ones, after its lease expires', async () => {
+      // What an adapter killed mid-storm leaves: a bucket of a past window, events in it, its lease running out.
+      const leaseEnds = Date.now() + 2_000;
+      const bucket = inboxBucketName('deadbeef', Date.now() - 5_000);
+      await inbox.createBucket(bucket);
+      expect(await inbox.holdLeases('deadbeef', [bucket], leaseEnds - 2_000, 2_000)).toEqual(new Set([bucket]));
+      const events = Array.from({ length: 30 }, (_, i) => connected(`orphan-${i % 10}`, 5_000 + i));
+      await inbox.store(bucket, events, []);
+
+      const log: { relay: string; key: string; at: number }[] = [];
+      const relays = ['b', 'c', 'd'].map((name) => recordingRelay(name, log));
+      for (const relay of relays) relay.start();
+      try {
+        await waitFor(async () => !(await inbox.listBuckets()).includes(bucket), { timeoutMs: 20_000, what: 'the orphan bucket delivered and dropped' });
+        // Each event once, by one adapter, and not before the dead adapter's lease ran out.
+        expect(log.map((d) => d.key).sort()).toEqual(events.map((e) => e.key).sort());
+        expect(new Set(log.map((d) => d.relay)).size).toBe(1);
+        expect(Math.min(...log.map((d) => d.at))).toBeGreaterThanOrEqual(leaseEnds);
+      } finally {
+        await Promise.all(relays.map((r) => r.stop()));
+      }
+    });
+
+    it("a live adapter's parked bucket stays its own while it renews the lease, and is adopted once it stops", async () => {
+      const log: { relay: string; key: string; at: number }[] = [];
+      // Adapter A cannot reach Temporal: its events stay parked in its bucket, well past the lease length.
+      const a = recordingRelay('a', log, () => true);
+      const b = recordingRelay('b', log);
+      a.start();
+      b.start();
+      try {
+        const events = Array.from({ length: 12 }, (_, i) => connected(`parked-${i % 4}`, 9_000 + i));
+        const name = a.beginWrite();
+        const { fresh } = await inbox.store(name, events, []);
+        a.finishWrite(name, events.filter((e) => fresh.has(e.key)));
+        // Window over, plus four lease lengths: with an unrenewed lease B would have taken it by now.
+        const windowEnd = Date.now() + quick.bucketMs;
+        await waitFor(() => Date.now() > windowEnd + 4 * quick.adoptAfterMs, { timeoutMs: 10_000, intervalMs: 100, what: 'four lease lengths after the window' });
+        expect(log).toEqual([]);
+        expect(await inbox.listBuckets()).toContain(name);
+        expect(a.heldBuckets()).toContain(name);
+        expect(b.heldBuckets()).not.toContain(name);
+
+        // A dies (stops renewing): B adopts its bucket and delivers every event once.
+        await a.stop();
+        await waitFor(async () => !(await inbox.listBuckets()).includes(name), { timeoutMs: 20_000, what: "A's bucket delivered by B" });
+        expect(log.map((d) => d.key).sort()).toEqual(events.map((e) => e.key).sort());
+        expect(new Set(log.map((d) => d.relay))).toEqual(new Set(['b']));
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    });
   });
 });
