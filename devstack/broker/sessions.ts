@@ -169,8 +169,8 @@ export class SessionRegistry {
   }
 
   /**
-   * An MQTT 5 DISCONNECT: its reason code names why the connection ended, and its Session Expiry
-   * Interval replaces the CONNECT's, except that a session that was to end with its connection
+   * A client's DISCONNECT: its reason code names why the connection ended (MQTT 3.1.1 has none:
+   * `normal`), and an MQTT 5 Session Expiry Interval in it replaces the CONNECT's, except that a session that was to end with its connection
    * cannot be kept that way (protocol error) (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl
    * `process_disconnect/2`, `post_process_disconnect/3`).
    */
