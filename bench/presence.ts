@@ -254,7 +254,7 @@ async function postAll(url: string, bodies: string[], concurrency: number) {
 }
 
 /** Device records, so the simulated clients are provisioned devices with device workflows (docs/presence.md). */
-async function recordDevices(stack: BenchStack, ids: readonly string[]): Promise<void> {
+export async function recordDevices(stack: BenchStack, ids: readonly string[]): Promise<void> {
   const at = new Date().toISOString();
   for (let i = 0; i < ids.length; i += 5_000) {
     await stack.history.saveDevices(
@@ -304,7 +304,7 @@ async function waitConverged(temporal: Client, ids: string[], done: (view: Prese
 // ---- phase 2: real MQTT devices through the broker's rule engine ----
 
 /** The simulated devices' process (bench/device-fleet.ts): one request at a time over IPC. */
-function startFleet(): { send(command: Record<string, unknown>): Promise<{ seconds: number }>; stop(): void } {
+export function startFleet(): { send(command: Record<string, unknown>): Promise<{ seconds: number }>; stop(): void } {
   const child = fork(path.join(projectRoot(), 'bench', 'device-fleet.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return {
     send: (command) =>

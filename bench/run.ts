@@ -1,5 +1,6 @@
 import { benchCampaign } from './campaign';
 import { benchCliStartup } from './cli-startup';
+import { benchIngest } from './ingest';
 import { benchPresence } from './presence';
 import { benchProvision } from './provision';
 import { benchSoak } from './soak';
@@ -11,6 +12,7 @@ import { benchSoak } from './soak';
 const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   provision: benchProvision,
   presence: benchPresence,
+  ingest: benchIngest,
   campaign: benchCampaign,
   soak: benchSoak,
   'cli-startup': benchCliStartup,
