@@ -4,10 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { startHttpProcess, startWorkerProcess } from '../devstack/app-processes';
-import { freePort, type ServiceProcess } from '../devstack/services';
+import { freePort } from '../devstack/services';
 import { projectRoot } from '../src/config';
 import { cpuMeter, memoryOf, round } from './cpu';
-import { recordDevices, startFleet } from './presence';
+import { histogramPercentiles, recordDevices, scrape, startFleet } from './presence';
 import { startBenchStack, type BenchStack } from './stack';
 
 /**
@@ -18,9 +18,11 @@ import { startBenchStack, type BenchStack } from './stack';
  * setup` writes (src/emqx/event-webhook.ts: pool_size, enable_pipelining, inflight_window), as EMQX sends
  * them (devstack/broker/rule-engine/http-connection-pool.ts).
  *
- * Two receivers, one after the other, with the same devices and settings:
+ * Three receivers, one after the other, with the same number of devices and the same settings:
  * - bare: a Node HTTP server that only reads and answers (bench/bare-http-server.ts): what this machine,
  *   this broker and these devices allow at all;
+ * - adapterAlone: a webhook adapter whose Temporal is unreachable (its own database): it stores each
+ *   event before its 2xx and signals nothing, which is the ingest path on its own;
  * - adapter: the webhook adapter (src/webhook), each event stored in MongoDB before its 2xx, the relay
  *   and the worker creating and signalling the device workflows meanwhile.
  * Each receiver takes a connect wave (every device connects), a storm (every device drops and reconnects
@@ -36,6 +38,8 @@ interface Wave {
   seconds: number;
   eventsPerSecond: number;
   answerMs: { p50: number; p99: number; max: number };
+  /** The receiver's own response-time histogram (webhook adapters only): upper bounds of the buckets holding p50 and p99. */
+  adapterMeasuredMs?: { p50AtMost: number; p99AtMost: number };
   notAnswered2xx: { failed: number; dropped: number; retried: number };
   cpuSeconds?: Record<string, number>;
 }
@@ -45,16 +49,19 @@ export async function benchIngest(): Promise<Record<string, unknown>> {
   const timeoutMs = Number(process.env.BENCH_INGEST_TIMEOUT_MS ?? 5 * 60_000);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-bench-ingest-'));
   const stack = await startBenchStack({ inProcessWorker: false });
-  let apps: { worker: ServiceProcess; adapter: ServiceProcess; bare: ServiceProcess; adapterUrl: string; bareUrl: string } | undefined;
+  let apps: Awaited<ReturnType<typeof startApps>> | undefined;
   try {
     apps = await startApps(stack, dir);
     progress(`worker, adapter and bare server up; ${devices} devices; load average ${os.loadavg().map(round).join(' ')}`);
-    const pids = { adapter: apps.adapter.child.pid, bare: apps.bare.child.pid, worker: apps.worker.child.pid, ...stack.pids, brokerAndBench: process.pid };
+    const pids = { adapter: apps.adapter.child.pid, adapterAlone: apps.alone.child.pid, bare: apps.bare.child.pid, worker: apps.worker.child.pid, ...stack.pids, brokerAndBench: process.pid };
 
-    const bare = await receiverRun(stack, { name: 'ingest_bare', url: apps.bareUrl, prefix: 'ib', devices, record: false, timeoutMs, pids });
+    const bare = await receiverRun(stack, { name: 'ingest_bare', url: apps.bareUrl, prefix: 'ib', devices, record: false, adapter: false, timeoutMs, pids });
     progress(`bare: storm ${bare.storm.eventsPerSecond} events/s, p99 ${bare.storm.answerMs.p99} ms`);
     await stack.emqx.deleteRule('ingest_bare_events');
-    const adapter = await receiverRun(stack, { name: 'device_ops', url: apps.adapterUrl, prefix: 'ia', devices, record: true, timeoutMs, pids });
+    const alone = await receiverRun(stack, { name: 'ingest_alone', url: apps.aloneUrl, prefix: 'il', devices, record: false, adapter: true, timeoutMs, pids });
+    progress(`adapter alone: storm ${alone.storm.eventsPerSecond} events/s, p99 ${alone.storm.answerMs.p99} ms`);
+    await stack.emqx.deleteRule('ingest_alone_events');
+    const adapter = await receiverRun(stack, { name: 'device_ops', url: apps.adapterUrl, prefix: 'ia', devices, record: true, adapter: true, timeoutMs, pids });
     progress(`adapter: storm ${adapter.storm.eventsPerSecond} events/s, p99 ${adapter.storm.answerMs.p99} ms`);
 
     const ids = Array.from({ length: devices }, (_, i) => `ia-${i}`);
@@ -71,10 +78,11 @@ export async function benchIngest(): Promise<Record<string, unknown>> {
         resource_opts: (action as Record<string, unknown> | null)?.resource_opts,
       },
       bare,
+      adapterAlone: alone,
       adapter: { ...adapter, storedEvents: stored, expectedStored: 4 * devices, lost: 4 * devices - stored },
-      ratio: {
-        connect: round2(adapter.connect.eventsPerSecond / bare.connect.eventsPerSecond),
-        storm: round2(adapter.storm.eventsPerSecond / bare.storm.eventsPerSecond),
+      ratioToBare: {
+        adapter: { connect: round2(adapter.connect.eventsPerSecond / bare.connect.eventsPerSecond), storm: round2(adapter.storm.eventsPerSecond / bare.storm.eventsPerSecond) },
+        adapterAlone: { connect: round2(alone.connect.eventsPerSecond / bare.connect.eventsPerSecond), storm: round2(alone.storm.eventsPerSecond / bare.storm.eventsPerSecond) },
       },
       rssMb: { adapter: memoryOf(apps.adapter), worker: memoryOf(apps.worker) },
       target: {
@@ -84,7 +92,7 @@ export async function benchIngest(): Promise<Record<string, unknown>> {
       },
     };
   } finally {
-    await Promise.allSettled([apps?.adapter.stop(), apps?.bare.stop(), apps?.worker.stop()]);
+    await Promise.allSettled([apps?.adapter.stop(), apps?.alone.stop(), apps?.bare.stop(), apps?.worker.stop()]);
     await stack.close();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -113,23 +121,27 @@ async function startApps(stack: BenchStack, dir: string) {
     WEBHOOK_HOST: '127.0.0.1',
     WEBHOOK_TOKEN: TOKEN,
   };
-  const [adapterPort, barePort] = [await freePort(), await freePort()];
+  const [adapterPort, alonePort, barePort] = [await freePort(), await freePort(), await freePort()];
   const adapterUrl = `http://127.0.0.1:${adapterPort}`;
+  const aloneUrl = `http://127.0.0.1:${alonePort}`;
   const bareUrl = `http://127.0.0.1:${barePort}`;
+  const unreachableTemporal = `127.0.0.1:${await freePort()}`;
   // BENCH_ADAPTER_NODE_OPTIONS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) profiles the adapter alone.
   const adapterEnv = { ...env, WEBHOOK_PORT: String(adapterPort), NODE_OPTIONS: process.env.BENCH_ADAPTER_NODE_OPTIONS ?? '' };
-  const [worker, adapter, bare] = await Promise.all([
+  const aloneEnv = { ...adapterEnv, WEBHOOK_PORT: String(alonePort), TEMPORAL_ADDRESS: unreachableTemporal, MONGODB_DB: 'bench_alone' };
+  const [worker, adapter, alone, bare] = await Promise.all([
     startWorkerProcess({ root, env, logDir: dir }),
     startHttpProcess({ name: 'webhook', entry: 'src/webhook/main.ts', root, env: adapterEnv, logDir: dir, baseUrl: adapterUrl }),
+    startHttpProcess({ name: 'webhook-alone', entry: 'src/webhook/main.ts', root, env: aloneEnv, logDir: dir, baseUrl: aloneUrl }),
     startHttpProcess({ name: 'bare-http', entry: 'bench/bare-http-server.ts', root, env: { ...env, WEBHOOK_PORT: String(barePort), NODE_OPTIONS: '' }, logDir: dir, baseUrl: bareUrl }),
   ]);
-  return { worker, adapter, bare, adapterUrl, bareUrl };
+  return { worker, adapter, alone, bare, adapterUrl, aloneUrl, bareUrl };
 }
 
 /** One receiver: the event webhook pointed at it, then the connect wave, the storm and the disconnect wave. */
 async function receiverRun(
   stack: BenchStack,
-  o: { name: string; url: string; prefix: string; devices: number; record: boolean; timeoutMs: number; pids: Record<string, number | undefined> },
+  o: { name: string; url: string; prefix: string; devices: number; record: boolean; adapter: boolean; timeoutMs: number; pids: Record<string, number | undefined> },
 ): Promise<{ connect: Wave; storm: Wave; disconnect: Wave }> {
   const ids = Array.from({ length: o.devices }, (_, i) => `${o.prefix}-${i}`);
   await stack.emqx.ensureEventWebhook({ url: `${o.url}/emqx/events`, token: TOKEN, name: o.name });
@@ -139,7 +151,7 @@ async function receiverRun(
   }
   const fleet = startFleet();
   try {
-    const wave = (command: Record<string, unknown>, events: number) => measureWave(stack, o.name, events, o.timeoutMs, o.pids, () => fleet.send(command));
+    const wave = (command: Record<string, unknown>, events: number) => measureWave(stack, { name: o.name, url: o.url, adapter: o.adapter }, events, o.timeoutMs, o.pids, () => fleet.send(command));
     const connect = await wave({ cmd: 'connect', url: stack.broker.mqttUrl, ids }, o.devices);
     const storm = await wave({ cmd: 'storm' }, 2 * o.devices);
     const disconnect = await wave({ cmd: 'close' }, o.devices);
@@ -152,14 +164,15 @@ async function receiverRun(
 /** Runs one wave of device traffic and waits until the action has `events` answers. */
 async function measureWave(
   stack: BenchStack,
-  name: string,
+  receiver: { name: string; url: string; adapter: boolean },
   events: number,
   timeoutMs: number,
   pids: Record<string, number | undefined>,
   run: () => Promise<unknown>,
 ): Promise<Wave> {
-  const actionId = `http:${name}`;
+  const actionId = `http:${receiver.name}`;
   await resetActionMetrics(stack, actionId);
+  const before = receiver.adapter ? await scrape(receiver.url) : undefined;
   const meter = cpuMeter(pids);
   const started = performance.now();
   const answered = (): number => {
@@ -173,7 +186,9 @@ async function measureWave(
   const metrics = stack.broker.webhookMetrics()[actionId];
   const answers = stack.broker.webhookAnswerTimes()[actionId];
   const success = metrics?.success ?? 0;
+  const after = receiver.adapter ? await scrape(receiver.url) : undefined;
   return {
+    ...(before && after ? { adapterMeasuredMs: histogramPercentiles(before.buckets, after.buckets) } : {}),
     events,
     seconds: round(seconds),
     eventsPerSecond: Math.round(success / seconds),
