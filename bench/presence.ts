@@ -383,7 +383,7 @@ interface Scrape {
   buckets: Map<string, number>;
 }
 
-async function scrape(adapterUrl: string): Promise<Scrape> {
+export async function scrape(adapterUrl: string): Promise<Scrape> {
   const text = await (await request(`${adapterUrl}/metrics`)).body.text();
   let received = 0;
   const buckets = new Map<string, number>();
@@ -397,7 +397,7 @@ async function scrape(adapterUrl: string): Promise<Scrape> {
 }
 
 /** p50/p99 from the adapter's own histogram: the upper bound of the bucket holding them. */
-function histogramPercentiles(before: Map<string, number>, after: Map<string, number>): { p50AtMost: number; p99AtMost: number } {
+export function histogramPercentiles(before: Map<string, number>, after: Map<string, number>): { p50AtMost: number; p99AtMost: number } {
   const total = (after.get('+Inf') ?? 0) - (before.get('+Inf') ?? 0);
   const bound = (p: number): number => {
     for (const [le, n] of after) {

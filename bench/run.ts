@@ -1,5 +1,6 @@
 import { benchCampaign } from './campaign';
 import { benchCliStartup } from './cli-startup';
+import { benchIngest } from './ingest';
 import { benchPresence } from './presence';
 import { benchProvision } from './provision';
 import { benchReplicas } from './replicas';
@@ -12,6 +13,7 @@ import { benchSoak } from './soak';
 const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   provision: benchProvision,
   presence: benchPresence,
+  ingest: benchIngest,
   campaign: benchCampaign,
   soak: benchSoak,
   replicas: benchReplicas,

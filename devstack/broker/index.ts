@@ -2,7 +2,6 @@ import { Aedes } from 'aedes';
 import { createServer } from 'aedes-server-factory';
 import type { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
-import { Agent } from 'undici';
 import { createEmqxClient } from '../../src/emqx';
 import { AclRuleStore } from './acl';
 import { AuthenticationChain, AuthorizationConfig } from './auth-config';
@@ -15,7 +14,7 @@ import { followBrokerEvents } from './mqtt-events';
 import { discardPersistedSession, keepAedesQueueForConnectedClients } from './offline-sessions';
 import { MessagePublisher } from './publish';
 import { RuleEngine } from './rule-engine/rule-engine';
-import type { ActionMetrics } from './rule-engine/webhook-delivery';
+import type { ActionMetrics, AnswerTimes } from './rule-engine/webhook-delivery';
 import { DEFAULT_QUEUE_SETTINGS, SessionRegistry } from './sessions';
 import { BrokerStats, countClientTraffic } from './stats';
 import { AuthnUserStore } from './users';
@@ -48,7 +47,7 @@ export { PortInUseError } from './listeners';
 /** The dev stack's well-known REST API key and secret (local use only; `npm run dev` and `npm run broker`). */
 export const DEV_API_KEY = 'device-ops-dev';
 export const DEV_API_SECRET = 'device-ops-dev-secret';
-export type { ActionMetrics } from './rule-engine/webhook-delivery';
+export type { ActionMetrics, AnswerTimes } from './rule-engine/webhook-delivery';
 
 export interface BrokerOptions {
   /** Default 127.0.0.1. */
@@ -100,6 +99,8 @@ export interface RunningBroker {
   faults: { get(): FaultConfig; set(patch: Partial<FaultConfig>): void; reset(): void };
   /** Webhook delivery counters per HTTP action id (`http:<name>`), as `GET /actions/{id}/metrics` reports them. */
   webhookMetrics(): Record<string, ActionMetrics>;
+  /** How fast the receiver answered each HTTP action's requests, from request on the wire to response (benchmarks). */
+  webhookAnswerTimes(): Record<string, AnswerTimes>;
   /** Closes every listener and client and stops webhook delivery; idempotent. */
   close(): Promise<void>;
 }
@@ -124,8 +125,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   const authentication = new AuthenticationChain(users);
   const authorization = new AuthorizationConfig(acl);
   const stats = new BrokerStats(sessions);
-  const dispatcher = new Agent({ connect: { timeout: 15_000 }, connections: 64 });
-  const ruleEngine = new RuleEngine({ dispatcher, faults, logger: logger.child({ component: 'rule-engine' }) });
+  const ruleEngine = new RuleEngine({ faults, logger: logger.child({ component: 'rule-engine' }) });
 
   const brokerEvents: EventEmitter = aedes;
   keepAedesQueueForConnectedClients(aedes);
@@ -154,7 +154,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     await Promise.all(listeners.map((l) => l.close()));
     await api.close();
-    await dispatcher.close();
+    await ruleEngine.close();
   };
 
   try {
@@ -182,6 +182,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
       apiUrl,
       faults: { get: () => faults.get(), set: (patch) => faults.set(patch), reset: () => faults.reset() },
       webhookMetrics: () => ruleEngine.deliveryStats(),
+      webhookAnswerTimes: () => Object.fromEntries(ruleEngine.resources.listActions().map((a) => [`http:${a.name}`, ruleEngine.actionAnswerTimes(a.name)])),
       close,
     };
   } catch (err) {

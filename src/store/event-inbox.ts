@@ -9,7 +9,9 @@ import type { ConnectionEvent } from './connection-events';
  *
  * The inbox is a series of small collections, one per adapter process and time window
  * (`presence_inbox_<instance>_<window start>`), dropped whole once every event in it has been
- * signalled. Nothing is updated or deleted document by document: FerretDB's SQLite backend scans
+ * signalled. Each write puts its connects and disconnects into one bucket document (an `events`
+ * array): one document per group commit instead of one per event halves what FerretDB writes per
+ * event, and a bucket is only ever read whole. Nothing is updated or deleted document by document: FerretDB's SQLite backend scans
  * a collection for every update, delete and non-`_id` filter, so marking events one by one would
  * slow every write as the history grows (measured: 9 s to mark 500 events in a 5,500-event
  * collection). A window left behind by a crashed adapter is adopted and delivered by another.
@@ -48,6 +50,11 @@ export interface DeadLetter {
 }
 
 type WithId<T> = T & { _id: string };
+
+/** One write's connects and disconnects in an inbox bucket. */
+interface BucketDocument {
+  events: StoredConnectionEvent[];
+}
 
 export const DEAD_LETTERS = 'presence_dead_letters';
 
@@ -102,7 +109,7 @@ export class EventInbox {
    * finds it stored loses nothing.
    */
   async store(bucket: string, connections: StoredConnectionEvent[], others: DeviceEvent[]): Promise<{ fresh: Set<string> }> {
-    await insertOnce(this.db.collection<WithId<StoredConnectionEvent>>(bucket), connections);
+    if (connections.length > 0) await this.db.collection<BucketDocument>(bucket).insertOne({ events: connections });
     const [fresh, freshOthers] = await Promise.all([insertOnce(this.connectionEvents, connections), insertOnce(this.deviceEvents, others)]);
     for (const key of freshOthers) fresh.add(key);
     return { fresh };
@@ -154,7 +161,8 @@ export class EventInbox {
   }
 
   async readBucket(bucket: string): Promise<StoredConnectionEvent[]> {
-    return this.db.collection<WithId<StoredConnectionEvent>>(bucket).find({}, { projection: { _id: 0 } }).toArray();
+    const docs = await this.db.collection<BucketDocument>(bucket).find({}, { projection: { _id: 0 } }).toArray();
+    return docs.flatMap((doc) => doc.events);
   }
 
   /**
@@ -184,7 +192,7 @@ export class EventInbox {
   /** Events waiting in inbox buckets (signalled or not): 0 means every event has been delivered. */
   async pendingCount(): Promise<number> {
     let total = 0;
-    for (const bucket of await this.listBuckets()) total += await this.db.collection(bucket).countDocuments();
+    for (const bucket of await this.listBuckets()) total += (await this.readBucket(bucket)).length;
     return total;
   }
 

@@ -61,6 +61,8 @@ const KNOWN_TTL_MS = 5 * 60_000;
 const KNOWN_MAX = 50_000;
 /** Ids per MongoDB lookup. */
 const LOOKUP_CHUNK = 1_000;
+/** Up to this many ids are looked up by `_id` equality, one query each (see TrackedClients.lookUp). */
+const FEW_IDS = 8;
 
 /**
  * Decides whether clients are tracked. Only positive answers are cached: a record, once written,
@@ -98,13 +100,23 @@ export class TrackedClients {
     }
     for (let i = 0; i < unsure.length; i += LOOKUP_CHUNK) {
       const chunk = unsure.slice(i, i + LOOKUP_CHUNK);
-      const found = await this.history.devices.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray();
-      for (const { _id } of found) {
+      for (const { _id } of await this.lookUp(chunk)) {
         tracked.add(_id);
         this.remember(_id, now);
       }
     }
     return tracked;
+  }
+
+  /**
+   * The device records among `ids`. A few ids are looked up one by one: FerretDB 1.x (SQLite) uses its
+   * `_id` index for an `_id` equality only and scans the whole collection for `$in` (measured with 3,000
+   * devices: 350 ms for `$in` of one id, 3 ms for the equality), and the relay asks for one id per delivery.
+   */
+  private async lookUp(ids: string[]): Promise<{ _id: string }[]> {
+    if (ids.length > FEW_IDS) return this.history.devices.find({ _id: { $in: ids } }, { projection: { _id: 1 } }).toArray();
+    const found = await Promise.all(ids.map((_id) => this.history.devices.findOne({ _id }, { projection: { _id: 1 } })));
+    return found.flatMap((doc) => (doc ? [{ _id: doc._id }] : []));
   }
 
   private remember(clientId: string, at: number): void {

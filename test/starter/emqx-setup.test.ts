@@ -141,6 +141,8 @@ describe('emqx setup', () => {
     const action = await emqx.getAction('http', 'device_ops');
     expect(action).toMatchObject({ resource_opts: { request_ttl: '45s', inflight_window: 100, worker_pool_size: 16, health_check_interval: '15s' } });
     expect(action?.parameters).not.toHaveProperty('request_timeout');
+    // One event per request over 8 connections, 8 pipelined on each (src/emqx/event-webhook.ts says why).
+    expect(await emqx.getConnector('http', 'device_ops')).toMatchObject({ pool_size: 8, enable_pipelining: 8, pool_type: 'hash' });
   });
 
   it('then provisioning-style writes work: a user keyed by client id, rules with a final deny; absent reads as absent', async () => {

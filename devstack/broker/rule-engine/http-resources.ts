@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDurationMs } from '../../../src/config';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_PIPELINING, DEFAULT_POOL_SIZE, type ConnectionPoolSettings } from './http-connection-pool';
 
 /**
  * HTTP connectors and HTTP actions of the rule engine
@@ -23,6 +24,9 @@ export const HttpConnectorConfig = z.looseObject({
   description: z.string().optional(),
   connect_timeout: DurationText.optional(),
   pool_size: z.number().int().positive().optional(),
+  pool_type: z.enum(['random', 'hash']).optional(),
+  /** Requests one connection sends before the first is answered (HTTP/1.1 pipelining). */
+  enable_pipelining: z.number().int().positive().optional(),
 });
 export const HttpConnectorCreate = HttpConnectorConfig.extend({ type: z.literal('http'), name: Name });
 
@@ -67,6 +71,7 @@ interface Stored<C> {
 /** Everything one webhook request needs, resolved from the current connector and action. */
 export interface WebhookTarget {
   enabled: boolean;
+  connectorName: string;
   baseUrl: string;
   path: string;
   method: string;
@@ -78,6 +83,8 @@ export interface WebhookTarget {
   requestTimeoutMs: number;
   requestTtlMs: number;
   inflightWindow: number;
+  /** The connector's connections (see HttpConnectionPool). */
+  connection: ConnectionPoolSettings;
 }
 
 export const DEFAULT_MAX_RETRIES = 2;
@@ -142,6 +149,7 @@ export class HttpResourceStore {
     const ttlMs = ttl === undefined ? DEFAULT_REQUEST_TTL_MS : ttl === 'infinity' ? Number.POSITIVE_INFINITY : parseDurationMs(ttl);
     return {
       enabled: action.config.enable !== false && connector.config.enable !== false,
+      connectorName: connector.name,
       baseUrl: connector.config.url,
       path: parameters.path ?? '',
       method: parameters.method ?? 'post',
@@ -156,6 +164,13 @@ export class HttpResourceStore {
       requestTimeoutMs: Number.isFinite(ttlMs) ? ttlMs : 0,
       requestTtlMs: ttlMs,
       inflightWindow: action.config.resource_opts?.inflight_window ?? DEFAULT_INFLIGHT_WINDOW,
+      connection: {
+        origin: new URL(connector.config.url).origin,
+        poolSize: connector.config.pool_size ?? DEFAULT_POOL_SIZE,
+        pipelining: connector.config.enable_pipelining ?? DEFAULT_PIPELINING,
+        poolType: connector.config.pool_type ?? 'random',
+        connectTimeoutMs: connector.config.connect_timeout === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : parseDurationMs(connector.config.connect_timeout),
+      },
     };
   }
 }

@@ -6,9 +6,10 @@ import { NODE_NAME } from '../emqx-formats';
 import type { FaultSwitchboard } from '../faults';
 import { topicMatchesFilter } from '../topic';
 import type { EventBody } from './events';
-import { HttpResourceStore, parseResourceId } from './http-resources';
+import { HttpConnectionPool } from './http-connection-pool';
+import { HttpResourceStore, parseResourceId, type WebhookTarget } from './http-resources';
 import { parseRuleSql, type SUPPORTED_EVENT_TOPICS } from './sql';
-import { WebhookDeliveryQueue, type ActionMetrics } from './webhook-delivery';
+import { WebhookDeliveryQueue, type ActionMetrics, type AnswerTimes } from './webhook-delivery';
 
 /**
  * Rules (`/rules`): each selects events by its FROM topics and hands them to its actions. Here
@@ -55,9 +56,11 @@ export class RuleEngine {
   readonly resources = new HttpResourceStore();
   private readonly rules = new Map<string, StoredRule>();
   private readonly queues = new Map<string, WebhookDeliveryQueue>();
+  /** Each HTTP connector's connections, by connector name; replaced when its settings change. */
+  private readonly pools = new Map<string, HttpConnectionPool>();
   private stopped = false;
 
-  constructor(private readonly deps: { dispatcher: Dispatcher; faults: FaultSwitchboard; logger: Logger }) {}
+  constructor(private readonly deps: { faults: FaultSwitchboard; logger: Logger }) {}
 
   listRules(): StoredRule[] {
     return [...this.rules.values()];
@@ -119,6 +122,11 @@ export class RuleEngine {
     this.queueFor(name).resetMetrics();
   }
 
+  /** How fast the receiver answered the action's requests (not an EMQX metric; benchmarks read it). */
+  actionAnswerTimes(name: string): AnswerTimes {
+    return this.queueFor(name).answerTimes();
+  }
+
   /** Delivery counters of every HTTP action, keyed by action id (`http:<name>`). */
   deliveryStats(): Record<string, ActionMetrics> {
     return Object.fromEntries(this.resources.listActions().map((a) => [`http:${a.name}`, this.actionMetrics(a.name)]));
@@ -140,6 +148,26 @@ export class RuleEngine {
   stop(): void {
     this.stopped = true;
     for (const queue of this.queues.values()) queue.stop();
+  }
+
+  /** Stops delivery and closes every connector's connections. */
+  async close(): Promise<void> {
+    this.stop();
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((pool) => pool.destroy()));
+  }
+
+  /** The connector's pool, opened again (as EMQX restarts the connector) when its settings changed. */
+  private connectionFor(target: WebhookTarget, clientid: string): Dispatcher {
+    let pool = this.pools.get(target.connectorName);
+    if (!pool || !pool.sameSettings(target.connection)) {
+      const old = pool;
+      pool = new HttpConnectionPool(target.connection);
+      this.pools.set(target.connectorName, pool);
+      old?.close().catch((err: unknown) => this.deps.logger.warn({ err, connector: target.connectorName }, 'closing the old connections failed'));
+    }
+    return pool.pick(clientid);
   }
 
   private fire(selects: (rule: StoredRule) => boolean, eventName: string, body: EventBody): void {
@@ -168,7 +196,10 @@ export class RuleEngine {
   private queueFor(name: string): WebhookDeliveryQueue {
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new WebhookDeliveryQueue(`http:${name}`, () => this.resources.webhookTarget(name), this.deps);
+      queue = new WebhookDeliveryQueue(`http:${name}`, () => this.resources.webhookTarget(name), {
+        ...this.deps,
+        dispatcherFor: (target, clientid) => this.connectionFor(target, clientid),
+      });
       this.queues.set(name, queue);
       if (this.stopped) queue.stop();
     }

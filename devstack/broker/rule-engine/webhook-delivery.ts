@@ -8,10 +8,14 @@ import { renderBody, renderTemplate } from './template';
 
 /**
  * Asynchronous delivery of rule-engine events for one HTTP action, with EMQX's semantics
- * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_bridge_http/src/emqx_bridge_http_connector.erl): any
- * 2xx is success; 429, 503 and connection errors are retried up to `max_retries` within `request_ttl`; other
- * statuses fail permanently. Up to `inflight_window` requests run at once, the rest wait in a queue. Injected
- * faults drop, duplicate or reorder deliveries, as real EMQX sometimes does.
+ * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_bridge_http/src/emqx_bridge_http_connector.erl): one
+ * event per request (the HTTP action has no batching: emqx_bridge_http_schema.erl removes batch_size and
+ * batch_time from its resource_opts); any 2xx is success; 429, 503 and connection errors are retried up to
+ * `max_retries` within `request_ttl`; other statuses fail permanently. Up to `inflight_window` requests run
+ * at once (EMQX has `worker_pool_size` buffer workers with a window each; this broker has one), the rest
+ * wait in a queue. Requests go out over the connector's connections as EMQX sends them (HttpConnectionPool:
+ * `pool_size` connections, pipelined). Injected faults drop, duplicate or reorder deliveries, as real EMQX
+ * sometimes does.
  */
 
 /** EMQX action metric names (`GET /actions/{id}/metrics`), plus `duplicated` for injected copies. */
@@ -35,6 +39,78 @@ export interface ActionMetrics {
   duplicated: number;
 }
 
+/** How long the receiver took to answer, from a request's headers on the wire to the response's (devstack-only figure). */
+export interface AnswerTimes {
+  count: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+/** Answer times at 1 ms resolution; 10 s and over share the last slot. */
+class AnswerHistogram {
+  private readonly counts = new Uint32Array(10_001);
+  private total = 0;
+  private max = 0;
+
+  record(ms: number): void {
+    const slot = Math.min(this.counts.length - 1, Math.max(0, Math.ceil(ms)));
+    this.counts[slot] = (this.counts[slot] ?? 0) + 1;
+    this.total++;
+    this.max = Math.max(this.max, ms);
+  }
+
+  summary(): AnswerTimes {
+    return { count: this.total, p50Ms: this.atMost(0.5), p99Ms: this.atMost(0.99), maxMs: Math.round(this.max * 10) / 10 };
+  }
+
+  /** The smallest whole millisecond that `share` of the answers took at most. */
+  private atMost(share: number): number {
+    let seen = 0;
+    for (let ms = 0; ms < this.counts.length; ms++) {
+      seen += this.counts[ms] ?? 0;
+      if (seen >= share * this.total && seen > 0) return ms;
+    }
+    return 0;
+  }
+}
+
+/** Times each request on the wire: undici calls onRequestStart as it writes the request to its connection. */
+class AnswerTimer implements Dispatcher.DispatchHandler {
+  private sentAt = 0;
+
+  constructor(
+    private readonly inner: Dispatcher.DispatchHandler,
+    private readonly record: (ms: number) => void,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.sentAt = performance.now();
+    this.inner.onRequestStart?.(controller, context);
+  }
+
+  onRequestUpgrade(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestUpgrade']>>): void {
+    this.inner.onRequestUpgrade?.(...args);
+  }
+
+  onResponseStart(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>): void {
+    this.record(performance.now() - this.sentAt);
+    this.inner.onResponseStart?.(...args);
+  }
+
+  onResponseData(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseData']>>): void {
+    this.inner.onResponseData?.(...args);
+  }
+
+  onResponseEnd(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseEnd']>>): void {
+    this.inner.onResponseEnd?.(...args);
+  }
+
+  onResponseError(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseError']>>): void {
+    this.inner.onResponseError?.(...args);
+  }
+}
+
 interface QueuedEvent {
   body: Record<string, unknown>;
   enqueuedAt: number;
@@ -49,13 +125,20 @@ export class WebhookDeliveryQueue {
   private readonly queue: QueuedEvent[] = [];
   private inflight = 0;
   private counters = emptyCounters();
+  private answers = new AnswerHistogram();
+  private readonly timedDispatchers = new WeakMap<Dispatcher, Dispatcher>();
   private pumpScheduled = false;
   private readonly stopController = new AbortController();
 
   constructor(
     private readonly actionId: string,
     private readonly resolveTarget: () => WebhookTarget | undefined,
-    private readonly deps: { dispatcher: Dispatcher; faults: FaultSwitchboard; logger: Logger },
+    private readonly deps: {
+      /** The connection that carries one request of `clientid` (HttpConnectionPool.pick). */
+      dispatcherFor: (target: WebhookTarget, clientid: string) => Dispatcher;
+      faults: FaultSwitchboard;
+      logger: Logger;
+    },
   ) {
     // Every request in flight listens on the one stop signal; more than 10 is normal, not a leak.
     setMaxListeners(Number.POSITIVE_INFINITY, this.stopController.signal);
@@ -84,8 +167,14 @@ export class WebhookDeliveryQueue {
     return { ...this.counters, queuing: this.queue.length, inflight: this.inflight };
   }
 
+  /** Answer times of the requests sent since the start or the last resetMetrics. */
+  answerTimes(): AnswerTimes {
+    return this.answers.summary();
+  }
+
   resetMetrics(): void {
     this.counters = emptyCounters();
+    this.answers = new AnswerHistogram();
   }
 
   /** Stops delivery: queued events are discarded and in-flight requests aborted. */
@@ -151,6 +240,15 @@ export class WebhookDeliveryQueue {
     }
   }
 
+  private timed(dispatcher: Dispatcher): Dispatcher {
+    let timed = this.timedDispatchers.get(dispatcher);
+    if (!timed) {
+      timed = dispatcher.compose((dispatch) => (options, handler) => dispatch(options, new AnswerTimer(handler, (ms) => this.answers.record(ms))));
+      this.timedDispatchers.set(dispatcher, timed);
+    }
+    return timed;
+  }
+
   private async send(target: WebhookTarget, event: Record<string, unknown>): Promise<Outcome> {
     const url = joinUrl(target.baseUrl, renderTemplate(target.path, event));
     const headers = Object.fromEntries(Object.entries(target.headers).map(([k, v]) => [k, renderTemplate(v, event)]));
@@ -159,7 +257,10 @@ export class WebhookDeliveryQueue {
         method: target.method.toUpperCase(),
         headers,
         body: target.method === 'get' ? undefined : renderBody(target.bodyTemplate, event),
-        dispatcher: this.deps.dispatcher,
+        dispatcher: this.timed(this.deps.dispatcherFor(target, typeof event.clientid === 'string' ? event.clientid : '')),
+        // undici pipelines only requests it may resend; EMQX's ehttpc pipelines every request.
+        idempotent: true,
+        blocking: false,
         headersTimeout: target.requestTimeoutMs,
         bodyTimeout: target.requestTimeoutMs,
         signal: this.stopController.signal,
