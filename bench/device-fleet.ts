@@ -4,10 +4,13 @@ import { mapPooled } from '../src/activities/failures';
 /**
  * Simulated MQTT devices for bench/presence.ts, in their own process (forked with an IPC channel):
  * 10,000 devices and the broker's 10,000 server sockets do not fit in one process's file limit.
- * Commands: connect (every device), storm (everyone drops and reconnects at once), close.
+ * Commands: connect (every device), storm (everyone drops and reconnects at once), flap (the first
+ * `devices` drop and reconnect `cycles` times, `pauseMs` offline and `pauseMs` online each time), close.
  */
 
-type Command = { cmd: 'connect'; url: string; ids: string[] } | { cmd: 'storm' } | { cmd: 'close' };
+type Command = { cmd: 'connect'; url: string; ids: string[] } | { cmd: 'storm' } | { cmd: 'flap'; devices: number; cycles: number; pauseMs: number } | { cmd: 'close' };
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 let url = '';
 let ids: string[] = [];
@@ -30,6 +33,20 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
         return connectOne(ids[i] as string);
       });
       break;
+    case 'flap': {
+      const flapping = await mapPooled(clients.slice(0, command.devices), 500, async (client, i) => {
+        let current = client;
+        for (let cycle = 0; cycle < command.cycles; cycle++) {
+          await current.endAsync(true);
+          await pause(command.pauseMs);
+          current = await connectOne(ids[i] as string);
+          await pause(command.pauseMs);
+        }
+        return current;
+      });
+      clients.splice(0, flapping.length, ...flapping);
+      break;
+    }
     case 'close':
       await mapPooled(clients, 500, (c) => c.endAsync(true));
       clients = [];
