@@ -84,6 +84,8 @@ const sections = {
     /** Most events and bytes one signal to a device workflow carries (docs/webhook-adapter.md). */
     WEBHOOK_SIGNAL_MAX_EVENTS: z.coerce.number().int().min(1).max(5_000).default(500),
     WEBHOOK_SIGNAL_MAX_BYTES: ByteSize.pipe(z.number().min(1_024, 'must be at least 1kb').max(1_048_576, 'must be at most 1mb')).default(262_144),
+    /** How long a device's disconnect waits for its reconnect, so a bounce is one signal (docs/presence.md); 0 sends at once. */
+    WEBHOOK_DISCONNECT_HOLD: Duration.pipe(z.number().max(60_000, 'must be at most 1m')).default(3_000),
     /** A request whose events MongoDB has not stored within this is answered 503 (EMQX retries). */
     WEBHOOK_STORE_TIMEOUT: Duration.default(5_000),
     /** Connections and their timeouts (docs/webhook-adapter.md). */

@@ -42,6 +42,7 @@ async function main(): Promise<void> {
       concurrency: config.webhook.WEBHOOK_SIGNAL_CONCURRENCY,
       maxSignalEvents: config.webhook.WEBHOOK_SIGNAL_MAX_EVENTS,
       maxSignalBytes: config.webhook.WEBHOOK_SIGNAL_MAX_BYTES,
+      disconnectHoldMs: config.webhook.WEBHOOK_DISCONNECT_HOLD,
     },
     continueAsNewAfter: config.presence.PRESENCE_CONTINUE_AS_NEW_AFTER,
     tracking: presenceTrackingFromConfig(config.presence),

@@ -34,6 +34,18 @@ function connected(clientId: string, connectedAt: number): StoredConnectionEvent
   return { key: presenceEventKey.connected(clientId, connectedAt), clientId, event: 'connected', at: new Date(connectedAt).toISOString(), connectedAt, receivedAt: new Date().toISOString() };
 }
 
+function disconnected(clientId: string, connectedAt: number, disconnectedAt: number, reason = 'tcp_closed'): StoredConnectionEvent {
+  return {
+    key: presenceEventKey.disconnected(clientId, connectedAt),
+    clientId,
+    event: 'disconnected',
+    at: new Date(disconnectedAt).toISOString(),
+    reason,
+    connectedAt,
+    receivedAt: new Date().toISOString(),
+  };
+}
+
 describe('isRejectedBatch', () => {
   it('tells a refused request from an outage', () => {
     expect(isRejectedBatch(grpcError(3, 'Blob data size exceeds limit.'))).toBe(true);
@@ -78,6 +90,48 @@ describe('PresenceRelay', () => {
       expect(calls).toBeLessThan(20);
       const letters = await inbox.listDeadLetters();
       expect(letters).toMatchObject([{ key: poison.key, clientId: 'dl-a', error: '3 refused', event: { connectedAt: 1_005 } }]);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('holds a disconnect until the reconnect comes, so a bounce is one signal; a disconnect alone goes after the hold, a takeover at once', async () => {
+    const signals: { clientId: string; kinds: string[]; at: number }[] = [];
+    const deliver = (clientId: string, events: PresenceEvent[]): Promise<void> => {
+      signals.push({ clientId, kinds: events.map((e) => e.kind), at: Date.now() });
+      return Promise.resolve();
+    };
+    const holdMs = 4_000;
+    const relay = new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: pino({ level: 'silent' }) }, { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, disconnectHoldMs: holdMs });
+    const write = async (events: StoredConnectionEvent[]): Promise<number> => {
+      const bucket = relay.beginWrite();
+      const { fresh } = await inbox.store(bucket, events, []);
+      relay.finishWrite(bucket, events.filter((e) => fresh.has(e.key)));
+      return Date.now();
+    };
+    relay.start();
+    try {
+      const t = Date.now();
+      await write([connected('hold-bounce', t), connected('hold-alone', t), connected('hold-takeover', t)]);
+      await waitFor(() => signals.length === 3, { what: 'the connects signalled' });
+      signals.length = 0;
+
+      const dropped = await write([disconnected('hold-bounce', t, t + 10), disconnected('hold-alone', t, t + 10), disconnected('hold-takeover', t, t + 10, 'takenover')]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const back = await write([connected('hold-bounce', t + 500)]);
+      await waitFor(() => signals.length === 3, { what: 'every device signalled once', timeoutMs: 10_000 });
+
+      const of = (clientId: string) => signals.find((s) => s.clientId === clientId);
+      expect(of('hold-takeover')?.kinds).toEqual(['disconnected']);
+      expect((of('hold-takeover')?.at ?? Infinity) - dropped).toBeLessThan(holdMs);
+      // The bounce: one signal, sent on the reconnect, not at the end of the hold.
+      expect(of('hold-bounce')?.kinds).toEqual(['disconnected', 'connected']);
+      expect(of('hold-bounce')?.at).toBeGreaterThanOrEqual(back);
+      expect((of('hold-bounce')?.at ?? Infinity) - dropped).toBeLessThan(holdMs);
+      // The device that stays away: its disconnect goes when the hold ends.
+      expect(of('hold-alone')?.kinds).toEqual(['disconnected']);
+      expect((of('hold-alone')?.at ?? 0) - dropped).toBeGreaterThanOrEqual(holdMs - 50);
+      await waitFor(async () => relay.depth() === 0 && (await inbox.pendingCount()) === 0, { what: 'inbox drained', timeoutMs: 10_000 });
     } finally {
       await relay.stop();
     }
