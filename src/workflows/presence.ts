@@ -172,7 +172,7 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
           await store.recordAlarm({ alarm: effect.alarm });
           break;
         case 'notifyAlarm':
-          runInBackground(notify.notifyAlarm({ alarm: effect.alarm, change: effect.change }), 'alarm notification');
+          if (current.policy.notifies !== false) runInBackground(notify.notifyAlarm({ alarm: effect.alarm, change: effect.change }), 'alarm notification');
           break;
         case 'applySubscriptions': {
           const hintedNow = wakeWithSessionStart.splice(0);

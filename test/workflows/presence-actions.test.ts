@@ -4,6 +4,7 @@ import { ACTION_KINDS, fleetActions, nonZero, totalActions, workflowActions, typ
 import { mapPooled } from '../../src/activities/failures';
 import { presenceWorkflowId } from '../../src/domain/presence';
 import { deliverPresenceEvents } from '../../src/starter/presence-delivery';
+import { DEFAULT_RELAY_OPTIONS } from '../../src/webhook/relay';
 import { waitFor } from '../harness';
 import { connectDevice } from '../support/device-ops-env';
 import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
@@ -18,7 +19,8 @@ import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env'
 let env: PresenceTestEnv;
 
 beforeAll(async () => {
-  env = await startPresenceEnv();
+  // The adapter as deployed: a disconnect waits WEBHOOK_DISCONNECT_HOLD's default for its reconnect.
+  env = await startPresenceEnv({ relay: { disconnectHoldMs: DEFAULT_RELAY_OPTIONS.disconnectHoldMs } });
 });
 
 afterAll(async () => {
