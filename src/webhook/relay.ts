@@ -50,10 +50,11 @@ export interface RelayOptions {
   lingerMs: number;
   /**
    * How long a device whose newest waiting event is a disconnect waits for its reconnect (counted
-   * from the disconnect's arrival): a bounce then goes out as one signal, which the device workflow
-   * resolves in one task with no grace timer and no search attribute change (one Temporal action
-   * instead of five; docs/presence.md). Its connect ends the wait at once. Presence shows offline
-   * this much later; alarms count from the disconnect's own time, so they do not move.
+   * from the arrival of its oldest waiting event, so none waits longer): a bounce then goes out as
+   * one signal, which the device workflow resolves in one task with no grace timer and no search
+   * attribute change (one Temporal action instead of five; docs/presence.md). Its connect ends the
+   * wait at once. Presence shows offline this much later; alarms count from the disconnect's own
+   * time, so they do not move.
    */
   disconnectHoldMs: number;
   /** Most events one signal carries. */
@@ -237,11 +238,16 @@ export class PresenceRelay {
     this.pump();
   }
 
-  /** Until when the device's signal waits for a reconnect: its newest waiting event is a disconnect (not a takeover's). */
+  /**
+   * Until when the device's signal waits for a reconnect: while its newest waiting event is a
+   * disconnect (not a takeover's), for at most the hold after its oldest waiting event arrived, so a
+   * device that keeps flapping is still signalled at least that often.
+   */
   private holdUntil(clientId: string): number {
-    const newest = this.waiting.get(clientId)?.at(-1);
-    if (!newest || newest.event.event !== 'disconnected' || SUPERSEDED_REASONS.includes(newest.event.reason ?? '')) return 0;
-    return newest.queuedAt + this.options.disconnectHoldMs;
+    const list = this.waiting.get(clientId);
+    const newest = list?.at(-1);
+    if (!list || !newest || newest.event.event !== 'disconnected' || SUPERSEDED_REASONS.includes(newest.event.reason ?? '')) return 0;
+    return (list[0] as Queued).queuedAt + this.options.disconnectHoldMs;
   }
 
   private pump(): void {
