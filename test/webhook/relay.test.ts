@@ -136,4 +136,32 @@ describe('PresenceRelay', () => {
       await relay.stop();
     }
   });
+
+  it('signals a device that keeps dropping at least once per hold, however often new events come', async () => {
+    const signals: number[] = [];
+    const deliver = (_clientId: string, events: PresenceEvent[]): Promise<void> => {
+      signals.push(events.length);
+      return Promise.resolve();
+    };
+    const holdMs = 2_000;
+    const relay = new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: pino({ level: 'silent' }) }, { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, disconnectHoldMs: holdMs });
+    relay.start();
+    try {
+      // A session that starts and ends every 250 ms, for 3 holds: each write ends with a disconnect.
+      const start = Date.now();
+      for (let round = 0; Date.now() - start < 3 * holdMs; round++) {
+        const at = start + round * 10;
+        const events = [connected('hold-flapper', at), disconnected('hold-flapper', at, at + 5)];
+        const bucket = relay.beginWrite();
+        const { fresh } = await inbox.store(bucket, events, []);
+        relay.finishWrite(bucket, events.filter((e) => fresh.has(e.key)));
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      // Not held back until the flapping stops: signalled during it, more than once.
+      expect(signals.length).toBeGreaterThanOrEqual(2);
+      await waitFor(async () => relay.depth() === 0 && (await inbox.pendingCount()) === 0, { what: 'inbox drained', timeoutMs: 10_000 });
+    } finally {
+      await relay.stop();
+    }
+  });
 });
