@@ -149,12 +149,11 @@ async function startApps(stack: BenchStack, dir: string): Promise<Apps> {
   const unreachableTemporal = `127.0.0.1:${await freePort()}`;
   const http = (name: string, entry: string, port: number, extra: Record<string, string> = {}) =>
     startHttpProcess({ name, entry, root, env: { ...env, WEBHOOK_PORT: String(port), ...extra }, logDir: dir, baseUrl: `http://127.0.0.1:${port}` });
-  const [worker, inbox, naive, alone] = await Promise.all([
-    startWorkerProcess({ root, env, logDir: dir }),
-    http('webhook', 'src/webhook/main.ts', inboxPort),
-    http('naive-webhook', 'bench/naive-adapter.ts', naivePort),
-    http('webhook-alone', 'src/webhook/main.ts', alonePort, { TEMPORAL_ADDRESS: unreachableTemporal, MONGODB_DB: 'bench_alone' }),
-  ]);
+  // One at a time: started together on a busy machine, an adapter can miss its 30 s readiness deadline.
+  const worker = await startWorkerProcess({ root, env, logDir: dir });
+  const inbox = await http('webhook', 'src/webhook/main.ts', inboxPort);
+  const naive = await http('naive-webhook', 'bench/naive-adapter.ts', naivePort);
+  const alone = await http('webhook-alone', 'src/webhook/main.ts', alonePort, { TEMPORAL_ADDRESS: unreachableTemporal, MONGODB_DB: 'bench_alone' });
   return {
     worker,
     inbox: { ...inbox, url: `http://127.0.0.1:${inboxPort}` },
