@@ -240,14 +240,15 @@ export class PresenceRelay {
 
   /**
    * Until when the device's signal waits for a reconnect: while its newest waiting event is a
-   * disconnect (not a takeover's), for at most the hold after its oldest waiting event arrived, so a
-   * device that keeps flapping is still signalled at least that often.
+   * disconnect (not a takeover's), until the hold after that disconnect happened (events read back
+   * after an outage are not held: a reconnect would be stored with them), and at most the hold after
+   * its oldest waiting event arrived, so a device that keeps flapping is still signalled that often.
    */
   private holdUntil(clientId: string): number {
     const list = this.waiting.get(clientId);
     const newest = list?.at(-1);
     if (!list || !newest || newest.event.event !== 'disconnected' || SUPERSEDED_REASONS.includes(newest.event.reason ?? '')) return 0;
-    return (list[0] as Queued).queuedAt + this.options.disconnectHoldMs;
+    return Math.min((list[0] as Queued).queuedAt, Date.parse(newest.event.at)) + this.options.disconnectHoldMs;
   }
 
   private pump(): void {

@@ -116,7 +116,9 @@ describe('PresenceRelay', () => {
       await waitFor(() => signals.length === 3, { what: 'the connects signalled' });
       signals.length = 0;
 
-      const dropped = await write([disconnected('hold-bounce', t, t + 10), disconnected('hold-alone', t, t + 10), disconnected('hold-takeover', t, t + 10, 'takenover')]);
+      // Live events: they happened just now (the hold counts from the disconnect's own time too).
+      const dropped = Date.now();
+      await write([disconnected('hold-bounce', t, dropped), disconnected('hold-alone', t, dropped), disconnected('hold-takeover', t, dropped, 'takenover')]);
       await new Promise((resolve) => setTimeout(resolve, 500));
       const back = await write([connected('hold-bounce', t + 500)]);
       await waitFor(() => signals.length === 3, { what: 'every device signalled once', timeoutMs: 10_000 });
@@ -149,8 +151,8 @@ describe('PresenceRelay', () => {
     try {
       // A session that starts and ends every 250 ms, for 3 holds: each write ends with a disconnect.
       const start = Date.now();
-      for (let round = 0; Date.now() - start < 3 * holdMs; round++) {
-        const at = start + round * 10;
+      while (Date.now() - start < 3 * holdMs) {
+        const at = Date.now();
         const events = [connected('hold-flapper', at), disconnected('hold-flapper', at, at + 5)];
         const bucket = relay.beginWrite();
         const { fresh } = await inbox.store(bucket, events, []);
