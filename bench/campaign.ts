@@ -9,7 +9,7 @@ import { projectRoot } from '../src/config';
 import type { PublishMessage } from '../src/emqx';
 import { cpuMeter, memoryOf, round } from './cpu';
 import { startBenchStack, type BenchStack } from './stack';
-import { countActions, emptyActionCount, type ActionCount } from './temporal-actions';
+import { addActions, countActions, noActions, nonZero, totalActions, type ActionCounts } from './temporal-actions';
 
 /**
  * bench/campaign: publish campaigns on a private stack (Temporal dev server, FerretDB, the
@@ -66,10 +66,10 @@ function eventMs(event: { eventTime?: { seconds?: unknown; nanos?: number | null
  * Events over every run of the campaign, following the continue-as-new chain from the first run,
  * and the publishing phase: from the first publishing activity scheduled to the last completed.
  */
-async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number; publishingSeconds: number; actions: ActionCount }> {
+async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number; publishingSeconds: number; actions: ActionCounts }> {
   let runId: string | undefined = firstRunId;
   let events = 0;
-  const actions = emptyActionCount();
+  const actions = noActions();
   let runs = 0;
   let firstScheduled = Infinity;
   let lastCompleted = 0;
@@ -78,7 +78,7 @@ async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: 
     const list = history.events ?? [];
     events += list.length;
     runs += 1;
-    countActions(list, actions);
+    addActions(actions, countActions(list));
     for (const event of list) {
       if (event.activityTaskScheduledEventAttributes?.activityType?.name === 'publishCampaignBatch') firstScheduled = Math.min(firstScheduled, eventMs(event));
       if (event.activityTaskCompletedEventAttributes) lastCompleted = Math.max(lastCompleted, eventMs(event));
@@ -138,9 +138,9 @@ async function campaignRun(stack: BenchStack, worker: ServiceProcess, size: numb
     runs: history.runs,
     historyEventsPer1000Targets: round((history.events / size) * 1000),
     // Temporal Cloud actions billed for the campaign workflow (bench/temporal-actions.ts); target <= 0.05 per target.
-    actions: history.actions.total,
-    actionsByKind: history.actions.byKind,
-    actionsPerTarget: Math.round((history.actions.total / size) * 10_000) / 10_000,
+    actions: totalActions(history.actions),
+    actionsByKind: nonZero(history.actions),
+    actionsPerTarget: Math.round((totalActions(history.actions) / size) * 10_000) / 10_000,
     workerRssMb: memoryOf(worker)?.rssMb ?? null,
     workerPeakRssMbDuringRun: peakRss,
     cpuSeconds,

@@ -7,15 +7,19 @@ import { mapPooled } from '../src/activities/failures';
  * do not fit in one process's file limit.
  * Commands: connect (every device; with `topic`, each subscribes to it at QoS 1, `${clientid}`
  * replaced, and counts what arrives), storm (everyone drops and reconnects at once, except the
- * `stayOffline` ones), received (messages counted per device: first copies and QoS 1 redeliveries
- * with the DUP flag apart), close.
+ * `stayOffline` ones), flap (the first `devices` drop and reconnect `cycles` times, `pauseMs`
+ * offline and `pauseMs` online each time), received (messages counted per device: first copies and
+ * QoS 1 redeliveries with the DUP flag apart), close.
  */
 
 type Command =
   | { cmd: 'connect'; url: string; ids: string[]; topic?: string }
   | { cmd: 'storm'; stayOffline?: string[] }
+  | { cmd: 'flap'; devices: number; cycles: number; pauseMs: number }
   | { cmd: 'received' }
   | { cmd: 'close' };
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 let url = '';
 let ids: string[] = [];
@@ -83,6 +87,20 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
     case 'received':
       extra = { received: Object.fromEntries(received) };
       break;
+    case 'flap': {
+      const flapping = await mapPooled(clients.slice(0, command.devices), 500, async (client, i) => {
+        let current = client;
+        for (let cycle = 0; cycle < command.cycles; cycle++) {
+          await current?.endAsync(true);
+          await pause(command.pauseMs);
+          current = await connectOne(ids[i] as string);
+          await pause(command.pauseMs);
+        }
+        return current;
+      });
+      clients.splice(0, flapping.length, ...flapping);
+      break;
+    }
     case 'close':
       await mapPooled(clients, 500, async (c) => c?.endAsync(true));
       clients = [];

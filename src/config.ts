@@ -98,6 +98,8 @@ const sections = {
     WEBHOOK_SIGNAL_MAX_BYTES: ByteSize.pipe(z.number().min(1_024, 'must be at least 1kb').max(1_048_576, 'must be at most 1mb')).default(262_144),
     /** Lease on an inbox bucket: another adapter adopts a bucket not renewed for this long (docs/webhook-adapter.md). */
     WEBHOOK_INBOX_LEASE: Duration.pipe(z.number().min(1_000, 'must be at least 1s')).default(30_000),
+    /** How long a device's disconnect waits for its reconnect, so a bounce is one signal (docs/presence.md); 0 sends at once. */
+    WEBHOOK_DISCONNECT_HOLD: Duration.pipe(z.number().max(60_000, 'must be at most 1m')).default(3_000),
     /** A request whose events MongoDB has not stored within this is answered 503 (EMQX retries). */
     WEBHOOK_STORE_TIMEOUT: Duration.default(5_000),
     /** Connections and their timeouts (docs/webhook-adapter.md). */

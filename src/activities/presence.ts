@@ -60,6 +60,7 @@ export function createPresenceActivities(deps: { emqx: EmqxClient; history: Hist
         ...(record?.alarmPolicy ?? {}),
         monitored: record?.status !== 'deprovisioned',
         desiredSubscriptions: record?.status === 'active' ? record.subscriptions.length : 0,
+        notifies: settings.alarmWebhookUrl !== undefined,
       };
     },
 

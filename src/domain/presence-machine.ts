@@ -429,6 +429,18 @@ export function nextDeadline(state: PresenceState): number | null {
   return due.length > 0 ? Math.min(...due) : null;
 }
 
+/**
+ * The timer to start so the workflow wakes by `deadline`, given the fire time of the timer already
+ * running (null: none); null when none is needed. Each timer started is a Temporal action, so a
+ * running timer that fires no later than the deadline is kept: when it fires early, nothing is due
+ * and the next call starts one for the rest. A deadline that keeps moving later (a flapping device
+ * pushes its flapping-clear time on every connect) then costs one timer per interval, not one per event.
+ */
+export function timerToStart(deadline: number | null, running: number | null): number | null {
+  if (deadline === null) return null;
+  return running !== null && running <= deadline ? null : deadline;
+}
+
 /** Why an acknowledgement is refused, or null when it is allowed. */
 export function acknowledgeRefusal(state: PresenceState | null): string | null {
   if (!state || !isOpen(state.alarm)) return `${state?.clientId ?? 'the device'} has no open alarm`;

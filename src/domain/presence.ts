@@ -82,6 +82,11 @@ export interface PresencePolicy extends Required<Pick<AlarmPolicy, 'graceMs' | '
   monitored: boolean;
   /** How many desired proxy subscriptions the record holds: none means nothing to re-apply on connect. */
   desiredSubscriptions: number;
+  /**
+   * False when the worker has no alarm webhook (ALARM_WEBHOOK_URL unset): alarm changes are recorded
+   * only, and no notification activity (a Temporal action) is scheduled. Absent means true.
+   */
+  notifies?: boolean;
 }
 
 

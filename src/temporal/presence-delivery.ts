@@ -12,7 +12,8 @@ import type { devicePresence } from '../workflows/presence';
  * presenceEventsSignal), starting the workflow if it is not running (signal-with-start is atomic:
  * https://docs.temporal.io/develop/typescript/message-passing#signal-with-start). Used by the webhook adapter
  * and by reconciliation, through PresenceDelivery, which first checks that the client is tracked. The search
- * attributes are those of a new workflow; a running one keeps its own.
+ * attributes are those of a new workflow (a running one keeps its own): `Presence` is already what
+ * the events leave the device, so a first connect needs no upsert (an action on Temporal Cloud).
  */
 export async function deliverPresenceEvents(
   client: Client,
@@ -28,7 +29,7 @@ export async function deliverPresenceEvents(
     typedSearchAttributes: [
       { key: DeviceIdKey, value: clientId },
       { key: DeviceOperationKey, value: 'presence' },
-      { key: PresenceKey, value: 'unknown' },
+      { key: PresenceKey, value: endsConnected(options.events) ? 'online' : 'unknown' },
       { key: AlarmLevelKey, value: 0 },
     ],
   });

@@ -44,6 +44,7 @@ async function main(): Promise<void> {
       maxSignalEvents: config.webhook.WEBHOOK_SIGNAL_MAX_EVENTS,
       maxSignalBytes: config.webhook.WEBHOOK_SIGNAL_MAX_BYTES,
       adoptAfterMs: config.webhook.WEBHOOK_INBOX_LEASE,
+      disconnectHoldMs: config.webhook.WEBHOOK_DISCONNECT_HOLD,
     },
     continueAsNewAfter: config.presence.PRESENCE_CONTINUE_AS_NEW_AFTER,
     tracking: presenceTrackingFromConfig(config.presence),

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isGrpcServiceError } from '@temporalio/client';
 import type { Logger } from 'pino';
-import type { PresenceEvent } from '../domain/presence';
+import { SUPERSEDED_REASONS, type PresenceEvent } from '../domain/presence';
 import type { StoredConnectionEvent } from '../store';
 import { bucketWindowStart, inboxBucketName, type EventInbox } from '../store/event-inbox';
 import { toPresenceEvent } from './emqx-events';
@@ -57,6 +57,15 @@ export interface RelayOptions {
    * reconnect right after it then go out as one signal (a storm costs Temporal half the signals).
    */
   lingerMs: number;
+  /**
+   * How long a device whose newest waiting event is a disconnect waits for its reconnect (counted
+   * from the arrival of its oldest waiting event, so none waits longer): a bounce then goes out as
+   * one signal, which the device workflow resolves in one task with no grace timer and no search
+   * attribute change (one Temporal action instead of five; docs/presence.md). Its connect ends the
+   * wait at once. Presence shows offline this much later; alarms count from the disconnect's own
+   * time, so they do not move.
+   */
+  disconnectHoldMs: number;
   /** Most events one signal carries. */
   maxSignalEvents: number;
   /** Most bytes (of the events' JSON) one signal carries. */
@@ -70,6 +79,7 @@ export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
   adoptAfterMs: 30_000,
   maxBackoffMs: 30_000,
   lingerMs: 50,
+  disconnectHoldMs: 3_000,
   maxSignalEvents: 500,
   maxSignalBytes: 262_144,
 };
@@ -93,15 +103,24 @@ interface Bucket {
 interface Queued {
   event: StoredConnectionEvent;
   bucket: Bucket;
+  /** When the relay got it. */
+  queuedAt: number;
 }
 
 export class PresenceRelay {
   private readonly instance = randomBytes(4).toString('hex');
   private readonly buckets = new Map<string, Bucket>();
   private readonly waiting = new Map<string, Queued[]>();
-  /** Devices with waiting events and nothing in flight, with the time their signal may go. */
+  /**
+   * Devices with waiting events, with the time their signal may go. An entry may be stale (the
+   * device went out meanwhile, or is in flight): pump skips those.
+   */
   private readonly ready: { clientId: string; at: number }[] = [];
+  /** Devices whose signal waits for a reconnect (see `disconnectHoldMs`), and until when. */
+  private readonly held = new Set<string>();
+  private readonly holding: { clientId: string; at: number }[] = [];
   private lingerTimer: NodeJS.Timeout | undefined;
+  private lingerAt = Infinity;
   private limit: number;
   private readonly inFlight = new Set<string>();
   /** Devices whose last batch Temporal refused: the most events their next signal carries. */
@@ -251,22 +270,41 @@ export class PresenceRelay {
   }
 
   private queue(events: readonly StoredConnectionEvent[], bucket: Bucket): void {
+    const now = Date.now();
     for (const event of events) {
       if (this.known.has(event.key)) continue;
       this.known.add(event.key);
       bucket.pending++;
       const list = this.waiting.get(event.clientId);
-      if (list) list.push({ event, bucket });
-      else {
-        this.waiting.set(event.clientId, [{ event, bucket }]);
-        if (!this.inFlight.has(event.clientId)) this.ready.push({ clientId: event.clientId, at: Date.now() + this.options.lingerMs });
-      }
+      if (list) list.push({ event, bucket, queuedAt: now });
+      else this.waiting.set(event.clientId, [{ event, bucket, queuedAt: now }]);
+      // A first event, or the reconnect a held device waited for: its signal goes after the linger.
+      const reconnect = event.event === 'connected' && this.held.delete(event.clientId);
+      if ((!list || reconnect) && !this.inFlight.has(event.clientId)) this.ready.push({ clientId: event.clientId, at: now + this.options.lingerMs });
     }
     this.pump();
   }
 
+  /**
+   * Until when the device's signal waits for a reconnect: while its newest waiting event is a
+   * disconnect (not a takeover's), until the hold after that disconnect happened (events read back
+   * after an outage are not held: a reconnect would be stored with them), and at most the hold after
+   * its oldest waiting event arrived, so a device that keeps flapping is still signalled that often.
+   */
+  private holdUntil(clientId: string): number {
+    const list = this.waiting.get(clientId);
+    const newest = list?.at(-1);
+    if (!list || !newest || newest.event.event !== 'disconnected' || SUPERSEDED_REASONS.includes(newest.event.reason ?? '')) return 0;
+    return Math.min((list[0] as Queued).queuedAt, Date.parse(newest.event.at)) + this.options.disconnectHoldMs;
+  }
+
   private pump(): void {
     const now = Date.now();
+    while (this.holding.length > 0 && (this.holding[0] as { at: number }).at <= now) {
+      this.ready.push({ clientId: (this.holding.shift() as { clientId: string }).clientId, at: now });
+    }
+    const holdingUntil = this.holding[0]?.at;
+    if (holdingUntil !== undefined && !this.stopped) this.wakeAt(holdingUntil);
     while (!this.stopped && this.active < this.limit && this.ready.length > 0) {
       const next = this.ready[0] as { clientId: string; at: number };
       if (next.at > now) {
@@ -275,6 +313,15 @@ export class PresenceRelay {
       }
       this.ready.shift();
       const clientId = next.clientId;
+      if (this.inFlight.has(clientId)) continue;
+      const holdUntil = this.holdUntil(clientId);
+      if (holdUntil > now) {
+        this.held.add(clientId);
+        this.holding.push({ clientId, at: holdUntil });
+        this.wakeAt(holdUntil);
+        continue;
+      }
+      this.held.delete(clientId);
       const batch = this.takeBatch(clientId);
       if (!batch) continue;
       this.inFlight.add(clientId);
@@ -382,6 +429,8 @@ export class PresenceRelay {
     for (const queued of this.waiting.values()) this.release(queued, false);
     this.waiting.clear();
     this.ready.length = 0;
+    this.held.clear();
+    this.holding.length = 0;
   }
 
   /** Events leave the relay's hands; those not delivered are read back from their bucket later. */
@@ -397,9 +446,12 @@ export class PresenceRelay {
   }
 
   private wakeAt(at: number): void {
-    if (this.lingerTimer) return;
+    if (this.lingerTimer && this.lingerAt <= at) return;
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerAt = at;
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = undefined;
+      this.lingerAt = Infinity;
       this.pump();
     }, Math.max(1, at - Date.now()));
     this.lingerTimer.unref();

@@ -6,6 +6,7 @@ import {
   log,
   proxyActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -37,6 +38,7 @@ import {
   nextDeadline,
   openAlarmLevel,
   presenceView,
+  timerToStart,
   updatePolicy,
   type AlarmView,
   type PresenceEffect,
@@ -137,7 +139,7 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
           await store.recordAlarm({ alarm: effect.alarm });
           break;
         case 'notifyAlarm':
-          runInBackground(notify.notifyAlarm({ alarm: effect.alarm, change: effect.change }), 'alarm notification');
+          if (current.policy.notifies !== false) runInBackground(notify.notifyAlarm({ alarm: effect.alarm, change: effect.change }), 'alarm notification');
           break;
         case 'applySubscriptions': {
           const hintedNow = wakeWithSessionStart.splice(0);
@@ -169,7 +171,11 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
     }
   };
 
-  let published = { presence: '', level: -1 };
+  // What this run's search attributes already say (set at start, or carried by continue-as-new):
+  // an upsert is an action (https://docs.temporal.io/cloud/actions), so only a change is upserted.
+  const initial = workflowInfo().typedSearchAttributes;
+  const labelled = initial.get(DeviceIdKey) === clientId && initial.get(DeviceOperationKey) === 'presence';
+  let published = labelled ? { presence: initial.get(PresenceKey) ?? '', level: initial.get(AlarmLevelKey) ?? -1 } : { presence: '', level: -1 };
   const publishSearchAttributes = (s: PresenceState): void => {
     const level = openAlarmLevel(s);
     if (published.presence === s.presence && published.level === level) return;
@@ -180,6 +186,25 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
       { key: AlarmLevelKey, value: level },
     ]);
     published = { presence: s.presence, level };
+  };
+
+  /**
+   * Timers (see timerToStart): a running timer is kept when the deadline moves later and is never
+   * cancelled; one that fires with nothing due costs a workflow task, not an action.
+   */
+  let timerAt: number | null = null;
+  let timersFired = 0;
+  const armTimer = (deadline: number): void => {
+    const at = timerToStart(deadline, timerAt);
+    if (at === null) return;
+    timerAt = at;
+    void sleep(at - Date.now()).then(
+      () => {
+        timersFired++;
+        if (timerAt === at) timerAt = null;
+      },
+      () => undefined, // cancelled with the workflow
+    );
   };
 
   // Every run reads the policy afresh: provisioning may have changed it since the last run.
@@ -230,8 +255,9 @@ export async function devicePresence(input: DevicePresenceInput): Promise<void> 
       continue;
     }
     const deadline = nextDeadline(current);
-    const wake = (): boolean => !idle();
-    if (deadline === null) await condition(wake);
-    else if (deadline > Date.now()) await condition(wake, deadline - Date.now());
+    if (deadline !== null && deadline <= Date.now()) continue;
+    if (deadline !== null) armTimer(deadline);
+    const fired = timersFired;
+    await condition(() => !idle() || timersFired !== fired);
   }
 }

@@ -4,6 +4,7 @@ import type { AlarmNotification, PresenceSettings } from '../../src/activities/p
 import type { DeviceRecord } from '../../src/domain/schemas/device';
 import type { History } from '../../src/store';
 import { createWebhookAdapter, type WebhookAdapter, type WebhookAdapterOptions } from '../../src/webhook/adapter';
+import type { RelayOptions } from '../../src/webhook/relay';
 import { startDeviceOpsEnv, type DeviceOpsTestEnv } from './device-ops-env';
 
 /**
@@ -25,7 +26,15 @@ export interface PresenceTestEnv extends DeviceOpsTestEnv {
 /** Short defaults so unprovisioned clients behave predictably; tests give devices their own policy. */
 export const TEST_PRESENCE_DEFAULTS: PresenceSettings['defaults'] = { graceMs: 60_000, escalationMs: [60_000], flapThreshold: 50, flapWindowMs: 60_000 };
 
-export async function startPresenceEnv(options: { defaults?: PresenceSettings['defaults']; temporalAddress?: string } = {}): Promise<PresenceTestEnv> {
+/**
+ * Tests watch one device's disconnect take effect, one after another: a short hold keeps them
+ * quick. A test of what the hold saves passes the production default (`relay`).
+ */
+const TEST_DISCONNECT_HOLD_MS = 500;
+
+export async function startPresenceEnv(
+  options: { defaults?: PresenceSettings['defaults']; temporalAddress?: string; relay?: Partial<RelayOptions> } = {},
+): Promise<PresenceTestEnv> {
   const notifications: AlarmNotification[] = [];
   const receiver = Fastify();
   receiver.post('/alarms', (req, reply) => {
@@ -47,7 +56,7 @@ export async function startPresenceEnv(options: { defaults?: PresenceSettings['d
       temporal: env.temporal,
       taskQueue: env.taskQueue,
       token: WEBHOOK_TOKEN,
-      relay: { sweepIntervalMs: 200, bucketMs: 1_000, adoptAfterMs: 500, maxBackoffMs: 1_000 },
+      relay: { sweepIntervalMs: 200, bucketMs: 1_000, adoptAfterMs: 500, maxBackoffMs: 1_000, disconnectHoldMs: TEST_DISCONNECT_HOLD_MS, ...options.relay },
       campaignRefreshMs: 200,
       ...overrides,
     });

@@ -34,6 +34,18 @@ function connected(clientId: string, connectedAt: number): StoredConnectionEvent
   return { key: presenceEventKey.connected(clientId, connectedAt), clientId, event: 'connected', at: new Date(connectedAt).toISOString(), connectedAt, receivedAt: new Date().toISOString() };
 }
 
+function disconnected(clientId: string, connectedAt: number, disconnectedAt: number, reason = 'tcp_closed'): StoredConnectionEvent {
+  return {
+    key: presenceEventKey.disconnected(clientId, connectedAt),
+    clientId,
+    event: 'disconnected',
+    at: new Date(disconnectedAt).toISOString(),
+    reason,
+    connectedAt,
+    receivedAt: new Date().toISOString(),
+  };
+}
+
 describe('isRejectedBatch', () => {
   it('tells a refused request from an outage', () => {
     expect(isRejectedBatch(grpcError(3, 'Blob data size exceeds limit.'))).toBe(true);
@@ -159,5 +171,77 @@ describe('PresenceRelay', () => {
         await Promise.all([a.stop(), b.stop()]);
       }
     });
+  });
+
+  it('holds a disconnect until the reconnect comes, so a bounce is one signal; a disconnect alone goes after the hold, a takeover at once', async () => {
+    const signals: { clientId: string; kinds: string[]; at: number }[] = [];
+    const deliver = (clientId: string, events: PresenceEvent[]): Promise<void> => {
+      signals.push({ clientId, kinds: events.map((e) => e.kind), at: Date.now() });
+      return Promise.resolve();
+    };
+    const holdMs = 4_000;
+    const relay = new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: pino({ level: 'silent' }) }, { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, disconnectHoldMs: holdMs });
+    const write = async (events: StoredConnectionEvent[]): Promise<number> => {
+      const bucket = relay.beginWrite();
+      const { fresh } = await inbox.store(bucket, events, []);
+      relay.finishWrite(bucket, events.filter((e) => fresh.has(e.key)));
+      return Date.now();
+    };
+    relay.start();
+    try {
+      const t = Date.now();
+      await write([connected('hold-bounce', t), connected('hold-alone', t), connected('hold-takeover', t)]);
+      await waitFor(() => signals.length === 3, { what: 'the connects signalled' });
+      signals.length = 0;
+
+      // Live events: they happened just now (the hold counts from the disconnect's own time too).
+      const dropped = Date.now();
+      await write([disconnected('hold-bounce', t, dropped), disconnected('hold-alone', t, dropped), disconnected('hold-takeover', t, dropped, 'takenover')]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const back = await write([connected('hold-bounce', t + 500)]);
+      await waitFor(() => signals.length === 3, { what: 'every device signalled once', timeoutMs: 10_000 });
+
+      const of = (clientId: string) => signals.find((s) => s.clientId === clientId);
+      expect(of('hold-takeover')?.kinds).toEqual(['disconnected']);
+      expect((of('hold-takeover')?.at ?? Infinity) - dropped).toBeLessThan(holdMs);
+      // The bounce: one signal, sent on the reconnect, not at the end of the hold.
+      expect(of('hold-bounce')?.kinds).toEqual(['disconnected', 'connected']);
+      expect(of('hold-bounce')?.at).toBeGreaterThanOrEqual(back);
+      expect((of('hold-bounce')?.at ?? Infinity) - dropped).toBeLessThan(holdMs);
+      // The device that stays away: its disconnect goes when the hold ends.
+      expect(of('hold-alone')?.kinds).toEqual(['disconnected']);
+      expect((of('hold-alone')?.at ?? 0) - dropped).toBeGreaterThanOrEqual(holdMs - 50);
+      await waitFor(async () => relay.depth() === 0 && (await inbox.pendingCount()) === 0, { what: 'inbox drained', timeoutMs: 10_000 });
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('signals a device that keeps dropping at least once per hold, however often new events come', async () => {
+    const signals: number[] = [];
+    const deliver = (_clientId: string, events: PresenceEvent[]): Promise<void> => {
+      signals.push(events.length);
+      return Promise.resolve();
+    };
+    const holdMs = 2_000;
+    const relay = new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: pino({ level: 'silent' }) }, { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, disconnectHoldMs: holdMs });
+    relay.start();
+    try {
+      // A session that starts and ends every 250 ms, for 3 holds: each write ends with a disconnect.
+      const start = Date.now();
+      while (Date.now() - start < 3 * holdMs) {
+        const at = Date.now();
+        const events = [connected('hold-flapper', at), disconnected('hold-flapper', at, at + 5)];
+        const bucket = relay.beginWrite();
+        const { fresh } = await inbox.store(bucket, events, []);
+        relay.finishWrite(bucket, events.filter((e) => fresh.has(e.key)));
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      // Not held back until the flapping stops: signalled during it, more than once.
+      expect(signals.length).toBeGreaterThanOrEqual(2);
+      await waitFor(async () => relay.depth() === 0 && (await inbox.pendingCount()) === 0, { what: 'inbox drained', timeoutMs: 10_000 });
+    } finally {
+      await relay.stop();
+    }
   });
 });

@@ -12,6 +12,7 @@ import {
   nextDeadline,
   noteSessionEnd,
   openAlarmLevel,
+  timerToStart,
   updatePolicy,
   type PresenceEffect,
   type PresenceState,
@@ -192,6 +193,93 @@ describe('offline alarm', () => {
     expect(state.alarm).toMatchObject({ state: 'cleared', clearedBy: 'deprovisioned' });
     applyEvents(state, [connected(4_000), disconnected(4_000, 5_000)], 5_000);
     expect(fireDueTimers(state, 100_000)).toEqual([]);
+  });
+});
+
+describe('timers (each one started is a Temporal action)', () => {
+  /**
+   * Drives the machine the way the workflow does: batches at their times, and a timer per
+   * timerToStart that fires at its time (re-armed then for whatever is still ahead). Returns the
+   * timers started.
+   */
+  function runWithTimers(state: PresenceState, batches: { at: number; events: PresenceEvent[] }[], until: number): number {
+    let running: number | null = null;
+    let started = 0;
+    const arm = (): void => {
+      const at = timerToStart(nextDeadline(state), running);
+      if (at === null) return;
+      running = at;
+      started++;
+    };
+    const fireUntil = (now: number): void => {
+      while (running !== null && running <= now) {
+        const firedAt: number = running;
+        running = null;
+        fireDueTimers(state, firedAt);
+        arm();
+      }
+    };
+    for (const { at, events } of batches) {
+      fireUntil(at);
+      applyEvents(state, events, at);
+      fireDueTimers(state, at);
+      arm();
+    }
+    fireUntil(until);
+    return started;
+  }
+
+  it('starts none for a bounce resolved in one batch', () => {
+    const state = fresh();
+    applyEvents(state, [connected(0)], 0);
+    const effects = applyEvents(state, [disconnected(0, 1_000), connected(1_200)], 1_300);
+    expect(types(effects)).toEqual(['applySubscriptions']);
+    expect(nextDeadline(state)).toBeNull();
+    expect(timerToStart(nextDeadline(state), null)).toBeNull();
+  });
+
+  it('keeps a running timer that fires no later than the deadline', () => {
+    expect(timerToStart(null, null)).toBeNull();
+    expect(timerToStart(5_000, null)).toBe(5_000);
+    expect(timerToStart(5_000, 3_000)).toBeNull();
+    expect(timerToStart(5_000, 5_000)).toBeNull();
+    expect(timerToStart(2_000, 3_000)).toBe(2_000);
+  });
+
+  it('raises the offline alarm at the end of the grace period of the last disconnect, with one timer for bounces that follow each other', () => {
+    const state = fresh();
+    // Reconnects within the grace period (1 s), one every 400 ms: the first grace timer is kept.
+    const batches = [{ at: 0, events: [connected(0)] }];
+    for (let i = 0; i < 2; i++) {
+      batches.push({ at: 400 * i + 100, events: [disconnected(i === 0 ? 0 : 400 * i - 100, 400 * i + 100)] });
+      batches.push({ at: 400 * i + 300, events: [connected(400 * i + 300)] });
+    }
+    batches.push({ at: 1_500, events: [disconnected(700, 1_500)] });
+    const timers = runWithTimers(state, batches, 2_600);
+    expect(state.alarm).toMatchObject({ kind: 'offline', level: 1, raisedAt: new Date(2_500).toISOString() });
+    // The first grace timer (1,100) serves the first two disconnects and fires with nothing due;
+    // the last disconnect's (2,500) raises; then the first escalation's (4,500).
+    expect(timers).toBe(3);
+  });
+
+  it('clears a flapping alarm a whole window after the last connect, with one timer for the window instead of one per connect', () => {
+    const state = fresh();
+    const batches: { at: number; events: PresenceEvent[] }[] = [];
+    // 30 bounces 2 s apart, the disconnect and the reconnect in separate signals.
+    for (let i = 0; i < 30; i++) {
+      const t = 2_000 * i;
+      batches.push({ at: t, events: [connected(t)] });
+      batches.push({ at: t + 100, events: [disconnected(t, t + 100)] });
+    }
+    const last = 2_000 * 30;
+    batches.push({ at: last, events: [connected(last)] });
+    const timers = runWithTimers(state, batches, last + 120_000);
+    expect(state.alarm).toMatchObject({ kind: 'flapping', state: 'cleared', clearedBy: 'stable', clearedAt: new Date(last + 60_000).toISOString() });
+    expect(state.alarm?.changes.map((c) => c.change)).toEqual(['raised', 'escalated', 'escalated', 'cleared']);
+    // Before the alarm: the grace timers of the first 3 disconnects. Then the 2 escalations and
+    // the flapping clear, which the connects push later: its first timer (2 s after the first
+    // connect) fires early, and so on, one timer per window, not one per connect (30).
+    expect(timers).toBeLessThanOrEqual(3 + 2 + 3);
   });
 });
 

@@ -32,7 +32,8 @@ const open: WorkflowHandle[] = [];
 
 beforeAll(async () => {
   ts = await startTimeSkipping({
-    loadPresencePolicy: () => policy,
+    // A `quiet_` device runs on a worker with no alarm webhook.
+    loadPresencePolicy: ({ clientId }: { clientId: string }) => (clientId.startsWith('quiet_') ? { ...policy, notifies: false } : policy),
     recordAlarm: () => undefined,
     notifyAlarm: () => ({ sent: true }),
   });
@@ -46,8 +47,8 @@ afterAll(async () => {
   await ts?.close();
 });
 
-async function startDevice(): Promise<{ clientId: string; handle: WorkflowHandle<typeof devicePresence> }> {
-  const clientId = uniqueName('dev');
+async function startDevice(prefix = 'dev'): Promise<{ clientId: string; handle: WorkflowHandle<typeof devicePresence> }> {
+  const clientId = uniqueName(prefix);
   const handle = await ts.env.client.workflow.start(devicePresence, { args: [{ clientId }], workflowId: `device/${clientId}`, taskQueue: ts.taskQueue });
   open.push(handle);
   return { clientId, handle };
@@ -94,6 +95,17 @@ describe('presence timers on the time-skipping server', () => {
     expect(raisedAt - offlineAt).toBeGreaterThanOrEqual(GRACE_MS);
     expect(raisedAt - offlineAt).toBeLessThan(GRACE_MS + 5_000);
     expect(await handle.query(alarmQuery)).toMatchObject({ kind: 'offline', level: 1, state: 'active' });
+  });
+
+  it('records the alarm but schedules no notification when the worker has no alarm webhook', async () => {
+    const { clientId, handle } = await startDevice('quiet');
+    await goOffline(clientId, handle);
+    await ts.env.sleep(GRACE_MS + (ESCALATION_MS[0] as number) + 1_000);
+    expect(alarmWrites(clientId).map((a) => [a.kind, a.level])).toEqual([
+      ['offline', 1],
+      ['offline', 2],
+    ]);
+    expect(ts.callsOf('notifyAlarm').filter((c) => c.input.alarm.clientId === clientId)).toEqual([]);
   });
 
   it('a reconnect within the grace period raises nothing', async () => {

@@ -67,7 +67,7 @@ describe('device presence', () => {
     await waitForPresence('pr-blip', 'offline', 1);
     const second = await connect('pr-blip');
     const view = await waitForPresence('pr-blip', 'online', 2);
-    // The grace timer was cancelled: nothing is pending, so no alarm can come.
+    // Nothing is due any more (no grace period running), so no alarm can come.
     expect(view.nextTimerAt).toBeUndefined();
     expect(view.alarm).toBeNull();
     expect(view.counters).toMatchObject({ sessionsStarted: 2, sessionsEnded: 1, alarmsRaised: 0 });
