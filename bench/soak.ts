@@ -46,6 +46,9 @@ export async function benchSoak(): Promise<Record<string, unknown>> {
     ...stack.env,
     DEVICE_OPS_ENV_FILE: path.join(dir, 'no-env-file'),
     PRESENCE_RECONCILE_INTERVAL: '1h',
+    // The simulated devices are not provisioned: track them as if they were (docs/presence.md), or
+    // no device workflow applies their events and nothing is measured.
+    PRESENCE_TRACK_PATTERN: 'soak-[0-9]+',
     STATS_SNAPSHOT_INTERVAL: '1h',
     LOG_LEVEL: 'WARN',
     WEBHOOK_HOST: '127.0.0.1',
