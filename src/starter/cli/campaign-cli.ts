@@ -213,10 +213,11 @@ function countsLine(c: TargetCounts): string {
 
 /**
  * When a running campaign should be done. The workflow's ETA covers only targets it can publish to
- * now; targets waiting for their device to reconnect end at the latest at the deadline.
+ * now; targets waiting for their device to reconnect end at the latest at the deadline. None while it
+ * waits for its start time or a maintenance window (scheduleText says which).
  */
 export function etaText(p: CampaignProgress): string {
-  if (p.state !== 'running') return '';
+  if (p.state !== 'running' || p.waitingForWindow) return '';
   const publishable = p.etaSeconds !== null && p.counts.pending > p.counts.waiting ? `ETA ${p.etaSeconds}s` : '';
   const waiting = p.counts.waiting > 0 ? `waiting for ${p.counts.waiting} device${p.counts.waiting === 1 ? '' : 's'}${p.deadlineAt ? ` until ${p.deadlineAt}` : ''}` : '';
   return [publishable, waiting].filter(Boolean).join(', then ');
