@@ -375,6 +375,8 @@ describe('campaign request: schedule', () => {
   it('accepts a start time with a zone and windows; refuses bad ones naming the field and the reason', () => {
     expect(issues({ startAt: '2026-12-08T01:00:00Z', windows: ['0 1 * * * 3h', '30 22 * * 1-5 90m'] })).toEqual([]);
     expect(issues({ startAt: '2026-12-08 01:00' })).toEqual([expect.stringMatching(/^schedule\.startAt: must be an ISO 8601 time with a time zone/)]);
+    expect(issues({ startAt: '2026-12-08T01:00:00' })).toEqual([expect.stringMatching(/^schedule\.startAt: must be an ISO 8601 time with a time zone/)]);
+    expect(issues({ startAt: '2026-12-08T03:00:00+02:00' })).toEqual([]);
     expect(issues({ windows: ['0 1 * * * 24h'] })).toEqual([expect.stringMatching(/^schedule\.windows\.0: window "0 1 \* \* \* 24h": duration "24h" must be 1 to 1430 minutes/)]);
     expect(issues({ windows: ['0 1 * *'] })).toEqual([expect.stringMatching(/^schedule\.windows\.0: .*expected/)]);
     expect(issues({ windows: ['0 1 31 2 * 1h'] })).toEqual([expect.stringMatching(/^schedule\.windows: no window ever opens/)]);
