@@ -1,4 +1,5 @@
-import type { CampaignSettings, CampaignState, Rollout } from './schemas/campaign';
+import type { CampaignSettings, CampaignState, Rollout, ScheduleSettings } from './schemas/campaign';
+import { parseMaintenanceWindow, windowStateAt, type MaintenanceWindow } from './maintenance-window';
 import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign-core';
 import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from './campaign-rollout';
 
@@ -58,6 +59,13 @@ export interface CampaignProgress {
   startedAt: string;
   deadlineAt?: string;
   pausedAt?: string;
+  /**
+   * Set while a running campaign publishes nothing because of its schedule: before its start time
+   * (`start-at`) or outside every maintenance window (`window`); `opensAt` is when it goes on.
+   */
+  waitingForWindow?: { reason: 'start-at' | 'window'; opensAt: string | null };
+  /** With maintenance windows, while one is open: when the last open one closes. */
+  windowClosesAt?: string;
   finishedAt?: string;
   /** Set by the client when it could not ask the workflow itself. */
   note?: string;
@@ -71,6 +79,9 @@ export interface Scheduler {
   readonly rollout: Rollout;
   readonly abort: CampaignSettings['abort'];
   readonly deadlineMs: number | undefined;
+  readonly schedule: { startAt: number | null; windows: MaintenanceWindow[] };
+  /** The last gate computed, reused until the time it changes. */
+  gateCache: { gate: Gate; validFrom: number; validUntil: number } | null;
   carry: CampaignCarry;
   /** Set once the targets are known (a selector campaign resolves them first). */
   prepared: boolean;
@@ -118,12 +129,14 @@ export const WAKE_LOOKUP_BATCH = 500;
 export const RATE_WINDOW_MS = 60_000;
 export const DEADLINE_REASON = 'the campaign deadline passed';
 
-export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'rollout' | 'abort' | 'deadlineMs'>, now: number, carry?: CampaignCarry): Scheduler {
+export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'rollout' | 'abort' | 'deadlineMs' | 'schedule'>, now: number, carry?: CampaignCarry): Scheduler {
   return {
     campaignId: settings.campaignId,
     rollout: settings.rollout,
     abort: settings.abort,
     deadlineMs: settings.deadlineMs,
+    schedule: parseSchedule(settings.schedule),
+    gateCache: null,
     carry: carry ?? { chunks: [], pacer: initialPacer(settings.rollout), paused: false, startedAt: now, deadlineAt: null, recent: [], woken: [], batches: 0 },
     prepared: carry !== undefined,
     ending: null,
@@ -152,7 +165,8 @@ export function targetsPrepared(s: Scheduler, targets: TargetChunking, now: numb
       wake: [],
     })),
     startedAt: now,
-    deadlineAt: s.deadlineMs === undefined ? null : now + s.deadlineMs,
+    // A campaign scheduled for later gets its whole deadline from its start time.
+    deadlineAt: s.deadlineMs === undefined ? null : Math.max(now, s.schedule.startAt ?? now) + s.deadlineMs,
   };
   s.prepared = true;
   s.totalsCache = null;
@@ -299,6 +313,38 @@ export function chunksFinished(s: Scheduler, reports: readonly ChunkReport[]): v
   for (const report of reports) applyReport(s, report);
 }
 
+// ---- scheduling ----
+
+/** Whether the schedule lets batches start at a time, and until when that holds. */
+export type Gate = { open: true; closesAt: number | null } | { open: false; reason: 'start-at' | 'window'; opensAt: number | null };
+
+function parseSchedule(schedule: ScheduleSettings | undefined): Scheduler['schedule'] {
+  return { startAt: schedule?.startAt ?? null, windows: (schedule?.windows ?? []).map(parseMaintenanceWindow) };
+}
+
+/** The schedule's gate at `now` (cached until it changes: window arithmetic walks calendar days). */
+export function gate(s: Scheduler, now: number): Gate {
+  const cached = s.gateCache;
+  if (cached && now >= cached.validFrom && now < cached.validUntil) return cached.gate;
+  const computed = computeGate(s.schedule, now);
+  s.gateCache = { ...computed, validFrom: now };
+  return computed.gate;
+}
+
+function computeGate(schedule: Scheduler['schedule'], now: number): { gate: Gate; validUntil: number } {
+  if (schedule.startAt !== null && now < schedule.startAt) {
+    // The windows are looked at from the start time on.
+    const first = schedule.windows.length ? windowStateAt(schedule.windows, schedule.startAt) : null;
+    const opensAt = first && !first.open ? first.opensAt : schedule.startAt;
+    return { gate: { open: false, reason: 'start-at', opensAt }, validUntil: schedule.startAt };
+  }
+  if (schedule.windows.length === 0) return { gate: { open: true, closesAt: null }, validUntil: Infinity };
+  const state = windowStateAt(schedule.windows, now);
+  if (state.open) return { gate: { open: true, closesAt: state.closesAt }, validUntil: state.closesAt };
+  // Validation refuses windows that never open (opensAt null); such a campaign would wait for its deadline.
+  return { gate: { open: false, reason: 'window', opensAt: state.opensAt }, validUntil: state.opensAt ?? Infinity };
+}
+
 // ---- deciding ----
 
 function isReady(s: Scheduler, chunk: ChunkProgress, index: number, now: number): boolean {
@@ -342,6 +388,12 @@ export function decide(s: Scheduler, now: number, limits: RunLimits): Decision {
     return { type: 'wait', until: c.deadlineAt, onWake: false, onCompletion: 'any' };
   }
   if (s.woken.size > 0 && !s.wakeInFlight) return { type: 'lookUpWoken' };
+  const g = gate(s, now);
+  if (!g.open) {
+    // Batches in flight finish; no new one starts before the opening (or the deadline, if sooner).
+    const until = g.opensAt === null || c.deadlineAt === null ? (g.opensAt ?? c.deadlineAt) : Math.min(g.opensAt, c.deadlineAt);
+    return { type: 'wait', until, onWake: true, onCompletion: 'any' };
+  }
   const slot = nextSlot(c.pacer);
   const slotFree = s.inFlight.size < s.rollout.concurrency;
   if (slotFree && slot <= now) {
@@ -390,6 +442,22 @@ function effort(s: Scheduler): { attempted: number; attempts: number; transientE
   );
 }
 
+function gateProgress(g: Gate): Pick<CampaignProgress, 'waitingForWindow' | 'windowClosesAt'> {
+  if (!g.open) return { waitingForWindow: { reason: g.reason, opensAt: g.opensAt === null ? null : new Date(g.opensAt).toISOString() } };
+  return g.closesAt === null ? {} : { windowClosesAt: new Date(g.closesAt).toISOString() };
+}
+
+/**
+ * The `waitingForWindow` memo entry (what the Temporal UI shows): when a running campaign that
+ * waits for its schedule goes on (`never` if no window opens), or null when it does not wait.
+ */
+export function windowMemo(s: Scheduler, now: number): string | null {
+  if (isEnding(s) || s.carry.paused) return null;
+  const g = gate(s, now);
+  if (g.open) return null;
+  return g.opensAt === null ? 'never' : new Date(g.opensAt).toISOString();
+}
+
 /** The campaign's progress as the `campaignProgress` query answers it. */
 export function progress(s: Scheduler, now: number): CampaignProgress {
   const c = s.carry;
@@ -412,5 +480,6 @@ export function progress(s: Scheduler, now: number): CampaignProgress {
   if (s.ending) out.reason = s.ending.reason;
   if (c.deadlineAt) out.deadlineAt = new Date(c.deadlineAt).toISOString();
   if (c.paused && c.pausedAt) out.pausedAt = new Date(c.pausedAt).toISOString();
+  if (!s.ending && !c.paused) Object.assign(out, gateProgress(gate(s, now)));
   return out;
 }

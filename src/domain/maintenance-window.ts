@@ -1,5 +1,5 @@
 /**
- * Maintenance windows (`--window "<cron> <duration>"`, docs/jobs.md): a rollout runs only while one
+ * Maintenance windows (`--window "<cron> <duration>"`, docs/campaigns.md): a rollout runs only while one
  * is open. The cron expression (five fields: minute hour day-of-month month day-of-week, in UTC)
  * says when a window opens; the duration, 1 to 1,430 minutes as AWS IoT Jobs allows
  * (https://docs.aws.amazon.com/iot/latest/apireference/API_MaintenanceWindow.html), how long it

@@ -37,6 +37,7 @@ import {
   targetsPrepared,
   totals,
   wakeLookupDone,
+  windowMemo,
   type CampaignCarry,
   type Decision,
   type RunLimits,
@@ -65,6 +66,9 @@ import {
  * Control: pause / resume / cancel are updates (validated, answered once they took effect: pause
  * returns when no batch is in flight any more); `campaignProgress` is a query; `deviceOnline` is a
  * signal from the device's connect path that moves its waiting target to the front.
+ *
+ * Scheduling: before `schedule.startAt` and outside every maintenance window no batch starts (the
+ * ones in flight finish); the wait shows in the progress and in the `waitingForWindow` memo entry.
  *
  * What to do when is decided by src/domain/campaign-scheduler.ts (pure, unit-tested); this file
  * wires the handlers to it and carries its decisions out.
@@ -157,8 +161,15 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
     upsertMemo({ campaignId, targets: prepared.total, transport: settings.transport });
   }
 
+  // Upserted only when it changes: a campaign without a schedule never writes it.
+  let memoWaiting = (workflowInfo().memo?.waitingForWindow as string | undefined) ?? null;
   for (;;) {
     const decision = decide(s, Date.now(), limits());
+    const waiting = windowMemo(s, Date.now());
+    if (waiting !== memoWaiting) {
+      upsertMemo({ waitingForWindow: waiting });
+      memoWaiting = waiting;
+    }
     switch (decision.type) {
       case 'launchBatch':
         launchBatch(s, settings, decision.chunk);

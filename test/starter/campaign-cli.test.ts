@@ -43,6 +43,12 @@ describe('device-ops campaign', () => {
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--abort-threshold', '150'], 'd1\n', /--abort-threshold/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--deadline', 'soon'], 'd1\n', /--deadline: "soon" must be a duration/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x'], '\n# nothing\n', /no targets/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--start-at', 'tomorrow'], 'd1\n', /--start-at: "tomorrow" must be an ISO 8601 time with a time zone/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--start-at', '2026-12-08T01:00:00'], 'd1\n', /--start-at: .* must be an ISO 8601 time with a time zone/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--window', '0 1 * * * 24h'], 'd1\n', /--window: window "0 1 \* \* \* 24h": duration "24h" must be 1 to 1430 minutes/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--window', '0 25 * * * 1h'], 'd1\n', /--window: window "0 25 \* \* \* 1h": hour "25" must be within 0-23/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--window', '0 1 * * * 1h', '--window', 'nightly'], 'd1\n', /--window: window "nightly": expected/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--window', '0 1 31 2 * 1h'], 'd1\n', /schedule\.windows: no window ever opens/],
     ];
     for (const [args, stdin, reason] of cases) {
       const run = await cli(['campaign', 'start', ...args], stdin);
@@ -124,6 +130,33 @@ describe('device-ops campaign', () => {
     expect(human.stdout).toMatch(/cancelled \(rollout halted by operator\)/);
   });
 
+  it('a scheduled campaign waits for its start time and window, shown by status; pause, resume and cancel work meanwhile', async () => {
+    const DAY = 86_400_000;
+    const day = (Math.floor(Date.now() / DAY) + 2) * DAY;
+    const startAt = new Date(day + 30 * 60_000).toISOString();
+    const opensAt = new Date(day + 3_600_000).toISOString();
+    const targets = ids('cli-s', 2);
+    await registerDevices(env.emqx, targets);
+    await devices.connectAll(targets);
+    const started = await cli(
+      ['campaign', 'start', '--targets', '-', '--topic', 'campaign/${clientid}/cmd', '--payload', 'later', '--start-at', startAt, '--window', '0 1 * * * 3h', '--json'],
+      targets.join('\n'),
+    );
+    expect(started.stderr).toBe('');
+    const { campaignId } = JSON.parse(started.stdout) as { campaignId: string };
+
+    const status = JSON.parse((await cli(['campaign', 'status', campaignId, '--json'])).stdout) as CampaignProgress;
+    expect(status).toMatchObject({ state: 'running', counts: { total: 2, pending: 2 }, waitingForWindow: { reason: 'start-at', opensAt } });
+    expect((await cli(['campaign', 'status', campaignId])).stdout).toContain(`waiting for its start time: opens ${opensAt}`);
+    expect((await env.ops.campaigns.handle(campaignId).describe()).memo?.waitingForWindow).toBe(opensAt);
+
+    expect(JSON.parse((await cli(['campaign', 'pause', campaignId, '--json'])).stdout)).not.toHaveProperty('waitingForWindow');
+    expect(JSON.parse((await cli(['campaign', 'resume', campaignId, '--json'])).stdout)).toMatchObject({ state: 'running', waitingForWindow: { opensAt } });
+    const cancelled = JSON.parse((await cli(['campaign', 'cancel', campaignId, '--reason', 'not this week', '--json'])).stdout) as CampaignProgress;
+    expect(cancelled).toMatchObject({ state: 'cancelled', counts: { cancelled: 2, delivered: 0 } });
+    for (const id of targets) expect(devices.received(id).map((a) => a.payload)).not.toContain('later');
+  });
+
   it('targets device records by tag', async () => {
     const now = new Date().toISOString();
     const tagged = ids('cli-t', 3);
@@ -172,5 +205,9 @@ describe('device-ops campaign', () => {
     expect(etaText({ ...base, counts: { ...base.counts, pending: 8, waiting: 3 }, etaSeconds: 10 })).toBe('ETA 10s, then waiting for 3 devices until 2026-01-01T01:00:00.000Z');
     expect(etaText({ ...base, counts: { ...base.counts, waiting: 0 }, etaSeconds: 10 })).toBe('ETA 10s');
     expect(etaText({ ...base, state: 'completed' })).toBe('');
+    // Waiting for a maintenance window: no ETA, the bar says what it waits for.
+    const waiting: CampaignProgress = { ...base, counts: { ...base.counts, waiting: 0 }, etaSeconds: 10, waitingForWindow: { reason: 'window', opensAt: '2026-01-02T01:00:00.000Z' } };
+    expect(etaText(waiting)).toBe('');
+    expect(progressBar(waiting)).toMatch(/running \(waiting for a maintenance window: opens 2026-01-02T01:00:00\.000Z\)$/);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CampaignRequest, type CampaignSettings, type Rollout } from '../../src/domain/schemas/campaign';
+import { CampaignRequest, type CampaignSettings, type Rollout, type ScheduleSettings } from '../../src/domain/schemas/campaign';
 import { emptyCounts, type ChunkReport, type TargetCounts } from '../../src/domain/campaign-core';
 import {
   batchDone,
@@ -22,6 +22,7 @@ import {
   SIGNALS_PER_RUN,
   targetsPrepared,
   wakeLookupDone,
+  windowMemo,
   type BatchOrder,
   type Decision,
   type RunLimits,
@@ -32,7 +33,7 @@ import {
 
 const LIMITS: RunLimits = { continueAsNewSuggested: false, batchesPerRun: 1_000 };
 
-function settings(options: { rollout?: Partial<Rollout>; deadlineMs?: number; abort?: CampaignSettings['abort'] } = {}): CampaignSettings {
+function settings(options: { rollout?: Partial<Rollout>; deadlineMs?: number; abort?: CampaignSettings['abort']; schedule?: ScheduleSettings } = {}): CampaignSettings {
   const request = CampaignRequest.parse({
     targets: { list: [{ clientId: 'x' }] },
     message: { topic: 't', payload: { format: 'text', text: 'p' } },
@@ -45,13 +46,14 @@ function settings(options: { rollout?: Partial<Rollout>; deadlineMs?: number; ab
     policy: { retry: request.retry, offline: request.offline },
     abort: options.abort ?? [],
     ...(options.deadlineMs !== undefined ? { deadlineMs: options.deadlineMs } : {}),
+    ...(options.schedule ? { schedule: options.schedule } : {}),
   };
 }
 
-/** A prepared scheduler of `total` targets in chunks of `chunkSize`, started at time 0. */
-function scheduler(total: number, chunkSize: number, options: Parameters<typeof settings>[0] = {}): Scheduler {
-  const s = newScheduler(settings(options), 0);
-  targetsPrepared(s, { total, chunkCount: Math.ceil(total / chunkSize), chunkSize }, 0);
+/** A prepared scheduler of `total` targets in chunks of `chunkSize`, started at time `at` (default 0). */
+function scheduler(total: number, chunkSize: number, options: Parameters<typeof settings>[0] = {}, at = 0): Scheduler {
+  const s = newScheduler(settings(options), at);
+  targetsPrepared(s, { total, chunkCount: Math.ceil(total / chunkSize), chunkSize }, at);
   return s;
 }
 
@@ -270,5 +272,114 @@ describe('campaign scheduler: reconnects and runs', () => {
     pause(s, 0);
     expect(changedSince(s, seen, waiting, LIMITS)).toBe(true);
     expect(decide(s, 0, LIMITS)).toEqual({ type: 'continueAsNew' });
+  });
+});
+
+describe('campaign scheduler: start time and maintenance windows', () => {
+  const MIDNIGHT = Date.UTC(2026, 11, 7);
+  const HOUR = 3_600_000;
+  const iso = (t: number): string => new Date(t).toISOString();
+  // Daily 01:00-03:00 UTC.
+  const nightly: ScheduleSettings = { windows: ['0 1 * * * 2h'] };
+
+  it('outside every window waits for the next opening, shown in the progress and the memo; inside it publishes', () => {
+    const s = scheduler(300, 100, { schedule: nightly }, MIDNIGHT);
+    expect(decide(s, MIDNIGHT, LIMITS)).toEqual({ type: 'wait', until: MIDNIGHT + HOUR, onWake: true, onCompletion: 'any' });
+    expect(progress(s, MIDNIGHT)).toMatchObject({ state: 'running', waitingForWindow: { reason: 'window', opensAt: iso(MIDNIGHT + HOUR) } });
+    expect(windowMemo(s, MIDNIGHT)).toBe(iso(MIDNIGHT + HOUR));
+
+    const { orders } = launchAll(s, MIDNIGHT + HOUR);
+    expect(orders.map((o) => o.chunk)).toEqual([0, 1]);
+    const inside = progress(s, MIDNIGHT + HOUR);
+    expect(inside.waitingForWindow).toBeUndefined();
+    expect(inside.windowClosesAt).toBe(iso(MIDNIGHT + 3 * HOUR));
+    expect(windowMemo(s, MIDNIGHT + HOUR)).toBeNull();
+  });
+
+  it('a window that closes lets the batches in flight finish and starts none until the next opening', () => {
+    const s = scheduler(300, 100, { schedule: nightly }, MIDNIGHT);
+    const [a, b] = launchAll(s, MIDNIGHT + HOUR).orders as [BatchOrder, BatchOrder];
+    batchDone(s, a, report(a, 100, { delivered: 100 }, null), MIDNIGHT + 2 * HOUR);
+    // Chunk 2 is ready, but the window closed at 03:00.
+    const closed = MIDNIGHT + 3 * HOUR;
+    const nextOpening = MIDNIGHT + 25 * HOUR;
+    expect(decide(s, closed, LIMITS)).toEqual({ type: 'wait', until: nextOpening, onWake: true, onCompletion: 'any' });
+    batchDone(s, b, report(b, 100, { delivered: 100 }, null), closed + 1);
+    expect(decide(s, closed + 1, LIMITS)).toEqual({ type: 'wait', until: nextOpening, onWake: true, onCompletion: 'any' });
+    expect(progress(s, closed + 1).waitingForWindow).toEqual({ reason: 'window', opensAt: iso(nextOpening) });
+    expect(decide(s, nextOpening, LIMITS)).toEqual({ type: 'launchBatch', chunk: 2 });
+  });
+
+  it('waits for the start time; the deadline counts from it', () => {
+    const startAt = MIDNIGHT + 5 * HOUR;
+    const s = scheduler(100, 100, { schedule: { startAt }, deadlineMs: HOUR }, MIDNIGHT);
+    expect(s.carry.deadlineAt).toBe(startAt + HOUR);
+    expect(decide(s, MIDNIGHT, LIMITS)).toEqual({ type: 'wait', until: startAt, onWake: true, onCompletion: 'any' });
+    expect(progress(s, MIDNIGHT).waitingForWindow).toEqual({ reason: 'start-at', opensAt: iso(startAt) });
+    expect(decide(s, startAt, LIMITS)).toEqual({ type: 'launchBatch', chunk: 0 });
+    expect(progress(s, startAt).waitingForWindow).toBeUndefined();
+  });
+
+  it('with a start time and windows, waits for the first window open at or after the start time', () => {
+    const s = scheduler(100, 100, { schedule: { startAt: MIDNIGHT + 5 * HOUR, ...nightly } }, MIDNIGHT);
+    const opening = MIDNIGHT + 25 * HOUR;
+    // One timer, for the opening itself.
+    expect(decide(s, MIDNIGHT, LIMITS)).toEqual({ type: 'wait', until: opening, onWake: true, onCompletion: 'any' });
+    expect(progress(s, MIDNIGHT).waitingForWindow).toEqual({ reason: 'start-at', opensAt: iso(opening) });
+    expect(decide(s, MIDNIGHT + 5 * HOUR, LIMITS)).toEqual({ type: 'wait', until: opening, onWake: true, onCompletion: 'any' });
+    expect(progress(s, MIDNIGHT + 5 * HOUR).waitingForWindow).toEqual({ reason: 'window', opensAt: iso(opening) });
+    expect(decide(s, opening, LIMITS)).toEqual({ type: 'launchBatch', chunk: 0 });
+  });
+
+  it('a deadline that passes while waiting for a window expires the open targets', () => {
+    const s = scheduler(100, 100, { schedule: nightly, deadlineMs: 4 * HOUR }, MIDNIGHT);
+    const [order] = launchAll(s, MIDNIGHT + HOUR).orders as [BatchOrder];
+    batchDone(s, order, report(order, 100, { delivered: 40, waiting: 60 }, MIDNIGHT + 3.5 * HOUR), MIDNIGHT + 2 * HOUR);
+    // After 03:00 the next opening (tomorrow 01:00) is later than the deadline (04:00).
+    expect(decide(s, MIDNIGHT + 3 * HOUR, LIMITS)).toEqual({ type: 'wait', until: MIDNIGHT + 4 * HOUR, onWake: true, onCompletion: 'any' });
+    expect(decide(s, MIDNIGHT + 4 * HOUR, LIMITS)).toEqual({ type: 'finish', state: 'completed', ending: 'expire', openChunks: [0] });
+  });
+
+  it('pause, resume and cancel work while waiting for a window', () => {
+    const s = scheduler(100, 100, { schedule: nightly }, MIDNIGHT);
+    pause(s, MIDNIGHT);
+    expect(decide(s, MIDNIGHT, LIMITS)).toEqual({ type: 'wait', until: null, onWake: false, onCompletion: 'any' });
+    const paused = progress(s, MIDNIGHT);
+    expect(paused.state).toBe('paused');
+    expect(paused.waitingForWindow).toBeUndefined();
+    expect(windowMemo(s, MIDNIGHT)).toBeNull();
+    // Paused through the window: nothing starts in it.
+    expect(decide(s, MIDNIGHT + 2 * HOUR, LIMITS).type).toBe('wait');
+
+    resume(s);
+    expect(decide(s, MIDNIGHT + 4 * HOUR, LIMITS)).toEqual({ type: 'wait', until: MIDNIGHT + 25 * HOUR, onWake: true, onCompletion: 'any' });
+    cancel(s, 'not tonight');
+    expect(decide(s, MIDNIGHT + 4 * HOUR, LIMITS)).toEqual({ type: 'finish', state: 'cancelled', reason: 'not tonight', ending: 'cancel', openChunks: [0] });
+    expect(progress(s, MIDNIGHT + 4 * HOUR).waitingForWindow).toBeUndefined();
+  });
+
+  it('carries the schedule across continue-as-new through the settings', () => {
+    const s = scheduler(100, 100, { schedule: nightly }, MIDNIGHT);
+    const next = newScheduler(settings({ schedule: nightly }), MIDNIGHT + 4 * HOUR, JSON.parse(JSON.stringify(carryForNextRun(s))) as ReturnType<typeof carryForNextRun>);
+    expect(decide(next, MIDNIGHT + 4 * HOUR, LIMITS)).toMatchObject({ type: 'wait', until: MIDNIGHT + 25 * HOUR });
+  });
+});
+
+describe('campaign request: schedule', () => {
+  const base = { targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'p' } } };
+  const issues = (schedule: unknown): string[] => {
+    const parsed = CampaignRequest.safeParse({ ...base, schedule });
+    return parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  };
+
+  it('accepts a start time with a zone and windows; refuses bad ones naming the field and the reason', () => {
+    expect(issues({ startAt: '2026-12-08T01:00:00Z', windows: ['0 1 * * * 3h', '30 22 * * 1-5 90m'] })).toEqual([]);
+    expect(issues({ startAt: '2026-12-08 01:00' })).toEqual([expect.stringMatching(/^schedule\.startAt: must be an ISO 8601 time with a time zone/)]);
+    expect(issues({ startAt: '2026-12-08T01:00:00' })).toEqual([expect.stringMatching(/^schedule\.startAt: must be an ISO 8601 time with a time zone/)]);
+    expect(issues({ startAt: '2026-12-08T03:00:00+02:00' })).toEqual([]);
+    expect(issues({ windows: ['0 1 * * * 24h'] })).toEqual([expect.stringMatching(/^schedule\.windows\.0: window "0 1 \* \* \* 24h": duration "24h" must be 1 to 1430 minutes/)]);
+    expect(issues({ windows: ['0 1 * *'] })).toEqual([expect.stringMatching(/^schedule\.windows\.0: .*expected/)]);
+    expect(issues({ windows: ['0 1 31 2 * 1h'] })).toEqual([expect.stringMatching(/^schedule\.windows: no window ever opens/)]);
+    expect(issues({ windows: [] })).toEqual([expect.stringMatching(/^schedule\.windows: give at least one window/)]);
   });
 });

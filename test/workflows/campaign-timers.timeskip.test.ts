@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CampaignSettings, Rollout } from '../../src/domain/schemas/campaign';
+import type { CampaignSettings, Rollout, ScheduleSettings } from '../../src/domain/schemas/campaign';
 import { CampaignRequest } from '../../src/domain/schemas/campaign';
 import { emptyCounts, type ChunkReport } from '../../src/domain/campaign-core';
 import { campaignProgressQuery, deviceOnlineSignal, pauseCampaignUpdate, resumeCampaignUpdate } from '../../src/contracts/campaign';
 import { runCampaign } from '../../src/workflows/campaign';
-import { uniqueName } from '../harness';
+import { uniqueName, waitFor } from '../harness';
 import { startTimeSkipping, type TimeSkippingEnv } from '../support/time-skipping';
 
 /**
@@ -87,7 +87,15 @@ afterAll(async () => {
 });
 
 /** A campaign of `total` targets `d0`... in chunks of `chunkSize`, with the request's defaults for everything not given. */
-function campaign(options: { total: number; chunkSize: number; rollout?: Partial<Rollout>; deadlineMs?: number; recheckMs?: number; onlineFrom?: Record<number, number> }) {
+function campaign(options: {
+  total: number;
+  chunkSize: number;
+  rollout?: Partial<Rollout>;
+  deadlineMs?: number;
+  recheckMs?: number;
+  onlineFrom?: Record<number, number>;
+  schedule?: ScheduleSettings;
+}) {
   const campaignId = uniqueName('camp');
   const request = CampaignRequest.parse({
     targets: { list: [{ clientId: 'x' }] },
@@ -103,6 +111,7 @@ function campaign(options: { total: number; chunkSize: number; rollout?: Partial
     policy: { retry: request.retry, offline: request.offline },
     abort: [],
     ...(options.deadlineMs ? { deadlineMs: options.deadlineMs } : {}),
+    ...(options.schedule ? { schedule: options.schedule } : {}),
   };
   const fake: FakeCampaign = {
     chunkSize: options.chunkSize,
@@ -236,5 +245,73 @@ describe('campaign timers on the time-skipping server', () => {
     expect((times[2] as number) - pausedAt).toBeGreaterThanOrEqual(3_600_000);
     expect((times[3] as number) - (times[2] as number)).toBeGreaterThan(9_000);
     expect((times[3] as number) - (times[2] as number)).toBeLessThan(11_000);
+  });
+
+  describe('scheduling', () => {
+    const TEN_MINUTES = 600_000;
+    // Open for one minute every ten (minute 0, 10, 20... of each hour, UTC).
+    const window = '*/10 * * * * 1m';
+    const iso = (t: number): string => new Date(t).toISOString();
+    /** The second ten-minute mark from now: a start time before which the workflow is surely running. */
+    const markAfterNext = async (): Promise<number> => (Math.floor((await ts.env.currentTimeMs()) / TEN_MINUTES) + 2) * TEN_MINUTES;
+
+    it('waits for its start time, publishes only while the window is open, waits while it is closed and goes on when the next opens', async () => {
+      const startAt = await markAfterNext();
+      // 6 a minute: one target per batch every 10 s, so a one-minute window takes 6 of the 10.
+      const c = campaign({
+        total: 10,
+        chunkSize: 10,
+        rollout: { maximumPerMinute: 6 },
+        onlineFrom: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [i, 0])),
+        schedule: { startAt, windows: [window] },
+      });
+      const handle = await ts.env.client.workflow.start(runCampaign, { args: [c.input], workflowId: c.workflowId, taskQueue: ts.taskQueue });
+      expect(await handle.query(campaignProgressQuery)).toMatchObject({ state: 'running', counts: { pending: 10 }, waitingForWindow: { reason: 'start-at', opensAt: iso(startAt) } });
+      await waitFor(async () => (await handle.describe()).memo?.waitingForWindow === iso(startAt), { what: 'the memo shows the start time' });
+      expect(c.publishTimes()).toEqual([]);
+
+      await ts.env.sleep(startAt + 120_000 - (await ts.env.currentTimeMs()));
+      const between = await handle.query(campaignProgressQuery);
+      expect(between).toMatchObject({ state: 'running', counts: { delivered: 6, pending: 4 }, waitingForWindow: { reason: 'window', opensAt: iso(startAt + TEN_MINUTES) } });
+      expect((await handle.describe()).memo?.waitingForWindow).toBe(iso(startAt + TEN_MINUTES));
+
+      const result = await handle.result();
+      expect(result).toMatchObject({ state: 'completed', counts: { delivered: 10, pending: 0 } });
+      expect(result.waitingForWindow).toBeUndefined();
+      // Recorded times are when a task completed, a few real milliseconds after the decision.
+      const offsets = c.publishTimes().map((t) => Math.round((t - startAt) / 1_000));
+      expect(offsets).toEqual([0, 10, 20, 30, 40, 50, 600, 610, 620, 630]);
+      expect((await handle.describe()).memo?.waitingForWindow).toBeUndefined();
+    });
+
+    it('a deadline that passes while waiting for the window ends the open targets as at any deadline', async () => {
+      const startAt = await markAfterNext();
+      // The deadline counts from the start time: 5 minutes, before the next window opens.
+      const c = campaign({ total: 3, chunkSize: 3, deadlineMs: 300_000, recheckMs: 30_000, onlineFrom: { 0: 0 }, schedule: { startAt, windows: [window] } });
+      const result = await ts.env.client.workflow.execute(runCampaign, { args: [c.input], workflowId: c.workflowId, taskQueue: ts.taskQueue });
+
+      expect(result).toMatchObject({ state: 'completed', counts: { total: 3, delivered: 1, offline: 2, pending: 0 } });
+      // Tried at the opening and at the recheck inside the window; none after it closed.
+      expect(c.publishTimes().map((t) => Math.round((t - startAt) / 1_000))).toEqual([0, 30]);
+      const finish = ts.callsOf('finishCampaignChunks').filter((call) => call.input.campaignId === c.campaignId);
+      expect(finish.map((call) => [call.input.ending, call.input.reason])).toEqual([['expire', 'the campaign deadline passed']]);
+      expect(Math.round(((finish[0]?.at as number) - startAt) / 1_000)).toBe(300);
+    });
+
+    it('a pause while waiting for a window holds through the next one; resume waits for the window after', async () => {
+      const startAt = await markAfterNext();
+      const c = campaign({ total: 2, chunkSize: 2, onlineFrom: { 0: 0, 1: 0 }, schedule: { startAt, windows: [window] } });
+      const handle = await ts.env.client.workflow.start(runCampaign, { args: [c.input], workflowId: c.workflowId, taskQueue: ts.taskQueue });
+      expect((await handle.executeUpdate(pauseCampaignUpdate)).state).toBe('paused');
+      await ts.env.sleep(startAt + 120_000 - (await ts.env.currentTimeMs()));
+      expect(c.publishTimes()).toEqual([]);
+      expect(await handle.query(campaignProgressQuery)).toMatchObject({ state: 'paused', counts: { pending: 2 } });
+
+      const resumed = await handle.executeUpdate(resumeCampaignUpdate);
+      expect(resumed).toMatchObject({ state: 'running', waitingForWindow: { reason: 'window', opensAt: iso(startAt + TEN_MINUTES) } });
+      const result = await handle.result();
+      expect(result.counts).toMatchObject({ delivered: 2, pending: 0 });
+      expect(c.publishTimes().map((t) => Math.round((t - startAt) / 1_000))).toEqual([600]);
+    });
   });
 });

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ClientId, Qos } from './device';
 import { TEMPLATE_VARIABLE, TopicTemplate } from './campaign-template';
 import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from '../campaign-core';
+import { MaintenanceWindowError, parseMaintenanceWindow, windowStateAt } from '../maintenance-window';
 
 export * from '../campaign-core';
 
@@ -148,6 +149,40 @@ export type Transport = z.infer<typeof Transport>;
 
 const durationMs = z.number().int().min(1_000).max(365 * 86_400_000);
 
+export const MAX_MAINTENANCE_WINDOWS = 10;
+
+/**
+ * When the rollout may publish (docs/campaigns.md, "Scheduling"): not before `startAt`, and, with
+ * `windows`, only while one of them is open ("<cron> <duration>", src/domain/maintenance-window.ts).
+ */
+export const CampaignSchedule = z
+  .object({
+    startAt: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 time with a time zone, e.g. 2026-12-08T01:00:00Z' }).optional(),
+    windows: z
+      .array(z.string().max(200))
+      .min(1, 'give at least one window, or leave windows out')
+      .max(MAX_MAINTENANCE_WINDOWS)
+      .superRefine((specs, ctx) => {
+        const parsed = [];
+        for (const [i, spec] of specs.entries()) {
+          try {
+            parsed.push(parseMaintenanceWindow(spec));
+          } catch (err) {
+            if (!(err instanceof MaintenanceWindowError)) throw err;
+            ctx.addIssue({ code: 'custom', path: [i], message: err.message });
+          }
+        }
+        // A campaign whose windows never open (31 February) would wait until its deadline for nothing.
+        if (specs.length > 0 && parsed.length === specs.length) {
+          const state = windowStateAt(parsed, Date.now());
+          if (!state.open && state.opensAt === null) ctx.addIssue({ code: 'custom', message: 'no window ever opens (check the day of month and month)' });
+        }
+      })
+      .optional(),
+  })
+  .strict();
+export type CampaignSchedule = z.infer<typeof CampaignSchedule>;
+
 export const CampaignRequest = z
   .object({
     campaignId: CampaignId.optional(),
@@ -165,6 +200,7 @@ export const CampaignRequest = z
     deadlineMs: durationMs.optional(),
     /** A target that is still being retried this long after its first attempt ends as timed_out. */
     inProgressTimeoutMs: durationMs.optional(),
+    schedule: CampaignSchedule.optional(),
   })
   .refine((r) => r.rollout.maximumPerMinute === undefined || r.rollout.exponentialRate === undefined || r.rollout.exponentialRate.baseRatePerMinute <= r.rollout.maximumPerMinute, {
     message: 'exponentialRate.baseRatePerMinute must not exceed maximumPerMinute',
@@ -192,6 +228,15 @@ export interface CampaignSettings {
   selector?: TargetSelector;
   /** The start that stored the campaign (when absent, batches skip the ownership check). */
   startAttempt?: string;
+  /** Scheduling (CampaignSchedule, checked): no batch starts before `startAt` or outside every window. */
+  schedule?: ScheduleSettings;
+}
+
+export interface ScheduleSettings {
+  /** Epoch ms. */
+  startAt?: number;
+  /** Maintenance window specs, parsed again by the workflow (src/domain/maintenance-window.ts is workflow-safe). */
+  windows?: string[];
 }
 
 /**

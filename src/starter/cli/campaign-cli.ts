@@ -2,6 +2,7 @@ import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import type { Command } from 'commander';
 import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../../domain/schemas/campaign';
 import { InputError } from '../../domain/input-error';
+import { MaintenanceWindowError, parseMaintenanceWindow } from '../../domain/maintenance-window';
 import type { CampaignResultRow } from '../../store/campaigns';
 import type { CampaignProgress } from '../../contracts/campaign';
 import { collect, durationFlag, printResult, withOps, type CliIo } from './cli-io';
@@ -45,6 +46,26 @@ function parseRamp(text: string): { baseRatePerMinute: number; incrementFactor: 
   const incrementFactor = Number(factor);
   if (!Number.isFinite(incrementFactor)) fail('--ramp', `factor "${factor}" must be a number from 1.1 to 5`);
   return { baseRatePerMinute: parseRate(base, '--ramp'), incrementFactor, numberOfSucceededTargets: whole(after, '--ramp', 1, 100_000_000) as number };
+}
+
+/** `--start-at`: an ISO 8601 time with a zone (Z or +hh:mm), as the request schema takes it. */
+function parseStartAt(text: string): string {
+  const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+  if (!iso.test(text.trim()) || Number.isNaN(Date.parse(text))) fail('--start-at', `"${text}" must be an ISO 8601 time with a time zone, e.g. 2026-12-08T01:00:00Z`);
+  return new Date(Date.parse(text)).toISOString();
+}
+
+/** `--window "<cron> <duration>"`: checked here so that the error names the flag. */
+function parseWindows(specs: string[]): string[] {
+  for (const spec of specs) {
+    try {
+      parseMaintenanceWindow(spec);
+    } catch (err) {
+      if (err instanceof MaintenanceWindowError) fail('--window', err.message);
+      throw err;
+    }
+  }
+  return specs;
 }
 
 function readPayload(text: string, format: string): PayloadTemplate {
@@ -107,6 +128,8 @@ interface StartOptions {
   abortOn: string;
   deadline?: string;
   inProgressTimeout?: string;
+  startAt?: string;
+  window: string[];
   waitOffline?: boolean;
   recheck?: string;
   trustBrokerAnswer?: boolean;
@@ -146,6 +169,8 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
   const deadlineMs = duration(o.deadline, '--deadline');
   const inProgressTimeoutMs = duration(o.inProgressTimeout, '--in-progress-timeout');
   const recheckIntervalMs = duration(o.recheck, '--recheck');
+  const startAt = o.startAt === undefined ? undefined : parseStartAt(o.startAt);
+  const windows = parseWindows(o.window);
   return {
     ...(o.id ? { campaignId: o.id } : {}),
     targets,
@@ -178,6 +203,7 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
         : [{ failureType: abortOn.data, minExecuted: whole(o.abortMinExecuted, '--abort-min-executed', 1, 100_000_000) ?? 10, thresholdPercent: threshold }],
     ...(deadlineMs !== undefined ? { deadlineMs } : {}),
     ...(inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs } : {}),
+    ...(startAt !== undefined || windows.length ? { schedule: { ...(startAt !== undefined ? { startAt } : {}), ...(windows.length ? { windows } : {}) } } : {}),
   };
 }
 
@@ -187,13 +213,23 @@ function countsLine(c: TargetCounts): string {
 
 /**
  * When a running campaign should be done. The workflow's ETA covers only targets it can publish to
- * now; targets waiting for their device to reconnect end at the latest at the deadline.
+ * now; targets waiting for their device to reconnect end at the latest at the deadline. None while it
+ * waits for its start time or a maintenance window (scheduleText says which).
  */
 export function etaText(p: CampaignProgress): string {
-  if (p.state !== 'running') return '';
+  if (p.state !== 'running' || p.waitingForWindow) return '';
   const publishable = p.etaSeconds !== null && p.counts.pending > p.counts.waiting ? `ETA ${p.etaSeconds}s` : '';
   const waiting = p.counts.waiting > 0 ? `waiting for ${p.counts.waiting} device${p.counts.waiting === 1 ? '' : 's'}${p.deadlineAt ? ` until ${p.deadlineAt}` : ''}` : '';
   return [publishable, waiting].filter(Boolean).join(', then ');
+}
+
+/** The schedule's part of the status: what the campaign waits for, or when its window closes. */
+export function scheduleText(p: CampaignProgress): string {
+  if (p.waitingForWindow) {
+    const what = p.waitingForWindow.reason === 'start-at' ? 'its start time' : 'a maintenance window';
+    return `waiting for ${what}: ${p.waitingForWindow.opensAt ? `opens ${p.waitingForWindow.opensAt}` : 'no window opens'}`;
+  }
+  return p.windowClosesAt ? `maintenance window open until ${p.windowClosesAt}` : '';
 }
 
 function describeProgress(p: CampaignProgress): string {
@@ -201,6 +237,7 @@ function describeProgress(p: CampaignProgress): string {
   return [
     `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}`,
     `  ${countsLine(p.counts)}`,
+    ...(scheduleText(p) ? [`  ${scheduleText(p)}`] : []),
     `  rate ${p.ratePerMinute}/min${p.rateLimitPerMinute ? ` (limit ${p.rateLimitPerMinute}/min)` : ''}  retries ${p.retries}${eta ? `  ${eta}` : ''}${p.deadlineAt ? `  deadline ${p.deadlineAt}` : ''}`,
   ].join('\n');
 }
@@ -210,7 +247,7 @@ export function progressBar(p: CampaignProgress, width = 30): string {
   const done = p.counts.total === 0 ? 1 : (p.counts.total - p.counts.pending) / p.counts.total;
   const filled = Math.round(done * width);
   const eta = etaText(p) ? `  ${etaText(p)}` : '';
-  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(done * 100)}%  ${p.counts.total - p.counts.pending}/${p.counts.total}  delivered ${p.counts.delivered}  offline ${p.counts.offline}  failed ${p.counts.failed + p.counts.timedOut}  pending ${p.counts.pending}  ${p.ratePerMinute}/min${eta}  ${p.state}`;
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(done * 100)}%  ${p.counts.total - p.counts.pending}/${p.counts.total}  delivered ${p.counts.delivered}  offline ${p.counts.offline}  failed ${p.counts.failed + p.counts.timedOut}  pending ${p.counts.pending}  ${p.ratePerMinute}/min${eta}  ${p.state}${p.waitingForWindow ? ` (${scheduleText(p)})` : ''}`;
 }
 
 const FINISHED = new Set(['completed', 'cancelled', 'aborted']);
@@ -260,6 +297,8 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--abort-on <type>', 'which outcomes count for the threshold: failed, offline, timed_out, all', 'all')
     .option('--deadline <duration>', 'end the campaign after this long (default 24h with --wait-offline)')
     .option('--in-progress-timeout <duration>', 'a target still failing this long after its first try ends timed_out')
+    .option('--start-at <time>', 'publish nothing before this ISO 8601 time (e.g. 2026-12-08T01:00:00Z); the deadline counts from it')
+    .option('--window <cron duration>', 'maintenance window "<min> <hour> <day> <month> <weekday> <duration>" in UTC, e.g. "0 1 * * * 3h" (1m-1430m; repeatable): publish only while one is open', collect, [])
     .option('--wait-offline', 'keep offline targets pending until they reconnect or the deadline passes')
     .option('--recheck <duration>', 'how often waiting targets are tried without a reconnect signal, default 1m')
     .option('--trust-broker-answer', "count every message EMQX accepted as delivered, without reading the target device's session (docs/campaign-delivery.md)")

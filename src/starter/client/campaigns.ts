@@ -14,8 +14,10 @@ import {
   MAX_MESSAGE_BYTES,
   type CampaignRequestInput,
   type CampaignSettings,
+  type CampaignSchedule,
   type CampaignTarget,
   type MessageTemplate,
+  type ScheduleSettings,
   type TargetChunking,
 } from '../../domain/schemas/campaign';
 import { messageBytes, renderMessage } from '../../domain/schemas/campaign-message';
@@ -171,6 +173,10 @@ export function validateCampaignRequest(input: CampaignRequestInput): ValidatedC
   return { request, duplicates: 0 };
 }
 
+function scheduleSettings(schedule: CampaignSchedule): ScheduleSettings {
+  return { ...(schedule.startAt !== undefined ? { startAt: Date.parse(schedule.startAt) } : {}), ...(schedule.windows ? { windows: schedule.windows } : {}) };
+}
+
 export class CampaignOps {
   private readonly store: CampaignStore;
 
@@ -230,6 +236,7 @@ export class CampaignOps {
       startAttempt: record.startAttempt,
       ...(deadlineMs !== undefined ? { deadlineMs } : {}),
       ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
+      ...(request.schedule ? { schedule: scheduleSettings(request.schedule) } : {}),
     };
     let runId: string;
     try {
