@@ -9,8 +9,13 @@ import { z } from 'zod';
 export interface FaultConfig {
   /** 0..1 fraction of REST calls (except /status and the fault endpoint) answered 503. */
   restFailureRate: number;
-  /** Added delay per REST call. */
+  /** Added delay per REST call, before it is handled. */
   restLatencyMs: number;
+  /**
+   * Added delay per REST call after it was handled, before the answer goes out: a client that gives
+   * up waiting sees a timeout for a request the broker applied (an EMQX under load, a lost answer).
+   */
+  restAnswerDelayMs: number;
   /** 0..1 fraction of webhook deliveries silently dropped (counted). */
   webhookDropRate: number;
   /** 0..1 fraction of webhook deliveries sent twice. */
@@ -22,6 +27,7 @@ export interface FaultConfig {
 export const NO_FAULTS: Readonly<FaultConfig> = Object.freeze({
   restFailureRate: 0,
   restLatencyMs: 0,
+  restAnswerDelayMs: 0,
   webhookDropRate: 0,
   webhookDuplicateRate: 0,
   webhookReorder: false,
@@ -34,6 +40,7 @@ export const FaultPatch = z
   .object({
     restFailureRate: rate,
     restLatencyMs: z.number().int('must be an integer').min(0).max(600_000),
+    restAnswerDelayMs: z.number().int('must be an integer').min(0).max(600_000),
     webhookDropRate: rate,
     webhookDuplicateRate: rate,
     webhookReorder: z.boolean(),
@@ -94,6 +101,7 @@ export class FaultSwitchboard {
 const ENV_VARIABLES = {
   restFailureRate: 'DEVSTACK_FAULT_REST_FAILURE_RATE',
   restLatencyMs: 'DEVSTACK_FAULT_REST_LATENCY_MS',
+  restAnswerDelayMs: 'DEVSTACK_FAULT_REST_ANSWER_DELAY_MS',
   webhookDropRate: 'DEVSTACK_FAULT_WEBHOOK_DROP_RATE',
   webhookDuplicateRate: 'DEVSTACK_FAULT_WEBHOOK_DUPLICATE_RATE',
   webhookReorder: 'DEVSTACK_FAULT_WEBHOOK_REORDER',
@@ -109,6 +117,7 @@ const envBoolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 't
 const envFields = {
   restFailureRate: envNumber.pipe(rate),
   restLatencyMs: envNumber.pipe(z.number().int('must be an integer').max(600_000)),
+  restAnswerDelayMs: envNumber.pipe(z.number().int('must be an integer').max(600_000)),
   webhookDropRate: envNumber.pipe(rate),
   webhookDuplicateRate: envNumber.pipe(rate),
   webhookReorder: envBoolean,

@@ -123,6 +123,8 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         });
       }
       if (err instanceof EmqxBadRequestError) return [{ kind: 'rejected', error: err.message }];
+      // Sent, answer lost: EMQX may have published every message; the target policy decides.
+      if (err instanceof EmqxError && err.retryable && err.mayHaveApplied) return messages.map(() => ({ kind: 'unknown', error: err.message }));
       if (err instanceof EmqxError && err.retryable) return messages.map(() => ({ kind: 'transient', error: err.message }));
       throw asActivityFailure(err);
     }

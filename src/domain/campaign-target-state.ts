@@ -41,9 +41,14 @@ export type AttemptOutcome =
   | { kind: 'delivered'; messageId?: string; delivery?: DeviceDelivery }
   | { kind: 'no_subscriber' }
   | { kind: 'transient'; error: string }
+  /** The request was sent and its answer lost: EMQX may have published the message. */
+  | { kind: 'unknown'; error: string }
   | { kind: 'rejected'; error: string };
 
 export const NEVER_ATTEMPTED: Readonly<TargetState> = Object.freeze({ status: 'pending', attempts: 0 });
+
+/** How a target given up after an unknown outcome is recorded (`retry.unknownOutcome: give-up`). */
+export const UNKNOWN_OUTCOME_ERROR = 'outcome unknown, not sent again to avoid a duplicate (EMQX may have published it)';
 
 export const NO_SUBSCRIBER_ERROR = 'no matching subscribers (device offline or not subscribed)';
 
@@ -102,6 +107,10 @@ export function applyOutcome(state: TargetState, outcome: AttemptOutcome, policy
       return afterNoSubscriber(attempted, policy, now);
     case 'transient':
       return afterTransient(attempted, outcome.error, policy, now);
+    case 'unknown':
+      // A stored policy from before the option existed has no value: the duplicate-free default.
+      if (policy.retry.unknownOutcome === 'retry') return afterTransient(attempted, outcome.error, policy, now);
+      return finish(attempted, 'failed', now, `${UNKNOWN_OUTCOME_ERROR}: ${outcome.error}`);
     case 'rejected':
       return finish(attempted, 'failed', now, outcome.error);
   }

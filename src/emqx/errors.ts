@@ -23,6 +23,11 @@ export interface EmqxErrorDetails {
    * (https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl).
    */
   reasonCode?: number;
+  /**
+   * The request was sent but its answer never came (a timeout or a connection lost while waiting),
+   * so EMQX may have applied it. A retry of a non-idempotent call (a publish) may then repeat it.
+   */
+  mayHaveApplied?: boolean;
   cause?: unknown;
 }
 
@@ -35,6 +40,8 @@ export class EmqxError extends Error {
   readonly method: HttpMethod | undefined;
   readonly path: string | undefined;
   readonly reasonCode: number | undefined;
+  /** See `EmqxErrorDetails.mayHaveApplied`; `false` when EMQX answered or the request never left. */
+  readonly mayHaveApplied: boolean;
 
   constructor(message: string, details: EmqxErrorDetails) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -44,6 +51,7 @@ export class EmqxError extends Error {
     this.method = details.method;
     this.path = details.path;
     this.reasonCode = details.reasonCode;
+    this.mayHaveApplied = details.mayHaveApplied ?? false;
   }
 }
 

@@ -78,6 +78,14 @@ function parseBody(text: string): unknown {
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+/**
+ * Failures that happen before a request can reach EMQX: no connection was made. Every other
+ * transport failure (a deadline, a connection reset or closed while waiting) may come after EMQX
+ * received and applied the request, so its outcome is unknown. A deadline that expires while the
+ * request still waits for a free pooled connection is counted as unknown too: undici does not say
+ * whether the request was written.
+ */
+const NOT_SENT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 function errorCode(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
@@ -199,7 +207,7 @@ export class EmqxHttp {
   #transportError(req: EmqxRequest, err: unknown, deadline: AbortSignal): unknown {
     if (req.signal?.aborted) return req.signal.reason as unknown;
     const where = `EMQX ${req.method} ${req.path}`;
-    const details = { status: 0, method: req.method, path: req.path };
+    const details = { status: 0, method: req.method, path: req.path, mayHaveApplied: !NOT_SENT_CODES.has(errorCode(err) ?? '') };
     if (deadline.aborted || TIMEOUT_CODES.has(errorCode(err) ?? '')) {
       return new EmqxUnavailableError(`${where} timed out after ${this.#timeoutMs} ms`, { ...details, code: 'TIMEOUT' });
     }

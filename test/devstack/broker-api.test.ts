@@ -92,6 +92,7 @@ describe('REST fault injection', () => {
     expect(initial.body).toEqual({
       restFailureRate: 0,
       restLatencyMs: 0,
+      restAnswerDelayMs: 0,
       webhookDropRate: 0,
       webhookDuplicateRate: 0,
       webhookReorder: false,

@@ -229,6 +229,8 @@ describe('timeouts, aborts and connection errors', () => {
         const err = await failureOf(client.getStats());
         expect(err).toBeInstanceOf(EmqxUnavailableError);
         expect(err.code).toBe('TIMEOUT');
+        // The server has the request: whatever it did with it is unknown to the caller.
+        expect(err.mayHaveApplied).toBe(true);
       } finally {
         await client.close();
         servers[0]?.closeAllConnections();
@@ -245,6 +247,25 @@ describe('timeouts, aborts and connection errors', () => {
         expect(err.code).toBe('CONNECTION_ERROR');
         expect(err.message).toContain('ECONNREFUSED');
         expect(isRetryable(err)).toBe(true);
+        expect(err.mayHaveApplied).toBe(false);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('reports a connection reset after the request was received as one that may have been applied', async () => {
+      let received = 0;
+      const port = await listen((req) => {
+        received += 1;
+        req.socket.destroy();
+      });
+      const client = createEmqxClient({ baseUrl: `http://127.0.0.1:${port}/api/v5`, apiKey: 'k', apiSecret: 's' });
+      try {
+        const err = await failureOf(client.publishBulk([{ topic: 'a/b', payload: 'x' }]));
+        expect(received).toBe(1);
+        expect(err).toBeInstanceOf(EmqxUnavailableError);
+        expect(err.code).toBe('CONNECTION_ERROR');
+        expect(err.mayHaveApplied).toBe(true);
       } finally {
         await client.close();
       }

@@ -27,12 +27,20 @@ import {
  * do_authenticate/3; user lookup in apps/emqx_auth_mnesia/src/emqx_authn_mnesia.erl authenticate/2).
  * Devices get rules keyed by client id ending in a deny of `#`, as provisioning writes them.
  * The clients here speak MQTT 3.1.1, where a refused SUBSCRIBE is SUBACK 0x80 (MQTT 5 clients:
- * test/conformance/mqtt5.test.ts).
+ * test/conformance/mqtt5.test.ts), except the MQTT 5 variants of impersonation and takeover: EMQX
+ * answers an MQTT 5 CONNECT refused by authentication with the reason code of the failure
+ * (`emqx_reason_codes:connack_error/1` from do_authenticate/2, sent by handle_out(connack, ...),
+ * which maps it to the 3.1.1 return codes 4/5 only for older protocol versions:
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_channel.erl,
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx/src/emqx_reason_codes.erl): 0x86 Bad User Name
+ * or Password, 0x87 Not authorized.
  */
 
 const NOT_AUTHORIZED = 5;
 const BAD_USERNAME_OR_PASSWORD = 4;
 const SUBACK_FAILURE = 0x80;
+const MQTT5_BAD_USERNAME_OR_PASSWORD = 0x86;
+const MQTT5_NOT_AUTHORIZED = 0x87;
 
 async function provisionDevice(api: BrokerApi, clientId: string, password: string): Promise<void> {
   await createUser(api, clientId, password);
@@ -104,6 +112,26 @@ describe.each(POSTURES)('identity bound to credentials, no_match $noMatch, file 
     expect((await api.get(`/clients/${encodeURIComponent(sensor3)}`)).body).toMatchObject({ connected: true, username: sensor3 });
     await emqx.publish({ topic: `sensors/${sensor3}/cmd`, payload: 'still here', qos: 1 });
     await waitFor(() => received.some((m) => m.payload === 'still here'), { what: 'the real sensor-3 still receiving' });
+  });
+
+  it('MQTT 5: refuses impersonation with CONNACK 0x87 Not authorized', async () => {
+    expect(await connectRefusal(broker.mqttUrl, { protocolVersion: 5, clientId: unique('evil-5'), username: sensor1, password: 'pw-sensor-1' })).toBe(MQTT5_NOT_AUTHORIZED);
+  });
+
+  it('MQTT 5: refuses a takeover with CONNACK 0x86 Bad User Name or Password, and the real MQTT 5 device stays connected', async () => {
+    const real = await connectClient(broker.mqttUrl, { protocolVersion: 5, clientId: sensor1, username: sensor1, password: 'pw-sensor-1' });
+    open.push(real);
+    const received = collectMessages(real);
+    expect(await subscribeGranted(real, { [`sensors/${sensor1}/cmd5`]: 1 })).toEqual({ [`sensors/${sensor1}/cmd5`]: 1 });
+
+    expect(await connectRefusal(broker.mqttUrl, { protocolVersion: 5, clientId: sensor1, username: sensor3, password: 'pw-sensor-3' })).toBe(MQTT5_BAD_USERNAME_OR_PASSWORD);
+    expect(await connectRefusal(broker.mqttUrl, { protocolVersion: 5, clientId: sensor1, username: sensor1, password: 'pw-sensor-3' })).toBe(MQTT5_BAD_USERNAME_OR_PASSWORD);
+
+    expect(real.connected).toBe(true);
+    expect((await api.get(`/clients/${encodeURIComponent(sensor1)}`)).body).toMatchObject({ connected: true, proto_ver: 5 });
+    await emqx.publish({ topic: `sensors/${sensor1}/cmd5`, payload: 'still here over MQTT 5', qos: 1 });
+    await waitFor(() => received.some((m) => m.payload === 'still here over MQTT 5'), { what: 'the real MQTT 5 device still receiving' });
+    await real.endAsync();
   });
 
   it("keeps a device to its own topics: '#' and another device's topics are refused (wildcard access)", async () => {

@@ -42,6 +42,7 @@ describe('device-ops campaign', () => {
       [['--topic', 'a/${clientid}', '--payload', 'x'], '', /give a targets file/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--abort-threshold', '150'], 'd1\n', /--abort-threshold/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--deadline', 'soon'], 'd1\n', /--deadline: "soon" must be a duration/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--on-unknown-outcome', 'twice'], 'd1\n', /--on-unknown-outcome: "twice" must be give-up or retry/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x'], '\n# nothing\n', /no targets/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--start-at', 'tomorrow'], 'd1\n', /--start-at: "tomorrow" must be an ISO 8601 time with a time zone/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--start-at', '2026-12-08T01:00:00'], 'd1\n', /--start-at: .* must be an ISO 8601 time with a time zone/],

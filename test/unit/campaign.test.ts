@@ -3,7 +3,7 @@ import { CAMPAIGN_CHUNK_SIZE, CampaignRequest, chunkSizeFor, emptyCounts, Offlin
 import { renderMessage, utf8Length } from '../../src/domain/schemas/campaign-message';
 import { abortReason, batchAllowance, BULK_REQUESTS_PER_BATCH, initialPacer, nextSlot, ramp, refund, reserve } from '../../src/domain/campaign-rollout';
 import { ChunkLedger } from '../../src/domain/campaign-chunk';
-import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, retryNow, wake, type TargetState } from '../../src/domain/campaign-target-state';
+import { applyOutcome, cancel, expire, NEVER_ATTEMPTED, retryNow, UNKNOWN_OUTCOME_ERROR, wake, type TargetState } from '../../src/domain/campaign-target-state';
 import { InputError, parseInput } from '../../src/domain/input-error';
 import { decodeRuns, encodeRuns } from '../../src/store/campaigns';
 import { parseTargetsFile } from '../../src/starter/cli/campaign-file';
@@ -84,6 +84,22 @@ describe('campaign target states', () => {
     expect(s).toMatchObject({ status: 'retrying', nextAt: 300 });
     s = applyOutcome(s, { kind: 'transient', error: 'timeout' }, p, 300);
     expect(s).toMatchObject({ status: 'failed', attempts: 3, lastError: 'timeout' });
+  });
+
+  it('an unknown outcome ends the target failed by default and is retried as transient only when asked', () => {
+    const unknown = { kind: 'unknown' as const, error: 'EMQX POST /publish/bulk timed out after 10000 ms' };
+    expect(applyOutcome(NEVER_ATTEMPTED, unknown, policy(), 5)).toEqual({
+      status: 'failed',
+      attempts: 1,
+      firstAt: 5,
+      finishedAt: 5,
+      lastError: `${UNKNOWN_OUTCOME_ERROR}: ${unknown.error}`,
+    });
+    const retry = policy({ retry: { transient: { retries: 1, backoffMs: 100 }, unknownOutcome: 'retry' } });
+    const once = applyOutcome(NEVER_ATTEMPTED, unknown, retry, 0);
+    expect(once).toMatchObject({ status: 'retrying', nextAt: 100, transientCount: 1, lastError: unknown.error });
+    expect(applyOutcome(once, unknown, retry, 100)).toMatchObject({ status: 'failed', attempts: 2, lastError: unknown.error });
+    expect(() => RetryPolicy.parse({ unknownOutcome: 'twice' })).toThrow(/unknownOutcome/);
   });
 
   it('no subscriber: retries, then waits (wait-offline) or ends offline', () => {

@@ -1,3 +1,4 @@
+import type mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from '../../examples/device-agent/agent';
 import { DeviceIdKey, DeviceOperationKey } from '../../src/domain/search-attributes';
@@ -10,7 +11,7 @@ import { postEvents, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } fro
 
 /**
  * Commands and job statuses end to end (docs/jobs.md), all real: the dev broker, devices running
- * the example agent over MQTT 3.1.1, the broker's rule engine posting their replies to the webhook
+ * the example agent over MQTT 3.1.1 (and one over MQTT 5), the broker's rule engine posting their replies to the webhook
  * adapter's /emqx/replies (the rule `emqx setup` creates, selecting EMQX's `message.publish`
  * event: https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_rule_engine/src/emqx_rule_events.erl
  * eventmsg_publish/1), the command workflow on the worker, and FerretDB.
@@ -68,6 +69,29 @@ describe('commands', () => {
     expect(device.commands).toEqual(['reboot-1']);
     const status = await env.ops.commands.status('cmd-online/reboot-1');
     expect(status).toMatchObject({ state: 'SUCCEEDED', running: false });
+  });
+
+  it('an MQTT 5 device gets the response topic and correlation data with the command and answers there with them', async () => {
+    // PUBLISH properties 0x08 Response Topic and 0x09 Correlation Data (MQTT 5.0 §3.3.2.3.5-6), which
+    // EMQX forwards to the subscriber (emqx_mgmt_api_publish.erl `to_property/3` sets them from `properties`:
+    // https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl).
+    await provision('cmd-mqtt5');
+    const device = await agent('cmd-mqtt5', { protocolVersion: 5 });
+    const received: mqtt.IPublishPacket[] = [];
+    const sent: mqtt.IPublishPacket[] = [];
+    device.client.on('message', (_topic, _payload, packet) => received.push(packet));
+    device.client.on('packetsend', (packet) => {
+      if (packet.cmd === 'publish') sent.push(packet);
+    });
+    const outcome = await env.ops.commands.sendAndWait({ clientId: 'cmd-mqtt5', commandId: 'fw-5', payload: '{"op":"update"}', timeoutMs: 30_000 });
+    expect(outcome.state).toBe('SUCCEEDED');
+    expect(JSON.parse(outcome.reply?.result ?? 'null')).toEqual({ command: '{"op":"update"}', by: 'cmd-mqtt5' });
+    expect(device.commands).toEqual(['fw-5']);
+    expect(received).toHaveLength(1);
+    const replyTopic = 'devices/cmd-mqtt5/commands/fw-5/reply';
+    expect(received[0]?.properties?.responseTopic).toBe(replyTopic);
+    expect(received[0]?.properties?.correlationData?.toString()).toBe('fw-5');
+    expect(sent.map((p) => [p.topic, p.properties?.correlationData?.toString()])).toEqual([[replyTopic, 'fw-5']]);
   });
 
   it('a command to an offline device is delivered when it connects, and answered', async () => {

@@ -58,6 +58,14 @@ export function buildApiServer(context: ApiContext, options: ApiServerOptions): 
     }
   });
 
+  // Runs once the handler has applied the request (a publish is already routed).
+  app.addHook('onSend', async (request) => {
+    const path = request.url.split('?')[0] ?? '';
+    if (FAULT_EXEMPT_PATHS.has(path)) return;
+    const { restAnswerDelayMs } = context.faults.get();
+    if (restAnswerDelayMs > 0) await delay(restAnswerDelayMs);
+  });
+
   rejectUnknownFields(app);
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ code: 'NOT_FOUND', message: 'Request path not found' }));
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => answerError(error, request, reply));

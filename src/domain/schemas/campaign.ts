@@ -113,6 +113,13 @@ export const RetryPolicy = z.object({
   transient: RetryRule.default({ retries: 3, backoffMs: 2_000, backoffCoefficient: 2, maximumBackoffMs: 300_000 }),
   /** 202 no_matching_subscribers: the device is offline or not subscribed. */
   noSubscriber: RetryRule.default({ retries: 0, backoffMs: 5_000, backoffCoefficient: 2, maximumBackoffMs: 300_000 }),
+  /**
+   * A bulk request whose answer was lost after it was sent (timeout, connection reset): EMQX may
+   * have published its messages. `give-up` ends those targets failed without sending again (no
+   * device gets the message twice); `retry` sends again as a transient failure (at-least-once: a
+   * device may get it twice). docs/campaign-delivery.md.
+   */
+  unknownOutcome: z.enum(['give-up', 'retry']).default('give-up'),
 });
 export type RetryPolicy = z.infer<typeof RetryPolicy>;
 

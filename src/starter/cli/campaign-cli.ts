@@ -123,6 +123,7 @@ interface StartOptions {
   retries?: string;
   offlineRetries?: string;
   retryBackoff?: string;
+  onUnknownOutcome?: string;
   abortThreshold?: string;
   abortMinExecuted?: string;
   abortOn: string;
@@ -165,6 +166,9 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
   if (!abortOn.success) fail('--abort-on', `"${o.abortOn}" must be failed, offline, timed_out or all`);
   const threshold = o.abortThreshold === undefined ? undefined : Number(o.abortThreshold);
   if (threshold !== undefined && !(threshold > 0 && threshold <= 100)) fail('--abort-threshold', `"${o.abortThreshold}" must be a percentage above 0, at most 100`);
+  if (o.onUnknownOutcome !== undefined && !['give-up', 'retry'].includes(o.onUnknownOutcome)) {
+    fail('--on-unknown-outcome', `"${o.onUnknownOutcome}" must be give-up or retry`);
+  }
   if (!['rest', 'mqtt'].includes(o.transport)) fail('--transport', `"${o.transport}" must be rest or mqtt`);
   const deadlineMs = duration(o.deadline, '--deadline');
   const inProgressTimeoutMs = duration(o.inProgressTimeout, '--in-progress-timeout');
@@ -191,6 +195,7 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
     retry: {
       transient: { retries: whole(o.retries, '--retries', 0, 100) ?? 3, backoffMs },
       noSubscriber: { retries: whole(o.offlineRetries, '--offline-retries', 0, 100) ?? 0, backoffMs },
+      ...(o.onUnknownOutcome !== undefined ? { unknownOutcome: o.onUnknownOutcome as 'give-up' | 'retry' } : {}),
     },
     offline: {
       wait: Boolean(o.waitOffline),
@@ -292,6 +297,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--retries <n>', 'retries after transient errors (503, timeouts), default 3')
     .option('--offline-retries <n>', 'retries when nobody is subscribed, default 0')
     .option('--retry-backoff <duration>', 'first retry delay, doubling, default 2s')
+    .option('--on-unknown-outcome <rule>', 'a bulk request sent but unanswered (EMQX may have published): give-up (default, no duplicates) or retry (at-least-once)')
     .option('--abort-threshold <pct>', 'abort when this share of executed targets did not succeed')
     .option('--abort-min-executed <n>', 'targets executed before the abort threshold applies, default 10')
     .option('--abort-on <type>', 'which outcomes count for the threshold: failed, offline, timed_out, all', 'all')
