@@ -132,7 +132,8 @@ export const OfflinePolicy = z.object({
 });
 export type OfflinePolicy = z.infer<typeof OfflinePolicy>;
 
-export const FailureType = z.enum(['failed', 'offline', 'timed_out', 'all']);
+/** `rejected` counts only in campaigns with `expectReply` (a device-reported REJECTED). */
+export const FailureType = z.enum(['failed', 'offline', 'timed_out', 'rejected', 'all']);
 export type FailureType = z.infer<typeof FailureType>;
 
 export const AbortCriterion = z.object({
@@ -147,6 +148,14 @@ export const Transport = z.enum(['rest', 'mqtt']);
 export type Transport = z.infer<typeof Transport>;
 
 const durationMs = z.number().int().min(1_000).max(365 * 86_400_000);
+
+export const DEFAULT_REPLY_TIMEOUT_MS = 600_000;
+
+export const ExpectReply = z.object({
+  /** A delivered target without a final answer this long after delivery ends TIMED_OUT. */
+  timeoutMs: durationMs.default(DEFAULT_REPLY_TIMEOUT_MS),
+});
+export type ExpectReply = z.infer<typeof ExpectReply>;
 
 export const CampaignRequest = z
   .object({
@@ -165,6 +174,8 @@ export const CampaignRequest = z
     deadlineMs: durationMs.optional(),
     /** A target that is still being retried this long after its first attempt ends as timed_out. */
     inProgressTimeoutMs: durationMs.optional(),
+    /** Targets report the job's execution (docs/jobs.md); the campaign ends when every delivered target answered or timed out. */
+    expectReply: ExpectReply.optional(),
   })
   .refine((r) => r.rollout.maximumPerMinute === undefined || r.rollout.exponentialRate === undefined || r.rollout.exponentialRate.baseRatePerMinute <= r.rollout.maximumPerMinute, {
     message: 'exponentialRate.baseRatePerMinute must not exceed maximumPerMinute',
@@ -192,6 +203,14 @@ export interface CampaignSettings {
   selector?: TargetSelector;
   /** The start that stored the campaign (when absent, batches skip the ownership check). */
   startAttempt?: string;
+  /** Device-reported execution: the job id is the campaign id. */
+  replies?: ReplySettings;
+}
+
+export interface ReplySettings {
+  timeoutMs: number;
+  /** How often the workflow reads the execution counts (and times out overdue targets). */
+  pollMs: number;
 }
 
 /**
