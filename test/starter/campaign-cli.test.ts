@@ -81,7 +81,7 @@ describe('device-ops campaign', () => {
 
     const csvOut = await cli(['campaign', 'results', campaignId]);
     const lines = csvOut.stdout.trim().split('\n');
-    expect(lines[0]).toBe('clientId,status,attempts,messageId,delivery,lastError,firstAttemptAt,finishedAt,nextAttemptAt');
+    expect(lines[0]).toBe('clientId,status,attempts,messageId,delivery,lastError,firstAttemptAt,finishedAt,nextAttemptAt,replyStatus,replyProgress,replyDetails');
     expect(lines).toHaveLength(7);
     expect(lines[5]).toMatch(/^cli-c-4,offline,1,,,no matching subscribers/);
     expect(lines[1]).toMatch(/^cli-c-0,delivered,1,[0-9A-F]+,connected,/);
