@@ -94,4 +94,29 @@ describe('campaigns with device-reported execution', () => {
     const csv = await runCliWith(env.ops, ['campaign', 'results', 'fw-21']);
     expect(csv.stdout.split('\n')[0]).toContain(',replyStatus,replyProgress,replyDetails');
   });
+
+  it('aborts the rollout when the share of devices reporting FAILED reaches the criterion, leaving no execution open', async () => {
+    const ids = Array.from({ length: 8 }, (_, i) => `abort-dev-${i}`);
+    for (const clientId of ids) await env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
+    // The first four fail and the rest would succeed, but at 60 targets a minute the rollout is still
+    // publishing when the failures come in.
+    for (const [i, clientId] of ids.entries()) await agent(clientId, { behaviour: i < 4 ? 'fail' : 'succeed' });
+    await env.ops.campaigns.start({
+      campaignId: 'fw-abort',
+      targets: { list: ids.map((clientId) => ({ clientId })) },
+      message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'update' } },
+      rollout: { maximumPerMinute: 60, batchSize: 1, concurrency: 1 },
+      abort: [{ failureType: 'failed', minExecuted: 3, thresholdPercent: 50 }],
+      expectReply: { timeoutMs: 600_000 },
+    });
+    const summary = await env.ops.campaigns.handle('fw-abort').result();
+    expect(summary.state).toBe('aborted');
+    expect(summary.reason).toMatch(/^abort criterion met: \d+ of \d+ targets that answered or timed out reported FAILED/);
+    // Stopped before every device was reached (the counts are read every 5 s, so a few that
+    // succeed may be reached first).
+    expect(summary.counts.cancelled).toBeGreaterThan(0);
+    expect(summary.replies?.failed).toBeGreaterThanOrEqual(3);
+    expect(summary.counts.delivered).toBeLessThan(ids.length);
+    expect((summary.replies?.queued ?? 0) + (summary.replies?.inProgress ?? 0)).toBe(0);
+  });
 });
