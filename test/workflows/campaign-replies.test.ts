@@ -75,6 +75,9 @@ describe('campaigns with device-reported execution', () => {
     expect(summary.replies).toEqual({ queued: 0, inProgress: 0, succeeded: 3, failed: 1, rejected: 1, timedOut: 1, canceled: 0 });
     expect((await env.ops.campaigns.status('fw-21')).replies).toEqual(summary.replies);
 
+    const status = await runCliWith(env.ops, ['campaign', 'status', 'fw-21']);
+    expect(status.stdout).toContain('devices report: succeeded 3  failed 1  rejected 1  timed out 1  in progress 0  queued 0');
+
     const results = await runCliWith(env.ops, ['campaign', 'results', 'fw-21', '--format', 'json']);
     expect(results.code).toBe(0);
     const rows = JSON.parse(results.stdout) as CampaignResultRow[];
