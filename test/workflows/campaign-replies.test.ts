@@ -122,4 +122,19 @@ describe('campaigns with device-reported execution', () => {
     expect(summary.counts.delivered).toBeLessThan(ids.length);
     expect((summary.replies?.queued ?? 0) + (summary.replies?.inProgress ?? 0)).toBe(0);
   });
+
+  it('status reads the device-reported counts from MongoDB when the workflow is gone', async () => {
+    await env.ops.provision({ clientId: 'gone-dev', password: passwordOf('gone-dev'), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
+    await agent('gone-dev', { behaviour: 'ignore' });
+    await env.ops.campaigns.start({
+      campaignId: 'fw-gone',
+      targets: { list: [{ clientId: 'gone-dev' }] },
+      message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'update' } },
+      expectReply: {},
+    });
+    await waitFor(async () => (await env.ops.campaigns.status('fw-gone')).replies?.queued === 1, { what: 'the execution queued', timeoutMs: 30_000 });
+    await env.ops.campaigns.handle('fw-gone').terminate('test: the workflow is gone');
+    const status = await env.ops.campaigns.status('fw-gone');
+    expect(status).toMatchObject({ state: 'aborted', replies: { queued: 1, succeeded: 0 } });
+  });
 });

@@ -25,6 +25,7 @@ import { CampaignIdKey, DeviceOperationKey } from '../../domain/search-attribute
 import type { History } from '../../store';
 import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../store/campaigns';
 import { JobExecutionStore } from '../../store/job-executions';
+import { replyCountsOf } from '../../domain/campaign-scheduler';
 import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign-wake';
 import {
   campaignProgressQuery,
@@ -350,6 +351,8 @@ export class CampaignOps {
       batches: 0,
       startedAt: record.startedAt ?? record.createdAt,
       ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
+      // The executions are in MongoDB whatever became of the workflow.
+      ...(record.expectReply ? { replies: replyCountsOf(await new JobExecutionStore(this.deps.history.db).counts(campaignId)) } : {}),
     };
   }
 
