@@ -7,7 +7,9 @@ import { TemplateError } from '../domain/schemas/campaign-template';
 import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../store';
+import type { JobStatusCounts } from '../domain/job-status';
 import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../store/campaigns';
+import { JobExecutionStore } from '../store/job-executions';
 import { wakeCampaignsWaitingFor } from '../temporal/campaign-wake';
 import { asActivityFailure, mapPooled } from './failures';
 
@@ -44,7 +46,12 @@ export interface PublishBatchInput {
   batchId: string;
   /** The start this workflow belongs to: a campaign another start took over is not published by it. */
   startAttempt?: string;
+  /** The targets report the job's execution: each delivered target's execution is queued (job id = campaign id). */
+  expectReply?: boolean;
 }
+
+/** Open executions ended per read when a campaign times out or ends its targets' executions. */
+const END_EXECUTIONS_BATCH = 500;
 
 export type CampaignEnding = 'expire' | 'cancel';
 
@@ -98,6 +105,13 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
   // Created on first use: unit tests of other activities build the whole set with a fake History.
   let campaignStore: CampaignStore | undefined;
   const storeOf = (): CampaignStore => (campaignStore ??= new CampaignStore(deps.history.db));
+  let executionStore: JobExecutionStore | undefined;
+  const executionsOf = (): JobExecutionStore => (executionStore ??= new JobExecutionStore(deps.history.db));
+
+  /** Ends the job's open executions (delivered at or before `queuedBefore` when given), a batch at a time. */
+  async function endExecutions(jobId: string, status: 'TIMED_OUT' | 'CANCELED', queuedBefore?: number): Promise<void> {
+    while ((await executionsOf().endOpen(jobId, status, END_EXECUTIONS_BATCH, queuedBefore)) === END_EXECUTIONS_BATCH) heartbeat();
+  }
   const templates = new BoundedCache<MessageTemplate>(32);
   const chunkTargets = new BoundedCache<CampaignTarget[]>(CACHED_CHUNKS);
 
@@ -310,17 +324,24 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         const after = Date.now();
         const finals = new Map<number, TargetState>();
         const newlyWaiting: WaitingEntry[] = [];
+        const reached: string[] = [];
         group.forEach((i, k) => {
           const before = ledger.stateAt(i);
           const state = applyOutcome(before, outcomes[k] as AttemptOutcome, policy, after);
           ledger.set(i, state);
-          if (state.status === 'delivered') delivered += 1;
+          if (state.status === 'delivered') {
+            delivered += 1;
+            reached.push((targets[i] as CampaignTarget).clientId);
+          }
           if (isFinal(state.status)) finals.set(i, state);
           else if (state.lastFailure === 'no_subscriber' && before.noSubscriberCount === undefined) {
             newlyWaiting.push({ campaignId, clientId: (targets[i] as CampaignTarget).clientId, chunk, index: i });
           }
         });
         published += group.length;
+        // The executions first: once a target counts as delivered, its execution exists (the
+        // workflow compares the two counts to tell that every answer is in).
+        if (input.expectReply && reached.length > 0) await executionsOf().queue(campaignId, reached, after);
         // Final records and reconnect lookups before the chunk state: once the state says a target
         // is done (or waiting), its record (or lookup entry) exists. Both inserts are idempotent.
         await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
@@ -359,6 +380,21 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         heartbeat({ chunk });
       }
       return reports;
+    },
+
+    /**
+     * A campaign with replies: times out the executions delivered more than `timeoutMs` ago
+     * without a final answer, then counts the executions by state (docs/jobs.md).
+     */
+    async pollCampaignReplies(input: { campaignId: string; timeoutMs: number }): Promise<JobStatusCounts> {
+      await endExecutions(input.campaignId, 'TIMED_OUT', Date.now() - input.timeoutMs);
+      return executionsOf().counts(input.campaignId);
+    },
+
+    /** Ends a finished campaign's open executions: TIMED_OUT at the deadline, CANCELED on cancel and abort. */
+    async endCampaignReplies(input: { campaignId: string; status: 'TIMED_OUT' | 'CANCELED' }): Promise<JobStatusCounts> {
+      await endExecutions(input.campaignId, input.status);
+      return executionsOf().counts(input.campaignId);
     },
 
     /** Records the campaign's state in MongoDB; a final state also clears its reconnect lookups and chunk states. */

@@ -9,7 +9,7 @@ import type { CampaignProgress } from '../domain/campaign-scheduler';
 
 export { campaignWorkflowId } from '../domain/campaign-core';
 
-export type { CampaignProgress } from '../domain/campaign-scheduler';
+export type { CampaignProgress, ReplyCounts } from '../domain/campaign-scheduler';
 
 export type CampaignSummary = CampaignProgress & { state: 'completed' | 'cancelled' | 'aborted' };
 

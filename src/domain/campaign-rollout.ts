@@ -103,6 +103,9 @@ function failuresOf(counts: TargetCounts, type: AbortCriterion['failureType']): 
       return counts.offline;
     case 'timed_out':
       return counts.timedOut;
+    case 'rejected':
+      // Only a device reports REJECTED (replyAbortReason in src/domain/campaign-scheduler.ts).
+      return 0;
     case 'all':
       return counts.failed + counts.offline + counts.timedOut;
   }

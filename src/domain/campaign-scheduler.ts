@@ -1,5 +1,6 @@
-import type { CampaignSettings, CampaignState, Rollout, ScheduleSettings } from './schemas/campaign';
+import type { AbortCriterion, CampaignSettings, CampaignState, ReplySettings, Rollout, ScheduleSettings } from './schemas/campaign';
 import { parseMaintenanceWindow, windowStateAt, type MaintenanceWindow } from './maintenance-window';
+import { emptyJobStatusCounts, type JobStatusCounts } from './job-status';
 import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign-core';
 import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from './campaign-rollout';
 
@@ -39,6 +40,19 @@ export interface CampaignCarry {
   /** Reconnected devices not looked up yet. */
   woken: string[];
   batches: number;
+  /** Campaigns with replies: the execution counts last read and when that read began. */
+  replies?: { counts: ReplyCounts; polledAt: number };
+}
+
+/** Device-reported execution states of a campaign's targets (campaigns with `expectReply`). */
+export interface ReplyCounts {
+  queued: number;
+  inProgress: number;
+  succeeded: number;
+  failed: number;
+  rejected: number;
+  timedOut: number;
+  canceled: number;
 }
 
 export interface CampaignProgress {
@@ -67,6 +81,8 @@ export interface CampaignProgress {
   /** With maintenance windows, while one is open: when the last open one closes. */
   windowClosesAt?: string;
   finishedAt?: string;
+  /** Campaigns with `expectReply`: the targets' device-reported states, as last read. */
+  replies?: ReplyCounts;
   /** Set by the client when it could not ask the workflow itself. */
   note?: string;
 }
@@ -82,6 +98,7 @@ export interface Scheduler {
   readonly schedule: { startAt: number | null; windows: MaintenanceWindow[] };
   /** The last gate computed, reused until the time it changes. */
   gateCache: { gate: Gate; validFrom: number; validUntil: number } | null;
+  readonly replies: ReplySettings | undefined;
   carry: CampaignCarry;
   /** Set once the targets are known (a selector campaign resolves them first). */
   prepared: boolean;
@@ -90,6 +107,8 @@ export interface Scheduler {
   finished: boolean;
   inFlight: Set<number>;
   wakeInFlight: boolean;
+  /** The start time of the execution-count read in flight, or null. */
+  replyPollSince: number | null;
   woken: Set<string>;
   batchesThisRun: number;
   signalsThisRun: number;
@@ -103,6 +122,8 @@ export interface Scheduler {
 export type Decision =
   | { type: 'launchBatch'; chunk: number }
   | { type: 'lookUpWoken' }
+  /** Read the device-reported execution counts (timing out overdue targets first). */
+  | { type: 'pollReplies' }
   /**
    * Wait until `until` (null: no timer) or until one of the changes named happens; a control
    * message always ends a wait. Timers only when needed, to keep history short.
@@ -129,7 +150,7 @@ export const WAKE_LOOKUP_BATCH = 500;
 export const RATE_WINDOW_MS = 60_000;
 export const DEADLINE_REASON = 'the campaign deadline passed';
 
-export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'rollout' | 'abort' | 'deadlineMs' | 'schedule'>, now: number, carry?: CampaignCarry): Scheduler {
+export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'rollout' | 'abort' | 'deadlineMs' | 'schedule' | 'replies'>, now: number, carry?: CampaignCarry): Scheduler {
   return {
     campaignId: settings.campaignId,
     rollout: settings.rollout,
@@ -137,12 +158,14 @@ export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'ro
     deadlineMs: settings.deadlineMs,
     schedule: parseSchedule(settings.schedule),
     gateCache: null,
+    replies: settings.replies,
     carry: carry ?? { chunks: [], pacer: initialPacer(settings.rollout), paused: false, startedAt: now, deadlineAt: null, recent: [], woken: [], batches: 0 },
     prepared: carry !== undefined,
     ending: null,
     finished: false,
     inFlight: new Set(),
     wakeInFlight: false,
+    replyPollSince: null,
     woken: new Set(carry?.woken ?? []),
     batchesThisRun: 0,
     signalsThisRun: 0,
@@ -379,13 +402,18 @@ function finish(s: Scheduler): Decision {
 export function decide(s: Scheduler, now: number, limits: RunLimits): Decision {
   const c = s.carry;
   if (s.ending || (c.deadlineAt !== null && now >= c.deadlineAt)) return isIdle(s) ? finish(s) : { type: 'drain' };
-  if (allFinal(s) && isIdle(s) && s.woken.size === 0) return finish(s);
+  const published = allFinal(s) && isIdle(s) && s.woken.size === 0;
+  if (published && repliesSettled(s)) return finish(s);
+  const pollAt = nextReplyPoll(s);
+  if (pollAt !== null && pollAt <= now) return { type: 'pollReplies' };
+  // Everything is published: only the device-reported states are awaited.
+  if (published) return { type: 'wait', until: minTime(pollAt, c.deadlineAt), onWake: true, onCompletion: 'any' };
   // With every slot busy the run would never be idle: launch nothing more until it is.
   if (runDue(s, limits)) return isIdle(s) ? { type: 'continueAsNew' } : { type: 'drain' };
   if (c.paused) {
     // Reconnect signals are only collected while paused: they neither wake the loop nor restart
     // the deadline timer; a batch that finishes after the pause (it may have failed) does.
-    return { type: 'wait', until: c.deadlineAt, onWake: false, onCompletion: 'any' };
+    return { type: 'wait', until: minTime(c.deadlineAt, pollAt), onWake: false, onCompletion: 'any' };
   }
   if (s.woken.size > 0 && !s.wakeInFlight) return { type: 'lookUpWoken' };
   const g = gate(s, now);
@@ -405,8 +433,97 @@ export function decide(s: Scheduler, now: number, limits: RunLimits): Decision {
   // cannot start anything sooner, unless it leaves the campaign idle (it may be done).
   const due = slotFree ? earliestDue(s) : null;
   let until = due === null ? null : Math.max(due, slot);
-  if (isIdle(s) && c.deadlineAt !== null) until = until === null ? c.deadlineAt : Math.min(until, c.deadlineAt);
+  if (isIdle(s) && c.deadlineAt !== null) until = minTime(until, c.deadlineAt);
+  until = minTime(until, pollAt);
   return { type: 'wait', until, onWake: true, onCompletion: until === null || slot <= now ? 'any' : 'whenIdle' };
+}
+
+// ---- device-reported execution (campaigns with `expectReply`) ----
+
+function minTime(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  return b === null ? a : Math.min(a, b);
+}
+
+/** When the next execution-count read is due: null without replies, while one runs, or before anything was delivered. */
+function nextReplyPoll(s: Scheduler): number | null {
+  if (!s.replies || s.replyPollSince !== null || !s.prepared) return null;
+  if (totals(s).delivered === 0 && !s.carry.replies) return null;
+  // The first read once something was delivered, then one per interval.
+  return s.carry.replies ? s.carry.replies.polledAt + s.replies.pollMs : 0;
+}
+
+/**
+ * Every delivered target reached a final state, by a read that saw all of them (its records are
+ * written before its batch reports, so a read with fewer records began before that batch ended).
+ */
+function repliesSettled(s: Scheduler): boolean {
+  if (!s.replies) return true;
+  const delivered = totals(s).delivered;
+  if (delivered === 0) return true;
+  const counts = s.carry.replies?.counts;
+  if (!counts) return false;
+  const recorded = counts.queued + counts.inProgress + counts.succeeded + counts.failed + counts.rejected + counts.timedOut + counts.canceled;
+  return recorded >= delivered && counts.queued + counts.inProgress === 0;
+}
+
+export function replyCountsOf(counts: JobStatusCounts): ReplyCounts {
+  return {
+    queued: counts.QUEUED,
+    inProgress: counts.IN_PROGRESS,
+    succeeded: counts.SUCCEEDED,
+    failed: counts.FAILED,
+    rejected: counts.REJECTED,
+    timedOut: counts.TIMED_OUT,
+    canceled: counts.CANCELED,
+  };
+}
+
+export function beginReplyPoll(s: Scheduler, now: number): void {
+  s.replyPollSince = now;
+}
+
+/** The counts read: kept, and the abort criteria checked against them. A failed read (null) is tried again at the next interval. */
+export function replyPollDone(s: Scheduler, counts: ReplyCounts | null): void {
+  const polledAt = s.replyPollSince ?? 0;
+  s.replyPollSince = null;
+  s.carry.replies = counts ? { counts, polledAt } : { counts: s.carry.replies?.counts ?? replyCountsOf(emptyJobStatusCounts()), polledAt };
+  if (counts && !s.ending && s.abort.length > 0) {
+    const reason = replyAbortReason(s.abort, counts);
+    if (reason) s.ending = { state: 'aborted', reason };
+  }
+  s.seen.completions += 1;
+}
+
+function replyFailures(counts: ReplyCounts, type: AbortCriterion['failureType']): number {
+  switch (type) {
+    case 'failed':
+      return counts.failed;
+    case 'rejected':
+      return counts.rejected;
+    case 'timed_out':
+      return counts.timedOut;
+    case 'all':
+      return counts.failed + counts.rejected + counts.timedOut;
+    case 'offline':
+      // Offline is a publishing outcome (abortReason in src/domain/campaign-rollout.ts).
+      return 0;
+  }
+}
+
+/** AWS IoT Jobs' abort criteria on the device-reported states: a share of the targets that reached a final state. */
+export function replyAbortReason(criteria: readonly AbortCriterion[], counts: ReplyCounts): string | null {
+  const executed = counts.succeeded + counts.failed + counts.rejected + counts.timedOut;
+  for (const c of criteria) {
+    if (c.failureType === 'offline' || executed < c.minExecuted) continue;
+    const failures = replyFailures(counts, c.failureType);
+    const percent = (failures / executed) * 100;
+    if (percent >= c.thresholdPercent) {
+      const what = c.failureType === 'all' ? 'did not succeed' : `reported ${c.failureType.toUpperCase()}`;
+      return `abort criterion met: ${failures} of ${executed} targets that answered or timed out ${what} (${percent.toFixed(1)}% >= ${c.thresholdPercent}%)`;
+    }
+  }
+  return null;
 }
 
 /** Marks what a wait (or a drain) has seen; `changedSince` tells whether something it waits for happened since. */
@@ -481,5 +598,6 @@ export function progress(s: Scheduler, now: number): CampaignProgress {
   if (c.deadlineAt) out.deadlineAt = new Date(c.deadlineAt).toISOString();
   if (c.paused && c.pausedAt) out.pausedAt = new Date(c.pausedAt).toISOString();
   if (!s.ending && !c.paused) Object.assign(out, gateProgress(gate(s, now)));
+  if (s.replies) out.replies = c.replies?.counts ?? replyCountsOf(emptyJobStatusCounts());
   return out;
 }

@@ -47,6 +47,8 @@ export interface JobExecution {
   messageId?: string;
   /** Reports applied so far. */
   updates: number;
+  /** When the job was delivered to the target (epoch ms): a campaign's reply timeout runs from here. */
+  queuedAt?: number;
 }
 
 export type ApplyOutcome =
@@ -59,8 +61,8 @@ export type ApplyOutcome =
   /** An IN_PROGRESS older than the one the execution holds. */
   | 'stale';
 
-export function newJobExecution(jobId: string, clientId: string): JobExecution {
-  return { jobId, clientId, status: 'QUEUED', updates: 0 };
+export function newJobExecution(jobId: string, clientId: string, queuedAt?: number): JobExecution {
+  return { jobId, clientId, status: 'QUEUED', updates: 0, ...(queuedAt !== undefined ? { queuedAt } : {}) };
 }
 
 /** The execution after one report, and why. `next` is `current` itself unless the outcome is `applied`. */
@@ -83,6 +85,7 @@ export function applyJobReport(current: JobExecution, report: JobStatusReport): 
     reportedAt: report.at,
     messageId: report.messageId,
     updates: current.updates + 1,
+    ...(current.queuedAt !== undefined ? { queuedAt: current.queuedAt } : {}),
   };
   return { next, outcome: 'applied' };
 }

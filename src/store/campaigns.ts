@@ -43,6 +43,8 @@ export interface CampaignRecord {
   active: boolean;
   transport: Transport;
   waitOffline: boolean;
+  /** Targets report the job's execution (job id = campaign id, docs/jobs.md). */
+  expectReply?: boolean;
   createdAt: string;
   /** Which start call stored this record (a repeated start with the id takes over only from a failed one). */
   startAttempt: string;
@@ -79,6 +81,10 @@ export interface CampaignTargetRecord {
 export interface CampaignResultRow extends Omit<CampaignTargetRecord, 'campaignId' | 'finishedAt'> {
   finishedAt?: string;
   nextAttemptAt?: string;
+  /** Campaigns with replies: the target's execution state (QUEUED ... TIMED_OUT), progress and details (JSON text) as the device reported them. */
+  replyStatus?: string;
+  replyProgress?: number;
+  replyDetails?: string;
 }
 
 export interface WaitingEntry {

@@ -44,9 +44,27 @@ export class JobExecutionStore {
     await this.executions.createIndex({ jobId: 1, status: 1 });
   }
 
-  /** Records the targets as QUEUED; targets that have a record keep it. */
-  async queue(jobId: string, clientIds: readonly string[]): Promise<void> {
-    await insertNew(this.executions, clientIds.map((clientId) => ({ _id: jobExecutionKey(jobId, clientId), ...newJobExecution(jobId, clientId), version: 0 })));
+  /** Records the targets as QUEUED (delivered at `queuedAt`); targets that have a record keep it. */
+  async queue(jobId: string, clientIds: readonly string[], queuedAt?: number): Promise<void> {
+    await insertNew(this.executions, clientIds.map((clientId) => ({ _id: jobExecutionKey(jobId, clientId), ...newJobExecution(jobId, clientId, queuedAt), version: 0 })));
+  }
+
+  /**
+   * Ends up to `limit` open executions of the job as `status`, those delivered at or before
+   * `queuedBefore` when given (a reply timeout), else all (a deadline, a cancel). Returns how many
+   * it looked at: fewer than `limit` means none is left.
+   */
+  async endOpen(jobId: string, status: 'TIMED_OUT' | 'CANCELED', limit: number, queuedBefore?: number): Promise<number> {
+    const filter = { jobId, status: { $in: ['QUEUED' as const, 'IN_PROGRESS' as const] }, ...(queuedBefore !== undefined ? { queuedAt: { $lte: queuedBefore } } : {}) };
+    const open = await this.executions.find(filter, { projection: { clientId: 1 } }).limit(limit).toArray();
+    for (const { clientId } of open) await this.end(jobId, clientId, status);
+    return open.length;
+  }
+
+  /** The executions of these targets of the job, by client id. */
+  async many(jobId: string, clientIds: readonly string[]): Promise<Map<string, JobExecution>> {
+    const docs = await this.executions.find({ _id: { $in: clientIds.map((clientId) => jobExecutionKey(jobId, clientId)) } }).toArray();
+    return new Map(docs.map((doc) => [doc.clientId, withoutBookkeeping(doc)]));
   }
 
   /** Applies one device report; the target gets a record if it had none (a report may beat the QUEUED write). */

@@ -16,6 +16,7 @@ import {
   batchDone,
   batchFailed,
   beginBatch,
+  beginReplyPoll,
   beginWakeLookup,
   cancel,
   cancelRefusal,
@@ -25,6 +26,8 @@ import {
   DEADLINE_REASON,
   decide,
   deviceOnline,
+  replyCountsOf,
+  replyPollDone,
   isEnding,
   isIdle,
   mark,
@@ -177,6 +180,9 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
       case 'lookUpWoken':
         lookUpWoken(s);
         continue;
+      case 'pollReplies':
+        pollReplies(s);
+        continue;
       case 'continueAsNew':
         // A cancel waits for the end of the campaign, so it must not hold up the continue-as-new.
         await condition(() => allHandlersFinished() || isEnding(s));
@@ -220,6 +226,7 @@ function launchBatch(s: Scheduler, settings: CampaignSettings, chunk: number): v
       batchId: `${workflowInfo().runId}/${order.sequence}`,
       ...(order.wake.length ? { wake: order.wake } : {}),
       ...(settings.startAttempt ? { startAttempt: settings.startAttempt } : {}),
+      ...(settings.replies ? { expectReply: true } : {}),
     })
     .then(
       (report) => batchDone(s, order, report, Date.now()),
@@ -238,6 +245,19 @@ function lookUpWoken(s: Scheduler): void {
   );
 }
 
+/** Reads the device-reported execution counts in the background (the activity times out overdue targets first). */
+function pollReplies(s: Scheduler): void {
+  const timeoutMs = s.replies?.timeoutMs ?? 0;
+  beginReplyPoll(s, Date.now());
+  bookkeeping.pollCampaignReplies({ campaignId: s.campaignId, timeoutMs }).then(
+    (counts) => replyPollDone(s, replyCountsOf(counts)),
+    (err: unknown) => {
+      log.warn('could not read the execution counts', { campaignId: s.campaignId, error: failureMessage(err) });
+      replyPollDone(s, null);
+    },
+  );
+}
+
 /** Ends the open targets, records the final state and returns the summary. */
 async function finish(s: Scheduler, decision: Extract<Decision, { type: 'finish' }>): Promise<CampaignSummary> {
   const { campaignId } = s;
@@ -249,6 +269,11 @@ async function finish(s: Scheduler, decision: Extract<Decision, { type: 'finish'
       reason: decision.reason ?? DEADLINE_REASON,
     });
     chunksFinished(s, reports);
+  }
+  if (s.replies) {
+    // Executions still open: TIMED_OUT at the deadline, CANCELED when the campaign was cancelled or aborted.
+    const counts = await bookkeeping.endCampaignReplies({ campaignId, status: decision.ending === 'expire' ? 'TIMED_OUT' : 'CANCELED' });
+    s.carry.replies = { counts: replyCountsOf(counts), polledAt: Date.now() };
   }
   const counts = totals(s);
   // The last step of every campaign, a few small writes: a local activity runs it in the workflow

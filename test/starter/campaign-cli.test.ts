@@ -40,6 +40,9 @@ describe('device-ops campaign', () => {
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', '{"n":${n}}', '--payload-format', 'json'], 'clientId,n\nd1,7\nd2,seven\n', /target d2: the payload is not valid JSON/],
       [['--targets', '-', '--topic', 'a/${clientid}/${fw}', '--payload', 'x'], 'clientId,fw\nd1,a+b\n', /wildcards/],
       [['--topic', 'a/${clientid}', '--payload', 'x'], '', /give a targets file/],
+      [['--targets', '-', '--payload', 'x'], 'd1\n', /--topic: is required \(or give --expect-reply to use JOB_TOPIC\)/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--reply-timeout', '5m'], 'd1\n', /--reply-timeout: needs --expect-reply/],
+      [['--targets', '-', '--payload', 'x', '--expect-reply', '--reply-timeout', 'soon'], 'd1\n', /--reply-timeout: "soon" must be a duration/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--abort-threshold', '150'], 'd1\n', /--abort-threshold/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--deadline', 'soon'], 'd1\n', /--deadline: "soon" must be a duration/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--on-unknown-outcome', 'twice'], 'd1\n', /--on-unknown-outcome: "twice" must be give-up or retry/],
@@ -88,7 +91,7 @@ describe('device-ops campaign', () => {
 
     const csvOut = await cli(['campaign', 'results', campaignId]);
     const lines = csvOut.stdout.trim().split('\n');
-    expect(lines[0]).toBe('clientId,status,attempts,messageId,delivery,lastError,firstAttemptAt,finishedAt,nextAttemptAt');
+    expect(lines[0]).toBe('clientId,status,attempts,messageId,delivery,lastError,firstAttemptAt,finishedAt,nextAttemptAt,replyStatus,replyProgress,replyDetails');
     expect(lines).toHaveLength(7);
     expect(lines[5]).toMatch(/^cli-c-4,offline,1,,,no matching subscribers/);
     expect(lines[1]).toMatch(/^cli-c-0,delivered,1,[0-9A-F]+,connected,/);

@@ -30,6 +30,22 @@ const report = (messageId: string, status: JobStatusReport['status'], at: number
 });
 
 describe('job executions', () => {
+  it('times out only the open executions delivered at or before the cut-off, a batch at a time; a report keeps the delivery time', async () => {
+    await store.queue('job-t', ['early-1', 'early-2', 'early-3', 'answered'], 1_000);
+    await store.queue('job-t', ['recent'], 5_000);
+    expect(await store.apply('job-t', 'early-1', report('t1', 'IN_PROGRESS', 1_500, 10))).toMatchObject({ execution: { status: 'IN_PROGRESS', queuedAt: 1_000 } });
+    await store.apply('job-t', 'answered', report('t2', 'SUCCEEDED', 1_600));
+    // A batch of 2 of the 3 overdue ones (early-1 in progress, early-2, early-3), then the last.
+    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, 2_000)).toBe(2);
+    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, 2_000)).toBe(1);
+    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, 2_000)).toBe(0);
+    expect(await store.counts('job-t')).toMatchObject({ QUEUED: 1, IN_PROGRESS: 0, SUCCEEDED: 1, TIMED_OUT: 3 });
+    // Without a cut-off (a cancel) every open one ends.
+    expect(await store.endOpen('job-t', 'CANCELED', 10)).toBe(1);
+    const found = await store.many('job-t', ['early-1', 'answered', 'recent', 'unknown']);
+    expect(Object.fromEntries([...found].map(([id, e]) => [id, e.status]))).toEqual({ 'early-1': 'TIMED_OUT', answered: 'SUCCEEDED', recent: 'CANCELED' });
+  });
+
   it('queues targets once; a report moves its target; the same report again changes nothing', async () => {
     await store.queue('job-a', ['d1', 'd2', 'd3']);
     await store.queue('job-a', ['d1']);

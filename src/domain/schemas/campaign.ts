@@ -140,7 +140,8 @@ export const OfflinePolicy = z.object({
 });
 export type OfflinePolicy = z.infer<typeof OfflinePolicy>;
 
-export const FailureType = z.enum(['failed', 'offline', 'timed_out', 'all']);
+/** `rejected` counts only in campaigns with `expectReply` (a device-reported REJECTED). */
+export const FailureType = z.enum(['failed', 'offline', 'timed_out', 'rejected', 'all']);
 export type FailureType = z.infer<typeof FailureType>;
 
 export const AbortCriterion = z.object({
@@ -190,6 +191,14 @@ export const CampaignSchedule = z
   .strict();
 export type CampaignSchedule = z.infer<typeof CampaignSchedule>;
 
+export const DEFAULT_REPLY_TIMEOUT_MS = 600_000;
+
+export const ExpectReply = z.object({
+  /** A delivered target without a final answer this long after delivery ends TIMED_OUT. */
+  timeoutMs: durationMs.default(DEFAULT_REPLY_TIMEOUT_MS),
+});
+export type ExpectReply = z.infer<typeof ExpectReply>;
+
 export const CampaignRequest = z
   .object({
     campaignId: CampaignId.optional(),
@@ -208,6 +217,9 @@ export const CampaignRequest = z
     /** A target that is still being retried this long after its first attempt ends as timed_out. */
     inProgressTimeoutMs: durationMs.optional(),
     schedule: CampaignSchedule.optional(),
+
+    /** Targets report the job's execution (docs/jobs.md); the campaign ends when every delivered target answered or timed out. */
+    expectReply: ExpectReply.optional(),
   })
   .refine((r) => r.rollout.maximumPerMinute === undefined || r.rollout.exponentialRate === undefined || r.rollout.exponentialRate.baseRatePerMinute <= r.rollout.maximumPerMinute, {
     message: 'exponentialRate.baseRatePerMinute must not exceed maximumPerMinute',
@@ -237,6 +249,8 @@ export interface CampaignSettings {
   startAttempt?: string;
   /** Scheduling (CampaignSchedule, checked): no batch starts before `startAt` or outside every window. */
   schedule?: ScheduleSettings;
+  /** Device-reported execution: the job id is the campaign id. */
+  replies?: ReplySettings;
 }
 
 export interface ScheduleSettings {
@@ -244,6 +258,12 @@ export interface ScheduleSettings {
   startAt?: number;
   /** Maintenance window specs, parsed again by the workflow (src/domain/maintenance-window.ts is workflow-safe). */
   windows?: string[];
+}
+
+export interface ReplySettings {
+  timeoutMs: number;
+  /** How often the workflow reads the execution counts (and times out overdue targets). */
+  pollMs: number;
 }
 
 /**

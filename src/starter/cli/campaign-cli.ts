@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { FailureType, type CampaignRequestInput, type PayloadTemplate, type TargetCounts } from '../../domain/schemas/campaign';
 import { InputError } from '../../domain/input-error';
 import { MaintenanceWindowError, parseMaintenanceWindow } from '../../domain/maintenance-window';
+import { loadConfig } from '../../config';
 import type { CampaignResultRow } from '../../store/campaigns';
 import type { CampaignProgress } from '../../contracts/campaign';
 import { collect, durationFlag, printResult, withOps, type CliIo } from './cli-io';
@@ -109,7 +110,9 @@ interface StartOptions {
   targets?: string;
   selectPrefix?: string;
   selectTag?: string;
-  topic: string;
+  topic?: string;
+  expectReply?: boolean;
+  replyTimeout?: string;
   payload: string;
   payloadFormat: string;
   qos: string;
@@ -163,7 +166,7 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
   const maximumPerMinute = o.rate === undefined ? undefined : parseRate(o.rate);
   const backoffMs = duration(o.retryBackoff, '--retry-backoff') ?? 2_000;
   const abortOn = FailureType.safeParse(o.abortOn);
-  if (!abortOn.success) fail('--abort-on', `"${o.abortOn}" must be failed, offline, timed_out or all`);
+  if (!abortOn.success) fail('--abort-on', `"${o.abortOn}" must be failed, offline, timed_out, rejected or all`);
   const threshold = o.abortThreshold === undefined ? undefined : Number(o.abortThreshold);
   if (threshold !== undefined && !(threshold > 0 && threshold <= 100)) fail('--abort-threshold', `"${o.abortThreshold}" must be a percentage above 0, at most 100`);
   if (o.onUnknownOutcome !== undefined && !['give-up', 'retry'].includes(o.onUnknownOutcome)) {
@@ -175,11 +178,15 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
   const recheckIntervalMs = duration(o.recheck, '--recheck');
   const startAt = o.startAt === undefined ? undefined : parseStartAt(o.startAt);
   const windows = parseWindows(o.window);
+  if (o.replyTimeout !== undefined && !o.expectReply) fail('--reply-timeout', 'needs --expect-reply');
+  const replyTimeoutMs = duration(o.replyTimeout, '--reply-timeout');
+  // A job goes to the job topic (JOB_TOPIC, docs/jobs.md) unless --topic says otherwise.
+  const topic = o.topic ?? (o.expectReply ? loadConfig(['jobs']).jobs.job : fail('--topic', 'is required (or give --expect-reply to use JOB_TOPIC)'));
   return {
     ...(o.id ? { campaignId: o.id } : {}),
     targets,
     message: {
-      topic: o.topic,
+      topic,
       payload: readPayload(o.payload, o.payloadFormat),
       qos: qos as 0 | 1 | 2,
       retain: Boolean(o.retain),
@@ -209,6 +216,7 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
     ...(deadlineMs !== undefined ? { deadlineMs } : {}),
     ...(inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs } : {}),
     ...(startAt !== undefined || windows.length ? { schedule: { ...(startAt !== undefined ? { startAt } : {}), ...(windows.length ? { windows } : {}) } } : {}),
+    ...(o.expectReply ? { expectReply: replyTimeoutMs !== undefined ? { timeoutMs: replyTimeoutMs } : {} } : {}),
   };
 }
 
@@ -243,6 +251,7 @@ function describeProgress(p: CampaignProgress): string {
     `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}`,
     `  ${countsLine(p.counts)}`,
     ...(scheduleText(p) ? [`  ${scheduleText(p)}`] : []),
+    ...(p.replies ? [`  devices report: succeeded ${p.replies.succeeded}  failed ${p.replies.failed}  rejected ${p.replies.rejected}  timed out ${p.replies.timedOut}  in progress ${p.replies.inProgress}  queued ${p.replies.queued}${p.replies.canceled ? `  canceled ${p.replies.canceled}` : ''}`] : []),
     `  rate ${p.ratePerMinute}/min${p.rateLimitPerMinute ? ` (limit ${p.rateLimitPerMinute}/min)` : ''}  retries ${p.retries}${eta ? `  ${eta}` : ''}${p.deadlineAt ? `  deadline ${p.deadlineAt}` : ''}`,
   ].join('\n');
 }
@@ -256,7 +265,7 @@ export function progressBar(p: CampaignProgress, width = 30): string {
 }
 
 const FINISHED = new Set(['completed', 'cancelled', 'aborted']);
-const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'delivery', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt'];
+const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'delivery', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt', 'replyStatus', 'replyProgress', 'replyDetails'];
 
 /**
  * One CSV cell. Text that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR)
@@ -283,7 +292,9 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--targets <file>', 'client ids, one per line, or CSV "clientId,var1,..." with template values; - for standard input')
     .option('--select-prefix <prefix>', 'target the active devices whose client id starts with this')
     .option('--select-tag <tag>', 'target the active devices with this tag')
-    .requiredOption('--topic <template>', 'topic, with ${clientid} and ${var} placeholders')
+    .option('--topic <template>', 'topic, with ${clientid}, ${jobid} and ${var} placeholders (default with --expect-reply: JOB_TOPIC)')
+    .option('--expect-reply', 'targets report the job (docs/jobs.md): the campaign ends when every delivered target answered or timed out')
+    .option('--reply-timeout <duration>', 'with --expect-reply: a target without a final answer this long after delivery ends TIMED_OUT, default 10m')
     .requiredOption('--payload <text|@file>', 'payload text, or @file')
     .option('--payload-format <format>', 'text, json or base64', 'text')
     .option('--qos <n>', 'QoS 0, 1 or 2', '1')
@@ -300,7 +311,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--on-unknown-outcome <rule>', 'a bulk request sent but unanswered (EMQX may have published): give-up (default, no duplicates) or retry (at-least-once)')
     .option('--abort-threshold <pct>', 'abort when this share of executed targets did not succeed')
     .option('--abort-min-executed <n>', 'targets executed before the abort threshold applies, default 10')
-    .option('--abort-on <type>', 'which outcomes count for the threshold: failed, offline, timed_out, all', 'all')
+    .option('--abort-on <type>', 'which outcomes count for the threshold: failed, offline, timed_out, all; with --expect-reply also rejected, and failed/timed_out/all count device reports', 'all')
     .option('--deadline <duration>', 'end the campaign after this long (default 24h with --wait-offline)')
     .option('--in-progress-timeout <duration>', 'a target still failing this long after its first try ends timed_out')
     .option('--start-at <time>', 'publish nothing before this ISO 8601 time (e.g. 2026-12-08T01:00:00Z); the deadline counts from it')

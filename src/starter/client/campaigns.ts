@@ -26,6 +26,8 @@ import { InputError, parseInput } from '../../domain/input-error';
 import { CampaignIdKey, DeviceOperationKey } from '../../domain/search-attributes';
 import type { History } from '../../store';
 import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../store/campaigns';
+import { JobExecutionStore } from '../../store/job-executions';
+import { replyCountsOf } from '../../domain/campaign-scheduler';
 import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign-wake';
 import {
   campaignProgressQuery,
@@ -160,8 +162,29 @@ interface StartOptions {
   batchesPerRun?: number;
 }
 
+/** Result rows whose executions are read at once. */
+const RESULT_PAGE = 500;
+
+/** How often a campaign with replies reads its targets' execution counts. */
+export const REPLY_POLL_MS = 5_000;
+
+/**
+ * A campaign with replies is a job whose id is the campaign id: `${jobid}` in the topic and the
+ * payload becomes it (the default job topic, `devices/${clientid}/jobs/${jobid}`, names the job to
+ * the device), and the message carries it as the MQTT 5 user property `jobId` too.
+ */
+function withJobId(request: CampaignRequest): CampaignRequest {
+  if (!request.expectReply) return request;
+  const campaignId = request.campaignId ?? newCampaignId();
+  const fill = (text: string): string => text.replaceAll('${jobid}', campaignId);
+  const { message } = request;
+  const payload = message.payload.format === 'base64' ? message.payload : { ...message.payload, text: fill(message.payload.text) };
+  const properties = { ...message.properties, userProperties: { ...message.properties?.userProperties, jobId: campaignId } };
+  return { ...request, campaignId, message: { ...message, topic: fill(message.topic), payload, properties } };
+}
+
 export function validateCampaignRequest(input: CampaignRequestInput): ValidatedCampaignRequest {
-  const request = parseInput(CampaignRequest, input);
+  const request = withJobId(parseInput(CampaignRequest, input));
   if ('list' in request.targets) {
     const { unique, duplicates } = dedupe(request.targets.list);
     checkRenderable(request.message, unique);
@@ -213,6 +236,7 @@ export class CampaignOps {
       active: true,
       transport: request.transport,
       waitOffline: request.offline.wait,
+      ...(request.expectReply ? { expectReply: true } : {}),
       createdAt: new Date().toISOString(),
       startAttempt: randomBytes(8).toString('hex'),
       targets: chunking ? { source: 'list', ...chunking } : { source: 'selector', ...('selector' in request.targets ? { selector: request.targets.selector } : {}) },
@@ -237,6 +261,7 @@ export class CampaignOps {
       ...(deadlineMs !== undefined ? { deadlineMs } : {}),
       ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
       ...(request.schedule ? { schedule: scheduleSettings(request.schedule) } : {}),
+      ...(request.expectReply ? { replies: { timeoutMs: request.expectReply.timeoutMs, pollMs: REPLY_POLL_MS } } : {}),
     };
     let runId: string;
     try {
@@ -333,6 +358,8 @@ export class CampaignOps {
       batches: 0,
       startedAt: record.startedAt ?? record.createdAt,
       ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
+      // The executions are in MongoDB whatever became of the workflow.
+      ...(record.expectReply ? { replies: replyCountsOf(await new JobExecutionStore(this.deps.history.db).counts(campaignId)) } : {}),
     };
   }
 
@@ -369,7 +396,33 @@ export class CampaignOps {
   async *results(campaignId: string): AsyncGenerator<CampaignResultRow> {
     const record = await this.store.getCampaign(campaignId);
     if (!record) throw new CampaignNotFoundError(campaignId);
-    yield* this.store.results(campaignId, record.targets.chunkCount ?? 0);
+    const rows = this.store.results(campaignId, record.targets.chunkCount ?? 0);
+    if (!record.expectReply) {
+      yield* rows;
+      return;
+    }
+    const executions = new JobExecutionStore(this.deps.history.db);
+    let page: CampaignResultRow[] = [];
+    const withReplies = async function* (): AsyncGenerator<CampaignResultRow> {
+      const found = await executions.many(campaignId, page.map((row) => row.clientId));
+      for (const row of page) {
+        const execution = found.get(row.clientId);
+        yield execution
+          ? {
+              ...row,
+              replyStatus: execution.status,
+              ...(execution.progress !== undefined ? { replyProgress: execution.progress } : {}),
+              ...(execution.details !== undefined ? { replyDetails: execution.details } : {}),
+            }
+          : row;
+      }
+      page = [];
+    };
+    for await (const row of rows) {
+      page.push(row);
+      if (page.length >= RESULT_PAGE) yield* withReplies();
+    }
+    yield* withReplies();
   }
 
   /** The per-target final records (one per target that reached a final status). */
