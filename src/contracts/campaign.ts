@@ -7,7 +7,7 @@ import type { CampaignProgress } from '../domain/campaign-scheduler';
  * Workflow-safe: no zod, no Node built-ins.
  */
 
-export { campaignWorkflowId } from '../domain/campaign-core';
+export { campaignWorkflowId } from '../domain/campaign';
 
 export type { CampaignProgress, ReplyCounts } from '../domain/campaign-scheduler';
 

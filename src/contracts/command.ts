@@ -7,7 +7,7 @@ import type { CommandReplyStatus } from '../domain/schemas/device-reply';
  * Workflow-safe: no zod, no Node built-ins.
  */
 
-export { commandWorkflowId } from '../domain/command-core';
+export { commandWorkflowId } from '../domain/command';
 
 export interface CommandRequest {
   clientId: string;

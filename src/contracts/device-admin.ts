@@ -1,6 +1,6 @@
 import { defineSignal } from '@temporalio/workflow';
 import type { AclRule, AlarmPolicy, Subscription } from '../domain/schemas/device';
-import type { PasswordHash } from '../domain/device-core';
+import type { PasswordHash } from '../domain/device';
 
 /**
  * The device-administration workflows' contract (provisionDevice, deprovisionDevice,

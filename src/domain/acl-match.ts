@@ -1,5 +1,5 @@
 import type { AclRule, Subscription } from './schemas/device';
-import { effectiveAcl, identifierProblem } from './device-core';
+import { effectiveAcl, identifierProblem } from './device';
 
 /**
  * EMQX's authorization matching for a device's own rules, as pure functions (workflow-safe), so

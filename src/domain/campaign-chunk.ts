@@ -1,4 +1,4 @@
-import { emptyCounts, isFinal, type TargetCounts, type TargetStatus } from './campaign-core';
+import { emptyCounts, isFinal, type TargetCounts, type TargetStatus } from './campaign';
 import { NEVER_ATTEMPTED, type TargetState } from './campaign-target-state';
 
 /**

@@ -1,5 +1,5 @@
 import type { AbortCriterion, Rollout } from './schemas/campaign';
-import { CAMPAIGN_CHUNK_SIZE, type TargetCounts } from './campaign-core';
+import { CAMPAIGN_CHUNK_SIZE, type TargetCounts } from './campaign';
 
 /**
  * Rollout pacing and abort criteria, as the campaign workflow applies them (AWS IoT Jobs semantics:

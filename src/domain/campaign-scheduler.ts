@@ -1,7 +1,7 @@
 import type { AbortCriterion, CampaignSettings, CampaignState, ReplySettings, Rollout, ScheduleSettings } from './schemas/campaign';
 import { parseMaintenanceWindow, windowStateAt, type MaintenanceWindow } from './maintenance-window';
 import { emptyJobStatusCounts, type JobStatusCounts } from './job-status';
-import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign-core';
+import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign';
 import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from './campaign-rollout';
 
 /**

@@ -1,5 +1,5 @@
 import type { RetryRule, TargetPolicy } from './schemas/campaign';
-import { isFinal, type TargetStatus } from './campaign-core';
+import { isFinal, type TargetStatus } from './campaign';
 
 /**
  * What happens to one target after each publish attempt: the retry criteria per failure type,

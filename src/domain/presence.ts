@@ -1,5 +1,5 @@
 import type { AlarmPolicy } from './schemas/device';
-import { CONTROL_CHARS } from './device-core';
+import { CONTROL_CHARS } from './device';
 
 /**
  * Presence and offline-alarm shapes, shared by the webhook adapter (which produces presence

@@ -11,7 +11,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { CampaignSettings, CampaignState } from '../domain/schemas/campaign';
-import type { TargetChunking, TargetCounts } from '../domain/campaign-core';
+import type { TargetChunking, TargetCounts } from '../domain/campaign';
 import {
   batchDone,
   batchFailed,

@@ -20,7 +20,7 @@ import {
 } from '../contracts/device-admin';
 import { presenceWorkflowId } from '../contracts/presence';
 import type { AclRule, DeprovisionStep, DeviceRecord, Subscription } from '../domain/schemas/device';
-import { usernameOf } from '../domain/device-core';
+import { usernameOf } from '../domain/device';
 import { failureMessage } from '../domain/failures';
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CampaignRequest, type CampaignSettings, type Rollout, type ScheduleSettings } from '../../src/domain/schemas/campaign';
-import { emptyCounts, type ChunkReport, type TargetCounts } from '../../src/domain/campaign-core';
+import { emptyCounts, type ChunkReport, type TargetCounts } from '../../src/domain/campaign';
 import {
   batchDone,
   batchFailed,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CampaignSettings, Rollout, ScheduleSettings } from '../../src/domain/schemas/campaign';
 import { CampaignRequest } from '../../src/domain/schemas/campaign';
-import { emptyCounts, type ChunkReport } from '../../src/domain/campaign-core';
+import { emptyCounts, type ChunkReport } from '../../src/domain/campaign';
 import { campaignProgressQuery, deviceOnlineSignal, pauseCampaignUpdate, resumeCampaignUpdate } from '../../src/contracts/campaign';
 import { runCampaign } from '../../src/workflows/campaign';
 import { uniqueName, waitFor } from '../harness';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { TopicName, topicNameProblem } from './device';
-import { identifierProblem } from '../device-core';
+import { identifierProblem } from '../device';
 
 /**
  * Campaign message templates: `${clientid}` (EMQX's placeholder spelling) and per-target values

@@ -1,14 +1,14 @@
 import { z } from 'zod';
 import { ClientId, Qos } from './device';
 import { TEMPLATE_VARIABLE, TopicTemplate } from './campaign-template';
-import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from '../campaign-core';
+import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from '../campaign';
 import { MaintenanceWindowError, parseMaintenanceWindow, windowStateAt } from '../maintenance-window';
 
-export * from '../campaign-core';
+export * from '../campaign';
 
 /**
  * Campaign shapes: what a caller asks for (validated once at the boundary, in the starter) and the
- * settings the workflow and activities trust afterwards (workflow code imports ../campaign-core and
+ * settings the workflow and activities trust afterwards (workflow code imports ../campaign.ts and
  * types only). Vocabulary follows AWS IoT Jobs
  * (https://docs.aws.amazon.com/iot/latest/apireference/API_CreateJob.html): rollout (maximumPerMinute,
  * exponentialRate), abort criteria, retry criteria, in-progress timeout.

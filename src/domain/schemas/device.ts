@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import { CONTROL_CHARS, identifierProblem } from '../device-core';
+import { CONTROL_CHARS, identifierProblem } from '../device';
 import { issueText } from '../input-error';
 
 /**
  * Device-administration shapes, declared once and shared by the starter (which validates at the
- * boundary) and activities; workflow code imports ../device-core and types only.
+ * boundary) and activities; workflow code imports ../device.ts and types only.
  */
 
-export * from '../device-core';
+export * from '../device';
 
 /**
  * A string that can reach an MQTT topic (see identifierProblem): client ids, usernames, campaign

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { commandWorkflowId } from '../../domain/command-core';
+import { commandWorkflowId } from '../../domain/command';
 import { ClientId, Identifier, Qos } from '../../domain/schemas/device';
 import { deviceTopicProblem } from '../../domain/device-topics';
 import { InputError, parseInput } from '../../domain/input-error';

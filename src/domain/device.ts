@@ -2,7 +2,7 @@ import type { AclRule } from './schemas/device';
 
 /**
  * The device rules that workflow code needs, without zod (the schemas are in ./schemas/device; see
- * ./campaign-core for why workflow code stays clear of zod).
+ * ./campaign.ts for why workflow code stays clear of zod).
  */
 
 export const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
