@@ -50,18 +50,19 @@ export async function startAppProcesses(options: {
   let proxy: RoundRobinProxy | undefined;
   const stop = async (): Promise<void> => {
     await proxy?.close();
-    await Promise.all([...workers, ...adapters].map((s) => s.stop()));
+    await Promise.all([...workers, ...adapters].filter((s): s is ServiceProcess => s !== undefined).map((s) => s.stop()));
   };
   try {
     await Promise.all([
       ...Array.from({ length: workerCount }, async (_, i) => {
-        workers.push(await supervise(() => startWorkerProcess({ root: options.root, env, logDir: options.logDir, name: numbered('worker', i, workerCount) }), options.supervision));
+        // By index, not completion order: worker-1 is workers[0] whichever starts first.
+        workers[i] = await supervise(() => startWorkerProcess({ root: options.root, env, logDir: options.logDir, name: numbered('worker', i, workerCount) }), options.supervision);
       }),
       ...adapterPorts.map(async (port, i) => {
         const baseUrl = `http://${options.host}:${port}`;
         const start = (): Promise<ServiceProcess> =>
           startHttpProcess({ name: numbered('webhook', i, adapterCount), entry: 'src/webhook/main.ts', root: options.root, env: { ...env, WEBHOOK_PORT: String(port) }, logDir: options.logDir, baseUrl });
-        adapters.push(await supervise(start, options.supervision));
+        adapters[i] = await supervise(start, options.supervision);
       }),
     ]);
     if (adapterCount > 1) proxy = await startRoundRobinProxy({ host: options.host, port: options.webhookPort, backends: adapterPorts });
