@@ -26,7 +26,7 @@ import { recordDevices } from '../support/presence-env';
  * counted from the device workflows, the history and what the devices received.
  */
 
-/** The suite runs 200 devices; REPLICAS_KILL_DEVICES=2000 runs the size (on a 2-core machine that also runs Temporal, FerretDB and the broker, a restarted adapter then missed its 3-minute restart deadline). */
+/** The suite runs 200 devices; REPLICAS_KILL_DEVICES=2000 runs the size (a few thousand devices). */
 const DEVICES = Number(process.env.REPLICAS_KILL_DEVICES ?? 200);
 /** These drop in the storm and stay away: each must get exactly one offline alarm. */
 const STAY_OFFLINE = Math.max(5, Math.round(DEVICES / 50));
