@@ -7,7 +7,7 @@ import { startHttpProcess, startWorkerProcess } from '../devstack/app-processes'
 import { freePort } from '../devstack/services';
 import { projectRoot } from '../src/config';
 import { cpuMeter, memoryOf, round } from './cpu';
-import { histogramPercentiles, recordDevices, scrape, startFleet } from './presence';
+import { benchAppSettings, histogramPercentiles, recordDevices, scrape, startFleet } from './presence';
 import { startBenchStack, type BenchStack } from './stack';
 
 /**
@@ -108,19 +108,8 @@ function round2(n: number): number {
 
 async function startApps(stack: BenchStack, dir: string) {
   const root = projectRoot();
-  const env = {
-    ...process.env,
-    ...stack.env,
-    DEVICE_OPS_ENV_FILE: path.join(dir, 'no-env-file'),
-    ALARM_GRACE_PERIOD: '2m',
-    PRESENCE_RECONCILE_INTERVAL: '1h',
-    STATS_SNAPSHOT_INTERVAL: '1h',
-    LOG_LEVEL: 'WARN',
-    WORKER_MAX_CACHED_WORKFLOWS: process.env.WORKER_MAX_CACHED_WORKFLOWS ?? '1000',
-    NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS ?? '--max-old-space-size=3072',
-    WEBHOOK_HOST: '127.0.0.1',
-    WEBHOOK_TOKEN: TOKEN,
-  };
+  // The presence bench's settings (bounded worker cache and heap, no reconciliation or snapshots).
+  const env = { ...process.env, ...benchAppSettings(stack, dir, TOKEN) };
   const [adapterPort, alonePort, barePort] = [await freePort(), await freePort(), await freePort()];
   const adapterUrl = `http://127.0.0.1:${adapterPort}`;
   const aloneUrl = `http://127.0.0.1:${alonePort}`;
