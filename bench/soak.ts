@@ -87,12 +87,15 @@ export async function benchSoak(): Promise<Record<string, unknown>> {
   };
 
   const endAt = Date.now() + durationMs;
+  // Event times start now, as EMQX's do: the worker's retention sweep (RETENTION_EVENTS, 30 days)
+  // deletes stored events older than that, and would count as lost whatever it removed.
+  const firstConnectAt = Date.now();
   let next = 0;
   const send = async (): Promise<void> => {
     while (Date.now() < endAt) {
       const id = ids[next++ % ids.length] as string;
       const n = sessions.get(id) ?? 0;
-      const connectedAt = 1_700_000_000_000 + n * 10;
+      const connectedAt = firstConnectAt + n * 10;
       // Mixed: a session (connect, subscribe, disconnect) per post.
       await post([
         { event: 'client.connected', clientid: id, connected_at: connectedAt },
