@@ -44,6 +44,18 @@ describe('docker-compose.yml', () => {
     expect(config).toMatch(/restart: unless-stopped/);
   });
 
+  it('publishes the codec server, Temporal and its UI on the host loopback only', async () => {
+    const config = await composeConfig(secrets);
+    // The codec server decrypts history for whoever reaches it (docs/codec-server.md): it is
+    // published on 127.0.0.1, never on every interface, and so are Temporal's gRPC port and UI.
+    for (const [service, port] of [['codec-server', '8888'], ['temporal', '7233'], ['temporal-ui', '8233']] as const) {
+      const section = config.split(/^  (?=\S)/m).find((part) => part.startsWith(`${service}:`));
+      expect(section, service).toBeDefined();
+      const published = [...(section as string).matchAll(/host_ip: (\S+)\n\s+target: \d+\n\s+published: "(\d+)"/g)];
+      expect(published.map(([, ip, p]) => `${ip}:${p}`), service).toEqual([`127.0.0.1:${port}`]);
+    }
+  });
+
   it('refuses to start without its secrets, naming the missing one', async () => {
     const { POSTGRES_PASSWORD: _omitted, ...rest } = secrets;
     await expect(composeConfig(rest)).rejects.toThrow(/set POSTGRES_PASSWORD/);
