@@ -11,6 +11,8 @@ import type { JobStatusCounts } from '../domain/job-status';
 import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../store/campaigns';
 import { JobExecutionStore } from '../store/job-executions';
 import { wakeCampaignsWaitingFor } from '../temporal/campaign-wake';
+import { selectorFilter } from '../domain/campaign-selector';
+import { JOIN_BATCH } from '../domain/campaign-scheduler';
 import { asActivityFailure, mapPooled } from './failures';
 
 /**
@@ -276,14 +278,13 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         return { total: known.total ?? 0, ...stored };
       }
       if (!input.selector) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} has no targets`, 'CampaignHasNoTargets');
-      const filter: Record<string, unknown> = { status: 'active' };
-      if (input.selector.prefix) filter._id = { $regex: `^${input.selector.prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` };
-      if (input.selector.tag) filter.tags = input.selector.tag;
-      const devices = await deps.history.devices.find(filter, { projection: { _id: 1 } }).sort({ _id: 1 }).toArray();
+      const devices = await deps.history.devices.find(selectorFilter(input.selector), { projection: { _id: 1 } }).sort({ _id: 1 }).toArray();
       heartbeat();
       // A previous attempt may have written some chunks of a different selection: start clean.
       await storeOf().deleteChunks(input.campaignId);
       const chunking = await storeOf().writeChunks(input.campaignId, devices.map((d) => ({ clientId: d._id })), chunkSizeFor(devices.length, input.rollout));
+      // A continuous campaign's first targets are members: a device that joins later is added once.
+      if (campaign.continuous) await storeOf().recordMembers(input.campaignId, devices.map((d) => d._id), chunking.chunkSize);
       await storeOf().updateCampaign(input.campaignId, { ...running, targets: { ...known, total: devices.length, ...chunking } });
       return { total: devices.length, ...chunking };
     },
@@ -350,6 +351,32 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
       }
       return reportOf(chunk, ledger, published, delivered);
+    },
+
+    /**
+     * A continuous campaign's new chunk `chunk`: the devices signalled as joining (`clientIds`) or,
+     * for a rescan, those whose record changed since `since`, that match its selector and are not
+     * targets yet (at most JOIN_BATCH; `more` says a rescan found more). Returns the chunk's size
+     * (0: nothing joined, no chunk). A retried attempt adds to the chunk an earlier one wrote.
+     */
+    async joinCampaignTargets(input: { campaignId: string; chunk: number; total: number; clientIds?: string[]; since?: number }): Promise<{ added: number; more: boolean }> {
+      const campaign = await storeOf().getCampaign(input.campaignId);
+      const selector = campaign?.targets.selector;
+      if (!campaign?.active || !selector) return { added: 0, more: false };
+      const filter = selectorFilter(selector);
+      if (input.clientIds) filter.$and = [{ _id: { $in: input.clientIds } }];
+      else filter.updatedAt = { $gte: new Date(input.since ?? 0).toISOString() };
+      const matching = (await deps.history.devices.find(filter, { projection: { _id: 1 } }).sort({ _id: 1 }).toArray()).map((d) => d._id);
+      heartbeat();
+      const members = await storeOf().membersAmong(input.campaignId, matching);
+      // Members of this chunk are an earlier attempt's: they stay candidates, so the chunk gets them.
+      const candidates = matching.filter((id) => (members.get(id) ?? input.chunk) === input.chunk);
+      const joined = await storeOf().joinMembers(input.campaignId, candidates.slice(0, JOIN_BATCH), input.chunk);
+      const added = await storeOf().writeJoinedChunk(input.campaignId, input.chunk, joined);
+      if (added > 0) {
+        await storeOf().updateCampaign(input.campaignId, { targets: { ...campaign.targets, total: input.total + added, chunkCount: input.chunk + 1 } });
+      }
+      return { added, more: candidates.length > JOIN_BATCH };
     },
 
     /** Where the targets of reconnected devices are (devices that never waited are left out). */

@@ -32,6 +32,7 @@ import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign
 import {
   campaignProgressQuery,
   cancelCampaignUpdate,
+  closeCampaignUpdate,
   pauseCampaignUpdate,
   resumeCampaignUpdate,
   type CampaignProgress,
@@ -237,6 +238,7 @@ export class CampaignOps {
       transport: request.transport,
       waitOffline: request.offline.wait,
       ...(request.expectReply ? { expectReply: true } : {}),
+      ...(request.continuous ? { continuous: 'open' as const } : {}),
       createdAt: new Date().toISOString(),
       startAttempt: randomBytes(8).toString('hex'),
       targets: chunking ? { source: 'list', ...chunking } : { source: 'selector', ...('selector' in request.targets ? { selector: request.targets.selector } : {}) },
@@ -262,6 +264,7 @@ export class CampaignOps {
       ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
       ...(request.schedule ? { schedule: scheduleSettings(request.schedule) } : {}),
       ...(request.expectReply ? { replies: { timeoutMs: request.expectReply.timeoutMs, pollMs: REPLY_POLL_MS } } : {}),
+      ...(request.continuous ? { continuous: { rescanMs: request.continuous.rescanIntervalMs } } : {}),
     };
     let runId: string;
     try {
@@ -360,6 +363,8 @@ export class CampaignOps {
       ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
       // The executions are in MongoDB whatever became of the workflow.
       ...(record.expectReply ? { replies: replyCountsOf(await new JobExecutionStore(this.deps.history.db).counts(campaignId)) } : {}),
+      // A campaign whose workflow has ended takes no device any more.
+      ...(record.continuous ? { continuous: 'closed' as const } : {}),
     };
   }
 
@@ -390,6 +395,11 @@ export class CampaignOps {
     const trimmed = reason.trim();
     if (!trimmed) throw new InputError(['reason: a cancel needs a reason']);
     return this.control(campaignId, (h) => h.executeUpdate(cancelCampaignUpdate, { args: [{ reason: trimmed }] }));
+  }
+
+  /** A continuous campaign takes no more devices; it completes once the targets it has are final. */
+  async close(campaignId: string): Promise<CampaignProgress> {
+    return this.control(campaignId, (h) => h.executeUpdate(closeCampaignUpdate));
   }
 
   /** Every target in list order with its final status, or where it stands. */
