@@ -145,7 +145,7 @@ describe('continuous campaign scheduler', () => {
     expect(decide(s, 10, { ...LIMITS, continueAsNewSuggested: true })).toEqual({ type: 'continueAsNew' });
     const carry = carryForNextRun(s);
     expect(carry.continuous).toEqual({ closed: false, scanFrom: -RESCAN_OVERLAP_MS, lastScanAt: 0, pending: ['d2'] });
-    const next = newScheduler(settings(), 20, JSON.parse(JSON.stringify(carry)));
+    const next = newScheduler(settings(), 20, JSON.parse(JSON.stringify(carry)) as typeof carry);
     resume(next);
     expect(decide(next, 20, LIMITS)).toEqual({ type: 'joinTargets', rescan: false });
   });
