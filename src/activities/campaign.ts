@@ -85,12 +85,19 @@ function outcomeOfRest(outcome: PublishOutcome): AttemptOutcome {
   return { kind: 'rejected', error: `EMQX rejected the message: reason code ${outcome.reasonCode} ${outcome.message}` };
 }
 
+/**
+ * EMQX's `/publish` and `/publish/bulk` message properties (`to_property/3` in
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl;
+ * response_topic and correlation_data as in emqx_mgmt_api_publish_SUITE `t_publish_api`).
+ */
 function toRestMessage(m: RenderedMessage): PublishMessage {
   const properties =
-    m.messageExpiryInterval !== undefined || m.userProperties
+    m.messageExpiryInterval !== undefined || m.userProperties || m.responseTopic !== undefined || m.correlationData !== undefined
       ? {
           ...(m.messageExpiryInterval !== undefined ? { message_expiry_interval: m.messageExpiryInterval } : {}),
           ...(m.userProperties ? { user_properties: m.userProperties } : {}),
+          ...(m.responseTopic !== undefined ? { response_topic: m.responseTopic } : {}),
+          ...(m.correlationData !== undefined ? { correlation_data: m.correlationData } : {}),
         }
       : undefined;
   return {
@@ -159,6 +166,8 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         retain: m.retain,
         ...(m.messageExpiryInterval !== undefined ? { messageExpiryInterval: m.messageExpiryInterval } : {}),
         ...(m.userProperties ? { userProperties: m.userProperties } : {}),
+        ...(m.responseTopic !== undefined ? { responseTopic: m.responseTopic } : {}),
+        ...(m.correlationData !== undefined ? { correlationData: Buffer.from(m.correlationData, 'utf8') } : {}),
       })),
     );
     return outcomes.map((o): AttemptOutcome => {

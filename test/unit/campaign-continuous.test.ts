@@ -50,7 +50,7 @@ function delivered(total: number, at = 0): Scheduler {
   const s = newScheduler(settings(), at);
   targetsPrepared(s, { total, chunkCount: 1, chunkSize: 100 }, at);
   const order = beginBatch(s, 0, at);
-  batchDone(s, order, { chunk: 0, counts: { ...emptyCounts(total), pending: 0, delivered: total }, nextDueAt: null, published: total, delivered: total, attempted: total, attempts: total }, at);
+  batchDone(s, order, { chunk: 0, counts: { ...emptyCounts(total), pending: 0, delivered: total }, nextDueAt: null, published: total, delivered: total, attempted: total, attempts: total, transientErrors: 0 }, at);
   return s;
 }
 
@@ -123,7 +123,7 @@ describe('continuous campaign scheduler', () => {
     const order = beginBatch(s, 0, 0);
     close(s);
     expect(decide(s, 1, LIMITS).type).toBe('wait');
-    batchDone(s, order, { chunk: 0, counts: { ...emptyCounts(1), pending: 0, delivered: 1 }, nextDueAt: null, published: 1, delivered: 1, attempted: 1, attempts: 1 }, 1);
+    batchDone(s, order, { chunk: 0, counts: { ...emptyCounts(1), pending: 0, delivered: 1 }, nextDueAt: null, published: 1, delivered: 1, attempted: 1, attempts: 1, transientErrors: 0 }, 1);
     expect(decide(s, 2, LIMITS)).toMatchObject({ type: 'finish', state: 'completed' });
   });
 

@@ -120,7 +120,7 @@ describe('continuous campaigns', () => {
     await recordDevices(env.history, ['cont-r-1']);
     const r1 = await agent('cont-r-1', DEVICE_PASSWORD);
 
-    await env.ops.campaigns.start(
+    const started = await env.ops.campaigns.start(
       {
         campaignId: 'cont-rescan',
         targets: { selector: { prefix: 'cont-r-' } },
@@ -142,8 +142,7 @@ describe('continuous campaigns', () => {
     await waitFor(() => (r2.jobs.length === 1 ? true : undefined), { what: 'the device the rescan found reached', timeoutMs: 60_000 });
     const open = await env.ops.campaigns.status('cont-rescan');
     expect(open).toMatchObject({ state: 'running', continuous: 'open', counts: { total: 2, delivered: 2 } });
-    const { firstExecutionRunId, runId } = await env.ops.campaigns.handle('cont-rescan').describe();
-    expect(runId).not.toBe(firstExecutionRunId);
+    expect((await env.ops.campaigns.handle('cont-rescan').describe()).runId).not.toBe(started.runId);
 
     await env.ops.campaigns.close('cont-rescan');
     const summary = await env.ops.campaigns.handle('cont-rescan').result();

@@ -54,6 +54,10 @@ export const MessageTemplate = z.object({
     .object({
       messageExpiryInterval: z.number().int().min(0).max(4_294_967_295).optional(),
       userProperties: z.record(z.string().min(1).max(256), z.string().max(1024)).optional(),
+      /** Where an MQTT 5 device answers (a topic template: `${clientid}` and per-target values); a job's is its status topic. */
+      responseTopic: TopicTemplate.optional(),
+      /** Given back by the device with its answer; a job's is the job id. */
+      correlationData: z.string().min(1).max(1024).optional(),
     })
     .optional(),
 });

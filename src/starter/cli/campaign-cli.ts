@@ -334,7 +334,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
       const request = await campaignRequest(io, opts);
       // Everything, every target's rendered message included, is checked before connecting.
       const { validateCampaignRequest } = await import('../client/campaigns.js');
-      const validated = validateCampaignRequest(request);
+      const validated = validateCampaignRequest(request, loadConfig(['jobs']).jobs);
       const started = await withCampaigns((ops) => ops.startValidated(validated));
       const duplicates = started.duplicates ?? 0;
       print(opts.json, { campaignId: started.campaignId, workflowId: started.workflowId, ...(started.total !== undefined ? { total: started.total } : {}), duplicates }, () =>
