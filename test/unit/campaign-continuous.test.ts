@@ -138,6 +138,13 @@ describe('continuous campaign scheduler', () => {
     expect(decide(s, RESCAN_MS * 2, LIMITS)).toMatchObject({ type: 'finish', state: 'cancelled' });
   });
 
+  it('ends at its deadline while open, as any campaign', () => {
+    const s = newScheduler({ ...settings(), deadlineMs: 3_600_000 }, 0);
+    targetsPrepared(s, { total: 0, chunkCount: 0, chunkSize: 100 }, 0);
+    expect(decide(s, 1_000, LIMITS)).toEqual({ type: 'wait', until: RESCAN_MS, onWake: true, onCompletion: 'any' });
+    expect(decide(s, 3_600_000, LIMITS)).toMatchObject({ type: 'finish', state: 'completed', ending: 'expire' });
+  });
+
   it('continues as new when its run is due while it waits, carrying the pending joins and the rescan state', () => {
     const s = delivered(1);
     devicesJoined(s, ['d2']);

@@ -158,7 +158,8 @@ describe('continuous campaigns', () => {
     const p1 = await agent('cont-p-1');
     await env.ops.campaigns.start({
       campaignId: 'cont-pause',
-      targets: { selector: { tag: 'cont-pause' } },
+      // A prefix as well: the devices signalled are looked up by id within the prefix.
+      targets: { selector: { prefix: 'cont-p-', tag: 'cont-pause' } },
       message: { topic: 'devices/${clientid}/jobs/pause-job', payload: { format: 'text', text: 'go' } },
       continuous: { rescanIntervalMs: 3_600_000 },
     });
