@@ -48,6 +48,8 @@ export interface PublishBatchInput {
   batchId: string;
   /** The start this workflow belongs to: a campaign another start took over is not published by it. */
   startAttempt?: string;
+  /** Continuous campaigns: the chunk's targets as the workflow knows them (a chunk grows as devices join). */
+  size?: number;
   /** The targets report the job's execution: each delivered target's execution is queued (job id = campaign id). */
   expectReply?: boolean;
 }
@@ -130,8 +132,9 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       if (!message) throw ApplicationFailure.nonRetryable(`campaign ${campaignId} does not exist`, 'CampaignNotFound');
       return message;
     });
-  const targetsOf = (campaignId: string, chunk: number): Promise<CampaignTarget[]> =>
-    chunkTargets.get(`${campaignId}/${chunk}`, () => storeOf().readChunkTargets(campaignId, chunk));
+  /** A chunk's targets; a continuous campaign's chunk grows as devices join, so its size is part of the key. */
+  const targetsOf = (campaignId: string, chunk: number, size?: number): Promise<CampaignTarget[]> =>
+    chunkTargets.get(`${campaignId}/${chunk}${size === undefined ? '' : `/${size}`}`, () => storeOf().readChunkTargets(campaignId, chunk));
 
   /** One bulk request; a whole-batch 400 is split into single publishes to find the bad message(s). */
   async function publishRest(messages: PublishMessage[]): Promise<AttemptOutcome[]> {
@@ -300,7 +303,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
 
     async publishCampaignBatch(input: PublishBatchInput): Promise<ChunkReport> {
       const { campaignId, chunk, policy } = input;
-      const loading = Promise.all([templateOf(campaignId), targetsOf(campaignId, chunk), storeOf().readChunkState(campaignId, chunk)]);
+      const loading = Promise.all([templateOf(campaignId), targetsOf(campaignId, chunk, input.size), storeOf().readChunkState(campaignId, chunk)]);
       if (input.startAttempt !== undefined) {
         // Checked first: a take-over also replaces the chunks this would read.
         loading.catch(() => undefined);
@@ -363,15 +366,23 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     },
 
     /**
-     * A continuous campaign's new chunk `chunk`: the devices signalled as joining (`clientIds`) or,
-     * for a rescan, those whose record changed since `since`, that match its selector and are not
-     * targets yet (at most JOIN_BATCH; `more` says a rescan found more). Returns the chunk's size
-     * (0: nothing joined, no chunk). A retried attempt adds to the chunk an earlier one wrote.
+     * Adds to a continuous campaign's chunk `chunk` (holding `size` targets, 0 for a new chunk)
+     * the devices signalled as joining (`clientIds`) or, for a rescan, those whose record changed
+     * since `since`, that match its selector and are not targets yet, up to a full chunk (`more`
+     * says there were more). Returns the chunk's size now (0: no chunk). A retried attempt adds to
+     * what an earlier one wrote.
      */
-    async joinCampaignTargets(input: { campaignId: string; chunk: number; total: number; clientIds?: string[]; since?: number }): Promise<{ added: number; more: boolean }> {
+    async joinCampaignTargets(input: {
+      campaignId: string;
+      chunk: number;
+      size: number;
+      total: number;
+      clientIds?: string[];
+      since?: number;
+    }): Promise<{ size: number; more: boolean }> {
       const campaign = await storeOf().getCampaign(input.campaignId);
       const selector = campaign?.targets.selector;
-      if (!campaign?.active || !selector) return { added: 0, more: false };
+      if (!campaign?.active || !selector) return { size: input.size, more: false };
       const filter = selectorFilter(selector);
       if (input.clientIds) filter.$and = [{ _id: { $in: input.clientIds } }];
       else filter.updatedAt = { $gte: new Date(input.since ?? 0).toISOString() };
@@ -380,12 +391,13 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       const members = await storeOf().membersAmong(input.campaignId, matching);
       // Members of this chunk are an earlier attempt's: they stay candidates, so the chunk gets them.
       const candidates = matching.filter((id) => (members.get(id) ?? input.chunk) === input.chunk);
-      const joined = await storeOf().joinMembers(input.campaignId, candidates.slice(0, JOIN_BATCH), input.chunk);
-      const added = await storeOf().writeJoinedChunk(input.campaignId, input.chunk, joined);
-      if (added > 0) {
-        await storeOf().updateCampaign(input.campaignId, { targets: { ...campaign.targets, total: input.total + added, chunkCount: input.chunk + 1 } });
+      const room = Math.max(0, JOIN_BATCH - input.size);
+      const joined = await storeOf().joinMembers(input.campaignId, candidates.slice(0, room), input.chunk);
+      const size = await storeOf().writeJoinedChunk(input.campaignId, input.chunk, joined);
+      if (size > input.size) {
+        await storeOf().updateCampaign(input.campaignId, { targets: { ...campaign.targets, total: input.total + size - input.size, chunkCount: input.chunk + 1 } });
       }
-      return { added, more: candidates.length > JOIN_BATCH };
+      return { size, more: candidates.length > room };
     },
 
     /** Where the targets of reconnected devices are (devices that never waited are left out). */
@@ -398,7 +410,8 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     async finishCampaignChunks(input: { campaignId: string; chunks: number[]; ending: CampaignEnding; reason: string }): Promise<ChunkReport[]> {
       const reports: ChunkReport[] = [];
       for (const chunk of input.chunks) {
-        const [targets, stored] = await Promise.all([targetsOf(input.campaignId, chunk), storeOf().readChunkState(input.campaignId, chunk)]);
+        // Read afresh: a continuous campaign's chunk may have grown since a batch cached it.
+        const [targets, stored] = await Promise.all([storeOf().readChunkTargets(input.campaignId, chunk), storeOf().readChunkState(input.campaignId, chunk)]);
         const ledger = new ChunkLedger(targets.length, stored.ledger);
         const now = Date.now();
         const finals = new Map<number, TargetState>();

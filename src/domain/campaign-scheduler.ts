@@ -1,7 +1,7 @@
 import type { AbortCriterion, CampaignSettings, CampaignState, ContinuousSettings, ReplySettings, Rollout, ScheduleSettings } from './schemas/campaign';
 import { parseMaintenanceWindow, windowStateAt, type MaintenanceWindow } from './maintenance-window';
 import { emptyJobStatusCounts, type JobStatusCounts } from './job-status';
-import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign';
+import { addCounts, CAMPAIGN_CHUNK_SIZE, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign';
 import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from './campaign-rollout';
 
 /**
@@ -645,8 +645,8 @@ export function progress(s: Scheduler, now: number): CampaignProgress {
 
 /** Device records updated this long before a rescan's start are read again by the next: a record's `updatedAt` is set a little before it is written. */
 export const RESCAN_OVERLAP_MS = 600_000;
-/** Devices added to a continuous campaign per join (one chunk). */
-export const JOIN_BATCH = 2_500;
+/** Devices added to a continuous campaign per join: at most what fills a chunk. */
+export const JOIN_BATCH = CAMPAIGN_CHUNK_SIZE;
 /** Joining devices kept in the workflow at most; beyond that the next rescan finds them. */
 export const MAX_PENDING_JOINS = 10_000;
 
@@ -699,8 +699,13 @@ function joinDecision(s: Scheduler, now: number): Decision | null {
 }
 
 export interface JoinOrder {
-  /** The chunk the joining devices go to (the next one). */
+  /**
+   * The chunk the joining devices go to: the last one while it has room (and no batch on it), so
+   * a campaign that stays open for months keeps a few full chunks, not one per join; else a new one.
+   */
   chunk: number;
+  /** Targets in that chunk before this join (0: a new chunk). */
+  size: number;
   /** Targets before this join. */
   total: number;
   /** The devices signalled (a join), or absent (a rescan of the records updated since `since`). */
@@ -711,16 +716,26 @@ export interface JoinOrder {
 
 export function beginJoin(s: Scheduler, rescan: boolean, now: number): JoinOrder {
   s.joinInFlight = true;
-  const order: JoinOrder = { chunk: s.carry.chunks.length, total: totals(s).total, startedAt: now };
+  const lastIndex = s.carry.chunks.length - 1;
+  const last = s.carry.chunks[lastIndex];
+  const append = last !== undefined && last.counts.total < JOIN_BATCH && !s.inFlight.has(lastIndex);
+  const chunk = append ? lastIndex : s.carry.chunks.length;
+  // No batch starts on the chunk while devices are added to it (the join counts as its batch).
+  s.inFlight.add(chunk);
+  const order: JoinOrder = { chunk, size: append ? last.counts.total : 0, total: totals(s).total, startedAt: now };
   if (rescan) return { ...order, since: s.carry.continuous?.scanFrom ?? now };
   const clientIds = [...s.joined].slice(0, JOIN_BATCH);
   for (const id of clientIds) s.joined.delete(id);
   return { ...order, clientIds };
 }
 
-/** A join (or rescan) finished: its devices are a new chunk; null when it failed (its devices are tried again). */
-export function joinDone(s: Scheduler, order: JoinOrder, result: { added: number; more: boolean } | null): void {
+/**
+ * A join (or rescan) finished with its chunk's size now (0: no chunk); null when it failed (its
+ * devices are tried again).
+ */
+export function joinDone(s: Scheduler, order: JoinOrder, result: { size: number; more: boolean } | null): void {
   s.joinInFlight = false;
+  s.inFlight.delete(order.chunk);
   s.seen.completions += 1;
   const c = s.carry.continuous;
   if (!result) {
@@ -728,10 +743,15 @@ export function joinDone(s: Scheduler, order: JoinOrder, result: { added: number
     if (c && order.since !== undefined) c.lastScanAt = order.startedAt;
     return;
   }
-  if (result.added > 0) {
-    s.carry.chunks.push({ counts: emptyCounts(result.added), nextDueAt: 0, attempted: 0, attempts: 0, transientErrors: 0, wake: [] });
-    s.totalsCache = null;
+  const added = result.size - order.size;
+  const chunk = s.carry.chunks[order.chunk];
+  if (added > 0 && chunk) {
+    chunk.counts = { ...chunk.counts, total: chunk.counts.total + added, pending: chunk.counts.pending + added };
+    chunk.nextDueAt = 0;
+  } else if (added > 0) {
+    s.carry.chunks.push({ counts: emptyCounts(result.size), nextDueAt: 0, attempted: 0, attempts: 0, transientErrors: 0, wake: [] });
   }
+  s.totalsCache = null;
   if (c && order.since !== undefined && !result.more) {
     c.lastScanAt = order.startedAt;
     c.scanFrom = order.startedAt - RESCAN_OVERLAP_MS;

@@ -251,6 +251,7 @@ function launchBatch(s: Scheduler, settings: CampaignSettings, chunk: number): v
       ...(order.wake.length ? { wake: order.wake } : {}),
       ...(settings.startAttempt ? { startAttempt: settings.startAttempt } : {}),
       ...(settings.replies ? { expectReply: true } : {}),
+      ...(settings.continuous ? { size: s.carry.chunks[chunk]?.counts.total ?? 0 } : {}),
     })
     .then(
       (report) => batchDone(s, order, report, Date.now()),
@@ -276,6 +277,7 @@ function joinTargets(s: Scheduler, rescan: boolean): void {
     .joinCampaignTargets({
       campaignId: s.campaignId,
       chunk: order.chunk,
+      size: order.size,
       total: order.total,
       ...(order.clientIds ? { clientIds: order.clientIds } : {}),
       ...(order.since !== undefined ? { since: order.since } : {}),

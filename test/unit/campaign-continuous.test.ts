@@ -12,6 +12,7 @@ import {
   closeRefusal,
   decide,
   devicesJoined,
+  JOIN_BATCH,
   joinDone,
   newScheduler,
   pause,
@@ -66,31 +67,48 @@ describe('continuous campaign scheduler', () => {
     expect(progress(plain, 0).continuous).toBeUndefined();
   });
 
-  it('adds signalled devices as a new chunk and publishes to it', () => {
+  it('adds signalled devices to the last chunk while it has room, and publishes to them', () => {
     const s = delivered(2);
     devicesJoined(s, ['d3', 'd4', 'd3']);
     expect(decide(s, 1_000, LIMITS)).toEqual({ type: 'joinTargets', rescan: false });
     const order = beginJoin(s, false, 1_000);
-    expect(order).toEqual({ chunk: 1, total: 2, clientIds: ['d3', 'd4'], startedAt: 1_000 });
-    // One join at a time; the campaign is not idle while it runs.
+    expect(order).toEqual({ chunk: 0, size: 2, total: 2, clientIds: ['d3', 'd4'], startedAt: 1_000 });
+    // One join at a time, and no batch on its chunk meanwhile; the campaign is not idle while it runs.
     expect(decide(s, 1_000, LIMITS).type).toBe('wait');
-    joinDone(s, order, { added: 2, more: false });
+    joinDone(s, order, { size: 4, more: false });
     expect(progress(s, 1_000).counts).toMatchObject({ total: 4, delivered: 2, pending: 2 });
-    expect(decide(s, 1_000, LIMITS)).toEqual({ type: 'launchBatch', chunk: 1 });
+    expect(decide(s, 1_000, LIMITS)).toEqual({ type: 'launchBatch', chunk: 0 });
+  });
+
+  it('starts a new chunk when the last one is full or has a batch in flight', () => {
+    const full = delivered(JOIN_BATCH);
+    devicesJoined(full, ['d']);
+    const order = beginJoin(full, false, 0);
+    expect(order).toMatchObject({ chunk: 1, size: 0, total: JOIN_BATCH });
+    joinDone(full, order, { size: 1, more: false });
+    expect(full.carry.chunks.map((c) => c.counts.total)).toEqual([JOIN_BATCH, 1]);
+    expect(decide(full, 0, LIMITS)).toEqual({ type: 'launchBatch', chunk: 1 });
+
+    const busy = newScheduler(settings(), 0);
+    targetsPrepared(busy, { total: 1, chunkCount: 1, chunkSize: 100 }, 0);
+    beginBatch(busy, 0, 0);
+    devicesJoined(busy, ['d']);
+    expect(decide(busy, 0, LIMITS)).toEqual({ type: 'joinTargets', rescan: false });
+    expect(beginJoin(busy, false, 0)).toMatchObject({ chunk: 1, size: 0 });
   });
 
   it('rescans on its interval from the last rescan minus an overlap; a rescan with more goes on at once', () => {
     const s = delivered(1);
     expect(decide(s, RESCAN_MS, LIMITS)).toEqual({ type: 'joinTargets', rescan: true });
     const first = beginJoin(s, true, RESCAN_MS);
-    expect(first).toMatchObject({ chunk: 1, since: -RESCAN_OVERLAP_MS });
+    expect(first).toMatchObject({ chunk: 0, size: 1, since: -RESCAN_OVERLAP_MS });
     expect(first.clientIds).toBeUndefined();
-    joinDone(s, first, { added: 0, more: true });
+    joinDone(s, first, { size: 1, more: true });
     // Not advanced: the rest of what it found comes next.
     expect(decide(s, RESCAN_MS + 1, LIMITS)).toEqual({ type: 'joinTargets', rescan: true });
     const second = beginJoin(s, true, RESCAN_MS + 1);
     expect(second.since).toBe(-RESCAN_OVERLAP_MS);
-    joinDone(s, second, { added: 3, more: false });
+    joinDone(s, second, { size: 4, more: false });
     expect(s.carry.continuous).toMatchObject({ lastScanAt: RESCAN_MS + 1, scanFrom: RESCAN_MS + 1 - RESCAN_OVERLAP_MS });
     expect(progress(s, RESCAN_MS + 1).counts.total).toBe(4);
   });
