@@ -3,6 +3,7 @@ import { startDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from '../
 import { uniqueName, waitFor } from '../harness';
 import { DEVICE_PASSWORD, registerDevices } from '../support/campaign-devices';
 import { runCliWith } from '../support/cli-runner';
+import { parseFleetFile } from '../../src/starter/client/fleet-file';
 import { recordDevices, startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
 
 /**
@@ -174,6 +175,30 @@ describe('continuous campaigns', () => {
     await waitFor(() => (p2.jobs.length === 1 ? true : undefined), { what: 'the device that joined while paused reached', timeoutMs: 60_000 });
     const cancelled = await env.ops.campaigns.cancel('cont-pause', 'test over');
     expect(cancelled).toMatchObject({ state: 'cancelled', counts: { total: 2, delivered: 2 } });
+  }, 120_000);
+
+  it('reaches the devices of a fleet provisioned after the start, starting with no target', async () => {
+    await env.ops.campaigns.start({
+      campaignId: 'cont-fleet',
+      targets: { selector: { tag: 'cont-fleet' } },
+      message: { topic: 'devices/${clientid}/jobs/fleet-job', payload: { format: 'text', text: 'go' } },
+      continuous: { rescanIntervalMs: 3_600_000 },
+    });
+    const lines = ['clientId,password,acl,subscriptions,tags', 'cont-f-1,password-f1-xyz,,,cont-fleet', 'cont-f-2,password-f2-xyz,,,cont-fleet', 'cont-f-3,password-f3-xyz,,,other'];
+    const { handle } = await env.ops.startFleetProvisioning(parseFleetFile(lines.join('\n'), 'csv'));
+    expect(await handle.result()).toMatchObject({ provisioned: 3, failed: 0 });
+    // Nobody is connected: each target ends offline once published to.
+    await waitFor(
+      async () => {
+        const p = await env.ops.campaigns.status('cont-fleet');
+        return p.counts.total === 2 && p.counts.pending === 0 ? p : undefined;
+      },
+      { what: 'the fleet devices reached', timeoutMs: 60_000 },
+    );
+    await env.ops.campaigns.close('cont-fleet');
+    const summary = await env.ops.campaigns.handle('cont-fleet').result();
+    expect(summary).toMatchObject({ state: 'completed', counts: { total: 2, offline: 2 } });
+    expect((await env.ops.campaigns.finalRecords('cont-fleet')).map((r) => r.clientId).sort()).toEqual(['cont-f-1', 'cont-f-2']);
   }, 120_000);
 
   it('refuses --continuous with a list of targets, naming the field', async () => {
