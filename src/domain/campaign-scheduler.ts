@@ -434,7 +434,7 @@ export function decide(s: Scheduler, now: number, limits: RunLimits): Decision {
   if (published && repliesSettled(s) && !continuousOpen(s)) return finish(s);
   const pollAt = nextReplyPoll(s);
   if (pollAt !== null && pollAt <= now) return { type: 'pollReplies' };
-  const join = joinDecision(s, now);
+  const join = joinDecision(s, now, limits);
   if (join) return join;
   const scanAt = nextRescan(s);
   if (published) {
@@ -691,8 +691,9 @@ function nextRescan(s: Scheduler): number | null {
   return c.lastScanAt + s.continuous.rescanMs;
 }
 
-function joinDecision(s: Scheduler, now: number): Decision | null {
-  if (!continuousOpen(s) || s.joinInFlight || !s.prepared || s.carry.paused) return null;
+/** A join or rescan to run now; none while a run is due (a stream of joins must not keep it from continuing as new). */
+function joinDecision(s: Scheduler, now: number, limits: RunLimits): Decision | null {
+  if (!continuousOpen(s) || s.joinInFlight || !s.prepared || s.carry.paused || runDue(s, limits)) return null;
   if (s.joined.size > 0) return { type: 'joinTargets', rescan: false };
   const scanAt = nextRescan(s);
   return scanAt !== null && scanAt <= now ? { type: 'joinTargets', rescan: true } : null;

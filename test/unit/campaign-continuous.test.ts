@@ -156,6 +156,14 @@ describe('continuous campaign scheduler', () => {
     expect(decide(s, RESCAN_MS * 2, LIMITS)).toMatchObject({ type: 'finish', state: 'cancelled' });
   });
 
+  it('starts no join while a run is due: it continues as new first, carrying the joins', () => {
+    const s = delivered(1);
+    devicesJoined(s, ['d2']);
+    const due = { ...LIMITS, continueAsNewSuggested: true };
+    expect(decide(s, 10, due)).toEqual({ type: 'continueAsNew' });
+    expect(carryForNextRun(s).continuous?.pending).toEqual(['d2']);
+  });
+
   it('ends at its deadline while open, as any campaign', () => {
     const s = newScheduler({ ...settings(), deadlineMs: 3_600_000 }, 0);
     targetsPrepared(s, { total: 0, chunkCount: 0, chunkSize: 100 }, 0);
