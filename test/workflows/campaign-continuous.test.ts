@@ -140,9 +140,16 @@ describe('continuous campaigns', () => {
     const r2 = await agent('cont-r-2', DEVICE_PASSWORD);
     worker = await env.extraWorker(env.emqx, { taskQueue });
 
-    await waitFor(() => (r2.jobs.length === 1 ? true : undefined), { what: 'the device the rescan found reached', timeoutMs: 60_000 });
-    const open = await env.ops.campaigns.status('cont-rescan');
+    // The device gets its message a moment before the batch records it: wait for the record.
+    const open = await waitFor(
+      async () => {
+        const p = await env.ops.campaigns.status('cont-rescan');
+        return p.counts.delivered === 2 ? p : undefined;
+      },
+      { what: 'the device the rescan found reached', timeoutMs: 60_000 },
+    );
     expect(open).toMatchObject({ state: 'running', continuous: 'open', counts: { total: 2, delivered: 2 } });
+    expect(r2.jobs).toEqual(['rescan-job']);
     expect((await env.ops.campaigns.handle('cont-rescan').describe()).runId).not.toBe(started.runId);
 
     await env.ops.campaigns.close('cont-rescan');
