@@ -69,23 +69,27 @@ export async function startDeviceAgent(options: DeviceAgentOptions): Promise<Dev
     agent.published.push({ topic, payload });
   };
 
-  async function runJob(jobId: string): Promise<void> {
+  /** An MQTT 5 message's response topic and correlation data: where to answer, and what to give back. */
+  function answerTo(packet: mqtt.IPublishPacket, fallbackTopic: string): { topic: string; extra: IClientPublishOptions } {
+    const correlationData = packet.properties?.correlationData;
+    return { topic: packet.properties?.responseTopic ?? fallbackTopic, extra: correlationData ? { properties: { correlationData } } : {} };
+  }
+
+  async function runJob(jobId: string, packet: mqtt.IPublishPacket): Promise<void> {
     const { behaviour = 'succeed', progress = [50], delayMs = 0 } = options.jobs ?? {};
     if (behaviour === 'ignore') return;
-    const statusTopic = renderDeviceTopic(topics.jobStatus, { ...own, jobid: jobId });
-    if (behaviour === 'reject') return publish(statusTopic, { status: 'REJECTED', details: { reason: 'not accepted by this device' } });
-    for (const step of progress) await publish(statusTopic, { status: 'IN_PROGRESS', progress: step });
+    const { topic, extra } = answerTo(packet, renderDeviceTopic(topics.jobStatus, { ...own, jobid: jobId }));
+    if (behaviour === 'reject') return publish(topic, { status: 'REJECTED', details: { reason: 'not accepted by this device' } }, extra);
+    for (const step of progress) await publish(topic, { status: 'IN_PROGRESS', progress: step }, extra);
     await pause(delayMs);
-    await publish(statusTopic, behaviour === 'succeed' ? { status: 'SUCCEEDED', details: { finishedBy: options.clientId } } : { status: 'FAILED', details: { reason: 'the job failed on the device' } });
+    await publish(topic, behaviour === 'succeed' ? { status: 'SUCCEEDED', details: { finishedBy: options.clientId } } : { status: 'FAILED', details: { reason: 'the job failed on the device' } }, extra);
   }
 
   async function answerCommand(commandId: string, payload: string, packet: mqtt.IPublishPacket): Promise<void> {
     const { behaviour = 'succeed', delayMs = 0 } = options.commands ?? {};
     if (behaviour === 'ignore') return;
     await pause(delayMs);
-    const responseTopic = packet.properties?.responseTopic;
-    const replyTopic = responseTopic ?? renderDeviceTopic(topics.commandReply, { ...own, commandid: commandId });
-    const extra: IClientPublishOptions = packet.properties?.correlationData ? { properties: { correlationData: packet.properties.correlationData } } : {};
+    const { topic: replyTopic, extra } = answerTo(packet, renderDeviceTopic(topics.commandReply, { ...own, commandid: commandId }));
     const status = behaviour === 'succeed' ? 'SUCCEEDED' : behaviour === 'fail' ? 'FAILED' : 'REJECTED';
     await publish(replyTopic, { status, result: { command: payload, by: options.clientId } }, extra);
   }
@@ -96,7 +100,7 @@ export async function startDeviceAgent(options: DeviceAgentOptions): Promise<Dev
     const job = matchDeviceTopic(topics.job, topic);
     const command = job ? null : matchDeviceTopic(topics.command, topic);
     const work = job?.jobid
-      ? (agent.jobs.push(job.jobid), runJob(job.jobid))
+      ? (agent.jobs.push(job.jobid), runJob(job.jobid, packet))
       : command?.commandid
         ? (agent.commands.push(command.commandid), answerCommand(command.commandid, payload, packet))
         : Promise.resolve();

@@ -11,6 +11,8 @@ import type { JobStatusCounts } from '../domain/job-status';
 import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../store/campaigns';
 import { JobExecutionStore } from '../store/job-executions';
 import { wakeCampaignsWaitingFor } from '../temporal/campaign-wake';
+import { selectorFilter } from '../domain/campaign-selector';
+import { JOIN_BATCH } from '../domain/campaign-scheduler';
 import { asActivityFailure, mapPooled } from './failures';
 
 /**
@@ -46,6 +48,8 @@ export interface PublishBatchInput {
   batchId: string;
   /** The start this workflow belongs to: a campaign another start took over is not published by it. */
   startAttempt?: string;
+  /** Continuous campaigns: the chunk's targets as the workflow knows them (a chunk grows as devices join). */
+  size?: number;
   /** The targets report the job's execution: each delivered target's execution is queued (job id = campaign id). */
   expectReply?: boolean;
 }
@@ -83,12 +87,19 @@ function outcomeOfRest(outcome: PublishOutcome): AttemptOutcome {
   return { kind: 'rejected', error: `EMQX rejected the message: reason code ${outcome.reasonCode} ${outcome.message}` };
 }
 
+/**
+ * EMQX's `/publish` and `/publish/bulk` message properties (`to_property/3` in
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl;
+ * response_topic and correlation_data as in emqx_mgmt_api_publish_SUITE `t_publish_api`).
+ */
 function toRestMessage(m: RenderedMessage): PublishMessage {
   const properties =
-    m.messageExpiryInterval !== undefined || m.userProperties
+    m.messageExpiryInterval !== undefined || m.userProperties || m.responseTopic !== undefined || m.correlationData !== undefined
       ? {
           ...(m.messageExpiryInterval !== undefined ? { message_expiry_interval: m.messageExpiryInterval } : {}),
           ...(m.userProperties ? { user_properties: m.userProperties } : {}),
+          ...(m.responseTopic !== undefined ? { response_topic: m.responseTopic } : {}),
+          ...(m.correlationData !== undefined ? { correlation_data: m.correlationData } : {}),
         }
       : undefined;
   return {
@@ -121,8 +132,9 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       if (!message) throw ApplicationFailure.nonRetryable(`campaign ${campaignId} does not exist`, 'CampaignNotFound');
       return message;
     });
-  const targetsOf = (campaignId: string, chunk: number): Promise<CampaignTarget[]> =>
-    chunkTargets.get(`${campaignId}/${chunk}`, () => storeOf().readChunkTargets(campaignId, chunk));
+  /** A chunk's targets; a continuous campaign's chunk grows as devices join, so its size is part of the key. */
+  const targetsOf = (campaignId: string, chunk: number, size?: number): Promise<CampaignTarget[]> =>
+    chunkTargets.get(`${campaignId}/${chunk}${size === undefined ? '' : `/${size}`}`, () => storeOf().readChunkTargets(campaignId, chunk));
 
   /** One bulk request; a whole-batch 400 is split into single publishes to find the bad message(s). */
   async function publishRest(messages: PublishMessage[]): Promise<AttemptOutcome[]> {
@@ -157,6 +169,8 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         retain: m.retain,
         ...(m.messageExpiryInterval !== undefined ? { messageExpiryInterval: m.messageExpiryInterval } : {}),
         ...(m.userProperties ? { userProperties: m.userProperties } : {}),
+        ...(m.responseTopic !== undefined ? { responseTopic: m.responseTopic } : {}),
+        ...(m.correlationData !== undefined ? { correlationData: Buffer.from(m.correlationData, 'utf8') } : {}),
       })),
     );
     return outcomes.map((o): AttemptOutcome => {
@@ -276,21 +290,20 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         return { total: known.total ?? 0, ...stored };
       }
       if (!input.selector) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} has no targets`, 'CampaignHasNoTargets');
-      const filter: Record<string, unknown> = { status: 'active' };
-      if (input.selector.prefix) filter._id = { $regex: `^${input.selector.prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` };
-      if (input.selector.tag) filter.tags = input.selector.tag;
-      const devices = await deps.history.devices.find(filter, { projection: { _id: 1 } }).sort({ _id: 1 }).toArray();
+      const devices = await deps.history.devices.find(selectorFilter(input.selector), { projection: { _id: 1 } }).sort({ _id: 1 }).toArray();
       heartbeat();
       // A previous attempt may have written some chunks of a different selection: start clean.
       await storeOf().deleteChunks(input.campaignId);
       const chunking = await storeOf().writeChunks(input.campaignId, devices.map((d) => ({ clientId: d._id })), chunkSizeFor(devices.length, input.rollout));
+      // A continuous campaign's first targets are members: a device that joins later is added once.
+      if (campaign.continuous) await storeOf().recordMembers(input.campaignId, devices.map((d) => d._id), chunking.chunkSize);
       await storeOf().updateCampaign(input.campaignId, { ...running, targets: { ...known, total: devices.length, ...chunking } });
       return { total: devices.length, ...chunking };
     },
 
     async publishCampaignBatch(input: PublishBatchInput): Promise<ChunkReport> {
       const { campaignId, chunk, policy } = input;
-      const loading = Promise.all([templateOf(campaignId), targetsOf(campaignId, chunk), storeOf().readChunkState(campaignId, chunk)]);
+      const loading = Promise.all([templateOf(campaignId), targetsOf(campaignId, chunk, input.size), storeOf().readChunkState(campaignId, chunk)]);
       if (input.startAttempt !== undefined) {
         // Checked first: a take-over also replaces the chunks this would read.
         loading.catch(() => undefined);
@@ -352,6 +365,41 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       return reportOf(chunk, ledger, published, delivered);
     },
 
+    /**
+     * Adds to a continuous campaign's chunk `chunk` (holding `size` targets, 0 for a new chunk)
+     * the devices signalled as joining (`clientIds`) or, for a rescan, those whose record changed
+     * since `since`, that match its selector and are not targets yet, up to a full chunk (`more`
+     * says there were more). Returns the chunk's size now (0: no chunk). A retried attempt adds to
+     * what an earlier one wrote.
+     */
+    async joinCampaignTargets(input: {
+      campaignId: string;
+      chunk: number;
+      size: number;
+      total: number;
+      clientIds?: string[];
+      since?: number;
+    }): Promise<{ size: number; more: boolean }> {
+      const campaign = await storeOf().getCampaign(input.campaignId);
+      const selector = campaign?.targets.selector;
+      if (!campaign?.active || !selector) return { size: input.size, more: false };
+      const filter = selectorFilter(selector);
+      if (input.clientIds) filter.$and = [{ _id: { $in: input.clientIds } }];
+      else filter.updatedAt = { $gte: new Date(input.since ?? 0).toISOString() };
+      const matching = (await deps.history.devices.find(filter, { projection: { _id: 1 } }).sort({ _id: 1 }).toArray()).map((d) => d._id);
+      heartbeat();
+      const members = await storeOf().membersAmong(input.campaignId, matching);
+      // Members of this chunk are an earlier attempt's: they stay candidates, so the chunk gets them.
+      const candidates = matching.filter((id) => (members.get(id) ?? input.chunk) === input.chunk);
+      const room = Math.max(0, JOIN_BATCH - input.size);
+      const joined = await storeOf().joinMembers(input.campaignId, candidates.slice(0, room), input.chunk);
+      const size = await storeOf().writeJoinedChunk(input.campaignId, input.chunk, joined);
+      if (size > input.size) {
+        await storeOf().updateCampaign(input.campaignId, { targets: { ...campaign.targets, total: input.total + size - input.size, chunkCount: input.chunk + 1 } });
+      }
+      return { size, more: candidates.length > room };
+    },
+
     /** Where the targets of reconnected devices are (devices that never waited are left out). */
     async locateWaitingTargets(input: { campaignId: string; clientIds: string[] }): Promise<WaitingEntry[]> {
       const found = await mapPooled(input.clientIds, 8, (clientId) => storeOf().waitingEntry(input.campaignId, clientId));
@@ -362,7 +410,8 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     async finishCampaignChunks(input: { campaignId: string; chunks: number[]; ending: CampaignEnding; reason: string }): Promise<ChunkReport[]> {
       const reports: ChunkReport[] = [];
       for (const chunk of input.chunks) {
-        const [targets, stored] = await Promise.all([targetsOf(input.campaignId, chunk), storeOf().readChunkState(input.campaignId, chunk)]);
+        // Read afresh: a continuous campaign's chunk may have grown since a batch cached it.
+        const [targets, stored] = await Promise.all([storeOf().readChunkTargets(input.campaignId, chunk), storeOf().readChunkState(input.campaignId, chunk)]);
         const ledger = new ChunkLedger(targets.length, stored.ledger);
         const now = Date.now();
         const finals = new Map<number, TargetState>();

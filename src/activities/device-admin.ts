@@ -3,6 +3,7 @@ import { EmqxNotFoundError, type EmqxClient } from '../emqx';
 import type { History } from '../store';
 import type { AclRule, DeviceRecord, PasswordHash, Subscription } from '../domain/schemas/device';
 import { asActivityFailure, emqxStep } from './failures';
+import { tellContinuousCampaignsOf } from './campaign-join';
 
 /**
  * Single-device steps. Each is idempotent: a create that meets an existing object updates it, a
@@ -101,8 +102,10 @@ export function createDeviceAdminActivities(deps: { emqx: EmqxClient; history: H
       return history.getDevice(input.clientId);
     },
 
+    /** Saves the record and tells the open continuous campaigns it matches now (src/activities/campaign-join.ts). */
     async saveDeviceRecord(input: { record: DeviceRecord }): Promise<void> {
       await history.saveDevice(input.record);
+      await tellContinuousCampaignsOf(history, [input.record]);
     },
 
     async deleteDeviceRecord(input: { clientId: string }): Promise<void> {

@@ -3,6 +3,7 @@ import { EmqxError, EmqxNotFoundError, type EmqxClient } from '../emqx';
 import type { History } from '../store';
 import type { AclRule, PasswordHash, Subscription } from '../domain/schemas/device';
 import { mapPooled } from './failures';
+import { tellContinuousCampaignsOf } from './campaign-join';
 
 /** How many EMQX requests one batch activity keeps in flight (the client's pool is 16 by default). */
 const CONCURRENCY = 32;
@@ -125,6 +126,7 @@ export function createFleetActivities(deps: { emqx: EmqxClient; history: History
       const now = new Date().toISOString();
       const records = input.devices.map((d) => ({ ...d, status: 'active' as const, provisionedAt: now, updatedAt: now }));
       await inSlices(records, (slice) => history.saveDevices(slice));
+      await tellContinuousCampaignsOf(history, records);
     },
 
     /**

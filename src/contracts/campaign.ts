@@ -18,3 +18,7 @@ export const pauseCampaignUpdate = defineUpdate<CampaignProgress>('pauseCampaign
 export const resumeCampaignUpdate = defineUpdate<CampaignProgress>('resumeCampaign');
 export const cancelCampaignUpdate = defineUpdate<CampaignProgress, [{ reason: string }]>('cancelCampaign');
 export const deviceOnlineSignal = defineSignal<[string]>('deviceOnline');
+/** Continuous campaigns: no device joins any more; the campaign completes once its targets are final. */
+export const closeCampaignUpdate = defineUpdate<CampaignProgress>('closeCampaign');
+/** Continuous campaigns: devices just provisioned or tagged that match the campaign's selector. */
+export const devicesJoinedSignal = defineSignal<[string[]]>('devicesJoined');

@@ -1,7 +1,7 @@
-import type { AbortCriterion, CampaignSettings, CampaignState, ReplySettings, Rollout, ScheduleSettings } from './schemas/campaign';
+import type { AbortCriterion, CampaignSettings, CampaignState, ContinuousSettings, ReplySettings, Rollout, ScheduleSettings } from './schemas/campaign';
 import { parseMaintenanceWindow, windowStateAt, type MaintenanceWindow } from './maintenance-window';
 import { emptyJobStatusCounts, type JobStatusCounts } from './job-status';
-import { addCounts, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign';
+import { addCounts, CAMPAIGN_CHUNK_SIZE, emptyCounts, type ChunkReport, type TargetChunking, type TargetCounts } from './campaign';
 import { abortReason, batchAllowance, initialPacer, measuredRatePerMinute, nextSlot, ramp, refund, reserve, type PacerState } from './campaign-rollout';
 
 /**
@@ -42,6 +42,18 @@ export interface CampaignCarry {
   batches: number;
   /** Campaigns with replies: the execution counts last read and when that read began. */
   replies?: { counts: ReplyCounts; polledAt: number };
+  /** Continuous campaigns. */
+  continuous?: ContinuousCarry;
+}
+
+export interface ContinuousCarry {
+  closed: boolean;
+  /** The next rescan reads device records updated since this time. */
+  scanFrom: number;
+  /** When the last rescan began (the next is due an interval later). */
+  lastScanAt: number;
+  /** Devices signalled as joining, not added yet. */
+  pending: string[];
 }
 
 /** Device-reported execution states of a campaign's targets (campaigns with `expectReply`). */
@@ -83,6 +95,8 @@ export interface CampaignProgress {
   finishedAt?: string;
   /** Campaigns with `expectReply`: the targets' device-reported states, as last read. */
   replies?: ReplyCounts;
+  /** Continuous campaigns: `open` while matching devices join, `closed` once closed. */
+  continuous?: 'open' | 'closed';
   /** Set by the client when it could not ask the workflow itself. */
   note?: string;
 }
@@ -99,6 +113,7 @@ export interface Scheduler {
   /** The last gate computed, reused until the time it changes. */
   gateCache: { gate: Gate; validFrom: number; validUntil: number } | null;
   readonly replies: ReplySettings | undefined;
+  readonly continuous: ContinuousSettings | undefined;
   carry: CampaignCarry;
   /** Set once the targets are known (a selector campaign resolves them first). */
   prepared: boolean;
@@ -110,6 +125,9 @@ export interface Scheduler {
   /** The start time of the execution-count read in flight, or null. */
   replyPollSince: number | null;
   woken: Set<string>;
+  /** Continuous campaigns: devices signalled as joining, and whether a join (or rescan) runs. */
+  joined: Set<string>;
+  joinInFlight: boolean;
   batchesThisRun: number;
   signalsThisRun: number;
   /** Changes a wait may be waiting for: control messages (pause, resume, cancel), reconnect signals, finished work. */
@@ -122,6 +140,8 @@ export interface Scheduler {
 export type Decision =
   | { type: 'launchBatch'; chunk: number }
   | { type: 'lookUpWoken' }
+  /** Continuous campaigns: add the devices signalled as joining (or, with `rescan`, those a rescan finds) as a new chunk. */
+  | { type: 'joinTargets'; rescan: boolean }
   /** Read the device-reported execution counts (timing out overdue targets first). */
   | { type: 'pollReplies' }
   /**
@@ -150,7 +170,12 @@ export const WAKE_LOOKUP_BATCH = 500;
 export const RATE_WINDOW_MS = 60_000;
 export const DEADLINE_REASON = 'the campaign deadline passed';
 
-export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'rollout' | 'abort' | 'deadlineMs' | 'schedule' | 'replies'>, now: number, carry?: CampaignCarry): Scheduler {
+export function newScheduler(
+  settings: Pick<CampaignSettings, 'campaignId' | 'rollout' | 'abort' | 'deadlineMs' | 'schedule' | 'replies' | 'continuous'>,
+  now: number,
+  carry?: CampaignCarry,
+): Scheduler {
+  const continuous: ContinuousCarry | undefined = settings.continuous ? { closed: false, scanFrom: now - RESCAN_OVERLAP_MS, lastScanAt: now, pending: [] } : undefined;
   return {
     campaignId: settings.campaignId,
     rollout: settings.rollout,
@@ -159,7 +184,8 @@ export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'ro
     schedule: parseSchedule(settings.schedule),
     gateCache: null,
     replies: settings.replies,
-    carry: carry ?? { chunks: [], pacer: initialPacer(settings.rollout), paused: false, startedAt: now, deadlineAt: null, recent: [], woken: [], batches: 0 },
+    continuous: settings.continuous,
+    carry: carry ?? { chunks: [], pacer: initialPacer(settings.rollout), paused: false, startedAt: now, deadlineAt: null, recent: [], woken: [], batches: 0, ...(continuous ? { continuous } : {}) },
     prepared: carry !== undefined,
     ending: null,
     finished: false,
@@ -167,6 +193,8 @@ export function newScheduler(settings: Pick<CampaignSettings, 'campaignId' | 'ro
     wakeInFlight: false,
     replyPollSince: null,
     woken: new Set(carry?.woken ?? []),
+    joined: new Set(carry?.continuous?.pending ?? []),
+    joinInFlight: false,
     batchesThisRun: 0,
     signalsThisRun: 0,
     seen: { control: 0, wakes: 0, completions: 0 },
@@ -251,7 +279,7 @@ export function deviceOnline(s: Scheduler, clientId: unknown): void {
 
 /** Whether pause may answer: nothing is being published any more. */
 export function isIdle(s: Scheduler): boolean {
-  return s.inFlight.size === 0 && !s.wakeInFlight;
+  return s.inFlight.size === 0 && !s.wakeInFlight && !s.joinInFlight;
 }
 
 // ---- batches and lookups ----
@@ -403,11 +431,18 @@ export function decide(s: Scheduler, now: number, limits: RunLimits): Decision {
   const c = s.carry;
   if (s.ending || (c.deadlineAt !== null && now >= c.deadlineAt)) return isIdle(s) ? finish(s) : { type: 'drain' };
   const published = allFinal(s) && isIdle(s) && s.woken.size === 0;
-  if (published && repliesSettled(s)) return finish(s);
+  if (published && repliesSettled(s) && !continuousOpen(s)) return finish(s);
   const pollAt = nextReplyPoll(s);
   if (pollAt !== null && pollAt <= now) return { type: 'pollReplies' };
-  // Everything is published: only the device-reported states are awaited.
-  if (published) return { type: 'wait', until: minTime(pollAt, c.deadlineAt), onWake: true, onCompletion: 'any' };
+  const join = joinDecision(s, now, limits);
+  if (join) return join;
+  const scanAt = nextRescan(s);
+  if (published) {
+    // An open continuous campaign may wait for months: it continues as new when its run is due.
+    if (continuousOpen(s) && runDue(s, limits)) return { type: 'continueAsNew' };
+    // Everything is published: only the device-reported states (and joining devices) are awaited.
+    return { type: 'wait', until: minTime(minTime(pollAt, c.deadlineAt), scanAt), onWake: true, onCompletion: 'any' };
+  }
   // With every slot busy the run would never be idle: launch nothing more until it is.
   if (runDue(s, limits)) return isIdle(s) ? { type: 'continueAsNew' } : { type: 'drain' };
   if (c.paused) {
@@ -420,7 +455,7 @@ export function decide(s: Scheduler, now: number, limits: RunLimits): Decision {
   if (!g.open) {
     // Batches in flight finish; no new one starts before the opening (or the deadline, if sooner).
     const until = g.opensAt === null || c.deadlineAt === null ? (g.opensAt ?? c.deadlineAt) : Math.min(g.opensAt, c.deadlineAt);
-    return { type: 'wait', until, onWake: true, onCompletion: 'any' };
+    return { type: 'wait', until: minTime(until, scanAt), onWake: true, onCompletion: 'any' };
   }
   const slot = nextSlot(c.pacer);
   const slotFree = s.inFlight.size < s.rollout.concurrency;
@@ -434,7 +469,7 @@ export function decide(s: Scheduler, now: number, limits: RunLimits): Decision {
   const due = slotFree ? earliestDue(s) : null;
   let until = due === null ? null : Math.max(due, slot);
   if (isIdle(s) && c.deadlineAt !== null) until = minTime(until, c.deadlineAt);
-  until = minTime(until, pollAt);
+  until = minTime(minTime(until, pollAt), scanAt);
   return { type: 'wait', until, onWake: true, onCompletion: until === null || slot <= now ? 'any' : 'whenIdle' };
 }
 
@@ -448,6 +483,8 @@ function minTime(a: number | null, b: number | null): number | null {
 /** When the next execution-count read is due: null without replies, while one runs, or before anything was delivered. */
 function nextReplyPoll(s: Scheduler): number | null {
   if (!s.replies || s.replyPollSince !== null || !s.prepared) return null;
+  // An open continuous campaign whose answers are all in reads again only once it delivered more.
+  if (s.carry.continuous && repliesSettled(s)) return null;
   if (totals(s).delivered === 0 && !s.carry.replies) return null;
   // The first read once something was delivered, then one per interval.
   return s.carry.replies ? s.carry.replies.polledAt + s.replies.pollMs : 0;
@@ -543,7 +580,8 @@ export function changedSince(s: Scheduler, seen: Scheduler['seen'], decision: De
 
 /** The carry for the next run. */
 export function carryForNextRun(s: Scheduler): CampaignCarry {
-  return { ...s.carry, woken: [...s.woken] };
+  const { continuous } = s.carry;
+  return { ...s.carry, woken: [...s.woken], ...(continuous ? { continuous: { ...continuous, pending: [...s.joined] } } : {}) };
 }
 
 // ---- progress ----
@@ -599,5 +637,124 @@ export function progress(s: Scheduler, now: number): CampaignProgress {
   if (c.paused && c.pausedAt) out.pausedAt = new Date(c.pausedAt).toISOString();
   if (!s.ending && !c.paused) Object.assign(out, gateProgress(gate(s, now)));
   if (s.replies) out.replies = c.replies?.counts ?? replyCountsOf(emptyJobStatusCounts());
+  if (c.continuous) out.continuous = c.continuous.closed || s.finished ? 'closed' : 'open';
   return out;
+}
+
+// ---- continuous campaigns ----
+
+/** Device records updated this long before a rescan's start are read again by the next: a record's `updatedAt` is set a little before it is written. */
+export const RESCAN_OVERLAP_MS = 600_000;
+/** Devices added to a continuous campaign per join: at most what fills a chunk. */
+export const JOIN_BATCH = CAMPAIGN_CHUNK_SIZE;
+/** Joining devices kept in the workflow at most; beyond that the next rescan finds them. */
+export const MAX_PENDING_JOINS = 10_000;
+
+export function continuousOpen(s: Scheduler): boolean {
+  return s.carry.continuous !== undefined && !s.carry.continuous.closed;
+}
+
+/** A `devicesJoined` signal: devices provisioned or tagged to match; added at the next step while the campaign is open. */
+export function devicesJoined(s: Scheduler, clientIds: unknown): void {
+  s.signalsThisRun += 1;
+  const c = s.carry.continuous;
+  if (!c || c.closed || isEnding(s) || !Array.isArray(clientIds)) return;
+  for (const id of clientIds) {
+    if (typeof id !== 'string') continue;
+    if (s.joined.size >= MAX_PENDING_JOINS) {
+      c.lastScanAt = 0;
+      break;
+    }
+    s.joined.add(id);
+  }
+  s.seen.wakes += 1;
+}
+
+export function closeRefusal(s: Scheduler): string | null {
+  if (!s.carry.continuous) return 'the campaign is not continuous; only a continuous campaign can be closed';
+  if (isEnding(s)) return 'the campaign is ending';
+  if (s.carry.continuous.closed) return 'the campaign is already closed';
+  return null;
+}
+
+/** No device joins any more; the campaign completes once its targets are final. */
+export function close(s: Scheduler): void {
+  if (s.carry.continuous) s.carry.continuous.closed = true;
+  s.joined.clear();
+  s.seen.control += 1;
+}
+
+/** When the next rescan is due; null when none is (not continuous, closed, or a join runs). */
+function nextRescan(s: Scheduler): number | null {
+  const c = s.carry.continuous;
+  if (!c || c.closed || !s.prepared || s.joinInFlight || !s.continuous) return null;
+  return c.lastScanAt + s.continuous.rescanMs;
+}
+
+/** A join or rescan to run now; none while a run is due (a stream of joins must not keep it from continuing as new). */
+function joinDecision(s: Scheduler, now: number, limits: RunLimits): Decision | null {
+  if (!continuousOpen(s) || s.joinInFlight || !s.prepared || s.carry.paused || runDue(s, limits)) return null;
+  if (s.joined.size > 0) return { type: 'joinTargets', rescan: false };
+  const scanAt = nextRescan(s);
+  return scanAt !== null && scanAt <= now ? { type: 'joinTargets', rescan: true } : null;
+}
+
+export interface JoinOrder {
+  /**
+   * The chunk the joining devices go to: the last one while it has room (and no batch on it), so
+   * a campaign that stays open for months keeps a few full chunks, not one per join; else a new one.
+   */
+  chunk: number;
+  /** Targets in that chunk before this join (0: a new chunk). */
+  size: number;
+  /** Targets before this join. */
+  total: number;
+  /** The devices signalled (a join), or absent (a rescan of the records updated since `since`). */
+  clientIds?: string[];
+  since?: number;
+  startedAt: number;
+}
+
+export function beginJoin(s: Scheduler, rescan: boolean, now: number): JoinOrder {
+  s.joinInFlight = true;
+  const lastIndex = s.carry.chunks.length - 1;
+  const last = s.carry.chunks[lastIndex];
+  const append = last !== undefined && last.counts.total < JOIN_BATCH && !s.inFlight.has(lastIndex);
+  const chunk = append ? lastIndex : s.carry.chunks.length;
+  // No batch starts on the chunk while devices are added to it (the join counts as its batch).
+  s.inFlight.add(chunk);
+  const order: JoinOrder = { chunk, size: append ? last.counts.total : 0, total: totals(s).total, startedAt: now };
+  if (rescan) return { ...order, since: s.carry.continuous?.scanFrom ?? now };
+  const clientIds = [...s.joined].slice(0, JOIN_BATCH);
+  for (const id of clientIds) s.joined.delete(id);
+  return { ...order, clientIds };
+}
+
+/**
+ * A join (or rescan) finished with its chunk's size now (0: no chunk); null when it failed (its
+ * devices are tried again).
+ */
+export function joinDone(s: Scheduler, order: JoinOrder, result: { size: number; more: boolean } | null): void {
+  s.joinInFlight = false;
+  s.inFlight.delete(order.chunk);
+  s.seen.completions += 1;
+  const c = s.carry.continuous;
+  if (!result) {
+    for (const id of order.clientIds ?? []) s.joined.add(id);
+    if (c && order.since !== undefined) c.lastScanAt = order.startedAt;
+    return;
+  }
+  const added = result.size - order.size;
+  const chunk = s.carry.chunks[order.chunk];
+  if (added > 0 && chunk) {
+    chunk.counts = { ...chunk.counts, total: chunk.counts.total + added, pending: chunk.counts.pending + added };
+    chunk.nextDueAt = 0;
+  } else if (added > 0) {
+    s.carry.chunks.push({ counts: emptyCounts(result.size), nextDueAt: 0, attempted: 0, attempts: 0, transientErrors: 0, wake: [] });
+  }
+  s.totalsCache = null;
+  if (c && order.since !== undefined && !result.more) {
+    c.lastScanAt = order.startedAt;
+    c.scanFrom = order.startedAt - RESCAN_OVERLAP_MS;
+  }
 }

@@ -29,6 +29,8 @@ export interface MqttMessage {
   retain: boolean;
   messageExpiryInterval?: number;
   userProperties?: Record<string, string>;
+  responseTopic?: string;
+  correlationData?: Buffer;
 }
 
 export type MqttPublishOutcome =
@@ -106,10 +108,12 @@ export class MqttPublisher {
   private async publishOne(message: MqttMessage): Promise<MqttPublishOutcome> {
     const v5 = this.options.protocolVersion === 5;
     const properties =
-      v5 && (message.messageExpiryInterval !== undefined || message.userProperties)
+      v5 && (message.messageExpiryInterval !== undefined || message.userProperties || message.responseTopic !== undefined || message.correlationData)
         ? {
             ...(message.messageExpiryInterval !== undefined ? { messageExpiryInterval: message.messageExpiryInterval } : {}),
             ...(message.userProperties ? { userProperties: message.userProperties } : {}),
+            ...(message.responseTopic !== undefined ? { responseTopic: message.responseTopic } : {}),
+            ...(message.correlationData ? { correlationData: message.correlationData } : {}),
           }
         : undefined;
     const ackTimeoutMs = this.options.ackTimeoutMs ?? 10_000;

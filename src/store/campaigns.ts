@@ -23,7 +23,9 @@ import { NO_SUBSCRIBER_ERROR, type DeviceDelivery, type TargetState } from '../d
  * - `campaign_targets`: one record per target (status, attempts, last error, message id), inserted
  *   once when the target reaches its final status (unique `_id` `<campaignId>/<clientId>`, so a
  *   retried activity cannot write a second; the campaign and client ids are not repeated as fields);
- * - `campaign_waiting`: which campaigns wait for a device to reconnect (cleared when a campaign ends).
+ * - `campaign_waiting`: which campaigns wait for a device to reconnect (cleared when a campaign ends);
+ * - `campaign_members`: continuous campaigns only, which devices are targets already and in which
+ *   chunk (`_id` `<campaignId>/<clientId>`, inserted once: a device joins at most once).
  *
  * Why this shape (measured on the dev stack's FerretDB 1.24 with SQLite): every update or delete
  * scans its whole collection (~250 ms per document at 100,000 documents) and only `{_id: <string>}`
@@ -45,6 +47,8 @@ export interface CampaignRecord {
   waitOffline: boolean;
   /** Targets report the job's execution (job id = campaign id, docs/jobs.md). */
   expectReply?: boolean;
+  /** Continuous campaigns: `open` while devices provisioned or tagged later join (docs/campaigns.md). */
+  continuous?: 'open' | 'closed';
   createdAt: string;
   /** Which start call stored this record (a repeated start with the id takes over only from a failed one). */
   startAttempt: string;
@@ -200,8 +204,10 @@ export class CampaignStore {
   readonly chunkStates: Collection<ChunkStateDocument>;
   readonly targets: Collection<TargetDocument>;
   readonly waiting: Collection<WithId<WaitingEntry & { since: string }>>;
+  readonly members: Collection<{ _id: string; chunk: number }>;
 
   constructor(private readonly db: Db) {
+    this.members = db.collection('campaign_members');
     this.campaigns = db.collection('campaigns');
     this.chunks = db.collection('campaign_chunks');
     this.chunkStates = db.collection('campaign_chunk_states');
@@ -310,7 +316,12 @@ export class CampaignStore {
 
   /** Everything stored under a campaign but its record: chunks, states, final records, reconnect lookups. */
   async deleteCampaignData(campaignId: string): Promise<void> {
-    await allSettled([this.deleteChunks(campaignId), this.targets.deleteMany(campaignRange(campaignId)), this.waiting.deleteMany(campaignRange(campaignId))]);
+    await allSettled([
+      this.deleteChunks(campaignId),
+      this.targets.deleteMany(campaignRange(campaignId)),
+      this.waiting.deleteMany(campaignRange(campaignId)),
+      this.members.deleteMany(campaignRange(campaignId)),
+    ]);
   }
 
   /**
@@ -357,6 +368,60 @@ export class CampaignStore {
         updatedAt: new Date().toISOString(),
       },
     );
+  }
+
+  // ---- continuous campaigns ----
+
+  /** Open continuous campaigns and their selectors (what a newly provisioned or tagged device is matched against). */
+  async openContinuousCampaigns(): Promise<{ campaignId: string; selector: TargetSelector }[]> {
+    const docs = await this.campaigns.find({ active: true, continuous: 'open' }, { projection: { _id: 1, targets: 1 } }).toArray();
+    return docs.flatMap((d) => (d.targets.selector ? [{ campaignId: d._id, selector: d.targets.selector }] : []));
+  }
+
+  /** The first targets of a continuous campaign, as `writeChunks` placed them. Idempotent. */
+  async recordMembers(campaignId: string, clientIds: readonly string[], chunkSize: number): Promise<void> {
+    for (let from = 0; from < clientIds.length; from += chunkSize) {
+      const chunk = from / chunkSize;
+      await insertNew(this.members, clientIds.slice(from, from + chunkSize).map((id) => ({ _id: targetKey(campaignId, id), chunk })));
+    }
+  }
+
+  /**
+   * Makes these devices members in `chunk` unless they are members already, and returns those of
+   * them that belong to `chunk` (this call's or an earlier attempt's), in the order given.
+   */
+  async joinMembers(campaignId: string, clientIds: readonly string[], chunk: number): Promise<string[]> {
+    if (clientIds.length === 0) return [];
+    const keys = clientIds.map((id) => targetKey(campaignId, id));
+    await insertNew(this.members, keys.map((_id) => ({ _id, chunk })));
+    const mine = await this.members.find({ _id: { $in: keys }, chunk }, { projection: { _id: 1 } }).toArray();
+    const inChunk = new Set(mine.map((m) => m._id));
+    return clientIds.filter((_, i) => inChunk.has(keys[i] as string));
+  }
+
+  /** Which of these devices are members (targets) of the campaign already, and in which chunk. */
+  async membersAmong(campaignId: string, clientIds: readonly string[]): Promise<Map<string, number>> {
+    if (clientIds.length === 0) return new Map();
+    const found = await this.members.find({ _id: { $in: clientIds.map((id) => targetKey(campaignId, id)) } }).toArray();
+    return new Map(found.map((m) => [m._id.slice(campaignId.length + 1), m.chunk]));
+  }
+
+  /**
+   * Writes a chunk of devices that joined a continuous campaign: the targets already in it (an
+   * earlier attempt's) first, the new ones after, and an empty state if it has none. The workflow
+   * launches nothing on the chunk before this returns, so the positions are still free to grow.
+   */
+  async writeJoinedChunk(campaignId: string, chunk: number, clientIds: readonly string[]): Promise<number> {
+    const _id = chunkKey(campaignId, chunk);
+    const existing = await this.chunks.findOne({ _id });
+    const before = existing?.ids ? existing.ids.split('\n') : [];
+    const ids = [...before, ...clientIds.filter((id) => !before.includes(id))];
+    if (ids.length === 0) return 0;
+    await this.chunks.replaceOne({ _id }, { campaignId, chunk, ids: ids.join('\n') }, { upsert: true });
+    await insertNew(this.chunkStates, [
+      { _id, campaignId, chunk, finishedRuns: '', open: '{}', effort: { attempted: 0, attempts: 0, transientErrors: 0 }, updatedAt: new Date().toISOString() },
+    ]);
+    return ids.length;
   }
 
   // ---- per-target records ----

@@ -1,10 +1,12 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { campaignWorkflowId, deviceOnlineSignal } from '../contracts/campaign';
+import { campaignWorkflowId, deviceOnlineSignal, devicesJoinedSignal } from '../contracts/campaign';
+import { matchesSelector } from '../domain/campaign-selector';
 import type { CampaignStore } from '../store/campaigns';
 
 /**
  * Waking campaigns that wait for a device (their `deviceOnline` signal), from outside workflow
- * code: the webhook adapter for untracked clients, the campaign activities, the client library.
+ * code: the webhook adapter for untracked clients, the campaign activities, the client library;
+ * and telling open continuous campaigns of devices that now match them (`devicesJoined`).
  */
 
 /** The workflow has ended or never existed: a signal or query to it is refused. */
@@ -32,4 +34,33 @@ export async function wakeCampaigns(temporal: Client, campaignIds: readonly stri
     }
   }
   return signalled;
+}
+
+/** Client ids per `devicesJoined` signal (a fleet provisions thousands at once). */
+const JOINED_PER_SIGNAL = 500;
+
+/**
+ * Signals `devicesJoined` to every open continuous campaign whose selector these device records
+ * (just saved) match; returns the campaigns told. A campaign that ended meanwhile is skipped; a
+ * lost signal is made up for by the campaign's own rescan.
+ */
+export async function tellContinuousCampaigns(
+  store: CampaignStore,
+  temporal: Client,
+  devices: readonly { clientId: string; tags: readonly string[]; status: string }[],
+): Promise<string[]> {
+  if (!devices.some((d) => d.status === 'active')) return [];
+  const told: string[] = [];
+  for (const { campaignId, selector } of await store.openContinuousCampaigns()) {
+    const ids = devices.filter((d) => matchesSelector(selector, d)).map((d) => d.clientId);
+    try {
+      for (let from = 0; from < ids.length; from += JOINED_PER_SIGNAL) {
+        await temporal.workflow.getHandle(campaignWorkflowId(campaignId)).signal(devicesJoinedSignal, ids.slice(from, from + JOINED_PER_SIGNAL));
+      }
+      if (ids.length > 0) told.push(campaignId);
+    } catch (err) {
+      if (!workflowClosed(err)) throw err;
+    }
+  }
+  return told;
 }

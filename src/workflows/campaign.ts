@@ -18,7 +18,12 @@ import {
   beginBatch,
   beginReplyPoll,
   beginWakeLookup,
+  beginJoin,
   cancel,
+  close,
+  closeRefusal,
+  devicesJoined,
+  joinDone,
   cancelRefusal,
   carryForNextRun,
   changedSince,
@@ -50,7 +55,9 @@ import { failureMessage } from '../domain/failures';
 import {
   cancelCampaignUpdate,
   campaignProgressQuery,
+  closeCampaignUpdate,
   deviceOnlineSignal,
+  devicesJoinedSignal,
   pauseCampaignUpdate,
   resumeCampaignUpdate,
   type CampaignProgress,
@@ -69,6 +76,10 @@ import {
  * Control: pause / resume / cancel are updates (validated, answered once they took effect: pause
  * returns when no batch is in flight any more); `campaignProgress` is a query; `deviceOnline` is a
  * signal from the device's connect path that moves its waiting target to the front.
+ *
+ * Continuous campaigns (a selector, `continuous`): devices provisioned or tagged to match later
+ * are signalled (`devicesJoined`) or found by a periodic rescan of the device records, and join as
+ * new chunks; the campaign does not complete before the `closeCampaign` update.
  *
  * Scheduling: before `schedule.startAt` and outside every maintenance window no batch starts (the
  * ones in flight finish); the wait shows in the progress and in the `waitingForWindow` memo entry.
@@ -122,6 +133,16 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
 
   setHandler(campaignProgressQuery, (): CampaignProgress => finished ?? progress(s, Date.now()));
   setHandler(deviceOnlineSignal, (clientId: string) => deviceOnline(s, clientId));
+  setHandler(devicesJoinedSignal, (clientIds: string[]) => devicesJoined(s, clientIds));
+  setHandler(
+    closeCampaignUpdate,
+    () => {
+      close(s);
+      upsertMemo({ continuous: 'closed' });
+      return progress(s, Date.now());
+    },
+    { validator: () => refuse(closeRefusal(s)) },
+  );
   setHandler(
     pauseCampaignUpdate,
     async () => {
@@ -161,7 +182,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
         ...(settings.selector ? { selector: settings.selector } : {}),
       }));
     targetsPrepared(s, prepared, Date.now());
-    upsertMemo({ campaignId, targets: prepared.total, transport: settings.transport });
+    upsertMemo({ campaignId, targets: prepared.total, transport: settings.transport, ...(settings.continuous ? { continuous: 'open' } : {}) });
   }
 
   // Upserted only when it changes: a campaign without a schedule never writes it.
@@ -182,6 +203,9 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
         continue;
       case 'pollReplies':
         pollReplies(s);
+        continue;
+      case 'joinTargets':
+        joinTargets(s, decision.rescan);
         continue;
       case 'continueAsNew':
         // A cancel waits for the end of the campaign, so it must not hold up the continue-as-new.
@@ -227,6 +251,7 @@ function launchBatch(s: Scheduler, settings: CampaignSettings, chunk: number): v
       ...(order.wake.length ? { wake: order.wake } : {}),
       ...(settings.startAttempt ? { startAttempt: settings.startAttempt } : {}),
       ...(settings.replies ? { expectReply: true } : {}),
+      ...(settings.continuous ? { size: s.carry.chunks[chunk]?.counts.total ?? 0 } : {}),
     })
     .then(
       (report) => batchDone(s, order, report, Date.now()),
@@ -243,6 +268,27 @@ function lookUpWoken(s: Scheduler): void {
       wakeLookupDone(s, []);
     },
   );
+}
+
+/** Adds the devices that joined a continuous campaign (signalled, or found by a rescan) as a new chunk, in the background. */
+function joinTargets(s: Scheduler, rescan: boolean): void {
+  const order = beginJoin(s, rescan, Date.now());
+  bookkeeping
+    .joinCampaignTargets({
+      campaignId: s.campaignId,
+      chunk: order.chunk,
+      size: order.size,
+      total: order.total,
+      ...(order.clientIds ? { clientIds: order.clientIds } : {}),
+      ...(order.since !== undefined ? { since: order.since } : {}),
+    })
+    .then(
+      (result) => joinDone(s, order, result),
+      (err: unknown) => {
+        log.warn('could not add the devices that joined', { campaignId: s.campaignId, error: failureMessage(err) });
+        joinDone(s, order, null);
+      },
+    );
 }
 
 /** Reads the device-reported execution counts in the background (the activity times out overdue targets first). */

@@ -34,6 +34,7 @@ async function main(): Promise<void> {
     if (wanted('runCampaign') || wanted('devicePresenceCampaignWait') || wanted('runCampaignDrain')) await recordCampaign(stack, save);
     if (DEVICE_ADMINISTRATION.some(wanted)) await recordDeviceAdministration(stack, save);
     if (wanted('deviceCommand')) await recordCommand(stack, save);
+    if (wanted('runCampaignContinuous')) await recordContinuousCampaign(stack, save);
     writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   } finally {
     await stack.close();
@@ -174,6 +175,35 @@ async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>
  * subscribed yet, so it waits again), and ends with the reply, signalled as the webhook adapter
  * relays it.
  */
+/** A continuous campaign: a device joins by its provisioning's signal, rescans run, a pause, then the close. */
+async function recordContinuousCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
+  const { ops } = stack;
+  await ops.provision({ clientId: 'replay-k-0', password: 'replay-password', tags: ['replay-k'] });
+  const started = await ops.campaigns.start({
+    campaignId: 'replay-continuous',
+    targets: { selector: { tag: 'replay-k' } },
+    message: { topic: 'replay/${clientid}/k', payload: { format: 'text', text: 'hello' }, qos: 1 },
+    continuous: { rescanIntervalMs: 1_000 },
+  });
+  const settled = (total: number) => async () => {
+    const p = await ops.campaigns.status(started.campaignId);
+    return p.counts.total === total && p.counts.pending === 0;
+  };
+  await until('the first target final', settled(1));
+  await ops.provision({ clientId: 'replay-k-1', password: 'replay-password', tags: ['replay-k'] });
+  await until('the provisioned device joined', settled(2));
+  const rescans = async (): Promise<number> => {
+    const history = await ops.campaigns.handle(started.campaignId).fetchHistory();
+    return (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'joinCampaignTargets').length;
+  };
+  await until('rescans ran', async () => (await rescans()) >= 3);
+  await ops.campaigns.pause(started.campaignId);
+  await ops.campaigns.resume(started.campaignId);
+  await ops.campaigns.close(started.campaignId);
+  await ops.campaigns.handle(started.campaignId).result();
+  await save('runCampaignContinuous', started.workflowId);
+}
+
 async function recordCommand(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
   const sent = await stack.ops.commands.send({ clientId: 'replay-cmd', commandId: 'c1', payload: 'reboot', timeoutMs: 600_000, recheckMs: 600_000 });
   await until('the command waiting', async () => (await sent.handle.query(commandStatusQuery)).attempts === 1);

@@ -384,7 +384,7 @@ describe('campaign delivery', () => {
           topic: TOPIC,
           payload: { format: 'text', text: 'update ${clientid}' },
           qos: 1,
-          properties: { messageExpiryInterval: 600, userProperties: { campaign: 'mqtt5' } },
+          properties: { messageExpiryInterval: 600, userProperties: { campaign: 'mqtt5' }, responseTopic: 'campaign/${clientid}/answer', correlationData: 'corr-5' },
         },
         transport: 'mqtt',
         // The reason code alone tells: no session lookups confirming deliveries at the device.
@@ -396,6 +396,8 @@ describe('campaign delivery', () => {
         expect(more, clientId).toEqual([]);
         expect(message?.payload.toString()).toBe(`update ${clientId}`);
         expect(message?.properties?.userProperties).toEqual({ campaign: 'mqtt5' });
+        expect(message?.properties?.responseTopic).toBe(`campaign/${clientId}/answer`);
+        expect(message?.properties?.correlationData?.toString()).toBe('corr-5');
         expect(message?.properties?.messageExpiryInterval).toBeGreaterThan(0);
         expect(message?.properties?.messageExpiryInterval).toBeLessThanOrEqual(600);
       }

@@ -1,5 +1,7 @@
+import type mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from '../../examples/device-agent/agent';
+import { DEFAULT_DEVICE_TOPICS } from '../../src/domain/device-topics';
 import type { CampaignResultRow } from '../../src/store/campaigns';
 import { waitFor } from '../harness';
 import { runCliWith } from '../support/cli-runner';
@@ -12,6 +14,14 @@ import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env'
  * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_rule_engine/src/emqx_rule_events.erl
  * eventmsg_publish/1), the campaign workflow on the worker reading the execution counts from
  * FerretDB on a timer.
+ *
+ * A job carries where to answer as MQTT 5 properties, as a command does: Response Topic (0x08) =
+ * the target's job status topic, Correlation Data (0x09) = the job id (MQTT 5.0 §3.3.2.3.5-6),
+ * published through EMQX's /publish/bulk with `properties.response_topic` and
+ * `properties.correlation_data` (`to_property/3` in
+ * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_management/src/emqx_mgmt_api_publish.erl, as
+ * emqx_mgmt_api_publish_SUITE `t_publish_api` sends them), which the dev broker passes to MQTT 5
+ * subscribers.
  */
 
 let env: PresenceTestEnv;
@@ -28,10 +38,16 @@ afterAll(async () => {
 
 const passwordOf = (clientId: string): string => `${clientId}-password`;
 
-async function agent(clientId: string, jobs: DeviceAgentOptions['jobs'] = {}): Promise<DeviceAgent> {
-  const started = await startDeviceAgent({ url: env.broker.mqttUrl, clientId, password: passwordOf(clientId), protocolVersion: 4, jobs });
+async function agent(clientId: string, jobs: DeviceAgentOptions['jobs'] = {}, options: Partial<DeviceAgentOptions> = {}): Promise<DeviceAgent> {
+  const started = await startDeviceAgent({ url: env.broker.mqttUrl, clientId, password: passwordOf(clientId), protocolVersion: 4, jobs, ...options });
   agents.push(started);
   return started;
+}
+
+/** A provisioned device (with the job ACL) running the example agent with these options. */
+async function jobDevice(clientId: string, options: Partial<DeviceAgentOptions>): Promise<DeviceAgent> {
+  await env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
+  return agent(clientId, {}, options);
 }
 
 describe('campaigns with device-reported execution', () => {
@@ -97,6 +113,44 @@ describe('campaigns with device-reported execution', () => {
     const csv = await runCliWith(env.ops, ['campaign', 'results', 'fw-21']);
     expect(csv.stdout.split('\n')[0]).toContain(',replyStatus,replyProgress,replyDetails');
   });
+
+  it('an MQTT 5 device answers a job on its response topic with the correlation data; an MQTT 3.1.1 device on the convention, in one campaign', async () => {
+    // The MQTT 5 device knows no status topic of its own: its fallback is a topic its ACL refuses,
+    // so only an answer on the response topic can reach the campaign.
+    const v5 = await jobDevice('job5-dev', { protocolVersion: 5, topics: { ...DEFAULT_DEVICE_TOPICS, jobStatus: 'nowhere/${clientid}/${jobid}' } });
+    const v4 = await jobDevice('job4-dev', { protocolVersion: 4 });
+    const received: mqtt.IPublishPacket[] = [];
+    const sent: mqtt.IPublishPacket[] = [];
+    v5.client.on('message', (_topic, _payload, packet) => received.push(packet));
+    v5.client.on('packetsend', (packet) => {
+      if (packet.cmd === 'publish') sent.push(packet);
+    });
+
+    await env.ops.campaigns.start({
+      campaignId: 'job-v5',
+      targets: { list: [{ clientId: 'job5-dev' }, { clientId: 'job4-dev' }] },
+      message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'json', text: '{"job":"${jobid}"}' } },
+      expectReply: { timeoutMs: 60_000 },
+    });
+    const summary = await env.ops.campaigns.handle('job-v5').result();
+    expect(summary).toMatchObject({ state: 'completed', counts: { total: 2, delivered: 2 } });
+    expect(summary.replies).toEqual({ queued: 0, inProgress: 0, succeeded: 2, failed: 0, rejected: 0, timedOut: 0, canceled: 0 });
+
+    const statusTopic = 'devices/job5-dev/jobs/job-v5/status';
+    expect(v5.jobs).toEqual(['job-v5']);
+    expect(received).toHaveLength(1);
+    expect(received[0]?.properties?.responseTopic).toBe(statusTopic);
+    expect(received[0]?.properties?.correlationData?.toString()).toBe('job-v5');
+    expect(received[0]?.properties?.userProperties).toMatchObject({ jobId: 'job-v5' });
+    // IN_PROGRESS then SUCCEEDED, both on the response topic with the correlation data.
+    expect(sent.map((p) => [p.topic, p.properties?.correlationData?.toString()])).toEqual([
+      [statusTopic, 'job-v5'],
+      [statusTopic, 'job-v5'],
+    ]);
+    // The MQTT 3.1.1 device got no properties and answered on the status topic convention.
+    expect(v4.jobs).toEqual(['job-v5']);
+    expect(v4.published.map((p) => p.topic)).toEqual(['devices/job4-dev/jobs/job-v5/status', 'devices/job4-dev/jobs/job-v5/status']);
+  }, 120_000);
 
   it('aborts the rollout when the share of devices reporting FAILED reaches the criterion, leaving no execution open', async () => {
     const ids = Array.from({ length: 8 }, (_, i) => `abort-dev-${i}`);

@@ -15,6 +15,8 @@ export interface RenderedMessage {
   retain: boolean;
   messageExpiryInterval?: number;
   userProperties?: Record<string, string>;
+  responseTopic?: string;
+  correlationData?: string;
 }
 
 export function renderMessage(template: MessageTemplate, target: CampaignTarget): RenderedMessage {
@@ -26,6 +28,8 @@ export function renderMessage(template: MessageTemplate, target: CampaignTarget)
   const props = template.properties;
   if (props?.messageExpiryInterval !== undefined) message.messageExpiryInterval = props.messageExpiryInterval;
   if (props?.userProperties) message.userProperties = props.userProperties;
+  if (props?.responseTopic !== undefined) message.responseTopic = renderTopic(props.responseTopic, clientId, values);
+  if (props?.correlationData !== undefined) message.correlationData = props.correlationData;
   return message;
 }
 

@@ -54,6 +54,10 @@ export const MessageTemplate = z.object({
     .object({
       messageExpiryInterval: z.number().int().min(0).max(4_294_967_295).optional(),
       userProperties: z.record(z.string().min(1).max(256), z.string().max(1024)).optional(),
+      /** Where an MQTT 5 device answers (a topic template: `${clientid}` and per-target values); a job's is its status topic. */
+      responseTopic: TopicTemplate.optional(),
+      /** Given back by the device with its answer; a job's is the job id. */
+      correlationData: z.string().min(1).max(1024).optional(),
     })
     .optional(),
 });
@@ -199,6 +203,14 @@ export const ExpectReply = z.object({
 });
 export type ExpectReply = z.infer<typeof ExpectReply>;
 
+/** How often an open continuous campaign looks for matching devices whose notice it may have missed. */
+export const DEFAULT_RESCAN_INTERVAL_MS = 300_000;
+
+/** `true`, or the rescan interval of the devices it may have missed (`false`: not continuous). */
+export const Continuous = z
+  .union([z.boolean(), z.object({ rescanIntervalMs: durationMs.default(DEFAULT_RESCAN_INTERVAL_MS) }).strict()])
+  .transform((c) => (c === false ? undefined : c === true ? { rescanIntervalMs: DEFAULT_RESCAN_INTERVAL_MS } : c));
+
 export const CampaignRequest = z
   .object({
     campaignId: CampaignId.optional(),
@@ -220,10 +232,16 @@ export const CampaignRequest = z
 
     /** Targets report the job's execution (docs/jobs.md); the campaign ends when every delivered target answered or timed out. */
     expectReply: ExpectReply.optional(),
+    /** A selector campaign that also reaches devices provisioned or tagged later, until it is closed (docs/campaigns.md). */
+    continuous: Continuous.optional(),
   })
   .refine((r) => r.rollout.maximumPerMinute === undefined || r.rollout.exponentialRate === undefined || r.rollout.exponentialRate.baseRatePerMinute <= r.rollout.maximumPerMinute, {
     message: 'exponentialRate.baseRatePerMinute must not exceed maximumPerMinute',
     path: ['rollout', 'exponentialRate'],
+  })
+  .refine((r) => !r.continuous || 'selector' in r.targets, {
+    message: 'a continuous campaign selects its targets (a tag and/or a prefix); a list of targets cannot grow',
+    path: ['continuous'],
   });
 export type CampaignRequest = z.output<typeof CampaignRequest>;
 export type CampaignRequestInput = z.input<typeof CampaignRequest>;
@@ -251,6 +269,13 @@ export interface CampaignSettings {
   schedule?: ScheduleSettings;
   /** Device-reported execution: the job id is the campaign id. */
   replies?: ReplySettings;
+  /** Continuous campaigns (selector only): devices that match later join until the campaign is closed. */
+  continuous?: ContinuousSettings;
+}
+
+export interface ContinuousSettings {
+  /** How often the workflow looks for matching devices it was not told about. */
+  rescanMs: number;
 }
 
 export interface ScheduleSettings {

@@ -11,7 +11,7 @@ import type { DeviceOps } from '../client/index';
 import { parseTargetsFile } from './campaign-file';
 
 /**
- * `device-ops campaign ...`: start, status, watch, pause, resume, cancel, results. Like every
+ * `device-ops campaign ...`: start, status, watch, pause, resume, close, cancel, results. Like every
  * command: input checked before anything connects (exit 2), one-line errors, non-zero exit on
  * failure, `--json` for scripts.
  */
@@ -113,6 +113,8 @@ interface StartOptions {
   topic?: string;
   expectReply?: boolean;
   replyTimeout?: string;
+  continuous?: boolean;
+  rescanInterval?: string;
   payload: string;
   payloadFormat: string;
   qos: string;
@@ -180,6 +182,9 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
   const windows = parseWindows(o.window);
   if (o.replyTimeout !== undefined && !o.expectReply) fail('--reply-timeout', 'needs --expect-reply');
   const replyTimeoutMs = duration(o.replyTimeout, '--reply-timeout');
+  if (o.continuous && o.targets !== undefined) fail('--continuous', 'needs --select-prefix or --select-tag: a list of targets cannot grow');
+  if (o.rescanInterval !== undefined && !o.continuous) fail('--rescan-interval', 'needs --continuous');
+  const rescanIntervalMs = duration(o.rescanInterval, '--rescan-interval');
   // A job goes to the job topic (JOB_TOPIC, docs/jobs.md) unless --topic says otherwise.
   const topic = o.topic ?? (o.expectReply ? loadConfig(['jobs']).jobs.job : fail('--topic', 'is required (or give --expect-reply to use JOB_TOPIC)'));
   return {
@@ -217,6 +222,7 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
     ...(inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs } : {}),
     ...(startAt !== undefined || windows.length ? { schedule: { ...(startAt !== undefined ? { startAt } : {}), ...(windows.length ? { windows } : {}) } } : {}),
     ...(o.expectReply ? { expectReply: replyTimeoutMs !== undefined ? { timeoutMs: replyTimeoutMs } : {} } : {}),
+    ...(o.continuous ? { continuous: rescanIntervalMs !== undefined ? { rescanIntervalMs } : true } : {}),
   };
 }
 
@@ -248,7 +254,7 @@ export function scheduleText(p: CampaignProgress): string {
 function describeProgress(p: CampaignProgress): string {
   const eta = etaText(p);
   return [
-    `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}`,
+    `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}${p.continuous ? `  continuous: ${p.continuous}` : ''}`,
     `  ${countsLine(p.counts)}`,
     ...(scheduleText(p) ? [`  ${scheduleText(p)}`] : []),
     ...(p.replies ? [`  devices report: succeeded ${p.replies.succeeded}  failed ${p.replies.failed}  rejected ${p.replies.rejected}  timed out ${p.replies.timedOut}  in progress ${p.replies.inProgress}  queued ${p.replies.queued}${p.replies.canceled ? `  canceled ${p.replies.canceled}` : ''}`] : []),
@@ -261,7 +267,7 @@ export function progressBar(p: CampaignProgress, width = 30): string {
   const done = p.counts.total === 0 ? 1 : (p.counts.total - p.counts.pending) / p.counts.total;
   const filled = Math.round(done * width);
   const eta = etaText(p) ? `  ${etaText(p)}` : '';
-  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(done * 100)}%  ${p.counts.total - p.counts.pending}/${p.counts.total}  delivered ${p.counts.delivered}  offline ${p.counts.offline}  failed ${p.counts.failed + p.counts.timedOut}  pending ${p.counts.pending}  ${p.ratePerMinute}/min${eta}  ${p.state}${p.waitingForWindow ? ` (${scheduleText(p)})` : ''}`;
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(done * 100)}%  ${p.counts.total - p.counts.pending}/${p.counts.total}  delivered ${p.counts.delivered}  offline ${p.counts.offline}  failed ${p.counts.failed + p.counts.timedOut}  pending ${p.counts.pending}  ${p.ratePerMinute}/min${eta}  ${p.state}${p.waitingForWindow ? ` (${scheduleText(p)})` : ''}${p.continuous ? `  continuous: ${p.continuous}` : ''}`;
 }
 
 const FINISHED = new Set(['completed', 'cancelled', 'aborted']);
@@ -295,6 +301,8 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--topic <template>', 'topic, with ${clientid}, ${jobid} and ${var} placeholders (default with --expect-reply: JOB_TOPIC)')
     .option('--expect-reply', 'targets report the job (docs/jobs.md): the campaign ends when every delivered target answered or timed out')
     .option('--reply-timeout <duration>', 'with --expect-reply: a target without a final answer this long after delivery ends TIMED_OUT, default 10m')
+    .option('--continuous', 'with --select-prefix / --select-tag: also reach devices provisioned or tagged later, until `campaign close`')
+    .option('--rescan-interval <duration>', 'with --continuous: how often device records are read again for devices the campaign was not told of, default 5m')
     .requiredOption('--payload <text|@file>', 'payload text, or @file')
     .option('--payload-format <format>', 'text, json or base64', 'text')
     .option('--qos <n>', 'QoS 0, 1 or 2', '1')
@@ -326,7 +334,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
       const request = await campaignRequest(io, opts);
       // Everything, every target's rendered message included, is checked before connecting.
       const { validateCampaignRequest } = await import('../client/campaigns.js');
-      const validated = validateCampaignRequest(request);
+      const validated = validateCampaignRequest(request, loadConfig(['jobs']).jobs);
       const started = await withCampaigns((ops) => ops.startValidated(validated));
       const duplicates = started.duplicates ?? 0;
       print(opts.json, { campaignId: started.campaignId, workflowId: started.workflowId, ...(started.total !== undefined ? { total: started.total } : {}), duplicates }, () =>
@@ -379,6 +387,16 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
         print(opts.json, progress, () => describeProgress(progress));
       });
   }
+
+  campaign
+    .command('close')
+    .argument('<campaignId>')
+    .description('a continuous campaign takes no more devices; it completes once its targets are final')
+    .option('--json', 'print JSON')
+    .action(async (campaignId: string, opts: { json?: boolean }) => {
+      const progress = await withCampaigns((ops) => ops.close(campaignId));
+      print(opts.json, progress, () => describeProgress(progress));
+    });
 
   campaign
     .command('cancel')

@@ -23,6 +23,7 @@ import {
 import { messageBytes, renderMessage } from '../../domain/schemas/campaign-message';
 import { templateVariables } from '../../domain/schemas/campaign-template';
 import { InputError, parseInput } from '../../domain/input-error';
+import { DEFAULT_DEVICE_TOPICS, type DeviceTopics } from '../../domain/device-topics';
 import { CampaignIdKey, DeviceOperationKey } from '../../domain/search-attributes';
 import type { History } from '../../store';
 import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../store/campaigns';
@@ -32,6 +33,7 @@ import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign
 import {
   campaignProgressQuery,
   cancelCampaignUpdate,
+  closeCampaignUpdate,
   pauseCampaignUpdate,
   resumeCampaignUpdate,
   type CampaignProgress,
@@ -49,6 +51,8 @@ export interface CampaignOpsDeps {
   temporal: Client;
   taskQueue: string;
   history: History;
+  /** Where devices report jobs (JOB_STATUS_TOPIC): a job's MQTT 5 response topic; default DEFAULT_DEVICE_TOPICS. */
+  topics?: DeviceTopics;
 }
 
 export interface StartedCampaign {
@@ -171,20 +175,28 @@ export const REPLY_POLL_MS = 5_000;
 /**
  * A campaign with replies is a job whose id is the campaign id: `${jobid}` in the topic and the
  * payload becomes it (the default job topic, `devices/${clientid}/jobs/${jobid}`, names the job to
- * the device), and the message carries it as the MQTT 5 user property `jobId` too.
+ * the device), and the message carries it as the MQTT 5 user property `jobId` too. As a command
+ * does (src/activities/command.ts), it carries where to answer as MQTT 5 properties: the response
+ * topic is the target's job status topic, the correlation data the job id (unless the request set
+ * its own).
  */
-function withJobId(request: CampaignRequest): CampaignRequest {
+function withJobId(request: CampaignRequest, topics: DeviceTopics): CampaignRequest {
   if (!request.expectReply) return request;
   const campaignId = request.campaignId ?? newCampaignId();
   const fill = (text: string): string => text.replaceAll('${jobid}', campaignId);
   const { message } = request;
   const payload = message.payload.format === 'base64' ? message.payload : { ...message.payload, text: fill(message.payload.text) };
-  const properties = { ...message.properties, userProperties: { ...message.properties?.userProperties, jobId: campaignId } };
+  const properties = {
+    responseTopic: fill(topics.jobStatus),
+    correlationData: campaignId,
+    ...message.properties,
+    userProperties: { ...message.properties?.userProperties, jobId: campaignId },
+  };
   return { ...request, campaignId, message: { ...message, topic: fill(message.topic), payload, properties } };
 }
 
-export function validateCampaignRequest(input: CampaignRequestInput): ValidatedCampaignRequest {
-  const request = withJobId(parseInput(CampaignRequest, input));
+export function validateCampaignRequest(input: CampaignRequestInput, topics: DeviceTopics = DEFAULT_DEVICE_TOPICS): ValidatedCampaignRequest {
+  const request = withJobId(parseInput(CampaignRequest, input), topics);
   if ('list' in request.targets) {
     const { unique, duplicates } = dedupe(request.targets.list);
     checkRenderable(request.message, unique);
@@ -213,7 +225,7 @@ export class CampaignOps {
 
   /** Validates, stores the targets and the message, and starts the campaign workflow. */
   async start(input: CampaignRequestInput, options: StartOptions = {}): Promise<StartedCampaign> {
-    return this.startValidated(validateCampaignRequest(input), options);
+    return this.startValidated(validateCampaignRequest(input, this.deps.topics), options);
   }
 
   /** `start` for a request that already passed validateCampaignRequest (the CLI checks before connecting). */
@@ -237,6 +249,7 @@ export class CampaignOps {
       transport: request.transport,
       waitOffline: request.offline.wait,
       ...(request.expectReply ? { expectReply: true } : {}),
+      ...(request.continuous ? { continuous: 'open' as const } : {}),
       createdAt: new Date().toISOString(),
       startAttempt: randomBytes(8).toString('hex'),
       targets: chunking ? { source: 'list', ...chunking } : { source: 'selector', ...('selector' in request.targets ? { selector: request.targets.selector } : {}) },
@@ -262,6 +275,7 @@ export class CampaignOps {
       ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
       ...(request.schedule ? { schedule: scheduleSettings(request.schedule) } : {}),
       ...(request.expectReply ? { replies: { timeoutMs: request.expectReply.timeoutMs, pollMs: REPLY_POLL_MS } } : {}),
+      ...(request.continuous ? { continuous: { rescanMs: request.continuous.rescanIntervalMs } } : {}),
     };
     let runId: string;
     try {
@@ -360,6 +374,8 @@ export class CampaignOps {
       ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
       // The executions are in MongoDB whatever became of the workflow.
       ...(record.expectReply ? { replies: replyCountsOf(await new JobExecutionStore(this.deps.history.db).counts(campaignId)) } : {}),
+      // A campaign whose workflow has ended takes no device any more.
+      ...(record.continuous ? { continuous: 'closed' as const } : {}),
     };
   }
 
@@ -390,6 +406,11 @@ export class CampaignOps {
     const trimmed = reason.trim();
     if (!trimmed) throw new InputError(['reason: a cancel needs a reason']);
     return this.control(campaignId, (h) => h.executeUpdate(cancelCampaignUpdate, { args: [{ reason: trimmed }] }));
+  }
+
+  /** A continuous campaign takes no more devices; it completes once the targets it has are final. */
+  async close(campaignId: string): Promise<CampaignProgress> {
+    return this.control(campaignId, (h) => h.executeUpdate(closeCampaignUpdate));
   }
 
   /** Every target in list order with its final status, or where it stands. */

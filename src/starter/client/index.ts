@@ -159,7 +159,7 @@ export class DeviceOps {
   readonly commands: CommandOps;
 
   constructor(private readonly deps: DeviceOpsDeps) {
-    this.campaigns = new CampaignOps({ temporal: deps.temporal, taskQueue: deps.taskQueue, history: deps.history });
+    this.campaigns = new CampaignOps({ temporal: deps.temporal, taskQueue: deps.taskQueue, history: deps.history, topics: deps.deviceTopics ?? DEFAULT_DEVICE_TOPICS });
     this.commands = new CommandOps({ temporal: deps.temporal, taskQueue: deps.taskQueue, topics: deps.deviceTopics ?? DEFAULT_DEVICE_TOPICS });
   }
 
