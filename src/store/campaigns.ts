@@ -85,6 +85,8 @@ export interface CampaignResultRow extends Omit<CampaignTargetRecord, 'campaignI
   replyStatus?: string;
   replyProgress?: number;
   replyDetails?: string;
+  /** Campaigns with job retries: how often the target's job was published again (attempts - 1). */
+  replyRetries?: number;
 }
 
 export interface WaitingEntry {

@@ -181,7 +181,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
         lookUpWoken(s);
         continue;
       case 'pollReplies':
-        pollReplies(s);
+        pollReplies(s, settings);
         continue;
       case 'continueAsNew':
         // A cancel waits for the end of the campaign, so it must not hold up the continue-as-new.
@@ -246,10 +246,11 @@ function lookUpWoken(s: Scheduler): void {
 }
 
 /** Reads the device-reported execution counts in the background (the activity times out overdue targets first). */
-function pollReplies(s: Scheduler): void {
+function pollReplies(s: Scheduler, settings: CampaignSettings): void {
   const timeoutMs = s.replies?.timeoutMs ?? 0;
+  const retry = s.replies?.retry;
   beginReplyPoll(s, Date.now());
-  bookkeeping.pollCampaignReplies({ campaignId: s.campaignId, timeoutMs }).then(
+  bookkeeping.pollCampaignReplies({ campaignId: s.campaignId, timeoutMs, ...(retry ? { retry, transport: settings.transport, policy: settings.policy } : {}) }).then(
     (counts) => replyPollDone(s, replyCountsOf(counts)),
     (err: unknown) => {
       log.warn('could not read the execution counts', { campaignId: s.campaignId, error: failureMessage(err) });
@@ -272,7 +273,7 @@ async function finish(s: Scheduler, decision: Extract<Decision, { type: 'finish'
   }
   if (s.replies) {
     // Executions still open: TIMED_OUT at the deadline, CANCELED when the campaign was cancelled or aborted.
-    const counts = await bookkeeping.endCampaignReplies({ campaignId, status: decision.ending === 'expire' ? 'TIMED_OUT' : 'CANCELED' });
+    const counts = await bookkeeping.endCampaignReplies({ campaignId, status: decision.ending === 'expire' ? 'TIMED_OUT' : 'CANCELED', ...(s.replies.retry ? { withRetries: true } : {}) });
     s.carry.replies = { counts: replyCountsOf(counts), polledAt: Date.now() };
   }
   const counts = totals(s);

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ClientId, Qos } from './device';
 import { TEMPLATE_VARIABLE, TopicTemplate } from './campaign-template';
 import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from '../campaign';
+import type { JobRetrySettings } from '../job-status';
 import { MaintenanceWindowError, parseMaintenanceWindow, windowStateAt } from '../maintenance-window';
 
 export * from '../campaign';
@@ -193,9 +194,17 @@ export type CampaignSchedule = z.infer<typeof CampaignSchedule>;
 
 export const DEFAULT_REPLY_TIMEOUT_MS = 600_000;
 
+/** A job retry rule: RetryRule with AWS IoT Jobs' limit of 10 retries per failure type. */
+export const JobRetryRule = RetryRule.extend({ retries: z.number().int().min(0).max(10) });
+
 export const ExpectReply = z.object({
   /** A delivered target without a final answer this long after delivery ends TIMED_OUT. */
   timeoutMs: durationMs.default(DEFAULT_REPLY_TIMEOUT_MS),
+  /**
+   * Retries per failure type (AWS `jobExecutionsRetryConfig`): an execution the device reported
+   * FAILED, or that TIMED_OUT, is published again (same job id) after the backoff (docs/jobs.md).
+   */
+  retry: z.object({ failed: JobRetryRule.optional(), timedOut: JobRetryRule.optional() }).strict().optional(),
 });
 export type ExpectReply = z.infer<typeof ExpectReply>;
 
@@ -262,6 +271,8 @@ export interface ScheduleSettings {
 
 export interface ReplySettings {
   timeoutMs: number;
+  /** Retries per failure type (ExpectReply.retry). */
+  retry?: JobRetrySettings;
   /** How often the workflow reads the execution counts (and times out overdue targets). */
   pollMs: number;
 }

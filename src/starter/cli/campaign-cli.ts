@@ -49,6 +49,16 @@ function parseRamp(text: string): { baseRatePerMinute: number; incrementFactor: 
   return { baseRatePerMinute: parseRate(base, '--ramp'), incrementFactor, numberOfSucceededTargets: whole(after, '--ramp', 1, 100_000_000) as number };
 }
 
+/**
+ * `--retry-failed` / `--retry-timed-out N[/BACKOFF]`: N retries (0-10, AWS IoT Jobs' limit) of a
+ * job execution that ended that way, the first after BACKOFF (default 0), doubling up to 5 minutes.
+ */
+function parseJobRetry(text: string, flag: string, expectReply: boolean | undefined): { retries: number; backoffMs: number } {
+  if (!expectReply) fail(flag, 'needs --expect-reply');
+  const [count = '', backoff] = text.split('/');
+  return { retries: whole(count, flag, 0, 10) as number, backoffMs: backoff === undefined ? 0 : (duration(backoff, flag) as number) };
+}
+
 /** `--start-at`: an ISO 8601 time with a zone (Z or +hh:mm), as the request schema takes it. */
 function parseStartAt(text: string): string {
   const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
@@ -113,6 +123,8 @@ interface StartOptions {
   topic?: string;
   expectReply?: boolean;
   replyTimeout?: string;
+  retryFailed?: string;
+  retryTimedOut?: string;
   payload: string;
   payloadFormat: string;
   qos: string;
@@ -180,6 +192,11 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
   const windows = parseWindows(o.window);
   if (o.replyTimeout !== undefined && !o.expectReply) fail('--reply-timeout', 'needs --expect-reply');
   const replyTimeoutMs = duration(o.replyTimeout, '--reply-timeout');
+  const jobRetry = {
+    ...(o.retryFailed !== undefined ? { failed: parseJobRetry(o.retryFailed, '--retry-failed', o.expectReply) } : {}),
+    ...(o.retryTimedOut !== undefined ? { timedOut: parseJobRetry(o.retryTimedOut, '--retry-timed-out', o.expectReply) } : {}),
+  };
+  const expectReply = { ...(replyTimeoutMs !== undefined ? { timeoutMs: replyTimeoutMs } : {}), ...(Object.keys(jobRetry).length ? { retry: jobRetry } : {}) };
   // A job goes to the job topic (JOB_TOPIC, docs/jobs.md) unless --topic says otherwise.
   const topic = o.topic ?? (o.expectReply ? loadConfig(['jobs']).jobs.job : fail('--topic', 'is required (or give --expect-reply to use JOB_TOPIC)'));
   return {
@@ -216,7 +233,7 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
     ...(deadlineMs !== undefined ? { deadlineMs } : {}),
     ...(inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs } : {}),
     ...(startAt !== undefined || windows.length ? { schedule: { ...(startAt !== undefined ? { startAt } : {}), ...(windows.length ? { windows } : {}) } } : {}),
-    ...(o.expectReply ? { expectReply: replyTimeoutMs !== undefined ? { timeoutMs: replyTimeoutMs } : {} } : {}),
+    ...(o.expectReply ? { expectReply } : {}),
   };
 }
 
@@ -251,7 +268,7 @@ function describeProgress(p: CampaignProgress): string {
     `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}`,
     `  ${countsLine(p.counts)}`,
     ...(scheduleText(p) ? [`  ${scheduleText(p)}`] : []),
-    ...(p.replies ? [`  devices report: succeeded ${p.replies.succeeded}  failed ${p.replies.failed}  rejected ${p.replies.rejected}  timed out ${p.replies.timedOut}  in progress ${p.replies.inProgress}  queued ${p.replies.queued}${p.replies.canceled ? `  canceled ${p.replies.canceled}` : ''}`] : []),
+    ...(p.replies ? [`  devices report: succeeded ${p.replies.succeeded}  failed ${p.replies.failed}  rejected ${p.replies.rejected}  timed out ${p.replies.timedOut}  in progress ${p.replies.inProgress}  queued ${p.replies.queued}${p.replies.canceled ? `  canceled ${p.replies.canceled}` : ''}${p.replies.retries !== undefined ? `  retries ${p.replies.retries}` : ''}`] : []),
     `  rate ${p.ratePerMinute}/min${p.rateLimitPerMinute ? ` (limit ${p.rateLimitPerMinute}/min)` : ''}  retries ${p.retries}${eta ? `  ${eta}` : ''}${p.deadlineAt ? `  deadline ${p.deadlineAt}` : ''}`,
   ].join('\n');
 }
@@ -265,7 +282,7 @@ export function progressBar(p: CampaignProgress, width = 30): string {
 }
 
 const FINISHED = new Set(['completed', 'cancelled', 'aborted']);
-const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'delivery', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt', 'replyStatus', 'replyProgress', 'replyDetails'];
+const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'delivery', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt', 'replyStatus', 'replyProgress', 'replyDetails', 'replyRetries'];
 
 /**
  * One CSV cell. Text that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR)
@@ -295,6 +312,8 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--topic <template>', 'topic, with ${clientid}, ${jobid} and ${var} placeholders (default with --expect-reply: JOB_TOPIC)')
     .option('--expect-reply', 'targets report the job (docs/jobs.md): the campaign ends when every delivered target answered or timed out')
     .option('--reply-timeout <duration>', 'with --expect-reply: a target without a final answer this long after delivery ends TIMED_OUT, default 10m')
+    .option('--retry-failed <n[/backoff]>', 'with --expect-reply: publish a job the device reported FAILED again, up to n times (0-10), the first after backoff (default 0), doubling')
+    .option('--retry-timed-out <n[/backoff]>', 'with --expect-reply: the same for a job execution that TIMED_OUT')
     .requiredOption('--payload <text|@file>', 'payload text, or @file')
     .option('--payload-format <format>', 'text, json or base64', 'text')
     .option('--qos <n>', 'QoS 0, 1 or 2', '1')

@@ -261,7 +261,7 @@ export class CampaignOps {
       ...(deadlineMs !== undefined ? { deadlineMs } : {}),
       ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
       ...(request.schedule ? { schedule: scheduleSettings(request.schedule) } : {}),
-      ...(request.expectReply ? { replies: { timeoutMs: request.expectReply.timeoutMs, pollMs: REPLY_POLL_MS } } : {}),
+      ...(request.expectReply ? { replies: { timeoutMs: request.expectReply.timeoutMs, pollMs: REPLY_POLL_MS, ...(request.expectReply.retry ? { retry: request.expectReply.retry } : {}) } } : {}),
     };
     let runId: string;
     try {
@@ -413,6 +413,7 @@ export class CampaignOps {
               replyStatus: execution.status,
               ...(execution.progress !== undefined ? { replyProgress: execution.progress } : {}),
               ...(execution.details !== undefined ? { replyDetails: execution.details } : {}),
+              ...(execution.retries !== undefined ? { replyRetries: execution.retries } : {}),
             }
           : row;
       }
