@@ -8,7 +8,9 @@ import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, t
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../store';
 import type { JobExecution, JobRetrySettings, JobStatusCounts } from '../domain/job-status';
-import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../store/campaigns';
+import { CampaignStore, chunkingOf, finalRecord, type CampaignRecord, type WaitingEntry } from '../store/campaigns';
+import { rollbackCampaignId } from '../domain/campaign-rollback';
+import { campaignWorkflowId } from '../domain/campaign';
 import { JobExecutionStore } from '../store/job-executions';
 import { wakeCampaignsWaitingFor } from '../temporal/campaign-wake';
 import { asActivityFailure, mapPooled } from './failures';
@@ -466,6 +468,47 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       await endExecutions(input.campaignId, input.status);
       const counts = await executionsOf().counts(input.campaignId);
       return input.withRetries ? { ...counts, retries: await executionsOf().retryCount(input.campaignId) } : counts;
+    },
+
+    /**
+     * Stores the rollback campaign of an aborted campaign (docs/jobs.md, "Rollback on abort"):
+     * record `<id>-rollback` (linked both ways) with the stored rollback message, its targets the
+     * executions that SUCCEEDED or were IN_PROGRESS. Returns how they are stored and the start
+     * attempt, for the workflow to start it; null when there is no target. Idempotent: the
+     * executions are final by now, so a retried run writes the same record and chunks.
+     */
+    async prepareRollbackCampaign(input: { campaignId: string; rollout: Pick<Rollout, 'batchSize' | 'concurrency'> }): Promise<{ targets: TargetChunking; startAttempt: string } | null> {
+      const rollbackId = rollbackCampaignId(input.campaignId);
+      const [parent, message, existing] = await Promise.all([storeOf().getCampaign(input.campaignId), storeOf().rollbackMessageOf(input.campaignId), storeOf().getCampaign(rollbackId)]);
+      if (!parent || !message) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} has no rollback message`, 'RollbackMissing');
+      if (existing && existing.rollbackOf !== input.campaignId) {
+        throw ApplicationFailure.nonRetryable(`campaign ${rollbackId} exists and is not the rollback of ${input.campaignId}`, 'RollbackIdTaken');
+      }
+      const clientIds = await executionsOf().rollbackTargets(input.campaignId);
+      if (clientIds.length === 0) return null;
+      const chunkSize = chunkSizeFor(clientIds.length, input.rollout);
+      const targets: TargetChunking = { total: clientIds.length, chunkCount: Math.ceil(clientIds.length / chunkSize), chunkSize };
+      const startAttempt = `rollback-of-${parent.startAttempt}`;
+      const now = new Date().toISOString();
+      const record: CampaignRecord = {
+        campaignId: rollbackId,
+        workflowId: campaignWorkflowId(rollbackId),
+        // The workflow starts right after this: nothing else marks a child-started campaign running.
+        state: 'running',
+        active: true,
+        transport: parent.transport,
+        waitOffline: parent.waitOffline,
+        expectReply: true,
+        createdAt: now,
+        startedAt: now,
+        startAttempt,
+        targets: { source: 'list', ...targets },
+        rollbackOf: input.campaignId,
+      };
+      await storeOf().createCampaign(record, message);
+      await storeOf().writeChunks(rollbackId, clientIds.map((clientId) => ({ clientId })), chunkSize);
+      await storeOf().updateCampaign(input.campaignId, { rollback: rollbackId });
+      return { targets, startAttempt };
     },
 
     /** Records the campaign's state in MongoDB; a final state also clears its reconnect lookups and chunk states. */

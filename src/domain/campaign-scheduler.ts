@@ -87,6 +87,10 @@ export interface CampaignProgress {
   replies?: ReplyCounts;
   /** Set by the client when it could not ask the workflow itself. */
   note?: string;
+  /** An aborted campaign with a rollback: the rollback campaign's id (docs/jobs.md). */
+  rollback?: string;
+  /** A rollback campaign: the campaign it rolls back. */
+  rollbackOf?: string;
 }
 
 export type CampaignEndState = 'completed' | 'cancelled' | 'aborted';

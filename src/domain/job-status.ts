@@ -77,6 +77,8 @@ export interface JobExecution {
   retryAt?: number;
   /** What ended the previous attempt. */
   previousStatus?: 'FAILED' | 'TIMED_OUT';
+  /** Ended (TIMED_OUT, CANCELED) from outside while IN_PROGRESS: a rollback goes to it. */
+  wasInProgress?: boolean;
 }
 
 /** Retries per failure type of a job's executions, as AWS IoT Jobs' retry criteria (0-10 each). */
@@ -155,7 +157,7 @@ function isNewer(report: JobStatusReport, current: JobExecution): boolean {
 export function endJobExecution(current: JobExecution, status: 'TIMED_OUT' | 'CANCELED'): { next: JobExecution; outcome: ApplyOutcome } {
   if (isFinalJobStatus(current.status)) return { next: current, outcome: 'final' };
   const { retryAt: _due, ...rest } = current;
-  return { next: { ...rest, status, updates: current.updates + 1 }, outcome: 'applied' };
+  return { next: { ...rest, status, updates: current.updates + 1, ...(current.status === 'IN_PROGRESS' ? { wasInProgress: true } : {}) }, outcome: 'applied' };
 }
 
 /** The retry rule for an execution's state, and how many retries of that type it had. */
@@ -181,7 +183,7 @@ export function scheduleJobRetry(current: JobExecution, settings: JobRetrySettin
   if (!retry || !hasRetryLeft(current, settings)) return { next: current, outcome: 'final' };
   const retryAt = now + backoffMs(retry.rule, retry.done + 1);
   // No delivery time until it is published: the reply timeout does not run while it waits for its turn.
-  const { queuedAt: _queued, progress: _progress, details: _details, reportedAt: _reportedAt, messageId: _messageId, ...rest } = current;
+  const { queuedAt: _queued, progress: _progress, details: _details, reportedAt: _reportedAt, messageId: _messageId, wasInProgress: _was, ...rest } = current;
   const next: JobExecution = {
     ...rest,
     status: 'QUEUED',

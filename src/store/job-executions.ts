@@ -103,6 +103,18 @@ export class JobExecutionStore {
     return this.transition(jobId, clientId, (current) => jobAttemptNotDelivered(current, attempt, now));
   }
 
+  /**
+   * The targets a rollback goes to (docs/jobs.md): executions that SUCCEEDED, or were IN_PROGRESS
+   * when the campaign's end (an abort) cancelled them; in client id order.
+   */
+  async rollbackTargets(jobId: string): Promise<string[]> {
+    const docs = await this.executions
+      .find({ jobId, $or: [{ status: 'SUCCEEDED' }, { status: 'CANCELED', wasInProgress: true }] }, { projection: { clientId: 1 } })
+      .sort({ clientId: 1 })
+      .toArray();
+    return docs.map((d) => d.clientId);
+  }
+
   /** Retries of the job's executions so far, all targets together. */
   async retryCount(jobId: string): Promise<number> {
     const groups = await this.executions.aggregate<{ n: number }>([{ $match: { jobId, retries: { $gt: 0 } } }, { $group: { _id: null, n: { $sum: '$retries' } } }]).toArray();

@@ -89,6 +89,9 @@ describe('job execution rules', () => {
   it('a deadline or a cancel ends only an open execution', () => {
     const queued = newJobExecution('job-1', 'dev-1');
     expect(endJobExecution(queued, 'TIMED_OUT').next.status).toBe('TIMED_OUT');
+    expect(endJobExecution(queued, 'CANCELED').next.wasInProgress).toBeUndefined();
+    // One ended while the device was at it is marked so (a rollback goes to it).
+    expect(endJobExecution(applyAll([report('IN_PROGRESS', 1)]), 'CANCELED').next).toMatchObject({ status: 'CANCELED', wasInProgress: true });
     const done = applyAll([report('SUCCEEDED', 1)]);
     expect(endJobExecution(done, 'CANCELED')).toEqual({ next: done, outcome: 'final' });
     const timedOut = endJobExecution(queued, 'TIMED_OUT').next;

@@ -29,11 +29,16 @@ afterAll(async () => {
 
 const passwordOf = (clientId: string): string => `${clientId}-password`;
 
+/** Messages each device received, by client id. */
+const received = new Map<string, { topic: string; payload: string }[]>();
+
 async function devices(specs: Record<string, DeviceAgentOptions['jobs']>): Promise<Record<string, DeviceAgent>> {
   const out: Record<string, DeviceAgent> = {};
   for (const [clientId, jobs] of Object.entries(specs)) {
     await env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
-    const agent = await startDeviceAgent({ url: env.broker.mqttUrl, clientId, password: passwordOf(clientId), protocolVersion: 4, jobs });
+    received.set(clientId, []);
+    const onMessage = (topic: string, payload: string): void => void received.get(clientId)?.push({ topic, payload });
+    const agent = await startDeviceAgent({ url: env.broker.mqttUrl, clientId, password: passwordOf(clientId), protocolVersion: 4, jobs, onMessage });
     agents.push(agent);
     out[clientId] = agent;
   }
@@ -156,5 +161,76 @@ describe('the exponential ramp of a job', () => {
     const summary = await env.ops.campaigns.handle('ramp-ok').result();
     expect(summary.replies).toMatchObject({ succeeded: 5 });
     expect(summary.rateLimitPerMinute).toBeGreaterThan(60);
+  });
+});
+
+describe('rollback on abort', () => {
+  it('sends the rollback message, as campaign <id>-rollback, to the targets that succeeded or were in progress when too many failed', async () => {
+    const agent = await devices({
+      // Reports IN_PROGRESS at once and its verdict only after the abort.
+      'rb-slow': { progress: [10], delayMs: 25_000 },
+      'rb-ok-1': {},
+      'rb-ok-2': {},
+      'rb-fail-1': { behaviour: 'fail' },
+      'rb-fail-2': { behaviour: 'fail' },
+      'rb-fail-3': { behaviour: 'fail' },
+      'rb-fail-4': { behaviour: 'fail' },
+      'rb-late-1': {},
+      'rb-late-2': {},
+      'rb-late-3': {},
+    });
+    const ids = Object.keys(agent);
+    // One target a second: the failures trip the criterion (read every 5 s) before the last are reached.
+    const started = await runCliWith(
+      env.ops,
+      [
+        'campaign', 'start', '--targets', '-', '--expect-reply', '--payload', 'update', '--id', 'fw-rb',
+        '--rate', '60/min', '--batch-size', '1', '--concurrency', '1',
+        '--abort-on', 'failed', '--abort-threshold', '50', '--abort-min-executed', '3',
+        '--rollback-payload', '{"rollback":"${jobid}","to":"2.0"}', '--rollback-payload-format', 'json',
+      ],
+      `${ids.join('\n')}\n`,
+    );
+    expect(started.stderr).toBe('');
+    expect(started.code).toBe(0);
+
+    const summary = await env.ops.campaigns.handle('fw-rb').result();
+    expect(summary.state).toBe('aborted');
+    expect(summary.reason).toMatch(/reported FAILED/);
+    expect(summary.rollback).toBe('fw-rb-rollback');
+
+    const rows = JSON.parse((await runCliWith(env.ops, ['campaign', 'results', 'fw-rb', '--format', 'json'])).stdout) as CampaignResultRow[];
+    const status = Object.fromEntries(rows.map((r) => [r.clientId, r.replyStatus]));
+    expect(status['rb-slow']).toBe('CANCELED');
+    expect(status['rb-ok-1']).toBe('SUCCEEDED');
+    expect(ids.filter((id) => status[id] === 'FAILED').length).toBeGreaterThanOrEqual(2);
+    // The rollback's targets: every device that succeeded, and the one in progress at the abort.
+    const rolledBack = ids.filter((id) => status[id] === 'SUCCEEDED' || id === 'rb-slow');
+
+    const rollback = await env.ops.campaigns.handle('fw-rb-rollback').result();
+    expect(rollback).toMatchObject({ state: 'completed', rollbackOf: 'fw-rb', counts: { total: rolledBack.length, delivered: rolledBack.length } });
+    expect(rollback.replies).toMatchObject({ succeeded: rolledBack.length, failed: 0 });
+    for (const id of ids) {
+      const got = (received.get(id) ?? []).filter((m) => m.topic === `devices/${id}/jobs/fw-rb-rollback`).map((m) => m.payload);
+      expect(got, id).toEqual(rolledBack.includes(id) ? ['{"rollback":"fw-rb-rollback","to":"2.0"}'] : []);
+    }
+
+    // Linked both ways, in the workflow's answers and in what MongoDB recorded.
+    expect((await env.ops.campaigns.status('fw-rb')).rollback).toBe('fw-rb-rollback');
+    expect((await runCliWith(env.ops, ['campaign', 'status', 'fw-rb'])).stdout).toContain('rollback: campaign fw-rb-rollback');
+    expect((await runCliWith(env.ops, ['campaign', 'status', 'fw-rb-rollback'])).stdout).toContain('rollback of: campaign fw-rb');
+    const records = env.history.db.collection<{ _id: string; rollback?: string; rollbackOf?: string }>('campaigns');
+    expect(await records.findOne({ _id: 'fw-rb' })).toMatchObject({ rollback: 'fw-rb-rollback' });
+    expect(await records.findOne({ _id: 'fw-rb-rollback' })).toMatchObject({ rollbackOf: 'fw-rb' });
+  });
+
+  it('refuses a rollback without expectReply, naming the field', async () => {
+    await expect(
+      env.ops.campaigns.start({
+        targets: { list: [{ clientId: 'x' }] },
+        message: { topic: 'a/${clientid}', payload: { format: 'text', text: 'p' } },
+        rollback: { message: { topic: 'a/${clientid}', payload: { format: 'text', text: 'back' } } },
+      }),
+    ).rejects.toThrow(/rollback: needs expectReply/);
   });
 });

@@ -3,6 +3,7 @@ import { ClientId, Qos } from './device';
 import { TEMPLATE_VARIABLE, TopicTemplate } from './campaign-template';
 import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from '../campaign';
 import type { JobRetrySettings } from '../job-status';
+import { ROLLBACK_SUFFIX } from '../campaign-rollback';
 import { MaintenanceWindowError, parseMaintenanceWindow, windowStateAt } from '../maintenance-window';
 
 export * from '../campaign';
@@ -229,6 +230,19 @@ export const CampaignRequest = z
 
     /** Targets report the job's execution (docs/jobs.md); the campaign ends when every delivered target answered or timed out. */
     expectReply: ExpectReply.optional(),
+    /**
+     * Rollback on abort (docs/jobs.md): when the campaign ends aborted, campaign `<id>-rollback`
+     * sends this message to the targets whose execution SUCCEEDED or was IN_PROGRESS.
+     */
+    rollback: z.object({ message: MessageTemplate }).strict().optional(),
+  })
+  .refine((r) => r.rollback === undefined || r.expectReply !== undefined, {
+    message: 'needs expectReply: the rollback goes to the targets that reported SUCCEEDED or IN_PROGRESS',
+    path: ['rollback'],
+  })
+  .refine((r) => r.rollback === undefined || r.campaignId === undefined || r.campaignId.length <= 64 - ROLLBACK_SUFFIX.length, {
+    message: `must be at most ${64 - ROLLBACK_SUFFIX.length} characters with a rollback (its rollback campaign is <id>${ROLLBACK_SUFFIX})`,
+    path: ['campaignId'],
   })
   .refine((r) => r.rollout.maximumPerMinute === undefined || r.rollout.exponentialRate === undefined || r.rollout.exponentialRate.baseRatePerMinute <= r.rollout.maximumPerMinute, {
     message: 'exponentialRate.baseRatePerMinute must not exceed maximumPerMinute',
@@ -260,6 +274,10 @@ export interface CampaignSettings {
   schedule?: ScheduleSettings;
   /** Device-reported execution: the job id is the campaign id. */
   replies?: ReplySettings;
+  /** Start the rollback campaign `<id>-rollback` if this one ends aborted (its message is stored with the campaign). */
+  rollback?: boolean;
+  /** Set on a rollback campaign: the campaign it rolls back. */
+  rollbackOf?: string;
 }
 
 export interface ScheduleSettings {

@@ -79,14 +79,14 @@ function parseWindows(specs: string[]): string[] {
   return specs;
 }
 
-function readPayload(text: string, format: string): PayloadTemplate {
-  if (!['text', 'json', 'base64'].includes(format)) fail('--payload-format', `"${format}" must be text, json or base64`);
+function readPayload(text: string, format: string, flag = '--payload'): PayloadTemplate {
+  if (!['text', 'json', 'base64'].includes(format)) fail(`${flag}-format`, `"${format}" must be text, json or base64`);
   let bytes: Buffer | undefined;
   if (text.startsWith('@')) {
     try {
       bytes = readFileSync(text.slice(1));
     } catch (err) {
-      fail('--payload', `cannot read ${text.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      fail(flag, `cannot read ${text.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
     }
   }
   if (format === 'base64') return { format: 'base64', data: bytes ? bytes.toString('base64') : text };
@@ -97,7 +97,7 @@ function readPayload(text: string, format: string): PayloadTemplate {
       try {
         JSON.parse(content);
       } catch {
-        fail('--payload', 'is not valid JSON');
+        fail(flag, 'is not valid JSON');
       }
     }
     return { format: 'json', text: content };
@@ -125,6 +125,9 @@ interface StartOptions {
   replyTimeout?: string;
   retryFailed?: string;
   retryTimedOut?: string;
+  rollbackTopic?: string;
+  rollbackPayload?: string;
+  rollbackPayloadFormat: string;
   payload: string;
   payloadFormat: string;
   qos: string;
@@ -197,6 +200,8 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
     ...(o.retryTimedOut !== undefined ? { timedOut: parseJobRetry(o.retryTimedOut, '--retry-timed-out', o.expectReply) } : {}),
   };
   const expectReply = { ...(replyTimeoutMs !== undefined ? { timeoutMs: replyTimeoutMs } : {}), ...(Object.keys(jobRetry).length ? { retry: jobRetry } : {}) };
+  if (o.rollbackTopic !== undefined && o.rollbackPayload === undefined) fail('--rollback-topic', 'needs --rollback-payload');
+  if (o.rollbackPayload !== undefined && !o.expectReply) fail('--rollback-payload', 'needs --expect-reply (the rollback goes to the targets that reported SUCCEEDED or IN_PROGRESS)');
   // A job goes to the job topic (JOB_TOPIC, docs/jobs.md) unless --topic says otherwise.
   const topic = o.topic ?? (o.expectReply ? loadConfig(['jobs']).jobs.job : fail('--topic', 'is required (or give --expect-reply to use JOB_TOPIC)'));
   return {
@@ -234,6 +239,9 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
     ...(inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs } : {}),
     ...(startAt !== undefined || windows.length ? { schedule: { ...(startAt !== undefined ? { startAt } : {}), ...(windows.length ? { windows } : {}) } } : {}),
     ...(o.expectReply ? { expectReply } : {}),
+    ...(o.rollbackPayload !== undefined
+      ? { rollback: { message: { topic: o.rollbackTopic ?? topic, payload: readPayload(o.rollbackPayload, o.rollbackPayloadFormat, '--rollback-payload'), qos: qos as 0 | 1 | 2 } } }
+      : {}),
   };
 }
 
@@ -268,6 +276,8 @@ function describeProgress(p: CampaignProgress): string {
     `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}`,
     `  ${countsLine(p.counts)}`,
     ...(scheduleText(p) ? [`  ${scheduleText(p)}`] : []),
+    ...(p.rollback ? [`  rollback: campaign ${p.rollback}`] : []),
+    ...(p.rollbackOf ? [`  rollback of: campaign ${p.rollbackOf}`] : []),
     ...(p.replies ? [`  devices report: succeeded ${p.replies.succeeded}  failed ${p.replies.failed}  rejected ${p.replies.rejected}  timed out ${p.replies.timedOut}  in progress ${p.replies.inProgress}  queued ${p.replies.queued}${p.replies.canceled ? `  canceled ${p.replies.canceled}` : ''}${p.replies.retries !== undefined ? `  retries ${p.replies.retries}` : ''}`] : []),
     `  rate ${p.ratePerMinute}/min${p.rateLimitPerMinute ? ` (limit ${p.rateLimitPerMinute}/min)` : ''}  retries ${p.retries}${eta ? `  ${eta}` : ''}${p.deadlineAt ? `  deadline ${p.deadlineAt}` : ''}`,
   ].join('\n');
@@ -314,6 +324,9 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--reply-timeout <duration>', 'with --expect-reply: a target without a final answer this long after delivery ends TIMED_OUT, default 10m')
     .option('--retry-failed <n[/backoff]>', 'with --expect-reply: publish a job the device reported FAILED again, up to n times (0-10), the first after backoff (default 0), doubling')
     .option('--retry-timed-out <n[/backoff]>', 'with --expect-reply: the same for a job execution that TIMED_OUT')
+    .option('--rollback-payload <text|@file>', 'with --expect-reply: if the campaign ends aborted, campaign <id>-rollback sends this to the targets that reported SUCCEEDED or IN_PROGRESS')
+    .option('--rollback-topic <template>', 'the rollback message topic (${clientid}, ${jobid} = <id>-rollback; default: the campaign topic)')
+    .option('--rollback-payload-format <format>', 'text, json or base64', 'text')
     .requiredOption('--payload <text|@file>', 'payload text, or @file')
     .option('--payload-format <format>', 'text, json or base64', 'text')
     .option('--qos <n>', 'QoS 0, 1 or 2', '1')

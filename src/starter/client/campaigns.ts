@@ -28,6 +28,7 @@ import type { History } from '../../store';
 import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../store/campaigns';
 import { JobExecutionStore } from '../../store/job-executions';
 import { replyCountsOf } from '../../domain/campaign-scheduler';
+import { rollbackCampaignId } from '../../domain/campaign-rollback';
 import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign-wake';
 import {
   campaignProgressQuery,
@@ -176,15 +177,29 @@ export const REPLY_POLL_MS = 5_000;
 function withJobId(request: CampaignRequest): CampaignRequest {
   if (!request.expectReply) return request;
   const campaignId = request.campaignId ?? newCampaignId();
-  const fill = (text: string): string => text.replaceAll('${jobid}', campaignId);
-  const { message } = request;
+  const rollback = request.rollback ? { rollback: { message: jobMessage(request.rollback.message, rollbackCampaignId(campaignId)) } } : {};
+  return { ...request, campaignId, message: jobMessage(request.message, campaignId), ...rollback };
+}
+
+/** The message of job `jobId`: `${jobid}` filled in, the `jobId` user property set. */
+function jobMessage(message: MessageTemplate, jobId: string): MessageTemplate {
+  const fill = (text: string): string => text.replaceAll('${jobid}', jobId);
   const payload = message.payload.format === 'base64' ? message.payload : { ...message.payload, text: fill(message.payload.text) };
-  const properties = { ...message.properties, userProperties: { ...message.properties?.userProperties, jobId: campaignId } };
-  return { ...request, campaignId, message: { ...message, topic: fill(message.topic), payload, properties } };
+  const properties = { ...message.properties, userProperties: { ...message.properties?.userProperties, jobId } };
+  return { ...message, topic: fill(message.topic), payload, properties };
+}
+
+/** A rollback's targets are client ids only: its message may use `${clientid}` and `${jobid}` alone. */
+function checkRollback(request: CampaignRequest): void {
+  if (!request.rollback) return;
+  const needed = messageVariables(request.rollback.message);
+  if (needed.length > 0) throw new InputError([`rollback.message: a rollback's targets have no per-target values, but the template uses \${${needed.join('}, ${')}}`]);
+  checkRenderable(request.rollback.message, [{ clientId: 'rollback-device' }]);
 }
 
 export function validateCampaignRequest(input: CampaignRequestInput): ValidatedCampaignRequest {
   const request = withJobId(parseInput(CampaignRequest, input));
+  checkRollback(request);
   if ('list' in request.targets) {
     const { unique, duplicates } = dedupe(request.targets.list);
     checkRenderable(request.message, unique);
@@ -246,6 +261,7 @@ export class CampaignOps {
     // A start that stalled past the lease may have lost the id to another start meanwhile: then
     // that one owns the stored campaign, and this one must not start a workflow on it.
     if ((await this.store.getCampaign(campaignId))?.startAttempt !== record.startAttempt) throw new CampaignExistsError(campaignId, 'another start with this id took it over');
+    if (request.rollback) await this.store.setRollbackMessage(campaignId, request.rollback.message);
 
     const settings: CampaignSettings = {
       campaignId,
@@ -262,6 +278,7 @@ export class CampaignOps {
       ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
       ...(request.schedule ? { schedule: scheduleSettings(request.schedule) } : {}),
       ...(request.expectReply ? { replies: { timeoutMs: request.expectReply.timeoutMs, pollMs: REPLY_POLL_MS, ...(request.expectReply.retry ? { retry: request.expectReply.retry } : {}) } } : {}),
+      ...(request.rollback ? { rollback: true } : {}),
     };
     let runId: string;
     try {
@@ -360,6 +377,8 @@ export class CampaignOps {
       ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
       // The executions are in MongoDB whatever became of the workflow.
       ...(record.expectReply ? { replies: replyCountsOf(await new JobExecutionStore(this.deps.history.db).counts(campaignId)) } : {}),
+      ...(record.rollback ? { rollback: record.rollback } : {}),
+      ...(record.rollbackOf ? { rollbackOf: record.rollbackOf } : {}),
     };
   }
 
