@@ -32,6 +32,7 @@ describe('workflow replay', () => {
         'rotateCredentials',
         'runCampaign',
         'runCampaignDrain',
+        'runCampaignJobRollback',
         'setDesiredSubscriptions',
         'setDeviceAcl',
       ]),
