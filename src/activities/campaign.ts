@@ -140,15 +140,22 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
     const due = await executionsOf().dueRetries(jobId, RETRY_BATCH, Date.now());
     if (due.length === 0) return;
     const template = await templateOf(jobId);
+    // By chunk, to read each chunk's targets (their per-target values) once; -1: chunk unknown.
     const byChunk = new Map<number, JobExecution[]>();
-    for (const execution of due) byChunk.set(execution.chunk ?? -1, [...(byChunk.get(execution.chunk ?? -1) ?? []), execution]);
+    for (const execution of due) {
+      const chunk = execution.chunk ?? -1;
+      const list = byChunk.get(chunk) ?? [];
+      list.push(execution);
+      byChunk.set(chunk, list);
+    }
     for (const [chunk, executions] of byChunk) {
-      const known = chunk >= 0 ? await targetsOf(jobId, chunk) : await findTargets(jobId, executions.map((e) => e.clientId));
+      const targetList = chunk >= 0 ? await targetsOf(jobId, chunk) : await findTargets(jobId, executions.map((e) => e.clientId));
+      const known = new Map(targetList.map((t) => [t.clientId, t]));
       const at = Date.now();
       const begun: JobExecution[] = [];
       for (const e of executions) if ((await executionsOf().beginAttempt(jobId, e.clientId, e.attempt ?? 1, at)).outcome === 'applied') begun.push(e);
       if (begun.length === 0) continue;
-      const targets = begun.map((e) => known.find((t) => t.clientId === e.clientId) ?? { clientId: e.clientId });
+      const targets = begun.map((e) => known.get(e.clientId) ?? { clientId: e.clientId });
       const outcomes = await publishTargets(transport, template, targets, policy);
       heartbeat();
       for (const [k, outcome] of outcomes.entries()) {

@@ -334,7 +334,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--expiry <seconds>', 'MQTT 5 message expiry interval')
     .option('--user-property <key=value>', 'MQTT 5 user property (repeatable)', collect, [])
     .option('--rate <n/min>', 'at most this many targets per minute (e.g. 600/min, 10/s)')
-    .option('--ramp <base/min,factor,n>', 'exponential ramp: start rate, factor, raise after n delivered')
+    .option('--ramp <base/min,factor,n>', 'exponential ramp: start rate, factor, raise after n delivered (with --expect-reply: n reported SUCCEEDED)')
     .option('--batch-size <n>', 'targets per bulk request (1-1000, default 500)')
     .option('--concurrency <n>', 'batches in flight, on different chunks (1-16, default 4); without --rate a batch sends up to 5 bulk requests')
     .option('--retries <n>', 'retries after transient errors (503, timeouts), default 3')
