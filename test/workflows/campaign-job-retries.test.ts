@@ -129,6 +129,23 @@ describe('job retries per failure type', () => {
   });
 });
 
+describe('job retries in the recorded status', () => {
+  it('status counts the retries from MongoDB when the workflow is gone', async () => {
+    await devices({ 'rt-gone': { behaviour: 'fail' } });
+    await env.ops.campaigns.start({
+      campaignId: 'fw-retry-gone',
+      targets: { list: [{ clientId: 'rt-gone' }] },
+      message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'update' } },
+      expectReply: { retry: { failed: { retries: 10, backoffMs: 0 } } },
+    });
+    await waitFor(async () => ((await env.ops.campaigns.status('fw-retry-gone')).replies?.retries ?? 0) >= 1, { what: 'a retry', timeoutMs: 60_000 });
+    await env.ops.campaigns.handle('fw-retry-gone').terminate('test: the workflow is gone');
+    const status = await env.ops.campaigns.status('fw-retry-gone');
+    expect(status.state).toBe('aborted');
+    expect(status.replies?.retries).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe('the exponential ramp of a job', () => {
   it('steps on the executions the devices reported SUCCEEDED, not on deliveries', async () => {
     const silent = await devices(Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`ramp-silent-${i}`, { behaviour: 'ignore' as const }])));

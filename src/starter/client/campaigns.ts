@@ -27,7 +27,7 @@ import { CampaignIdKey, DeviceOperationKey } from '../../domain/search-attribute
 import type { History } from '../../store';
 import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../store/campaigns';
 import { JobExecutionStore } from '../../store/job-executions';
-import { replyCountsOf } from '../../domain/campaign-scheduler';
+import { replyCountsOf, type ReplyCounts } from '../../domain/campaign-scheduler';
 import { rollbackCampaignId } from '../../domain/campaign-rollback';
 import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign-wake';
 import {
@@ -376,10 +376,17 @@ export class CampaignOps {
       startedAt: record.startedAt ?? record.createdAt,
       ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
       // The executions are in MongoDB whatever became of the workflow.
-      ...(record.expectReply ? { replies: replyCountsOf(await new JobExecutionStore(this.deps.history.db).counts(campaignId)) } : {}),
+      ...(record.expectReply ? { replies: await this.recordedReplies(campaignId) } : {}),
       ...(record.rollback ? { rollback: record.rollback } : {}),
       ...(record.rollbackOf ? { rollbackOf: record.rollbackOf } : {}),
     };
+  }
+
+  /** The executions' counts as MongoDB has them, with the retries when there were any. */
+  private async recordedReplies(campaignId: string): Promise<ReplyCounts> {
+    const executions = new JobExecutionStore(this.deps.history.db);
+    const [counts, retries] = await Promise.all([executions.counts(campaignId), executions.retryCount(campaignId)]);
+    return replyCountsOf({ ...counts, ...(retries > 0 ? { retries } : {}) });
   }
 
   private async control(campaignId: string, run: (handle: WorkflowHandle<typeof runCampaign>) => Promise<CampaignProgress>): Promise<CampaignProgress> {
