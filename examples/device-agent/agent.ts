@@ -25,7 +25,11 @@ export interface DeviceAgentOptions {
   /** false keeps the session (and its subscriptions and queued QoS 1 messages) while offline. */
   clean?: boolean;
   topics?: DeviceTopics;
-  jobs?: { behaviour?: Behaviour; progress?: number[]; delayMs?: number };
+  /**
+   * `behaviour` for every delivery of a job, or `attempts[n]` for its (n+1)-th delivery (a retried
+   * job comes again with the same id), `behaviour` once the list is used up.
+   */
+  jobs?: { behaviour?: Behaviour; attempts?: Behaviour[]; progress?: number[]; delayMs?: number };
   commands?: { behaviour?: Behaviour; delayMs?: number };
   /** Called for each message received (for logs and tests). */
   onMessage?: (topic: string, payload: string) => void;
@@ -76,7 +80,9 @@ export async function startDeviceAgent(options: DeviceAgentOptions): Promise<Dev
   }
 
   async function runJob(jobId: string, packet: mqtt.IPublishPacket): Promise<void> {
-    const { behaviour = 'succeed', progress = [50], delayMs = 0 } = options.jobs ?? {};
+    const { progress = [50], delayMs = 0, attempts = [] } = options.jobs ?? {};
+    const delivery = agent.jobs.filter((id) => id === jobId).length;
+    const behaviour = attempts[delivery - 1] ?? options.jobs?.behaviour ?? 'succeed';
     if (behaviour === 'ignore') return;
     const { topic, extra } = answerTo(packet, renderDeviceTopic(topics.jobStatus, { ...own, jobid: jobId }));
     if (behaviour === 'reject') return publish(topic, { status: 'REJECTED', details: { reason: 'not accepted by this device' } }, extra);

@@ -7,8 +7,10 @@ import { TemplateError } from '../domain/schemas/campaign-template';
 import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, type PublishOutcome } from '../emqx';
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../store';
-import type { JobStatusCounts } from '../domain/job-status';
-import { CampaignStore, chunkingOf, finalRecord, type WaitingEntry } from '../store/campaigns';
+import type { JobExecution, JobRetrySettings, JobStatusCounts } from '../domain/job-status';
+import { CampaignStore, chunkingOf, finalRecord, type CampaignRecord, type WaitingEntry } from '../store/campaigns';
+import { rollbackCampaignId } from '../domain/campaign-rollback';
+import { campaignWorkflowId } from '../domain/campaign';
 import { JobExecutionStore } from '../store/job-executions';
 import { wakeCampaignsWaitingFor } from '../temporal/campaign-wake';
 import { selectorFilter } from '../domain/campaign-selector';
@@ -56,6 +58,21 @@ export interface PublishBatchInput {
 
 /** Open executions ended per read when a campaign times out or ends its targets' executions. */
 const END_EXECUTIONS_BATCH = 500;
+/** Executions sent back to QUEUED per read, and retries published per poll (the rest at the next one). */
+const RETRY_BATCH = 500;
+
+export interface PollRepliesInput {
+  campaignId: string;
+  timeoutMs: number;
+  /** Retries per failure type: scheduled and published by the poll (docs/jobs.md). */
+  retry?: JobRetrySettings;
+  /** How retries are published: the campaign's transport and target policy. */
+  transport?: Transport;
+  policy?: TargetPolicy;
+}
+
+/** Execution counts as a campaign reads them; `retries`: retries so far, with retry settings only. */
+export type ReplyTally = JobStatusCounts & { retries?: number };
 
 export type CampaignEnding = 'expire' | 'cancel';
 
@@ -122,6 +139,56 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
   /** Ends the job's open executions (delivered at or before `queuedBefore` when given), a batch at a time. */
   async function endExecutions(jobId: string, status: 'TIMED_OUT' | 'CANCELED', queuedBefore?: number): Promise<void> {
     while ((await executionsOf().endOpen(jobId, status, END_EXECUTIONS_BATCH, queuedBefore)) === END_EXECUTIONS_BATCH) heartbeat();
+  }
+  /**
+   * Publishes the retries that are due (up to RETRY_BATCH), same job id: each attempt is begun
+   * (marked sent; reports received from then on answer it) just before its publish. One EMQX did
+   * not take is due again at the next poll; unanswered, it ends TIMED_OUT a reply timeout after
+   * its first try. A crash between the two leaves the attempt sent but unpublished: it ends
+   * TIMED_OUT too (and is retried if TIMED_OUT has retries left).
+   */
+  async function publishRetries(jobId: string, transport: Transport, policy: TargetPolicy): Promise<void> {
+    const due = await executionsOf().dueRetries(jobId, RETRY_BATCH, Date.now());
+    if (due.length === 0) return;
+    const template = await templateOf(jobId);
+    // By chunk, to read each chunk's targets (their per-target values) once; -1: chunk unknown.
+    const byChunk = new Map<number, JobExecution[]>();
+    for (const execution of due) {
+      const chunk = execution.chunk ?? -1;
+      const list = byChunk.get(chunk) ?? [];
+      list.push(execution);
+      byChunk.set(chunk, list);
+    }
+    for (const [chunk, executions] of byChunk) {
+      const targetList = chunk >= 0 ? await targetsOf(jobId, chunk) : await findTargets(jobId, executions.map((e) => e.clientId));
+      const known = new Map(targetList.map((t) => [t.clientId, t]));
+      const at = Date.now();
+      const begun: JobExecution[] = [];
+      for (const e of executions) if ((await executionsOf().beginAttempt(jobId, e.clientId, e.attempt ?? 1, at)).outcome === 'applied') begun.push(e);
+      if (begun.length === 0) continue;
+      const targets = begun.map((e) => known.get(e.clientId) ?? { clientId: e.clientId });
+      const outcomes = await publishTargets(transport, template, targets, policy);
+      heartbeat();
+      for (const [k, outcome] of outcomes.entries()) {
+        if (outcome.kind === 'delivered') continue;
+        const e = begun[k] as JobExecution;
+        log.info('a job retry was not delivered; due again at the next poll', { jobId, clientId: e.clientId, outcome: outcome.kind });
+        await executionsOf().attemptNotDelivered(jobId, e.clientId, e.attempt ?? 1, Date.now());
+      }
+    }
+  }
+  /**
+   * The targets of these clients, looked for chunk by chunk: for executions without a chunk (their
+   * device's report was recorded before the QUEUED write, which then leaves the record alone).
+   */
+  async function findTargets(campaignId: string, clientIds: readonly string[]): Promise<CampaignTarget[]> {
+    const wanted = new Set(clientIds);
+    const found: CampaignTarget[] = [];
+    const chunkCount = (await storeOf().getCampaign(campaignId))?.targets.chunkCount ?? 0;
+    for (let chunk = 0; chunk < chunkCount && found.length < wanted.size; chunk++) {
+      for (const target of await targetsOf(campaignId, chunk)) if (wanted.has(target.clientId)) found.push(target);
+    }
+    return found;
   }
   const templates = new BoundedCache<MessageTemplate>(32);
   const chunkTargets = new BoundedCache<CampaignTarget[]>(CACHED_CHUNKS);
@@ -354,7 +421,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         published += group.length;
         // The executions first: once a target counts as delivered, its execution exists (the
         // workflow compares the two counts to tell that every answer is in).
-        if (input.expectReply && reached.length > 0) await executionsOf().queue(campaignId, reached, after);
+        if (input.expectReply && reached.length > 0) await executionsOf().queue(campaignId, reached, after, chunk);
         // Final records and reconnect lookups before the chunk state: once the state says a target
         // is done (or waiting), its record (or lookup entry) exists. Both inserts are idempotent.
         await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
@@ -435,15 +502,69 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
      * A campaign with replies: times out the executions delivered more than `timeoutMs` ago
      * without a final answer, then counts the executions by state (docs/jobs.md).
      */
-    async pollCampaignReplies(input: { campaignId: string; timeoutMs: number }): Promise<JobStatusCounts> {
+    async pollCampaignReplies(input: PollRepliesInput): Promise<ReplyTally> {
       await endExecutions(input.campaignId, 'TIMED_OUT', Date.now() - input.timeoutMs);
-      return executionsOf().counts(input.campaignId);
+      if (!input.retry || !input.transport || !input.policy) return executionsOf().counts(input.campaignId);
+      while ((await executionsOf().scheduleRetries(input.campaignId, input.retry, RETRY_BATCH, Date.now())) === RETRY_BATCH) heartbeat();
+      await publishRetries(input.campaignId, input.transport, input.policy);
+      // Counted after the retries were scheduled; a FAILED or TIMED_OUT reported since, with a
+      // retry left, is not final yet: it counts as queued (its retry is scheduled at the next poll).
+      const [after, retryable, retries] = await Promise.all([executionsOf().counts(input.campaignId), executionsOf().countRetryable(input.campaignId, input.retry), executionsOf().retryCount(input.campaignId)]);
+      return {
+        ...after,
+        QUEUED: after.QUEUED + retryable.failed + retryable.timedOut,
+        FAILED: after.FAILED - retryable.failed,
+        TIMED_OUT: after.TIMED_OUT - retryable.timedOut,
+        retries,
+      };
     },
 
     /** Ends a finished campaign's open executions: TIMED_OUT at the deadline, CANCELED on cancel and abort. */
-    async endCampaignReplies(input: { campaignId: string; status: 'TIMED_OUT' | 'CANCELED' }): Promise<JobStatusCounts> {
+    async endCampaignReplies(input: { campaignId: string; status: 'TIMED_OUT' | 'CANCELED'; withRetries?: boolean }): Promise<ReplyTally> {
       await endExecutions(input.campaignId, input.status);
-      return executionsOf().counts(input.campaignId);
+      const counts = await executionsOf().counts(input.campaignId);
+      return input.withRetries ? { ...counts, retries: await executionsOf().retryCount(input.campaignId) } : counts;
+    },
+
+    /**
+     * Stores the rollback campaign of an aborted campaign (docs/jobs.md, "Rollback on abort"):
+     * record `<id>-rollback` (linked both ways) with the stored rollback message, its targets the
+     * executions that SUCCEEDED or were IN_PROGRESS. Returns how they are stored and the start
+     * attempt, for the workflow to start it; null when there is no target. Idempotent: the
+     * executions are final by now, so a retried run writes the same record and chunks.
+     */
+    async prepareRollbackCampaign(input: { campaignId: string; rollout: Pick<Rollout, 'batchSize' | 'concurrency'> }): Promise<{ targets: TargetChunking; startAttempt: string } | null> {
+      const rollbackId = rollbackCampaignId(input.campaignId);
+      const [parent, message, existing] = await Promise.all([storeOf().getCampaign(input.campaignId), storeOf().rollbackMessageOf(input.campaignId), storeOf().getCampaign(rollbackId)]);
+      if (!parent || !message) throw ApplicationFailure.nonRetryable(`campaign ${input.campaignId} has no rollback message`, 'RollbackMissing');
+      if (existing && existing.rollbackOf !== input.campaignId) {
+        throw ApplicationFailure.nonRetryable(`campaign ${rollbackId} exists and is not the rollback of ${input.campaignId}`, 'RollbackIdTaken');
+      }
+      const clientIds = await executionsOf().rollbackTargets(input.campaignId);
+      if (clientIds.length === 0) return null;
+      const chunkSize = chunkSizeFor(clientIds.length, input.rollout);
+      const targets: TargetChunking = { total: clientIds.length, chunkCount: Math.ceil(clientIds.length / chunkSize), chunkSize };
+      const startAttempt = `rollback-of-${parent.startAttempt}`;
+      const now = new Date().toISOString();
+      const record: CampaignRecord = {
+        campaignId: rollbackId,
+        workflowId: campaignWorkflowId(rollbackId),
+        // The workflow starts right after this: nothing else marks a child-started campaign running.
+        state: 'running',
+        active: true,
+        transport: parent.transport,
+        waitOffline: parent.waitOffline,
+        expectReply: true,
+        createdAt: now,
+        startedAt: now,
+        startAttempt,
+        targets: { source: 'list', ...targets },
+        rollbackOf: input.campaignId,
+      };
+      await storeOf().createCampaign(record, message);
+      await storeOf().writeChunks(rollbackId, clientIds.map((clientId) => ({ clientId })), chunkSize);
+      await storeOf().updateCampaign(input.campaignId, { rollback: rollbackId });
+      return { targets, startAttempt };
     },
 
     /** Records the campaign's state in MongoDB; a final state also clears its reconnect lookups and chunk states. */

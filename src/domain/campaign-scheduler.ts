@@ -65,6 +65,8 @@ export interface ReplyCounts {
   rejected: number;
   timedOut: number;
   canceled: number;
+  /** With retries (expectReply.retry): retries so far, all targets and failure types. */
+  retries?: number;
 }
 
 export interface CampaignProgress {
@@ -99,6 +101,10 @@ export interface CampaignProgress {
   continuous?: 'open' | 'closed';
   /** Set by the client when it could not ask the workflow itself. */
   note?: string;
+  /** An aborted campaign with a rollback: the rollback campaign's id (docs/jobs.md). */
+  rollback?: string;
+  /** A rollback campaign: the campaign it rolls back. */
+  rollbackOf?: string;
 }
 
 export type CampaignEndState = 'completed' | 'cancelled' | 'aborted';
@@ -324,7 +330,7 @@ export function batchDone(s: Scheduler, order: BatchOrder, report: ChunkReport, 
   c.pacer = refund(c.pacer, order.limit - report.published, now);
   if (report.published > 0) c.recent.push([now, report.published]);
   c.recent = c.recent.filter(([t]) => t > now - RATE_WINDOW_MS);
-  if (s.rollout.exponentialRate) c.pacer = ramp(s.rollout, c.pacer, { delivered: totals(s).delivered, notified: effort(s).attempted });
+  if (s.rollout.exponentialRate) c.pacer = ramp(s.rollout, c.pacer, rampProgress(s));
   if (!s.ending && s.abort.length > 0) {
     const reason = abortReason(s.abort, totals(s));
     if (reason) s.ending = { state: 'aborted', reason };
@@ -504,8 +510,9 @@ function repliesSettled(s: Scheduler): boolean {
   return recorded >= delivered && counts.queued + counts.inProgress === 0;
 }
 
-export function replyCountsOf(counts: JobStatusCounts): ReplyCounts {
+export function replyCountsOf(counts: JobStatusCounts & { retries?: number }): ReplyCounts {
   return {
+    ...(counts.retries !== undefined ? { retries: counts.retries } : {}),
     queued: counts.QUEUED,
     inProgress: counts.IN_PROGRESS,
     succeeded: counts.SUCCEEDED,
@@ -525,6 +532,7 @@ export function replyPollDone(s: Scheduler, counts: ReplyCounts | null): void {
   const polledAt = s.replyPollSince ?? 0;
   s.replyPollSince = null;
   s.carry.replies = counts ? { counts, polledAt } : { counts: s.carry.replies?.counts ?? replyCountsOf(emptyJobStatusCounts()), polledAt };
+  if (counts && s.rollout.exponentialRate) s.carry.pacer = ramp(s.rollout, s.carry.pacer, rampProgress(s));
   if (counts && !s.ending && s.abort.length > 0) {
     const reason = replyAbortReason(s.abort, counts);
     if (reason) s.ending = { state: 'aborted', reason };
@@ -561,6 +569,17 @@ export function replyAbortReason(criteria: readonly AbortCriterion[], counts: Re
     }
   }
   return null;
+}
+
+/**
+ * What the exponential ramp counts: `numberOfSucceededTargets` counts the targets EMQX delivered
+ * to, or, when the targets report the job, the executions they reported SUCCEEDED (as last read),
+ * as AWS IoT Jobs' `numberOfSucceededThings` does
+ * (https://docs.aws.amazon.com/iot/latest/apireference/API_RateIncreaseCriteria.html).
+ */
+function rampProgress(s: Scheduler): { delivered: number; notified: number } {
+  const succeeded = s.replies ? (s.carry.replies?.counts.succeeded ?? 0) : totals(s).delivered;
+  return { delivered: succeeded, notified: effort(s).attempted };
 }
 
 /** Marks what a wait (or a drain) has seen; `changedSince` tells whether something it waits for happened since. */

@@ -65,6 +65,10 @@ export interface CampaignRecord {
   };
   counts?: TargetCounts;
   reason?: string;
+  /** Its rollback campaign's id, once started (docs/jobs.md, "Rollback on abort"). */
+  rollback?: string;
+  /** A rollback campaign: the campaign it rolls back. */
+  rollbackOf?: string;
 }
 
 /** One target's final record. */
@@ -89,6 +93,8 @@ export interface CampaignResultRow extends Omit<CampaignTargetRecord, 'campaignI
   replyStatus?: string;
   replyProgress?: number;
   replyDetails?: string;
+  /** Campaigns with job retries: how often the target's job was published again (attempts - 1). */
+  replyRetries?: number;
 }
 
 export interface WaitingEntry {
@@ -101,7 +107,7 @@ export interface WaitingEntry {
 type WithId<T> = T & { _id: string };
 /** A stored final record: `_id` `<campaignId>/<clientId>` carries both ids. */
 type TargetDocument = WithId<Omit<CampaignTargetRecord, 'campaignId' | 'clientId'>>;
-type CampaignDocument = WithId<CampaignRecord & { message: string }>;
+type CampaignDocument = WithId<CampaignRecord & { message: string; rollbackMessage?: string }>;
 interface ChunkDocument {
   _id: string;
   campaignId: string;
@@ -255,10 +261,20 @@ export class CampaignStore {
 
   async getCampaign(campaignId: string): Promise<CampaignRecord | null> {
     // Without the message template, which may be as large as a message.
-    const doc = await this.campaigns.findOne({ _id: campaignId }, { projection: { message: 0 } });
+    const doc = await this.campaigns.findOne({ _id: campaignId }, { projection: { message: 0, rollbackMessage: 0 } });
     if (!doc) return null;
-    const { _id: _, message: _message, ...record } = doc;
+    const { _id: _, message: _message, rollbackMessage: _rollback, ...record } = doc;
     return record;
+  }
+
+  /** Keeps the message of the campaign's rollback on abort (docs/jobs.md). */
+  async setRollbackMessage(campaignId: string, message: MessageTemplate): Promise<void> {
+    await this.campaigns.updateOne({ _id: campaignId }, { $set: { rollbackMessage: JSON.stringify(message) } });
+  }
+
+  async rollbackMessageOf(campaignId: string): Promise<MessageTemplate | null> {
+    const doc = await this.campaigns.findOne({ _id: campaignId }, { projection: { rollbackMessage: 1 } });
+    return doc?.rollbackMessage ? (JSON.parse(doc.rollbackMessage) as MessageTemplate) : null;
   }
 
   async messageOf(campaignId: string): Promise<MessageTemplate | null> {

@@ -1,5 +1,19 @@
 import type { Collection, Db } from 'mongodb';
-import { applyJobReport, emptyJobStatusCounts, endJobExecution, JOB_EXECUTION_STATUSES, newJobExecution, type ApplyOutcome, type JobExecution, type JobStatusCounts, type JobStatusReport } from '../domain/job-status';
+import {
+  applyJobReport,
+  beginJobAttempt,
+  emptyJobStatusCounts,
+  endJobExecution,
+  JOB_EXECUTION_STATUSES,
+  jobAttemptNotDelivered,
+  newJobExecution,
+  scheduleJobRetry,
+  type ApplyOutcome,
+  type JobExecution,
+  type JobRetrySettings,
+  type JobStatusCounts,
+  type JobStatusReport,
+} from '../domain/job-status';
 import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
 
 /**
@@ -44,9 +58,67 @@ export class JobExecutionStore {
     await this.executions.createIndex({ jobId: 1, status: 1 });
   }
 
-  /** Records the targets as QUEUED (delivered at `queuedAt`); targets that have a record keep it. */
-  async queue(jobId: string, clientIds: readonly string[], queuedAt?: number): Promise<void> {
-    await insertNew(this.executions, clientIds.map((clientId) => ({ _id: jobExecutionKey(jobId, clientId), ...newJobExecution(jobId, clientId, queuedAt), version: 0 })));
+  /**
+   * Records the targets (of campaign chunk `chunk`) as QUEUED (delivered at `queuedAt`); targets
+   * that have a record keep it as it is (a report may beat this write; a second writer here would
+   * race with the adapter's, which FerretDB may lose: see the class comment).
+   */
+  async queue(jobId: string, clientIds: readonly string[], queuedAt?: number, chunk?: number): Promise<void> {
+    await insertNew(this.executions, clientIds.map((clientId) => ({ _id: jobExecutionKey(jobId, clientId), ...newJobExecution(jobId, clientId, queuedAt, chunk), version: 0 })));
+  }
+
+  /**
+   * Sends up to `limit` FAILED / TIMED_OUT executions with retries of their type left back to
+   * QUEUED as their next attempt (src/domain/job-status.ts, scheduleJobRetry). Returns how many it
+   * looked at: fewer than `limit` means none is left.
+   */
+  async scheduleRetries(jobId: string, settings: JobRetrySettings, limit: number, now: number): Promise<number> {
+    const candidates = await this.executions.find(retryableFilter(jobId, settings), { projection: { clientId: 1 } }).limit(limit).toArray();
+    for (const { clientId } of candidates) await this.transition(jobId, clientId, (current) => scheduleJobRetry(current, settings, now));
+    return candidates.length;
+  }
+
+  /** How many FAILED / TIMED_OUT executions have retries left (a report since the last scheduleRetries). */
+  async countRetryable(jobId: string, settings: JobRetrySettings): Promise<{ failed: number; timedOut: number }> {
+    const [failed, timedOut] = await Promise.all([
+      settings.failed ? this.executions.countDocuments(retryableFilter(jobId, { failed: settings.failed })) : 0,
+      settings.timedOut ? this.executions.countDocuments(retryableFilter(jobId, { timedOut: settings.timedOut })) : 0,
+    ]);
+    return { failed, timedOut };
+  }
+
+  /** Up to `limit` executions whose retry is due (and not yet delivered) at `now`. */
+  async dueRetries(jobId: string, limit: number, now: number): Promise<JobExecution[]> {
+    const docs = await this.executions.find({ jobId, retryAt: { $lte: now } }).limit(limit).toArray();
+    return docs.map(withoutBookkeeping);
+  }
+
+  /** Attempt `attempt` is about to be published at `at` (beginJobAttempt). */
+  async beginAttempt(jobId: string, clientId: string, attempt: number, at: number): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
+    return this.transition(jobId, clientId, (current) => beginJobAttempt(current, attempt, at));
+  }
+
+  /** EMQX did not take attempt `attempt`: due again at `now` (jobAttemptNotDelivered). */
+  async attemptNotDelivered(jobId: string, clientId: string, attempt: number, now: number): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
+    return this.transition(jobId, clientId, (current) => jobAttemptNotDelivered(current, attempt, now));
+  }
+
+  /**
+   * The targets a rollback goes to (docs/jobs.md): executions that SUCCEEDED, or were IN_PROGRESS
+   * when the campaign's end (an abort) cancelled them; in client id order.
+   */
+  async rollbackTargets(jobId: string): Promise<string[]> {
+    const docs = await this.executions
+      .find({ jobId, $or: [{ status: 'SUCCEEDED' }, { status: 'CANCELED', wasInProgress: true }] }, { projection: { clientId: 1 } })
+      .sort({ clientId: 1 })
+      .toArray();
+    return docs.map((d) => d.clientId);
+  }
+
+  /** Retries of the job's executions so far, all targets together. */
+  async retryCount(jobId: string): Promise<number> {
+    const groups = await this.executions.aggregate<{ n: number }>([{ $match: { jobId, retries: { $gt: 0 } } }, { $group: { _id: null, n: { $sum: '$retries' } } }]).toArray();
+    return groups[0]?.n ?? 0;
   }
 
   /**
@@ -140,6 +212,17 @@ export class JobExecutionStore {
     const result = await this.executions.replaceOne({ _id, version }, { ...next, version: version + 1 });
     return result.modifiedCount === 1;
   }
+}
+
+/** FAILED / TIMED_OUT executions with retries of their type left and no retry scheduled yet. */
+function retryableFilter(jobId: string, settings: JobRetrySettings): Record<string, unknown> {
+  const left = (status: string, field: string, retries: number) => ({ status, $or: [{ [field]: { $exists: false } }, { [field]: { $lt: retries } }] });
+  const types = [
+    ...(settings.failed && settings.failed.retries > 0 ? [left('FAILED', 'failedRetries', settings.failed.retries)] : []),
+    ...(settings.timedOut && settings.timedOut.retries > 0 ? [left('TIMED_OUT', 'timedOutRetries', settings.timedOut.retries)] : []),
+  ];
+  // No type with retries: a filter that matches nothing.
+  return { jobId, retryAt: { $exists: false }, ...(types.length ? { $or: types } : { _id: { $in: [] } }) };
 }
 
 function withoutBookkeeping(doc: StoredExecution): JobExecution {

@@ -4,8 +4,10 @@ import {
   continueAsNew,
   log,
   proxyActivities,
+  ParentClosePolicy,
   proxyLocalActivities,
   setHandler,
+  startChild,
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -52,6 +54,10 @@ import {
   type Scheduler,
 } from '../domain/campaign-scheduler';
 import { failureMessage } from '../domain/failures';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { rollbackSettings } from '../domain/campaign-rollback';
+import { campaignWorkflowId } from '../domain/campaign';
+import { CampaignIdKey, DeviceOperationKey } from '../domain/search-attributes';
 import {
   cancelCampaignUpdate,
   campaignProgressQuery,
@@ -131,7 +137,9 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
   let finished: CampaignSummary | null = null;
   const limits = (): RunLimits => ({ continueAsNewSuggested: workflowInfo().continueAsNewSuggested, batchesPerRun: input.batchesPerRun ?? 1_000 });
 
-  setHandler(campaignProgressQuery, (): CampaignProgress => finished ?? progress(s, Date.now()));
+  // A rollback campaign names the campaign it rolls back.
+  const links = settings.rollbackOf ? { rollbackOf: settings.rollbackOf } : {};
+  setHandler(campaignProgressQuery, (): CampaignProgress => finished ?? { ...progress(s, Date.now()), ...links });
   setHandler(deviceOnlineSignal, (clientId: string) => deviceOnline(s, clientId));
   setHandler(devicesJoinedSignal, (clientIds: string[]) => devicesJoined(s, clientIds));
   setHandler(
@@ -202,7 +210,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
         lookUpWoken(s);
         continue;
       case 'pollReplies':
-        pollReplies(s);
+        pollReplies(s, settings);
         continue;
       case 'joinTargets':
         joinTargets(s, decision.rescan);
@@ -213,7 +221,7 @@ export async function runCampaign(input: CampaignInput): Promise<CampaignSummary
         if (!isEnding(s)) return continueAsNew<typeof runCampaign>({ ...input, carry: carryForNextRun(s) });
         continue;
       case 'finish':
-        finished = await finish(s, decision);
+        finished = { ...(await finish(s, decision, settings)), ...links };
         await condition(allHandlersFinished);
         return finished;
       case 'wait':
@@ -292,10 +300,11 @@ function joinTargets(s: Scheduler, rescan: boolean): void {
 }
 
 /** Reads the device-reported execution counts in the background (the activity times out overdue targets first). */
-function pollReplies(s: Scheduler): void {
+function pollReplies(s: Scheduler, settings: CampaignSettings): void {
   const timeoutMs = s.replies?.timeoutMs ?? 0;
+  const retry = s.replies?.retry;
   beginReplyPoll(s, Date.now());
-  bookkeeping.pollCampaignReplies({ campaignId: s.campaignId, timeoutMs }).then(
+  bookkeeping.pollCampaignReplies({ campaignId: s.campaignId, timeoutMs, ...(retry ? { retry, transport: settings.transport, policy: settings.policy } : {}) }).then(
     (counts) => replyPollDone(s, replyCountsOf(counts)),
     (err: unknown) => {
       log.warn('could not read the execution counts', { campaignId: s.campaignId, error: failureMessage(err) });
@@ -305,7 +314,7 @@ function pollReplies(s: Scheduler): void {
 }
 
 /** Ends the open targets, records the final state and returns the summary. */
-async function finish(s: Scheduler, decision: Extract<Decision, { type: 'finish' }>): Promise<CampaignSummary> {
+async function finish(s: Scheduler, decision: Extract<Decision, { type: 'finish' }>, settings: CampaignSettings): Promise<CampaignSummary> {
   const { campaignId } = s;
   for (let from = 0; from < decision.openChunks.length; from += FINISH_CHUNKS_PER_ACTIVITY) {
     const reports = await bookkeeping.finishCampaignChunks({
@@ -318,7 +327,7 @@ async function finish(s: Scheduler, decision: Extract<Decision, { type: 'finish'
   }
   if (s.replies) {
     // Executions still open: TIMED_OUT at the deadline, CANCELED when the campaign was cancelled or aborted.
-    const counts = await bookkeeping.endCampaignReplies({ campaignId, status: decision.ending === 'expire' ? 'TIMED_OUT' : 'CANCELED' });
+    const counts = await bookkeeping.endCampaignReplies({ campaignId, status: decision.ending === 'expire' ? 'TIMED_OUT' : 'CANCELED', ...(s.replies.retry ? { withRetries: true } : {}) });
     s.carry.replies = { counts: replyCountsOf(counts), polledAt: Date.now() };
   }
   const counts = totals(s);
@@ -332,6 +341,37 @@ async function finish(s: Scheduler, decision: Extract<Decision, { type: 'finish'
     ...(decision.reason !== undefined ? { reason: decision.reason } : {}),
   };
   await finishing.recordCampaignState(finalState).catch(() => bookkeeping.recordCampaignState(finalState));
+  const rollback = decision.state === 'aborted' && settings.rollback ? await startRollback(settings) : null;
   s.finished = true;
-  return { ...progress(s, Date.now()), state: decision.state, counts, etaSeconds: 0, finishedAt: new Date().toISOString() };
+  return { ...progress(s, Date.now()), state: decision.state, counts, etaSeconds: 0, finishedAt: new Date().toISOString(), ...(rollback ? { rollback } : {}) };
+}
+
+/**
+ * Rollback on abort (src/domain/campaign-rollback.ts): stores campaign `<id>-rollback` and starts
+ * its workflow as a child that outlives this one (ParentClosePolicy ABANDON). Idempotent: the
+ * activity writes the same record again, and a child already started (a replay, a retried task)
+ * is the one. Returns the rollback's id, or null when no target succeeded or was in progress.
+ */
+async function startRollback(settings: CampaignSettings): Promise<string | null> {
+  const prepared = await bookkeeping.prepareRollbackCampaign({
+    campaignId: settings.campaignId,
+    rollout: { batchSize: settings.rollout.batchSize, concurrency: settings.rollout.concurrency },
+  });
+  if (!prepared) return null;
+  const child = rollbackSettings(settings, prepared.startAttempt);
+  try {
+    await startChild('runCampaign', {
+      workflowId: campaignWorkflowId(child.campaignId),
+      args: [{ settings: child, targets: prepared.targets }],
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      typedSearchAttributes: [
+        { key: CampaignIdKey, value: child.campaignId },
+        { key: DeviceOperationKey, value: 'campaign' },
+      ],
+      memo: { campaignId: child.campaignId, rollbackOf: settings.campaignId, transport: child.transport },
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+  return child.campaignId;
 }

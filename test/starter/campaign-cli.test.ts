@@ -43,6 +43,9 @@ describe('device-ops campaign', () => {
       [['--targets', '-', '--payload', 'x'], 'd1\n', /--topic: is required \(or give --expect-reply to use JOB_TOPIC\)/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--reply-timeout', '5m'], 'd1\n', /--reply-timeout: needs --expect-reply/],
       [['--targets', '-', '--payload', 'x', '--expect-reply', '--reply-timeout', 'soon'], 'd1\n', /--reply-timeout: "soon" must be a duration/],
+      [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--retry-failed', '2'], 'd1\n', /--retry-failed: needs --expect-reply/],
+      [['--targets', '-', '--payload', 'x', '--expect-reply', '--retry-failed', '11'], 'd1\n', /--retry-failed: "11" must be a whole number from 0 to 10/],
+      [['--targets', '-', '--payload', 'x', '--expect-reply', '--retry-timed-out', '1/soon'], 'd1\n', /--retry-timed-out: "soon" must be a duration/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--abort-threshold', '150'], 'd1\n', /--abort-threshold/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--deadline', 'soon'], 'd1\n', /--deadline: "soon" must be a duration/],
       [['--targets', '-', '--topic', 'a/${clientid}', '--payload', 'x', '--on-unknown-outcome', 'twice'], 'd1\n', /--on-unknown-outcome: "twice" must be give-up or retry/],
@@ -91,7 +94,7 @@ describe('device-ops campaign', () => {
 
     const csvOut = await cli(['campaign', 'results', campaignId]);
     const lines = csvOut.stdout.trim().split('\n');
-    expect(lines[0]).toBe('clientId,status,attempts,messageId,delivery,lastError,firstAttemptAt,finishedAt,nextAttemptAt,replyStatus,replyProgress,replyDetails');
+    expect(lines[0]).toBe('clientId,status,attempts,messageId,delivery,lastError,firstAttemptAt,finishedAt,nextAttemptAt,replyStatus,replyProgress,replyDetails,replyRetries');
     expect(lines).toHaveLength(7);
     expect(lines[5]).toMatch(/^cli-c-4,offline,1,,,no matching subscribers/);
     expect(lines[1]).toMatch(/^cli-c-0,delivered,1,[0-9A-F]+,connected,/);

@@ -73,6 +73,46 @@ describe('job executions', () => {
     expect(await store.apply('job-c', 'd2', report('done', 'FAILED', 2_000))).toMatchObject({ outcome: 'applied', execution: { status: 'FAILED', progress: 55 } });
   });
 
+  it('schedules retries of FAILED and TIMED_OUT executions with retries of their type left, finds the due ones, counts retries, and lists the rollback targets', async () => {
+    const rule = { retries: 1, backoffMs: 1_000, backoffCoefficient: 2, maximumBackoffMs: 300_000 };
+    const settings = { failed: rule, timedOut: rule };
+    await store.queue('job-r', ['fails', 'silent', 'ok', 'busy'], 1_000, 3);
+    await store.apply('job-r', 'fails', report('r1', 'FAILED', 1_100));
+    await store.apply('job-r', 'ok', report('r2', 'SUCCEEDED', 1_100));
+    await store.apply('job-r', 'busy', report('r3', 'IN_PROGRESS', 1_100, 40));
+    await store.end('job-r', 'silent', 'TIMED_OUT');
+    expect(await store.countRetryable('job-r', settings)).toEqual({ failed: 1, timedOut: 1 });
+    expect(await store.countRetryable('job-r', { failed: rule })).toEqual({ failed: 1, timedOut: 0 });
+
+    // A batch of 1, then the other; none is left after.
+    expect(await store.scheduleRetries('job-r', settings, 1, 2_000)).toBe(1);
+    expect(await store.scheduleRetries('job-r', settings, 1, 2_000)).toBe(1);
+    expect(await store.scheduleRetries('job-r', settings, 1, 2_000)).toBe(0);
+    expect(await store.countRetryable('job-r', settings)).toEqual({ failed: 0, timedOut: 0 });
+    expect((await store.counts('job-r')).QUEUED).toBe(2);
+    expect(await store.dueRetries('job-r', 10, 2_999)).toEqual([]);
+    const due = await store.dueRetries('job-r', 10, 3_000);
+    expect(due.map((e) => [e.clientId, e.attempt, e.chunk]).sort()).toEqual([
+      ['fails', 2, 3],
+      ['silent', 2, 3],
+    ]);
+    expect(await store.retryCount('job-r')).toBe(2);
+
+    // Begun (sent): no longer due. EMQX did not take one: due again.
+    expect((await store.beginAttempt('job-r', 'fails', 2, 3_000)).outcome).toBe('applied');
+    expect((await store.beginAttempt('job-r', 'silent', 2, 3_000)).outcome).toBe('applied');
+    expect(await store.dueRetries('job-r', 10, 10_000)).toEqual([]);
+    expect((await store.attemptNotDelivered('job-r', 'silent', 2, 3_500)).outcome).toBe('applied');
+    expect((await store.dueRetries('job-r', 10, 10_000)).map((e) => e.clientId)).toEqual(['silent']);
+    // Failing again: its one FAILED retry is used up.
+    await store.apply('job-r', 'fails', report('r4', 'FAILED', 3_100));
+    expect(await store.countRetryable('job-r', settings)).toEqual({ failed: 0, timedOut: 0 });
+
+    // An abort cancels the open ones: the one in progress is a rollback target, with the one that succeeded.
+    await store.endOpen('job-r', 'CANCELED', 10);
+    expect(await store.rollbackTargets('job-r')).toEqual(['busy', 'ok']);
+  });
+
   it('ends open executions (deadline, cancel) and counts them', async () => {
     await store.queue('job-d', ['d1', 'd2']);
     await store.apply('job-d', 'd2', report('m5', 'REJECTED', 10));

@@ -7,6 +7,7 @@ import type { PresenceEvent } from '../../src/domain/presence';
 import { deliverPresenceEvents } from '../../src/temporal/presence-delivery';
 import { commandDeviceConnectedSignal, commandReplySignal, commandStatusQuery } from '../../src/contracts/command';
 import { REPLAY_FIXTURE_KEYS } from './replay-key';
+import { JobExecutionStore } from '../../src/store/job-executions';
 
 /**
  * Records one history per workflow into test/fixtures/histories, for the replay test. Overwriting
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
     if (DEVICE_ADMINISTRATION.some(wanted)) await recordDeviceAdministration(stack, save);
     if (wanted('deviceCommand')) await recordCommand(stack, save);
     if (wanted('runCampaignContinuous')) await recordContinuousCampaign(stack, save);
+    if (wanted('runCampaignJobRollback')) await recordJobCampaign(stack, save);
     writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
   } finally {
     await stack.close();
@@ -165,6 +167,50 @@ async function recordCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>
     );
     await stack.ops.campaigns.handle(drain.campaignId).result();
     await save('runCampaignDrain', drain.workflowId, drain.runId);
+  } finally {
+    await Promise.all(clients.map((c) => c.endAsync()));
+  }
+}
+
+/**
+ * A job (expectReply) with a FAILED retry that fails again, an abort on the failures, and the
+ * rollback campaign it starts for the targets that succeeded or were in progress. The device
+ * reports are applied to the execution records as the webhook adapter applies them.
+ */
+async function recordJobCampaign(stack: Awaited<ReturnType<typeof startBenchStack>>, save: (name: string, workflowId: string) => Promise<void>): Promise<void> {
+  const ids = ['replay-j-0', 'replay-j-1', 'replay-j-2'];
+  await stack.emqx.importUsers('plain', ids.map((id) => ({ user_id: id, password: 'replay-password' })));
+  const clients = await Promise.all(
+    ids.map(async (clientId) => {
+      const client = await mqtt.connectAsync(stack.broker.mqttUrl, { clientId, username: clientId, password: 'replay-password', reconnectPeriod: 0 });
+      await client.subscribeAsync(`devices/${clientId}/jobs/+`, { qos: 1 });
+      return client;
+    }),
+  );
+  const executions = new JobExecutionStore(stack.history.db);
+  let messageId = 0;
+  const report = (clientId: string, status: 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED') => executions.apply('replay-job', clientId, { status, at: Date.now(), messageId: `replay-${++messageId}` });
+  const execution = async (clientId: string) => executions.get('replay-job', clientId);
+  try {
+    const started = await stack.ops.campaigns.start({
+      campaignId: 'replay-job',
+      targets: { list: ids.map((clientId) => ({ clientId })) },
+      message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'update' }, qos: 1 },
+      rollout: { batchSize: 1, concurrency: 1 },
+      abort: [{ failureType: 'failed', minExecuted: 2, thresholdPercent: 50 }],
+      expectReply: { timeoutMs: 60_000, retry: { failed: { retries: 1, backoffMs: 0 } } },
+      rollback: { message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'roll back' }, qos: 1 } },
+    });
+    await until('every target queued', async () => (await executions.counts('replay-job')).QUEUED === 3);
+    await report('replay-j-2', 'IN_PROGRESS');
+    await report('replay-j-1', 'FAILED');
+    await until('the retry sent', async () => (await execution('replay-j-1'))?.attemptStartedAt !== undefined && (await execution('replay-j-1'))?.retryAt === undefined);
+    await report('replay-j-0', 'SUCCEEDED');
+    await report('replay-j-1', 'FAILED');
+    const summary = await stack.ops.campaigns.handle(started.campaignId).result();
+    if (summary.state !== 'aborted' || summary.rollback !== 'replay-job-rollback') throw new Error(`the job did not abort with a rollback: ${JSON.stringify(summary)}`);
+    await save('runCampaignJobRollback', started.workflowId);
+    await stack.ops.campaigns.cancel('replay-job-rollback', 'replay fixture recorded');
   } finally {
     await Promise.all(clients.map((c) => c.endAsync()));
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CampaignRequest, type CampaignSettings } from '../../src/domain/schemas/campaign';
+import { CampaignRequest, type CampaignRequestInput, type CampaignSettings } from '../../src/domain/schemas/campaign';
 import { emptyCounts, type ChunkReport, type TargetCounts } from '../../src/domain/campaign';
 import {
   batchDone,
@@ -26,8 +26,8 @@ import {
 const LIMITS: RunLimits = { continueAsNewSuggested: false, batchesPerRun: 1_000 };
 const POLL_MS = 5_000;
 
-function scheduler(total: number, abort: CampaignSettings['abort'] = []): Scheduler {
-  const request = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'p' } } });
+function scheduler(total: number, abort: CampaignSettings['abort'] = [], rollout: CampaignRequestInput['rollout'] = {}): Scheduler {
+  const request = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'p' } }, rollout });
   const settings: CampaignSettings = {
     campaignId: 'job-1',
     transport: 'rest',
@@ -122,5 +122,22 @@ describe('campaign scheduler: device-reported execution', () => {
     expect(replyAbortReason([{ failureType: 'timed_out', minExecuted: 10, thresholdPercent: 10 }], counts)).toContain('reported TIMED_OUT');
     expect(replyAbortReason([{ failureType: 'offline', minExecuted: 1, thresholdPercent: 1 }], counts)).toBeNull();
     expect(replyAbortReason([{ failureType: 'all', minExecuted: 11, thresholdPercent: 1 }], counts)).toBeNull();
+  });
+
+  it('the exponential ramp steps on the executions the devices reported SUCCEEDED, not on the targets EMQX delivered to', () => {
+    const s = scheduler(100, [], { batchSize: 100, exponentialRate: { baseRatePerMinute: 60, incrementFactor: 2, numberOfSucceededTargets: 2 } });
+    const order = beginBatch(s, 0, 0);
+    expect(order.limit).toBe(1);
+    const counts = { ...emptyCounts(100), delivered: 10, pending: 90 };
+    batchDone(s, order, { chunk: 0, counts, nextDueAt: 0, published: 10, delivered: 10, attempted: 10, attempts: 10, transientErrors: 0 }, 1_000);
+    // Ten delivered, none succeeded yet: the rate stays.
+    expect(s.carry.pacer.ratePerMinute).toBe(60);
+    beginReplyPoll(s, 1_000);
+    replyPollDone(s, replies({ queued: 7, inProgress: 1, succeeded: 1, failed: 1 }));
+    expect(s.carry.pacer.ratePerMinute).toBe(60);
+    beginReplyPoll(s, 6_000);
+    replyPollDone(s, replies({ queued: 4, succeeded: 5, failed: 1 }));
+    // Five succeeded: two steps of 2 -> 60 * 2 * 2.
+    expect(progress(s, 6_000).rateLimitPerMinute).toBe(240);
   });
 });

@@ -33,6 +33,7 @@ describe('workflow replay', () => {
         'runCampaign',
         'runCampaignDrain',
         'runCampaignContinuous',
+        'runCampaignJobRollback',
         'setDesiredSubscriptions',
         'setDeviceAcl',
       ]),

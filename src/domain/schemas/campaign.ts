@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { ClientId, Qos } from './device';
 import { TEMPLATE_VARIABLE, TopicTemplate } from './campaign-template';
 import { CAMPAIGN_CHUNK_SIZE, MAX_BATCH_SIZE } from '../campaign';
+import type { JobRetrySettings } from '../job-status';
+import { ROLLBACK_SUFFIX } from '../campaign-rollback';
 import { MaintenanceWindowError, parseMaintenanceWindow, windowStateAt } from '../maintenance-window';
 
 export * from '../campaign';
@@ -197,9 +199,17 @@ export type CampaignSchedule = z.infer<typeof CampaignSchedule>;
 
 export const DEFAULT_REPLY_TIMEOUT_MS = 600_000;
 
+/** A job retry rule: RetryRule with AWS IoT Jobs' limit of 10 retries per failure type. */
+export const JobRetryRule = RetryRule.extend({ retries: z.number().int().min(0).max(10) });
+
 export const ExpectReply = z.object({
   /** A delivered target without a final answer this long after delivery ends TIMED_OUT. */
   timeoutMs: durationMs.default(DEFAULT_REPLY_TIMEOUT_MS),
+  /**
+   * Retries per failure type (AWS `jobExecutionsRetryConfig`): an execution the device reported
+   * FAILED, or that TIMED_OUT, is published again (same job id) after the backoff (docs/jobs.md).
+   */
+  retry: z.object({ failed: JobRetryRule.optional(), timedOut: JobRetryRule.optional() }).strict().optional(),
 });
 export type ExpectReply = z.infer<typeof ExpectReply>;
 
@@ -234,6 +244,19 @@ export const CampaignRequest = z
     expectReply: ExpectReply.optional(),
     /** A selector campaign that also reaches devices provisioned or tagged later, until it is closed (docs/campaigns.md). */
     continuous: Continuous.optional(),
+    /**
+     * Rollback on abort (docs/jobs.md): when the campaign ends aborted, campaign `<id>-rollback`
+     * sends this message to the targets whose execution SUCCEEDED or was IN_PROGRESS.
+     */
+    rollback: z.object({ message: MessageTemplate }).strict().optional(),
+  })
+  .refine((r) => r.rollback === undefined || r.expectReply !== undefined, {
+    message: 'needs expectReply: the rollback goes to the targets that reported SUCCEEDED or IN_PROGRESS',
+    path: ['rollback'],
+  })
+  .refine((r) => r.rollback === undefined || r.campaignId === undefined || r.campaignId.length <= 64 - ROLLBACK_SUFFIX.length, {
+    message: `must be at most ${64 - ROLLBACK_SUFFIX.length} characters with a rollback (its rollback campaign is <id>${ROLLBACK_SUFFIX})`,
+    path: ['campaignId'],
   })
   .refine((r) => r.rollout.maximumPerMinute === undefined || r.rollout.exponentialRate === undefined || r.rollout.exponentialRate.baseRatePerMinute <= r.rollout.maximumPerMinute, {
     message: 'exponentialRate.baseRatePerMinute must not exceed maximumPerMinute',
@@ -269,6 +292,10 @@ export interface CampaignSettings {
   schedule?: ScheduleSettings;
   /** Device-reported execution: the job id is the campaign id. */
   replies?: ReplySettings;
+  /** Start the rollback campaign `<id>-rollback` if this one ends aborted (its message is stored with the campaign). */
+  rollback?: boolean;
+  /** Set on a rollback campaign: the campaign it rolls back. */
+  rollbackOf?: string;
   /** Continuous campaigns (selector only): devices that match later join until the campaign is closed. */
   continuous?: ContinuousSettings;
 }
@@ -287,6 +314,8 @@ export interface ScheduleSettings {
 
 export interface ReplySettings {
   timeoutMs: number;
+  /** Retries per failure type (ExpectReply.retry). */
+  retry?: JobRetrySettings;
   /** How often the workflow reads the execution counts (and times out overdue targets). */
   pollMs: number;
 }

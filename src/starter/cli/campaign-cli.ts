@@ -49,6 +49,16 @@ function parseRamp(text: string): { baseRatePerMinute: number; incrementFactor: 
   return { baseRatePerMinute: parseRate(base, '--ramp'), incrementFactor, numberOfSucceededTargets: whole(after, '--ramp', 1, 100_000_000) as number };
 }
 
+/**
+ * `--retry-failed` / `--retry-timed-out N[/BACKOFF]`: N retries (0-10, AWS IoT Jobs' limit) of a
+ * job execution that ended that way, the first after BACKOFF (default 0), doubling up to 5 minutes.
+ */
+function parseJobRetry(text: string, flag: string, expectReply: boolean | undefined): { retries: number; backoffMs: number } {
+  if (!expectReply) fail(flag, 'needs --expect-reply');
+  const [count = '', backoff] = text.split('/');
+  return { retries: whole(count, flag, 0, 10) as number, backoffMs: backoff === undefined ? 0 : (duration(backoff, flag) as number) };
+}
+
 /** `--start-at`: an ISO 8601 time with a zone (Z or +hh:mm), as the request schema takes it. */
 function parseStartAt(text: string): string {
   const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
@@ -69,14 +79,14 @@ function parseWindows(specs: string[]): string[] {
   return specs;
 }
 
-function readPayload(text: string, format: string): PayloadTemplate {
-  if (!['text', 'json', 'base64'].includes(format)) fail('--payload-format', `"${format}" must be text, json or base64`);
+function readPayload(text: string, format: string, flag = '--payload'): PayloadTemplate {
+  if (!['text', 'json', 'base64'].includes(format)) fail(`${flag}-format`, `"${format}" must be text, json or base64`);
   let bytes: Buffer | undefined;
   if (text.startsWith('@')) {
     try {
       bytes = readFileSync(text.slice(1));
     } catch (err) {
-      fail('--payload', `cannot read ${text.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      fail(flag, `cannot read ${text.slice(1)}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
     }
   }
   if (format === 'base64') return { format: 'base64', data: bytes ? bytes.toString('base64') : text };
@@ -87,7 +97,7 @@ function readPayload(text: string, format: string): PayloadTemplate {
       try {
         JSON.parse(content);
       } catch {
-        fail('--payload', 'is not valid JSON');
+        fail(flag, 'is not valid JSON');
       }
     }
     return { format: 'json', text: content };
@@ -115,6 +125,11 @@ interface StartOptions {
   replyTimeout?: string;
   continuous?: boolean;
   rescanInterval?: string;
+  retryFailed?: string;
+  retryTimedOut?: string;
+  rollbackTopic?: string;
+  rollbackPayload?: string;
+  rollbackPayloadFormat: string;
   payload: string;
   payloadFormat: string;
   qos: string;
@@ -185,6 +200,13 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
   if (o.continuous && o.targets !== undefined) fail('--continuous', 'needs --select-prefix or --select-tag: a list of targets cannot grow');
   if (o.rescanInterval !== undefined && !o.continuous) fail('--rescan-interval', 'needs --continuous');
   const rescanIntervalMs = duration(o.rescanInterval, '--rescan-interval');
+  const jobRetry = {
+    ...(o.retryFailed !== undefined ? { failed: parseJobRetry(o.retryFailed, '--retry-failed', o.expectReply) } : {}),
+    ...(o.retryTimedOut !== undefined ? { timedOut: parseJobRetry(o.retryTimedOut, '--retry-timed-out', o.expectReply) } : {}),
+  };
+  const expectReply = { ...(replyTimeoutMs !== undefined ? { timeoutMs: replyTimeoutMs } : {}), ...(Object.keys(jobRetry).length ? { retry: jobRetry } : {}) };
+  if (o.rollbackTopic !== undefined && o.rollbackPayload === undefined) fail('--rollback-topic', 'needs --rollback-payload');
+  if (o.rollbackPayload !== undefined && !o.expectReply) fail('--rollback-payload', 'needs --expect-reply (the rollback goes to the targets that reported SUCCEEDED or IN_PROGRESS)');
   // A job goes to the job topic (JOB_TOPIC, docs/jobs.md) unless --topic says otherwise.
   const topic = o.topic ?? (o.expectReply ? loadConfig(['jobs']).jobs.job : fail('--topic', 'is required (or give --expect-reply to use JOB_TOPIC)'));
   return {
@@ -221,8 +243,11 @@ async function campaignRequest(io: CliIo, o: StartOptions): Promise<CampaignRequ
     ...(deadlineMs !== undefined ? { deadlineMs } : {}),
     ...(inProgressTimeoutMs !== undefined ? { inProgressTimeoutMs } : {}),
     ...(startAt !== undefined || windows.length ? { schedule: { ...(startAt !== undefined ? { startAt } : {}), ...(windows.length ? { windows } : {}) } } : {}),
-    ...(o.expectReply ? { expectReply: replyTimeoutMs !== undefined ? { timeoutMs: replyTimeoutMs } : {} } : {}),
+    ...(o.expectReply ? { expectReply } : {}),
     ...(o.continuous ? { continuous: rescanIntervalMs !== undefined ? { rescanIntervalMs } : true } : {}),
+    ...(o.rollbackPayload !== undefined
+      ? { rollback: { message: { topic: o.rollbackTopic ?? topic, payload: readPayload(o.rollbackPayload, o.rollbackPayloadFormat, '--rollback-payload'), qos: qos as 0 | 1 | 2 } } }
+      : {}),
   };
 }
 
@@ -257,7 +282,9 @@ function describeProgress(p: CampaignProgress): string {
     `campaign ${p.campaignId}: ${p.state}${p.reason ? ` (${p.reason})` : ''}${p.continuous ? `  continuous: ${p.continuous}` : ''}`,
     `  ${countsLine(p.counts)}`,
     ...(scheduleText(p) ? [`  ${scheduleText(p)}`] : []),
-    ...(p.replies ? [`  devices report: succeeded ${p.replies.succeeded}  failed ${p.replies.failed}  rejected ${p.replies.rejected}  timed out ${p.replies.timedOut}  in progress ${p.replies.inProgress}  queued ${p.replies.queued}${p.replies.canceled ? `  canceled ${p.replies.canceled}` : ''}`] : []),
+    ...(p.rollback ? [`  rollback: campaign ${p.rollback}`] : []),
+    ...(p.rollbackOf ? [`  rollback of: campaign ${p.rollbackOf}`] : []),
+    ...(p.replies ? [`  devices report: succeeded ${p.replies.succeeded}  failed ${p.replies.failed}  rejected ${p.replies.rejected}  timed out ${p.replies.timedOut}  in progress ${p.replies.inProgress}  queued ${p.replies.queued}${p.replies.canceled ? `  canceled ${p.replies.canceled}` : ''}${p.replies.retries !== undefined ? `  retries ${p.replies.retries}` : ''}`] : []),
     `  rate ${p.ratePerMinute}/min${p.rateLimitPerMinute ? ` (limit ${p.rateLimitPerMinute}/min)` : ''}  retries ${p.retries}${eta ? `  ${eta}` : ''}${p.deadlineAt ? `  deadline ${p.deadlineAt}` : ''}`,
   ].join('\n');
 }
@@ -271,7 +298,7 @@ export function progressBar(p: CampaignProgress, width = 30): string {
 }
 
 const FINISHED = new Set(['completed', 'cancelled', 'aborted']);
-const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'delivery', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt', 'replyStatus', 'replyProgress', 'replyDetails'];
+const CSV_COLUMNS: (keyof CampaignResultRow)[] = ['clientId', 'status', 'attempts', 'messageId', 'delivery', 'lastError', 'firstAttemptAt', 'finishedAt', 'nextAttemptAt', 'replyStatus', 'replyProgress', 'replyDetails', 'replyRetries'];
 
 /**
  * One CSV cell. Text that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR)
@@ -303,6 +330,11 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--reply-timeout <duration>', 'with --expect-reply: a target without a final answer this long after delivery ends TIMED_OUT, default 10m')
     .option('--continuous', 'with --select-prefix / --select-tag: also reach devices provisioned or tagged later, until `campaign close`')
     .option('--rescan-interval <duration>', 'with --continuous: how often device records are read again for devices the campaign was not told of, default 5m')
+    .option('--retry-failed <n[/backoff]>', 'with --expect-reply: publish a job the device reported FAILED again, up to n times (0-10), the first after backoff (default 0), doubling')
+    .option('--retry-timed-out <n[/backoff]>', 'with --expect-reply: the same for a job execution that TIMED_OUT')
+    .option('--rollback-payload <text|@file>', 'with --expect-reply: if the campaign ends aborted, campaign <id>-rollback sends this to the targets that reported SUCCEEDED or IN_PROGRESS')
+    .option('--rollback-topic <template>', 'the rollback message topic (${clientid}, ${jobid} = <id>-rollback; default: the campaign topic)')
+    .option('--rollback-payload-format <format>', 'text, json or base64', 'text')
     .requiredOption('--payload <text|@file>', 'payload text, or @file')
     .option('--payload-format <format>', 'text, json or base64', 'text')
     .option('--qos <n>', 'QoS 0, 1 or 2', '1')
@@ -310,7 +342,7 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
     .option('--expiry <seconds>', 'MQTT 5 message expiry interval')
     .option('--user-property <key=value>', 'MQTT 5 user property (repeatable)', collect, [])
     .option('--rate <n/min>', 'at most this many targets per minute (e.g. 600/min, 10/s)')
-    .option('--ramp <base/min,factor,n>', 'exponential ramp: start rate, factor, raise after n delivered')
+    .option('--ramp <base/min,factor,n>', 'exponential ramp: start rate, factor, raise after n delivered (with --expect-reply: n reported SUCCEEDED)')
     .option('--batch-size <n>', 'targets per bulk request (1-1000, default 500)')
     .option('--concurrency <n>', 'batches in flight, on different chunks (1-16, default 4); without --rate a batch sends up to 5 bulk requests')
     .option('--retries <n>', 'retries after transient errors (503, timeouts), default 3')

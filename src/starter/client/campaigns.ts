@@ -28,7 +28,8 @@ import { CampaignIdKey, DeviceOperationKey } from '../../domain/search-attribute
 import type { History } from '../../store';
 import { CampaignStore, type CampaignRecord, type CampaignResultRow, type CampaignTargetRecord } from '../../store/campaigns';
 import { JobExecutionStore } from '../../store/job-executions';
-import { replyCountsOf } from '../../domain/campaign-scheduler';
+import { replyCountsOf, type ReplyCounts } from '../../domain/campaign-scheduler';
+import { rollbackCampaignId } from '../../domain/campaign-rollback';
 import { wakeCampaignsWaitingFor, workflowClosed } from '../../temporal/campaign-wake';
 import {
   campaignProgressQuery,
@@ -183,20 +184,34 @@ export const REPLY_POLL_MS = 5_000;
 function withJobId(request: CampaignRequest, topics: DeviceTopics): CampaignRequest {
   if (!request.expectReply) return request;
   const campaignId = request.campaignId ?? newCampaignId();
-  const fill = (text: string): string => text.replaceAll('${jobid}', campaignId);
-  const { message } = request;
+  const rollback = request.rollback ? { rollback: { message: jobMessage(request.rollback.message, rollbackCampaignId(campaignId), topics) } } : {};
+  return { ...request, campaignId, message: jobMessage(request.message, campaignId, topics), ...rollback };
+}
+
+/** The message of job `jobId`: `${jobid}` filled in, the `jobId` user property and the MQTT 5 response topic and correlation data set. */
+function jobMessage(message: MessageTemplate, jobId: string, topics: DeviceTopics): MessageTemplate {
+  const fill = (text: string): string => text.replaceAll('${jobid}', jobId);
   const payload = message.payload.format === 'base64' ? message.payload : { ...message.payload, text: fill(message.payload.text) };
   const properties = {
     responseTopic: fill(topics.jobStatus),
-    correlationData: campaignId,
+    correlationData: jobId,
     ...message.properties,
-    userProperties: { ...message.properties?.userProperties, jobId: campaignId },
+    userProperties: { ...message.properties?.userProperties, jobId },
   };
-  return { ...request, campaignId, message: { ...message, topic: fill(message.topic), payload, properties } };
+  return { ...message, topic: fill(message.topic), payload, properties };
+}
+
+/** A rollback's targets are client ids only: its message may use `${clientid}` and `${jobid}` alone. */
+function checkRollback(request: CampaignRequest): void {
+  if (!request.rollback) return;
+  const needed = messageVariables(request.rollback.message);
+  if (needed.length > 0) throw new InputError([`rollback.message: a rollback's targets have no per-target values, but the template uses \${${needed.join('}, ${')}}`]);
+  checkRenderable(request.rollback.message, [{ clientId: 'rollback-device' }]);
 }
 
 export function validateCampaignRequest(input: CampaignRequestInput, topics: DeviceTopics = DEFAULT_DEVICE_TOPICS): ValidatedCampaignRequest {
   const request = withJobId(parseInput(CampaignRequest, input), topics);
+  checkRollback(request);
   if ('list' in request.targets) {
     const { unique, duplicates } = dedupe(request.targets.list);
     checkRenderable(request.message, unique);
@@ -259,6 +274,7 @@ export class CampaignOps {
     // A start that stalled past the lease may have lost the id to another start meanwhile: then
     // that one owns the stored campaign, and this one must not start a workflow on it.
     if ((await this.store.getCampaign(campaignId))?.startAttempt !== record.startAttempt) throw new CampaignExistsError(campaignId, 'another start with this id took it over');
+    if (request.rollback) await this.store.setRollbackMessage(campaignId, request.rollback.message);
 
     const settings: CampaignSettings = {
       campaignId,
@@ -274,7 +290,8 @@ export class CampaignOps {
       ...(deadlineMs !== undefined ? { deadlineMs } : {}),
       ...('selector' in request.targets ? { selector: request.targets.selector } : {}),
       ...(request.schedule ? { schedule: scheduleSettings(request.schedule) } : {}),
-      ...(request.expectReply ? { replies: { timeoutMs: request.expectReply.timeoutMs, pollMs: REPLY_POLL_MS } } : {}),
+      ...(request.expectReply ? { replies: { timeoutMs: request.expectReply.timeoutMs, pollMs: REPLY_POLL_MS, ...(request.expectReply.retry ? { retry: request.expectReply.retry } : {}) } } : {}),
+      ...(request.rollback ? { rollback: true } : {}),
       ...(request.continuous ? { continuous: { rescanMs: request.continuous.rescanIntervalMs } } : {}),
     };
     let runId: string;
@@ -373,10 +390,19 @@ export class CampaignOps {
       startedAt: record.startedAt ?? record.createdAt,
       ...(record.finishedAt ? { finishedAt: record.finishedAt } : {}),
       // The executions are in MongoDB whatever became of the workflow.
-      ...(record.expectReply ? { replies: replyCountsOf(await new JobExecutionStore(this.deps.history.db).counts(campaignId)) } : {}),
+      ...(record.expectReply ? { replies: await this.recordedReplies(campaignId) } : {}),
+      ...(record.rollback ? { rollback: record.rollback } : {}),
+      ...(record.rollbackOf ? { rollbackOf: record.rollbackOf } : {}),
       // A campaign whose workflow has ended takes no device any more.
       ...(record.continuous ? { continuous: 'closed' as const } : {}),
     };
+  }
+
+  /** The executions' counts as MongoDB has them, with the retries when there were any. */
+  private async recordedReplies(campaignId: string): Promise<ReplyCounts> {
+    const executions = new JobExecutionStore(this.deps.history.db);
+    const [counts, retries] = await Promise.all([executions.counts(campaignId), executions.retryCount(campaignId)]);
+    return replyCountsOf({ ...counts, ...(retries > 0 ? { retries } : {}) });
   }
 
   private async control(campaignId: string, run: (handle: WorkflowHandle<typeof runCampaign>) => Promise<CampaignProgress>): Promise<CampaignProgress> {
@@ -434,6 +460,7 @@ export class CampaignOps {
               replyStatus: execution.status,
               ...(execution.progress !== undefined ? { replyProgress: execution.progress } : {}),
               ...(execution.details !== undefined ? { replyDetails: execution.details } : {}),
+              ...(execution.retries !== undefined ? { replyRetries: execution.retries } : {}),
             }
           : row;
       }
