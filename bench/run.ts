@@ -1,3 +1,4 @@
+import { benchBrokerBulk } from './broker-bulk';
 import { benchCampaign } from './campaign';
 import { benchCliStartup } from './cli-startup';
 import { benchIngest } from './ingest';
@@ -18,6 +19,7 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   soak: benchSoak,
   replicas: benchReplicas,
   'cli-startup': benchCliStartup,
+  'broker-bulk': benchBrokerBulk,
 };
 
 async function main(): Promise<void> {
