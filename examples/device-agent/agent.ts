@@ -25,7 +25,8 @@ export interface DeviceAgentOptions {
   /** false keeps the session (and its subscriptions and queued QoS 1 messages) while offline. */
   clean?: boolean;
   topics?: DeviceTopics;
-  jobs?: { behaviour?: Behaviour; progress?: number[]; delayMs?: number };
+  /** `behaviour` may depend on the job (a function of its id), e.g. to answer some jobs and not others. */
+  jobs?: { behaviour?: Behaviour | ((jobId: string) => Behaviour); progress?: number[]; delayMs?: number };
   commands?: { behaviour?: Behaviour; delayMs?: number };
   /** Called for each message received (for logs and tests). */
   onMessage?: (topic: string, payload: string) => void;
@@ -70,7 +71,8 @@ export async function startDeviceAgent(options: DeviceAgentOptions): Promise<Dev
   };
 
   async function runJob(jobId: string): Promise<void> {
-    const { behaviour = 'succeed', progress = [50], delayMs = 0 } = options.jobs ?? {};
+    const { behaviour: given = 'succeed', progress = [50], delayMs = 0 } = options.jobs ?? {};
+    const behaviour = typeof given === 'function' ? given(jobId) : given;
     if (behaviour === 'ignore') return;
     const statusTopic = renderDeviceTopic(topics.jobStatus, { ...own, jobid: jobId });
     if (behaviour === 'reject') return publish(statusTopic, { status: 'REJECTED', details: { reason: 'not accepted by this device' } });
