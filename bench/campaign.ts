@@ -66,7 +66,7 @@ function eventMs(event: { eventTime?: { seconds?: unknown; nanos?: number | null
  * Events over every run of the campaign, following the continue-as-new chain from the first run,
  * and the publishing phase: from the first publishing activity scheduled to the last completed.
  */
-async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number; publishingSeconds: number; actions: ActionCounts }> {
+export async function historyEvents(stack: BenchStack, workflowId: string, firstRunId: string): Promise<{ events: number; runs: number; publishingSeconds: number; actions: ActionCounts }> {
   let runId: string | undefined = firstRunId;
   let events = 0;
   const actions = noActions();

@@ -318,9 +318,9 @@ export interface Fleet {
   stop(): void;
 }
 
-/** The simulated devices' process (bench/device-fleet.ts): one request at a time over IPC. */
-export function startFleet(): Fleet {
-  const child = fork(path.join(projectRoot(), 'bench', 'device-fleet.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** A process of simulated devices (bench/device-fleet.ts, or bench/job-agents.ts): one request at a time over IPC. */
+export function startFleet(script: 'device-fleet.ts' | 'job-agents.ts' = 'device-fleet.ts'): Fleet {
+  const child = fork(path.join(projectRoot(), 'bench', script), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return {
     send: (command) =>
       new Promise((resolve, reject) => {

@@ -1,6 +1,8 @@
+import { benchBrokerBulk } from './broker-bulk';
 import { benchCampaign } from './campaign';
 import { benchCliStartup } from './cli-startup';
 import { benchIngest } from './ingest';
+import { benchJobs } from './jobs';
 import { benchPresence } from './presence';
 import { benchProvision } from './provision';
 import { benchReplicas } from './replicas';
@@ -18,12 +20,14 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown>>> = {
   soak: benchSoak,
   replicas: benchReplicas,
   'cli-startup': benchCliStartup,
+  'broker-bulk': benchBrokerBulk,
+  jobs: benchJobs,
 };
 
 async function main(): Promise<void> {
   const names = process.argv.slice(2);
-  // The soak runs for half an hour, replicas starts two stacks: only when named.
-  const selected = names.length > 0 ? names : Object.keys(benchmarks).filter((name) => name !== 'soak' && name !== 'replicas');
+  // The soak runs for half an hour, replicas starts two stacks, jobs connects 10,000 agents: only when named.
+  const selected = names.length > 0 ? names : Object.keys(benchmarks).filter((name) => !['soak', 'replicas', 'jobs'].includes(name));
   for (const name of selected) {
     const bench = benchmarks[name];
     if (!bench) throw new Error(`unknown benchmark "${name}" (have: ${Object.keys(benchmarks).join(', ')})`);

@@ -1,6 +1,6 @@
 import type { Client, ConnectPacket } from 'aedes';
 import { disconnectReasonName, MQTT_V5, type MqttProperties } from './mqtt5';
-import { topicMatchesFilter } from './topic';
+import { RouteIndex, SubscriptionTable } from './route-index';
 
 /**
  * MQTT sessions with what the EMQX clients API and rule-engine events report about them. aedes
@@ -50,7 +50,8 @@ export interface SessionFacts {
   sockName: string;
   connectedAt: number;
   createdAt: number;
-  subscriptions: Map<string, SubscriptionOptions>;
+  /** Filter to options; changes reach the routing table while the session is registered. */
+  subscriptions: SubscriptionTable<SubscriptionOptions>;
   recvMsg: number;
   sendMsg: number;
   disconnectReason?: DisconnectReason;
@@ -143,6 +144,8 @@ export class SessionRegistry {
   private readonly connecting = new WeakMap<Client, ConnectFacts>();
   private readonly live = new Map<string, LiveSession>();
   private readonly offline = new Map<string, OfflineSession>();
+  /** The subscriptions of every registered session, live and offline (EMQX keeps an offline session's routes). */
+  private readonly routes = new RouteIndex<SessionFacts>();
 
   constructor(
     readonly queueSettings: QueueSettings = DEFAULT_QUEUE_SETTINGS,
@@ -217,11 +220,15 @@ export class SessionRegistry {
       sockName: `${stripIpv4Mapping(details.serverIpAddress ?? 'undefined')}:${details.serverPort ?? 0}`,
       connectedAt: now,
       createdAt: now,
-      subscriptions: new Map(),
+      subscriptions: new SubscriptionTable<SubscriptionOptions>(),
       recvMsg: 0,
       sendMsg: 0,
     };
+    // A takeover: the new connection's session replaces the old one, routes included.
+    const replaced = this.live.get(client.id);
+    if (replaced) this.unroute(replaced);
     this.live.set(client.id, session);
+    this.route(session);
     return session;
   }
 
@@ -230,6 +237,7 @@ export class SessionRegistry {
     const session = this.live.get(client.id);
     if (!session || session.client !== client) return undefined;
     this.live.delete(client.id);
+    this.unroute(session);
     return session;
   }
 
@@ -261,30 +269,31 @@ export class SessionRegistry {
    * subscriptions count: EMQX keeps their routes, and queues what they match.
    */
   hasSubscriberFor(topic: string): boolean {
-    for (const session of this.allSessions()) {
-      for (const filter of session.subscriptions.keys()) {
-        if (topicMatchesFilter(topic, filter)) return true;
-      }
-    }
-    return false;
+    return this.routes.hasMatch(topic);
   }
 
   subscriptionCount(): number {
-    let total = 0;
-    for (const session of this.allSessions()) total += session.subscriptions.size;
-    return total;
+    return this.routes.subscriptionCount();
   }
 
   /** The routing table: each distinct topic filter once. */
   routedFilters(): string[] {
-    const filters = new Set<string>();
-    for (const session of this.allSessions()) for (const filter of session.subscriptions.keys()) filters.add(filter);
-    return [...filters];
+    return this.routes.filters();
   }
 
-  private *allSessions(): Iterable<SessionFacts> {
-    yield* this.live.values();
-    yield* this.offline.values();
+  routedFilterCount(): number {
+    return this.routes.filterCount();
+  }
+
+  /** Puts a session that joined the registry in the routing table, and keeps it there as it subscribes and unsubscribes. */
+  private route(session: SessionFacts): void {
+    for (const filter of session.subscriptions.keys()) this.routes.add(filter, session);
+    session.subscriptions.follow((filter, subscribed) => (subscribed ? this.routes.add(filter, session) : this.routes.remove(filter, session)));
+  }
+
+  private unroute(session: SessionFacts): void {
+    session.subscriptions.follow(undefined);
+    for (const filter of session.subscriptions.keys()) this.routes.remove(filter, session);
   }
 
   // ---- offline persistent sessions ----
@@ -305,6 +314,7 @@ export class SessionRegistry {
     expiryTimer?.unref();
     const parked: OfflineSession = { ...facts, disconnectedAt: now, mqueue: [], mqueueDropped: 0, expiryTimer };
     this.offline.set(session.clientid, parked);
+    this.route(parked);
     return parked;
   }
 
@@ -327,6 +337,7 @@ export class SessionRegistry {
     if (!session) return undefined;
     clearTimeout(session.expiryTimer);
     this.offline.delete(clientid);
+    this.unroute(session);
     return session;
   }
 
@@ -338,9 +349,11 @@ export class SessionRegistry {
    */
   enqueueOffline(message: QueuedMessage): QueueCounts {
     const counts = { queued: 0, droppedQueueFull: 0, droppedQos0: 0 };
-    for (const session of this.offline.values()) {
-      for (const [filter, options] of session.subscriptions) {
-        if (!topicMatchesFilter(message.topic, filter)) continue;
+    for (const filter of this.routes.matchingFilters(message.topic)) {
+      for (const subscriber of this.routes.subscribersOf(filter)) {
+        const session = this.offline.get(subscriber.clientid);
+        const options = session === subscriber ? session.subscriptions.get(filter) : undefined;
+        if (!session || !options) continue;
         // Retain As Published 0: the retain flag is cleared on delivery (emqx_session enrich_subopts/4).
         this.queueIn(session, { ...message, retain: options.rap === 1 ? message.retain : false }, options.qos, counts);
       }
@@ -381,7 +394,10 @@ export class SessionRegistry {
 
   /** Stops the expiry timers (the broker is closing). */
   clearOffline(): void {
-    for (const session of this.offline.values()) clearTimeout(session.expiryTimer);
+    for (const session of this.offline.values()) {
+      clearTimeout(session.expiryTimer);
+      this.unroute(session);
+    }
     this.offline.clear();
   }
 }

@@ -72,7 +72,7 @@ export class BrokerStats {
       'subscriptions.shared': 0,
       suboptions: subscriptions,
       subscribers: subscriptions,
-      topics: this.sessions.routedFilters().length,
+      topics: this.sessions.routedFilterCount(),
       retained: this.retainedTopics.size,
       delayed: 0,
     };

@@ -26,10 +26,11 @@ export interface DeviceAgentOptions {
   clean?: boolean;
   topics?: DeviceTopics;
   /**
-   * `behaviour` for every delivery of a job, or `attempts[n]` for its (n+1)-th delivery (a retried
-   * job comes again with the same id), `behaviour` once the list is used up.
+   * `behaviour` for every delivery of a job (or a function of the job id, to answer some jobs and
+   * not others), or `attempts[n]` for its (n+1)-th delivery (a retried job comes again with the
+   * same id), `behaviour` once the list is used up.
    */
-  jobs?: { behaviour?: Behaviour; attempts?: Behaviour[]; progress?: number[]; delayMs?: number };
+  jobs?: { behaviour?: Behaviour | ((jobId: string) => Behaviour); attempts?: Behaviour[]; progress?: number[]; delayMs?: number };
   commands?: { behaviour?: Behaviour; delayMs?: number };
   /** Called for each message received (for logs and tests). */
   onMessage?: (topic: string, payload: string) => void;
@@ -80,9 +81,9 @@ export async function startDeviceAgent(options: DeviceAgentOptions): Promise<Dev
   }
 
   async function runJob(jobId: string, packet: mqtt.IPublishPacket): Promise<void> {
-    const { progress = [50], delayMs = 0, attempts = [] } = options.jobs ?? {};
+    const { behaviour: given = 'succeed', progress = [50], delayMs = 0, attempts = [] } = options.jobs ?? {};
     const delivery = agent.jobs.filter((id) => id === jobId).length;
-    const behaviour = attempts[delivery - 1] ?? options.jobs?.behaviour ?? 'succeed';
+    const behaviour = attempts[delivery - 1] ?? (typeof given === 'function' ? given(jobId) : given);
     if (behaviour === 'ignore') return;
     const { topic, extra } = answerTo(packet, renderDeviceTopic(topics.jobStatus, { ...own, jobid: jobId }));
     if (behaviour === 'reject') return publish(topic, { status: 'REJECTED', details: { reason: 'not accepted by this device' } }, extra);
