@@ -1,5 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { mapPooled } from '../src/activities/failures';
+import { answerParentCommands } from './child-commands';
 
 /**
  * Simulated MQTT devices for bench/presence.ts and test/resilience/replicas-kill.test.ts, in their
@@ -109,9 +110,4 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
   return { ok: true, seconds: (performance.now() - started) / 1000, ...extra };
 }
 
-process.on('message', (command: Command) => {
-  handle(command).then(
-    (reply) => process.send?.(reply),
-    (err: unknown) => process.send?.({ ok: false, error: err instanceof Error ? err.message : String(err) }),
-  );
-});
+answerParentCommands(handle);

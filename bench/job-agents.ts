@@ -1,5 +1,6 @@
 import { mapPooled } from '../src/activities/failures';
 import { startDeviceAgent, type DeviceAgent } from '../examples/device-agent/agent';
+import { answerParentCommands } from './child-commands';
 
 /**
  * Device agents (examples/device-agent/agent.ts) for bench/jobs.ts, in a process of their own
@@ -67,9 +68,4 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
   return { ok: true, seconds: (performance.now() - started) / 1000, ...extra };
 }
 
-process.on('message', (command: Command) => {
-  handle(command).then(
-    (reply) => process.send?.(reply),
-    (err: unknown) => process.send?.({ ok: false, error: err instanceof Error ? err.message : String(err) }),
-  );
-});
+answerParentCommands(handle);

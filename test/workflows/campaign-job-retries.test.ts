@@ -1,10 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from '../../examples/device-agent/agent';
+import { describe, expect, it } from 'vitest';
+import type { DeviceAgent, DeviceAgentOptions } from '../../examples/device-agent/agent';
 import type { CampaignResultRow } from '../../src/store/campaigns';
 import { JobExecutionStore } from '../../src/store/job-executions';
 import { waitFor } from '../harness';
 import { runCliWith } from '../support/cli-runner';
-import { postEvents, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
+import { passwordOf, QUIET_ALARMS, useJobTestEnv } from '../support/job-env';
+import { postEvents, WEBHOOK_TOKEN } from '../support/presence-env';
 
 /**
  * Job retries per failure type (AWS IoT Jobs' `jobExecutionsRetryConfig`, docs/jobs.md), end to end
@@ -15,19 +16,7 @@ import { postEvents, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } fro
  * poll activity.
  */
 
-let env: PresenceTestEnv;
-const agents: DeviceAgent[] = [];
-
-beforeAll(async () => {
-  env = await startPresenceEnv();
-});
-
-afterAll(async () => {
-  await Promise.allSettled(agents.map((a) => a.stop()));
-  await env?.close();
-});
-
-const passwordOf = (clientId: string): string => `${clientId}-password`;
+const jobEnv = useJobTestEnv();
 
 /** Messages each device received, by client id. */
 const received = new Map<string, { topic: string; payload: string }[]>();
@@ -35,11 +24,10 @@ const received = new Map<string, { topic: string; payload: string }[]>();
 async function devices(specs: Record<string, DeviceAgentOptions['jobs']>): Promise<Record<string, DeviceAgent>> {
   const out: Record<string, DeviceAgent> = {};
   for (const [clientId, jobs] of Object.entries(specs)) {
-    await env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
+    await jobEnv.env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: QUIET_ALARMS });
     received.set(clientId, []);
     const onMessage = (topic: string, payload: string): void => void received.get(clientId)?.push({ topic, payload });
-    const agent = await startDeviceAgent({ url: env.broker.mqttUrl, clientId, password: passwordOf(clientId), protocolVersion: 4, jobs, onMessage });
-    agents.push(agent);
+    const agent = await jobEnv.startAgent({ clientId, jobs, onMessage });
     out[clientId] = agent;
   }
   return out;
@@ -72,14 +60,14 @@ describe('job retries per failure type', () => {
     });
     const ids = Object.keys(agent);
     const started = await runCliWith(
-      env.ops,
+      jobEnv.env.ops,
       ['campaign', 'start', '--targets', '-', '--expect-reply', '--reply-timeout', '4s', '--retry-failed', '2/1s', '--retry-timed-out', '1', '--payload', 'update', '--id', 'fw-retry', '--json'],
       `${ids.join('\n')}\n`,
     );
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
 
-    const summary = await env.ops.campaigns.handle('fw-retry').result();
+    const summary = await jobEnv.env.ops.campaigns.handle('fw-retry').result();
     expect(summary.state).toBe('completed');
     // rt-flaky 1 retry, rt-bad 2 (used up), rt-sleepy 1, rt-silent 1 (used up).
     expect(summary.replies).toEqual({ queued: 0, inProgress: 0, succeeded: 3, failed: 1, rejected: 0, timedOut: 1, canceled: 0, retries: 5 });
@@ -92,9 +80,9 @@ describe('job retries per failure type', () => {
       'rt-silent': ['fw-retry', 'fw-retry'],
     });
 
-    const status = await runCliWith(env.ops, ['campaign', 'status', 'fw-retry']);
+    const status = await runCliWith(jobEnv.env.ops, ['campaign', 'status', 'fw-retry']);
     expect(status.stdout).toContain('devices report: succeeded 3  failed 1  rejected 0  timed out 1  in progress 0  queued 0  retries 5');
-    const results = await runCliWith(env.ops, ['campaign', 'results', 'fw-retry', '--format', 'json']);
+    const results = await runCliWith(jobEnv.env.ops, ['campaign', 'results', 'fw-retry', '--format', 'json']);
     const rows = JSON.parse(results.stdout) as CampaignResultRow[];
     expect(Object.fromEntries(rows.map((r) => [r.clientId, [r.replyStatus, r.replyRetries ?? 0]]))).toEqual({
       'rt-ok': ['SUCCEEDED', 0],
@@ -103,16 +91,16 @@ describe('job retries per failure type', () => {
       'rt-sleepy': ['SUCCEEDED', 1],
       'rt-silent': ['TIMED_OUT', 1],
     });
-    const csv = await runCliWith(env.ops, ['campaign', 'results', 'fw-retry']);
+    const csv = await runCliWith(jobEnv.env.ops, ['campaign', 'results', 'fw-retry']);
     expect(csv.stdout.split('\n')[0]).toContain(',replyRetries');
 
     // EMQX's HTTP action sends requests side by side and again on failure: attempt 1's reports of
     // rt-flaky (IN_PROGRESS, FAILED) arriving now, redelivered under their own ids and under new
     // ones, and attempt 2's SUCCEEDED again, leave attempt 2's verdict standing.
-    const executions = new JobExecutionStore(env.history.db);
+    const executions = new JobExecutionStore(jobEnv.env.history.db);
     const before = await executions.get('fw-retry', 'rt-flaky');
     expect(before).toMatchObject({ status: 'SUCCEEDED', attempt: 2, retries: 1, failedRetries: 1 });
-    const reports = await env.history.db.collection<StoredJobReply>('device_replies').find({ clientId: 'rt-flaky', jobId: 'fw-retry' }).sort({ at: 1 }).toArray();
+    const reports = await jobEnv.env.history.db.collection<StoredJobReply>('device_replies').find({ clientId: 'rt-flaky', jobId: 'fw-retry' }).sort({ at: 1 }).toArray();
     const firstAttempt = reports.filter((r) => r.at < (before?.attemptStartedAt ?? 0));
     expect(firstAttempt.map((r) => r.status)).toEqual(['IN_PROGRESS', 'FAILED']);
     const secondAttempt = reports.filter((r) => r.at >= (before?.attemptStartedAt ?? 0));
@@ -123,7 +111,7 @@ describe('job retries per failure type', () => {
       statusEvent(secondAttempt[0] as StoredJobReply, 'attempt-2-progress-again'),
       statusEvent(secondAttempt[1] as StoredJobReply, (secondAttempt[1] as StoredJobReply).messageId),
     ];
-    const posted = await postEvents(env.adapterUrl, late, { authorization: `Bearer ${WEBHOOK_TOKEN}` }, '/emqx/replies');
+    const posted = await postEvents(jobEnv.env.adapterUrl, late, { authorization: `Bearer ${WEBHOOK_TOKEN}` }, '/emqx/replies');
     expect(posted.status).toBe(200);
     expect(await executions.get('fw-retry', 'rt-flaky')).toEqual(before);
   });
@@ -132,15 +120,15 @@ describe('job retries per failure type', () => {
 describe('job retries in the recorded status', () => {
   it('status counts the retries from MongoDB when the workflow is gone', async () => {
     await devices({ 'rt-gone': { behaviour: 'fail' } });
-    await env.ops.campaigns.start({
+    await jobEnv.env.ops.campaigns.start({
       campaignId: 'fw-retry-gone',
       targets: { list: [{ clientId: 'rt-gone' }] },
       message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'update' } },
       expectReply: { retry: { failed: { retries: 10, backoffMs: 0 } } },
     });
-    await waitFor(async () => ((await env.ops.campaigns.status('fw-retry-gone')).replies?.retries ?? 0) >= 1, { what: 'a retry', timeoutMs: 60_000 });
-    await env.ops.campaigns.handle('fw-retry-gone').terminate('test: the workflow is gone');
-    const status = await env.ops.campaigns.status('fw-retry-gone');
+    await waitFor(async () => ((await jobEnv.env.ops.campaigns.status('fw-retry-gone')).replies?.retries ?? 0) >= 1, { what: 'a retry', timeoutMs: 60_000 });
+    await jobEnv.env.ops.campaigns.handle('fw-retry-gone').terminate('test: the workflow is gone');
+    const status = await jobEnv.env.ops.campaigns.status('fw-retry-gone');
     expect(status.state).toBe('aborted');
     expect(status.replies?.retries).toBeGreaterThanOrEqual(1);
   });
@@ -151,7 +139,7 @@ describe('the exponential ramp of a job', () => {
     const silent = await devices(Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`ramp-silent-${i}`, { behaviour: 'ignore' as const }])));
     const answering = await devices(Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`ramp-ok-${i}`, {}])));
     const start = (campaignId: string, ids: string[]) =>
-      env.ops.campaigns.start({
+      jobEnv.env.ops.campaigns.start({
         campaignId,
         targets: { list: ids.map((clientId) => ({ clientId })) },
         message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'update' } },
@@ -164,18 +152,18 @@ describe('the exponential ramp of a job', () => {
     // Delivered to every device, none answering: the rate stays at its base.
     const delivered = await waitFor(
       async () => {
-        const p = await env.ops.campaigns.status('ramp-silent');
+        const p = await jobEnv.env.ops.campaigns.status('ramp-silent');
         return p.counts.delivered === 5 ? p : undefined;
       },
       { what: 'every silent device reached', timeoutMs: 60_000 },
     );
     expect(delivered.rateLimitPerMinute).toBe(60);
-    const silentSummary = await env.ops.campaigns.handle('ramp-silent').result();
+    const silentSummary = await jobEnv.env.ops.campaigns.handle('ramp-silent').result();
     expect(silentSummary.replies).toMatchObject({ timedOut: 5, succeeded: 0 });
     expect(silentSummary.rateLimitPerMinute).toBe(60);
 
     await start('ramp-ok', Object.keys(answering));
-    const summary = await env.ops.campaigns.handle('ramp-ok').result();
+    const summary = await jobEnv.env.ops.campaigns.handle('ramp-ok').result();
     expect(summary.replies).toMatchObject({ succeeded: 5 });
     expect(summary.rateLimitPerMinute).toBeGreaterThan(60);
   });
@@ -199,7 +187,7 @@ describe('rollback on abort', () => {
     const ids = Object.keys(agent);
     // One target a second: the failures trip the criterion (read every 5 s) before the last are reached.
     const started = await runCliWith(
-      env.ops,
+      jobEnv.env.ops,
       [
         'campaign', 'start', '--targets', '-', '--expect-reply', '--payload', 'update', '--id', 'fw-rb',
         '--rate', '60/min', '--batch-size', '1', '--concurrency', '1',
@@ -211,12 +199,12 @@ describe('rollback on abort', () => {
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
 
-    const summary = await env.ops.campaigns.handle('fw-rb').result();
+    const summary = await jobEnv.env.ops.campaigns.handle('fw-rb').result();
     expect(summary.state).toBe('aborted');
     expect(summary.reason).toMatch(/reported FAILED/);
     expect(summary.rollback).toBe('fw-rb-rollback');
 
-    const rows = JSON.parse((await runCliWith(env.ops, ['campaign', 'results', 'fw-rb', '--format', 'json'])).stdout) as CampaignResultRow[];
+    const rows = JSON.parse((await runCliWith(jobEnv.env.ops, ['campaign', 'results', 'fw-rb', '--format', 'json'])).stdout) as CampaignResultRow[];
     const status = Object.fromEntries(rows.map((r) => [r.clientId, r.replyStatus]));
     expect(status['rb-slow']).toBe('CANCELED');
     expect(status['rb-ok-1']).toBe('SUCCEEDED');
@@ -224,7 +212,7 @@ describe('rollback on abort', () => {
     // The rollback's targets: every device that succeeded, and the one in progress at the abort.
     const rolledBack = ids.filter((id) => status[id] === 'SUCCEEDED' || id === 'rb-slow');
 
-    const rollback = await env.ops.campaigns.handle('fw-rb-rollback').result();
+    const rollback = await jobEnv.env.ops.campaigns.handle('fw-rb-rollback').result();
     expect(rollback).toMatchObject({ state: 'completed', rollbackOf: 'fw-rb', counts: { total: rolledBack.length, delivered: rolledBack.length } });
     expect(rollback.replies).toMatchObject({ succeeded: rolledBack.length, failed: 0 });
     for (const id of ids) {
@@ -233,17 +221,17 @@ describe('rollback on abort', () => {
     }
 
     // Linked both ways, in the workflow's answers and in what MongoDB recorded.
-    expect((await env.ops.campaigns.status('fw-rb')).rollback).toBe('fw-rb-rollback');
-    expect((await runCliWith(env.ops, ['campaign', 'status', 'fw-rb'])).stdout).toContain('rollback: campaign fw-rb-rollback');
-    expect((await runCliWith(env.ops, ['campaign', 'status', 'fw-rb-rollback'])).stdout).toContain('rollback of: campaign fw-rb');
-    const records = env.history.db.collection<{ _id: string; rollback?: string; rollbackOf?: string }>('campaigns');
+    expect((await jobEnv.env.ops.campaigns.status('fw-rb')).rollback).toBe('fw-rb-rollback');
+    expect((await runCliWith(jobEnv.env.ops, ['campaign', 'status', 'fw-rb'])).stdout).toContain('rollback: campaign fw-rb-rollback');
+    expect((await runCliWith(jobEnv.env.ops, ['campaign', 'status', 'fw-rb-rollback'])).stdout).toContain('rollback of: campaign fw-rb');
+    const records = jobEnv.env.history.db.collection<{ _id: string; rollback?: string; rollbackOf?: string }>('campaigns');
     expect(await records.findOne({ _id: 'fw-rb' })).toMatchObject({ rollback: 'fw-rb-rollback' });
     expect(await records.findOne({ _id: 'fw-rb-rollback' })).toMatchObject({ rollbackOf: 'fw-rb' });
   });
 
   it('refuses a rollback without expectReply, naming the field', async () => {
     await expect(
-      env.ops.campaigns.start({
+      jobEnv.env.ops.campaigns.start({
         targets: { list: [{ clientId: 'x' }] },
         message: { topic: 'a/${clientid}', payload: { format: 'text', text: 'p' } },
         rollback: { message: { topic: 'a/${clientid}', payload: { format: 'text', text: 'back' } } },

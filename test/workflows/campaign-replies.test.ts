@@ -1,11 +1,11 @@
 import type mqtt from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from '../../examples/device-agent/agent';
+import { describe, expect, it } from 'vitest';
+import type { DeviceAgent, DeviceAgentOptions } from '../../examples/device-agent/agent';
 import { DEFAULT_DEVICE_TOPICS } from '../../src/domain/device-topics';
 import type { CampaignResultRow } from '../../src/store/campaigns';
 import { waitFor } from '../harness';
 import { runCliWith } from '../support/cli-runner';
-import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
+import { passwordOf, QUIET_ALARMS, useJobTestEnv } from '../support/job-env';
 
 /**
  * A campaign whose targets report the job (docs/jobs.md), end to end on the real stack: the dev
@@ -24,36 +24,22 @@ import { startPresenceEnv, type PresenceTestEnv } from '../support/presence-env'
  * subscribers.
  */
 
-let env: PresenceTestEnv;
-const agents: DeviceAgent[] = [];
+const jobEnv = useJobTestEnv();
 
-beforeAll(async () => {
-  env = await startPresenceEnv();
-});
-
-afterAll(async () => {
-  await Promise.allSettled(agents.map((a) => a.stop()));
-  await env?.close();
-});
-
-const passwordOf = (clientId: string): string => `${clientId}-password`;
-
-async function agent(clientId: string, jobs: DeviceAgentOptions['jobs'] = {}, options: Partial<DeviceAgentOptions> = {}): Promise<DeviceAgent> {
-  const started = await startDeviceAgent({ url: env.broker.mqttUrl, clientId, password: passwordOf(clientId), protocolVersion: 4, jobs, ...options });
-  agents.push(started);
-  return started;
+function agent(clientId: string, jobs: DeviceAgentOptions['jobs'] = {}, options: Partial<DeviceAgentOptions> = {}): Promise<DeviceAgent> {
+  return jobEnv.startAgent({ clientId, jobs, ...options });
 }
 
 /** A provisioned device (with the job ACL) running the example agent with these options. */
 async function jobDevice(clientId: string, options: Partial<DeviceAgentOptions>): Promise<DeviceAgent> {
-  await env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
+  await jobEnv.env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: QUIET_ALARMS });
   return agent(clientId, {}, options);
 }
 
 describe('campaigns with device-reported execution', () => {
   it('ends when every target answered or timed out: succeeded, failed, rejected, timed out, and an offline device that came back', async () => {
     const ids = ['job-ok-1', 'job-ok-2', 'job-fail', 'job-reject', 'job-silent', 'job-late'];
-    for (const clientId of ids) await env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
+    for (const clientId of ids) await jobEnv.env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: QUIET_ALARMS });
     const ok1 = await agent('job-ok-1');
     await agent('job-ok-2', { delayMs: 500 });
     await agent('job-fail', { behaviour: 'fail' });
@@ -62,7 +48,7 @@ describe('campaigns with device-reported execution', () => {
 
     // No --topic: the job goes to JOB_TOPIC, devices/${clientid}/jobs/${jobid}, the job id being the campaign id.
     const started = await runCliWith(
-      env.ops,
+      jobEnv.env.ops,
       ['campaign', 'start', '--targets', '-', '--expect-reply', '--reply-timeout', '6s', '--wait-offline', '--recheck', '2s', '--payload', '{"job":"${jobid}","firmware":"2.1"}', '--payload-format', 'json', '--id', 'fw-21', '--json'],
       `${ids.join('\n')}\n`,
     );
@@ -72,7 +58,7 @@ describe('campaigns with device-reported execution', () => {
     // The devices online answer; the silent one's execution stays QUEUED until its reply timeout.
     const answered = await waitFor(
       async () => {
-        const p = await env.ops.campaigns.status('fw-21');
+        const p = await jobEnv.env.ops.campaigns.status('fw-21');
         return p.replies && p.replies.succeeded === 2 && p.replies.failed === 1 && p.replies.rejected === 1 ? p : undefined;
       },
       { what: 'the online devices answered', timeoutMs: 60_000 },
@@ -84,17 +70,17 @@ describe('campaigns with device-reported execution', () => {
 
     // The offline device comes back: its job is delivered then, and it answers.
     const late = await agent('job-late');
-    const summary = await env.ops.campaigns.handle('fw-21').result();
+    const summary = await jobEnv.env.ops.campaigns.handle('fw-21').result();
     expect(late.jobs).toEqual(['fw-21']);
     expect(summary.state).toBe('completed');
     expect(summary.counts).toMatchObject({ total: 6, delivered: 6, pending: 0 });
     expect(summary.replies).toEqual({ queued: 0, inProgress: 0, succeeded: 3, failed: 1, rejected: 1, timedOut: 1, canceled: 0 });
-    expect((await env.ops.campaigns.status('fw-21')).replies).toEqual(summary.replies);
+    expect((await jobEnv.env.ops.campaigns.status('fw-21')).replies).toEqual(summary.replies);
 
-    const status = await runCliWith(env.ops, ['campaign', 'status', 'fw-21']);
+    const status = await runCliWith(jobEnv.env.ops, ['campaign', 'status', 'fw-21']);
     expect(status.stdout).toContain('devices report: succeeded 3  failed 1  rejected 1  timed out 1  in progress 0  queued 0');
 
-    const results = await runCliWith(env.ops, ['campaign', 'results', 'fw-21', '--format', 'json']);
+    const results = await runCliWith(jobEnv.env.ops, ['campaign', 'results', 'fw-21', '--format', 'json']);
     expect(results.code).toBe(0);
     const rows = JSON.parse(results.stdout) as CampaignResultRow[];
     // A failing device's IN_PROGRESS may be applied after its FAILED (EMQX's HTTP action sends side
@@ -110,7 +96,7 @@ describe('campaigns with device-reported execution', () => {
       'job-silent': { status: 'delivered', replyStatus: 'TIMED_OUT', replyProgress: undefined, replyDetails: undefined },
       'job-late': { status: 'delivered', replyStatus: 'SUCCEEDED', replyProgress: 100, replyDetails: '{"finishedBy":"job-late"}' },
     });
-    const csv = await runCliWith(env.ops, ['campaign', 'results', 'fw-21']);
+    const csv = await runCliWith(jobEnv.env.ops, ['campaign', 'results', 'fw-21']);
     expect(csv.stdout.split('\n')[0]).toContain(',replyStatus,replyProgress,replyDetails');
   });
 
@@ -126,13 +112,13 @@ describe('campaigns with device-reported execution', () => {
       if (packet.cmd === 'publish') sent.push(packet);
     });
 
-    await env.ops.campaigns.start({
+    await jobEnv.env.ops.campaigns.start({
       campaignId: 'job-v5',
       targets: { list: [{ clientId: 'job5-dev' }, { clientId: 'job4-dev' }] },
       message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'json', text: '{"job":"${jobid}"}' } },
       expectReply: { timeoutMs: 60_000 },
     });
-    const summary = await env.ops.campaigns.handle('job-v5').result();
+    const summary = await jobEnv.env.ops.campaigns.handle('job-v5').result();
     expect(summary).toMatchObject({ state: 'completed', counts: { total: 2, delivered: 2 } });
     expect(summary.replies).toEqual({ queued: 0, inProgress: 0, succeeded: 2, failed: 0, rejected: 0, timedOut: 0, canceled: 0 });
 
@@ -154,11 +140,11 @@ describe('campaigns with device-reported execution', () => {
 
   it('aborts the rollout when the share of devices reporting FAILED reaches the criterion, leaving no execution open', async () => {
     const ids = Array.from({ length: 8 }, (_, i) => `abort-dev-${i}`);
-    for (const clientId of ids) await env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
+    for (const clientId of ids) await jobEnv.env.ops.provision({ clientId, password: passwordOf(clientId), jobs: true, alarmPolicy: QUIET_ALARMS });
     // The first four fail and the rest would succeed, but at 60 targets a minute the rollout is still
     // publishing when the failures come in.
     for (const [i, clientId] of ids.entries()) await agent(clientId, { behaviour: i < 4 ? 'fail' : 'succeed' });
-    await env.ops.campaigns.start({
+    await jobEnv.env.ops.campaigns.start({
       campaignId: 'fw-abort',
       targets: { list: ids.map((clientId) => ({ clientId })) },
       message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'update' } },
@@ -166,7 +152,7 @@ describe('campaigns with device-reported execution', () => {
       abort: [{ failureType: 'failed', minExecuted: 3, thresholdPercent: 50 }],
       expectReply: { timeoutMs: 600_000 },
     });
-    const summary = await env.ops.campaigns.handle('fw-abort').result();
+    const summary = await jobEnv.env.ops.campaigns.handle('fw-abort').result();
     expect(summary.state).toBe('aborted');
     expect(summary.reason).toMatch(/^abort criterion met: \d+ of \d+ targets that answered or timed out reported FAILED/);
     // Stopped before every device was reached (the counts are read every 5 s, so a few that
@@ -178,17 +164,17 @@ describe('campaigns with device-reported execution', () => {
   });
 
   it('status reads the device-reported counts from MongoDB when the workflow is gone', async () => {
-    await env.ops.provision({ clientId: 'gone-dev', password: passwordOf('gone-dev'), jobs: true, alarmPolicy: { graceMs: 600_000, escalationMs: [] } });
+    await jobEnv.env.ops.provision({ clientId: 'gone-dev', password: passwordOf('gone-dev'), jobs: true, alarmPolicy: QUIET_ALARMS });
     await agent('gone-dev', { behaviour: 'ignore' });
-    await env.ops.campaigns.start({
+    await jobEnv.env.ops.campaigns.start({
       campaignId: 'fw-gone',
       targets: { list: [{ clientId: 'gone-dev' }] },
       message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'text', text: 'update' } },
       expectReply: {},
     });
-    await waitFor(async () => (await env.ops.campaigns.status('fw-gone')).replies?.queued === 1, { what: 'the execution queued', timeoutMs: 30_000 });
-    await env.ops.campaigns.handle('fw-gone').terminate('test: the workflow is gone');
-    const status = await env.ops.campaigns.status('fw-gone');
+    await waitFor(async () => (await jobEnv.env.ops.campaigns.status('fw-gone')).replies?.queued === 1, { what: 'the execution queued', timeoutMs: 30_000 });
+    await jobEnv.env.ops.campaigns.handle('fw-gone').terminate('test: the workflow is gone');
+    const status = await jobEnv.env.ops.campaigns.status('fw-gone');
     expect(status).toMatchObject({ state: 'aborted', replies: { queued: 1, succeeded: 0 } });
   });
 });
