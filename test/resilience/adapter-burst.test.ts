@@ -87,11 +87,16 @@ describe('webhook adapter under one device burst', () => {
     // was sent again is a duplicate the workflow ignores (docs/webhook-adapter.md), so the events it
     // counts can exceed 50,000 while the outcome stays the same.
     const lastConnectedAt = 1_000_000 + (25_000 - 1) * 10;
+    // The env's own adapter shares the inbox: on a loaded machine it may adopt a bucket whose lease
+    // the burst's adapter renewed late (docs/webhook-adapter.md, "Several adapters") and signal its
+    // events itself, so the two adapters' figures are summed.
+    const signalled = (): number => adapter.metrics.signalled + env.adapter.metrics.signalled;
+    const depth = (): number => adapter.relay.depth() + env.adapter.relay.depth();
     const burstApplied = async (): Promise<boolean> => {
       const view = await env.ops.presenceOf(burst);
       return (
-        adapter.relay.depth() === 0 &&
-        adapter.metrics.signalled >= 50_000 &&
+        depth() === 0 &&
+        signalled() >= 50_000 &&
         view?.presence === 'offline' &&
         view.connectedAt === new Date(lastConnectedAt).toISOString() &&
         view.disconnectedAt === new Date(lastConnectedAt + 5).toISOString()
@@ -103,12 +108,12 @@ describe('webhook adapter under one device burst', () => {
       // Which side is behind: the relay (events not yet signalled) or the workflow (signalled, not applied).
       const view = await env.ops.presenceOf(burst).catch(() => null);
       throw new Error(
-        `${(err as Error).message}; signalled ${adapter.metrics.signalled}, relay depth ${adapter.relay.depth()}, ` +
+        `${(err as Error).message}; signalled ${signalled()}, relay depth ${depth()}, ` +
           `workflow counters ${JSON.stringify(view?.counters)}, worker exit ${worker.exitCode ?? worker.signalCode ?? 'none'}`,
       );
     }
-    expect(adapter.metrics.batchesSplit).toBe(0);
-    expect(adapter.metrics.deadLettered).toBe(0);
+    expect(adapter.metrics.batchesSplit + env.adapter.metrics.batchesSplit).toBe(0);
+    expect(adapter.metrics.deadLettered + env.adapter.metrics.deadLettered).toBe(0);
     // The worker process never died.
     expect(worker.exitCode).toBeNull();
     expect(worker.signalCode).toBeNull();
