@@ -381,26 +381,11 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       }
       const [template, targets, stored] = await loading;
       const ledger = new ChunkLedger(targets.length, stored.ledger);
-      if (stored.lastBatch?.id === input.batchId) {
-        // An earlier attempt of this activity applied this batch: report it again, publish nothing.
-        return reportOf(chunk, ledger, stored.lastBatch.published, stored.lastBatch.delivered);
-      }
-      const now = Date.now();
-      for (const position of input.wake ?? []) {
-        if (position >= 0 && position < targets.length && ledger.isOpen(position)) ledger.set(position, wake(ledger.stateAt(position), policy, now));
-      }
-      const due: number[] = [];
-      for (let i = 0; i < targets.length && due.length < input.limit; i++) if (isDue(ledger.stateAt(i), now)) due.push(i);
-
       let published = 0;
       let delivered = 0;
-      const requestSize = Math.max(1, input.requestSize ?? input.limit);
-      // One request at a time, each followed by its state write, so a crash re-sends at most one
-      // request's messages (the retried activity sees how far this batch got by its id).
-      for (let from = 0; from < due.length || from === 0; from += requestSize) {
-        const group = due.slice(from, from + requestSize);
-        const outcomes = group.length > 0 ? await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget), policy) : [];
-        heartbeat();
+      let lastBatch = stored.lastBatch;
+      /** Applies a request's outcomes and writes them (which also clears the request's sending mark). */
+      const settle = async (group: number[], outcomes: AttemptOutcome[]): Promise<void> => {
         const after = Date.now();
         const finals = new Map<number, TargetState>();
         const newlyWaiting: WaitingEntry[] = [];
@@ -427,7 +412,41 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
         await storeOf().recordWaiting(newlyWaiting);
         for (const entry of await backAlready(newlyWaiting)) ledger.set(entry.index, retryNow(ledger.stateAt(entry.index), after));
-        await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
+        lastBatch = { id: input.batchId, published, delivered };
+        await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch });
+      };
+
+      // An earlier attempt of this activity died with a request in flight: EMQX may have published
+      // its messages, so they are an unknown outcome (retry.unknownOutcome: give up, the default,
+      // or send again), never a silent second send.
+      const cut = stored.sending?.batch === input.batchId ? stored.sending.positions.filter((i) => i < targets.length && ledger.isOpen(i)) : [];
+      const settleCut = (): Promise<void> => settle(cut, cut.map(() => ({ kind: 'unknown', error: 'the worker stopped while the request was on its way to EMQX' })));
+      if (stored.lastBatch?.id === input.batchId) {
+        // An earlier attempt of this activity applied part or all of this batch: report it again
+        // and publish nothing more (what it did not reach is due for the next batch).
+        published = stored.lastBatch.published;
+        delivered = stored.lastBatch.delivered;
+        if (cut.length > 0) await settleCut();
+        return reportOf(chunk, ledger, published, delivered);
+      }
+      if (cut.length > 0) await settleCut();
+
+      const now = Date.now();
+      for (const position of input.wake ?? []) {
+        if (position >= 0 && position < targets.length && ledger.isOpen(position)) ledger.set(position, wake(ledger.stateAt(position), policy, now));
+      }
+      const due: number[] = [];
+      for (let i = 0; i < targets.length && due.length < input.limit; i++) if (isDue(ledger.stateAt(i), now)) due.push(i);
+
+      const requestSize = Math.max(1, input.requestSize ?? input.limit);
+      // One request at a time: marked as sending, sent, then its outcomes written, so a crash
+      // leaves at most one request whose outcome is unknown, and the retried activity knows which.
+      for (let from = 0; from < due.length || from === 0; from += requestSize) {
+        const group = due.slice(from, from + requestSize);
+        if (group.length > 0) await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), ...(lastBatch ? { lastBatch } : {}), sending: { batch: input.batchId, positions: group } });
+        const outcomes = group.length > 0 ? await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget), policy) : [];
+        heartbeat();
+        await settle(group, outcomes);
       }
       return reportOf(chunk, ledger, published, delivered);
     },

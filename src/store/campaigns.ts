@@ -126,6 +126,7 @@ interface ChunkStateDocument {
   open: string;
   effort: Effort;
   lastBatch?: BatchMark;
+  sending?: SendingMark;
   updatedAt: string;
 }
 
@@ -136,10 +137,21 @@ export interface BatchMark {
   delivered: number;
 }
 
+/**
+ * A request on its way to EMQX, written before it is sent: if the activity's worker dies before
+ * the request's outcome is written, the retried activity (same batch id) finds these positions and
+ * knows EMQX may have published their messages (an unknown outcome, not a fresh try).
+ */
+export interface SendingMark {
+  batch: string;
+  positions: number[];
+}
+
 /** A chunk's stored working state. */
 export interface ChunkState {
   ledger: ChunkLedgerData;
   lastBatch?: BatchMark;
+  sending?: SendingMark;
 }
 
 /**
@@ -368,7 +380,7 @@ export class CampaignStore {
     const doc = await this.chunkStates.findOne({ _id: chunkKey(campaignId, chunk) });
     if (!doc) return null;
     const ledger: ChunkLedgerData = { finished: decodeRuns(doc.finishedRuns), open: JSON.parse(doc.open, restoreOpenState) as Record<number, TargetState>, effort: doc.effort };
-    return { ledger, ...(doc.lastBatch ? { lastBatch: doc.lastBatch } : {}) };
+    return { ledger, ...(doc.lastBatch ? { lastBatch: doc.lastBatch } : {}), ...(doc.sending ? { sending: doc.sending } : {}) };
   }
 
   async writeChunkState(campaignId: string, chunk: number, state: ChunkState): Promise<void> {
@@ -381,6 +393,7 @@ export class CampaignStore {
         open: JSON.stringify(state.ledger.open, compactOpenState),
         effort: state.ledger.effort,
         ...(state.lastBatch ? { lastBatch: state.lastBatch } : {}),
+        ...(state.sending ? { sending: state.sending } : {}),
         updatedAt: new Date().toISOString(),
       },
     );
