@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from '../../examples/device-agent/agent';
 import type { CampaignResultRow } from '../../src/store/campaigns';
 import { JobExecutionStore } from '../../src/store/job-executions';
+import { DeviceReplyStore } from '../../src/store/job-replies';
 import { waitFor } from '../harness';
 import { runCliWith } from '../support/cli-runner';
 import { postEvents, startPresenceEnv, WEBHOOK_TOKEN, type PresenceTestEnv } from '../support/presence-env';
@@ -125,6 +126,9 @@ describe('job retries per failure type', () => {
     ];
     const posted = await postEvents(env.adapterUrl, late, { authorization: `Bearer ${WEBHOOK_TOKEN}` }, '/emqx/replies');
     expect(posted.status).toBe(200);
+    expect(posted.body).toMatchObject({ stored: 3 });
+    // The late reports are applied in the background: wait until none is pending, then nothing moved.
+    await waitFor(async () => (await new DeviceReplyStore(env.history.db).countUnapplied()) === 0, { what: 'the late reports applied' });
     expect(await executions.get('fw-retry', 'rt-flaky')).toEqual(before);
   });
 });
