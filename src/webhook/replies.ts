@@ -39,7 +39,7 @@ export interface ReplyHandler {
 export interface DeviceReplyDeps {
   replies: DeviceReplyStore;
   topics: DeviceTopics;
-  /** Takes the replies stored now, to apply them (ReplyApplier.enqueue). */
+  /** Takes the replies put in the backlog now, to apply them (ReplyApplier.enqueue). */
   applyLater(replies: readonly StoredDeviceReply[]): void;
   /** A request whose replies are not stored within this gets 503 (default 5 s). */
   storeTimeoutMs?: number;
@@ -51,13 +51,17 @@ const MAX_CONCURRENT_WRITES = 2;
 const COMMAND_SIGNAL_DEADLINE_MS = 10_000;
 
 export class DeviceReplies implements ReplyHandler {
-  private readonly commit: GroupCommit<StoredDeviceReply, Set<StoredDeviceReply>>;
+  private readonly commit: GroupCommit<StoredDeviceReply, { fresh: Set<StoredDeviceReply>; queued: Set<StoredDeviceReply> }>;
 
   constructor(private readonly deps: DeviceReplyDeps) {
     this.commit = new GroupCommit(
       async (docs) => {
+        // The backlog first: a crash between the two writes leaves a reply to apply, not one
+        // stored that nothing applies (EMQX's retry would find it stored and not queue it).
+        const accepted = docs.filter((doc) => doc.accepted);
+        const queued = await deps.replies.addToBacklog(accepted);
         const fresh = await deps.replies.insert(docs);
-        return new Set(fresh.map((i) => docs[i] as StoredDeviceReply));
+        return { fresh: new Set(fresh.map((i) => docs[i] as StoredDeviceReply)), queued: new Set(queued.map((i) => accepted[i] as StoredDeviceReply)) };
       },
       { maxItems: MAX_REPLIES_PER_WRITE, maxConcurrent: MAX_CONCURRENT_WRITES, deadlineMs: deps.storeTimeoutMs ?? 5_000 },
     );
@@ -77,15 +81,14 @@ export class DeviceReplies implements ReplyHandler {
       else ignored++;
     }
     const docs = replies.map((reply) => DeviceReplyStore.document(reply, receivedAt));
-    let fresh: Set<StoredDeviceReply>;
+    let written: { fresh: Set<StoredDeviceReply>; queued: Set<StoredDeviceReply> } = { fresh: new Set(), queued: new Set() };
     try {
-      fresh = docs.length > 0 ? await this.commit.submit(docs) : new Set();
+      if (docs.length > 0) written = await this.commit.submit(docs);
     } catch (err) {
       throw new SinkUnavailableError(`reply not kept: ${(err as Error).message}`);
     }
-    const stored = docs.filter((doc) => fresh.has(doc));
-    this.deps.applyLater(stored);
-    return { replies: replies.length, stored: stored.length, refused: replies.filter((r) => !r.accepted).length, ignored };
+    this.deps.applyLater(docs.filter((doc) => written.queued.has(doc)));
+    return { replies: replies.length, stored: docs.filter((doc) => written.fresh.has(doc)).length, refused: replies.filter((r) => !r.accepted).length, ignored };
   }
 }
 

@@ -72,7 +72,7 @@ describe('replies are stored, answered, then applied in the background', () => {
         const c = await executions.counts(jobId);
         return c.SUCCEEDED === targets.length ? c : undefined;
       },
-      { what: 'every target SUCCEEDED', timeoutMs: 120_000 },
+      { what: 'every target SUCCEEDED', timeoutMs: 150_000, intervalMs: 1_000 },
     );
     expect(counts).toMatchObject({ QUEUED: 0, IN_PROGRESS: 0, SUCCEEDED: targets.length });
     const applied = await executions.many(jobId, targets);
@@ -81,7 +81,7 @@ describe('replies are stored, answered, then applied in the background', () => {
       const body = bodies.find((b) => b.clientid === clientId && String(b.payload).includes('SUCCEEDED')) as { id: string };
       expect(applied.get(clientId)).toMatchObject({ status: 'SUCCEEDED', progress: 100, messageId: body.id, reportedAt: at + 10 });
     }
-    await waitFor(async () => (await replies.countUnapplied()) === 0, { what: 'no reply left pending' });
+    await waitFor(async () => (await replies.countUnapplied()) === 0, { what: 'no reply left pending', intervalMs: 500 });
 
     const health = await waitFor(async () => {
       const body = (await (await fetch(`${env.adapterUrl}/healthz`)).json()) as { repliesUnapplied: number };
@@ -114,10 +114,10 @@ describe('replies are stored, answered, then applied in the background', () => {
 
     await Promise.all([first.adapter.close(), env.adapter.close()]);
     const second = await env.extraAdapter({});
-    await waitFor(async () => (await executions.counts(jobId)).FAILED === targets.length, { what: 'the new adapter applied the stored reports', timeoutMs: 60_000 });
+    await waitFor(async () => (await executions.counts(jobId)).FAILED === targets.length, { what: 'the new adapter applied the stored reports', timeoutMs: 60_000, intervalMs: 500 });
     expect(await executions.get(jobId, 'crash-0')).toMatchObject({ status: 'FAILED', details: '{"reason":"disk full"}', updates: 2 });
     expect(await replies.commandReply('crash-cmd', 'reboot-1')).toMatchObject({ status: 'SUCCEEDED', result: '{"up":true}' });
-    await waitFor(async () => (await replies.countUnapplied()) === 0, { what: 'no reply left pending' });
+    await waitFor(async () => (await replies.countUnapplied()) === 0, { what: 'no reply left pending', intervalMs: 500 });
     await waitFor(() => second.adapter.applier.backlog() === 0, { what: 'the new adapter holds no reply' });
   });
 });
