@@ -60,10 +60,6 @@ export class DeviceReplyStore {
     );
   }
 
-  /** Stores each reply once (by message id); returns how many were new. */
-  async record(replies: readonly DeviceReply[], receivedAt: Date): Promise<number> {
-    return (await this.insert(replies.map((reply) => DeviceReplyStore.document(reply, receivedAt)))).length;
-  }
 
   /**
    * Puts replies in the backlog (each once); returns the positions of those that were not there.
