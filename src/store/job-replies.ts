@@ -60,7 +60,6 @@ export class DeviceReplyStore {
     );
   }
 
-
   /**
    * Puts replies in the backlog (each once); returns the positions of those that were not there.
    * A reply applied already and delivered again comes back: applying it again changes nothing.
