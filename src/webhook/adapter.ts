@@ -17,7 +17,8 @@ import { JobExecutionStore } from '../store/job-executions';
 import { DeviceReplyStore } from '../store/job-replies';
 import { WaitingCommands } from '../store/waiting-commands';
 import { wakeCommands } from '../temporal/command-wake';
-import { DeviceReplies } from './replies';
+import { DeviceReplies, replyApply } from './replies';
+import { ReplyApplier, type ReplyApplierOptions } from './reply-applier';
 
 /** Deadline of one signal-with-start: a hung Temporal call must not hold a device's queue. */
 const SIGNAL_DEADLINE_MS = 10_000;
@@ -52,6 +53,8 @@ export interface WebhookAdapterOptions {
   campaignRefreshMs?: number;
   /** Which clients get a device workflow (default: provisioned devices only; docs/presence.md). */
   tracking?: PresenceTracking;
+  /** The background applier of device replies (src/webhook/reply-applier.ts). */
+  replyApplier?: Partial<ReplyApplierOptions>;
   /** The status and reply topics devices answer on (JOB_STATUS_TOPIC, COMMAND_REPLY_TOPIC; docs/jobs.md). */
   deviceTopics?: DeviceTopics;
   logger?: Logger;
@@ -61,6 +64,7 @@ export interface WebhookAdapter {
   app: FastifyInstance;
   metrics: WebhookMetrics;
   relay: PresenceRelay;
+  applier: ReplyApplier;
   /** Starts the relay's sweep (delivering what is pending) and listens. Returns the bound port. */
   listen(host: string, port: number): Promise<number>;
   close(): Promise<void>;
@@ -112,6 +116,11 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
     limit: options.inboxLimit ?? 100_000,
     ...(options.storeTimeoutMs ? { storeTimeoutMs: options.storeTimeoutMs } : {}),
   });
+  const replyStore = new DeviceReplyStore(options.history.db);
+  const applier = new ReplyApplier(
+    { store: replyStore, apply: replyApply({ replies: replyStore, executions: new JobExecutionStore(options.history.db), temporal: options.temporal }), logger },
+    options.replyApplier,
+  );
   const app = buildServer({
     onAnswered: (ms) => throttle.observe(ms),
     token: options.token,
@@ -124,18 +133,21 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
     },
     ...(options.logger ? { logger: options.logger } : {}),
     replies: new DeviceReplies({
-      replies: new DeviceReplyStore(options.history.db),
-      executions: new JobExecutionStore(options.history.db),
-      temporal: options.temporal,
+      replies: replyStore,
       topics: options.deviceTopics ?? DEFAULT_DEVICE_TOPICS,
+      applyLater: (stored) => applier.enqueue(stored),
+      ...(options.storeTimeoutMs ? { storeTimeoutMs: options.storeTimeoutMs } : {}),
     }),
+    repliesBacklog: () => applier.backlog(),
   });
   return {
     app,
     metrics,
     relay,
+    applier,
     async listen(host, port) {
       relay.start();
+      applier.start();
       throttle.start();
       await app.listen({ host, port });
       const address = app.server.address();
@@ -144,6 +156,7 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
     async close() {
       throttle.stop();
       await app.close();
+      await applier.stop();
       await relay.stop();
     },
   };

@@ -46,6 +46,7 @@ async function main(): Promise<void> {
       adoptAfterMs: config.webhook.WEBHOOK_INBOX_LEASE,
       disconnectHoldMs: config.webhook.WEBHOOK_DISCONNECT_HOLD,
     },
+    replyApplier: { concurrency: config.webhook.WEBHOOK_REPLY_CONCURRENCY },
     continueAsNewAfter: config.presence.PRESENCE_CONTINUE_AS_NEW_AFTER,
     tracking: presenceTrackingFromConfig(config.presence),
     logger,

@@ -44,7 +44,7 @@ export class WebhookMetrics {
   /** The relay's current limit on signals in flight (see SignalThrottle). */
   signalLimit = 0;
 
-  render(gauges: { inboxDepth: number; temporalUp: boolean }): string {
+  render(gauges: { inboxDepth: number; temporalUp: boolean; repliesUnapplied: number }): string {
     const lines: string[] = [];
     const family = (name: string, type: string, help: string): void => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -69,6 +69,8 @@ export class WebhookMetrics {
     for (const [reason, n] of this.rejected) lines.push(`device_ops_webhook_requests_rejected_total{reason="${reason}"} ${n}`);
     family('device_ops_webhook_inbox_depth', 'gauge', 'connect/disconnect events stored but not yet signalled');
     lines.push(`device_ops_webhook_inbox_depth ${gauges.inboxDepth}`);
+    family('device_ops_webhook_replies_unapplied', 'gauge', 'device replies stored and not yet applied by this adapter');
+    lines.push(`device_ops_webhook_replies_unapplied ${gauges.repliesUnapplied}`);
     family('device_ops_webhook_temporal_up', 'gauge', '1 when the last signal-with-start succeeded');
     lines.push(`device_ops_webhook_temporal_up ${gauges.temporalUp ? 1 : 0}`);
     family('device_ops_webhook_signal_limit', 'gauge', 'signal-with-start calls allowed at once right now (lower while answers are slow)');

@@ -4,25 +4,27 @@ import { commandReplySignal, commandWorkflowId } from '../contracts/command';
 import { classifyReply, type DeviceReply } from '../domain/schemas/device-reply';
 import type { DeviceTopics } from '../domain/device-topics';
 import type { JobExecutionStore } from '../store/job-executions';
-import type { DeviceReplyStore } from '../store/job-replies';
+import { DeviceReplyStore, type StoredDeviceReply } from '../store/job-replies';
 import { InvalidEventError, parseEventBody } from './emqx-events';
 import { SinkUnavailableError } from './event-sink';
+import { GroupCommit } from './group-commit';
 import type { RejectReason } from './metrics';
 
 /**
  * `POST /emqx/replies`: device job statuses and command replies, as the rule `device-ops emqx setup`
  * creates sends them (`message.publish` events of the status and reply topics; fields in
  * https://github.com/emqx/emqx/blob/v5.8.9/apps/emqx_rule_engine/src/emqx_rule_events.erl
- * eventmsg_publish/1). Each reply is stored once, then applied: a job status to its target's
- * execution record, a command reply to the command's record and its workflow. Only then the answer
- * is 2xx; a failure answers 503 and EMQX sends the request again, which stores nothing twice and
- * applies nothing twice (docs/jobs.md).
+ * eventmsg_publish/1). Each reply is stored once (by EMQX message id), then the answer is 2xx; a
+ * failure to store answers 503 and EMQX sends the request again, which stores nothing twice. The
+ * replies are applied afterwards by the applier (src/webhook/reply-applier.ts): a job status to its
+ * target's execution record, a command reply to the command's record and its workflow
+ * (docs/jobs.md). Concurrent requests are stored together (group commit, src/webhook/group-commit.ts).
  */
 
 export interface ReplyResult {
   /** Replies in the request (status and reply topics). */
   replies: number;
-  /** Stored now (the rest were stored by an earlier delivery). */
+  /** Stored now, to be applied in the background (the rest were stored by an earlier delivery). */
   stored: number;
   /** Refused (bad payload, or published by another client than the topic names), recorded with the reason. */
   refused: number;
@@ -36,15 +38,36 @@ export interface ReplyHandler {
 
 export interface DeviceReplyDeps {
   replies: DeviceReplyStore;
-  executions: JobExecutionStore;
-  temporal: Client;
   topics: DeviceTopics;
+  /** Takes the replies put in the backlog now, to apply them (ReplyApplier.enqueue). */
+  applyLater(replies: readonly StoredDeviceReply[]): void;
+  /** A request whose replies are not stored within this gets 503 (default 5 s). */
+  storeTimeoutMs?: number;
 }
 
-export class DeviceReplies implements ReplyHandler {
-  constructor(private readonly deps: DeviceReplyDeps) {}
+/** The writes of concurrent requests stored together, as the event inbox does (src/webhook/event-sink.ts). */
+const MAX_REPLIES_PER_WRITE = 1_000;
+const MAX_CONCURRENT_WRITES = 2;
+const COMMAND_SIGNAL_DEADLINE_MS = 10_000;
 
-  /** Throws InvalidEventError for a malformed body, SinkUnavailableError when the reply could not be kept or applied. */
+export class DeviceReplies implements ReplyHandler {
+  private readonly commit: GroupCommit<StoredDeviceReply, { fresh: Set<StoredDeviceReply>; queued: Set<StoredDeviceReply> }>;
+
+  constructor(private readonly deps: DeviceReplyDeps) {
+    this.commit = new GroupCommit(
+      async (docs) => {
+        // The backlog first: a crash between the two writes leaves a reply to apply, not one
+        // stored that nothing applies (EMQX's retry would find it stored and not queue it).
+        const accepted = docs.filter((doc) => doc.accepted);
+        const queued = await deps.replies.addToBacklog(accepted);
+        const fresh = await deps.replies.insert(docs);
+        return { fresh: new Set(fresh.map((i) => docs[i] as StoredDeviceReply)), queued: new Set(queued.map((i) => accepted[i] as StoredDeviceReply)) };
+      },
+      { maxItems: MAX_REPLIES_PER_WRITE, maxConcurrent: MAX_CONCURRENT_WRITES, deadlineMs: deps.storeTimeoutMs ?? 5_000 },
+    );
+  }
+
+  /** Throws InvalidEventError for a malformed body, SinkUnavailableError when the replies could not be stored. */
   async accept(body: unknown, receivedAt: Date): Promise<ReplyResult> {
     const parsed = parseEventBody(body, receivedAt);
     const replies: DeviceReply[] = [];
@@ -57,21 +80,34 @@ export class DeviceReplies implements ReplyHandler {
       if (reply) replies.push(reply);
       else ignored++;
     }
+    const docs = replies.map((reply) => DeviceReplyStore.document(reply, receivedAt));
+    let written: { fresh: Set<StoredDeviceReply>; queued: Set<StoredDeviceReply> } = { fresh: new Set(), queued: new Set() };
     try {
-      const stored = await this.deps.replies.record(replies, receivedAt);
-      // In request order: EMQX sends a device's messages in the order it received them.
-      for (const reply of replies) await this.apply(reply);
-      return { replies: replies.length, stored, refused: replies.filter((r) => !r.accepted).length, ignored };
+      if (docs.length > 0) written = await this.commit.submit(docs);
     } catch (err) {
       throw new SinkUnavailableError(`reply not kept: ${(err as Error).message}`);
     }
+    this.deps.applyLater(docs.filter((doc) => written.queued.has(doc)));
+    return { replies: replies.length, stored: docs.filter((doc) => written.fresh.has(doc)).length, refused: replies.filter((r) => !r.accepted).length, ignored };
   }
+}
 
-  private async apply(reply: DeviceReply): Promise<void> {
+export interface ReplyApplyDeps {
+  replies: DeviceReplyStore;
+  executions: JobExecutionStore;
+  temporal: Client;
+}
+
+/**
+ * Applies one accepted reply: a job status to its target's execution, a command reply to the
+ * command's record and its workflow. Throws when it could not (the reply stays pending).
+ */
+export function replyApply(deps: ReplyApplyDeps): (reply: DeviceReply) => Promise<void> {
+  return async (reply) => {
     if (!reply.accepted) return;
     if (reply.kind === 'job') {
       const { status, progress, details } = reply;
-      await this.deps.executions.apply(reply.jobId, reply.clientId, {
+      await deps.executions.apply(reply.jobId, reply.clientId, {
         status,
         ...(progress !== undefined ? { progress } : {}),
         ...(details !== undefined ? { details } : {}),
@@ -81,14 +117,17 @@ export class DeviceReplies implements ReplyHandler {
       return;
     }
     const message = { status: reply.status, ...(reply.result !== undefined ? { result: reply.result } : {}), messageId: reply.messageId, at: reply.at };
-    await this.deps.replies.saveCommandReply({ clientId: reply.clientId, commandId: reply.commandId, ...message });
+    await deps.replies.saveCommandReply({ clientId: reply.clientId, commandId: reply.commandId, ...message });
     try {
-      await this.deps.temporal.workflow.getHandle(commandWorkflowId(reply.clientId, reply.commandId)).signal(commandReplySignal, message);
+      // A deadline: a hung Temporal call must not hold one of the applier's few slots.
+      await deps.temporal.withDeadline(Date.now() + COMMAND_SIGNAL_DEADLINE_MS, () =>
+        deps.temporal.workflow.getHandle(commandWorkflowId(reply.clientId, reply.commandId)).signal(commandReplySignal, message),
+      );
     } catch (err) {
       // No such command running (unknown, or already ended): the reply stays recorded.
       if (!(err instanceof WorkflowNotFoundError)) throw err;
     }
-  }
+  };
 }
 
 /** Registers the route on the adapter's server, behind the same token check as `/emqx/events`. */

@@ -28,6 +28,8 @@ export interface WebhookServerDeps {
   connections?: Partial<ConnectionLimits>;
   /** Device job statuses and command replies (`POST /emqx/replies`, src/webhook/replies.ts). */
   replies?: ReplyHandler;
+  /** Replies stored and not yet applied by this adapter (healthz, metrics). */
+  repliesBacklog?: () => number;
 }
 
 export const DEFAULT_BODY_LIMIT = 1_048_576;
@@ -146,12 +148,12 @@ export function buildServer(deps: WebhookServerDeps): FastifyInstance {
       () => 'up' as const,
       () => 'down' as const,
     );
-    const body = { status: mongo === 'up' ? 'ok' : 'unavailable', mongo, temporal: sink.temporalUp() ? 'up' : 'down', inboxDepth: sink.depth() };
+    const body = { status: mongo === 'up' ? 'ok' : 'unavailable', mongo, temporal: sink.temporalUp() ? 'up' : 'down', inboxDepth: sink.depth(), repliesUnapplied: deps.repliesBacklog?.() ?? 0 };
     return reply.code(mongo === 'up' ? 200 : 503).send(body);
   });
 
   app.get('/metrics', async (_request, reply) =>
-    reply.type('text/plain; version=0.0.4').send(metrics.render({ inboxDepth: sink.depth(), temporalUp: sink.temporalUp() })),
+    reply.type('text/plain; version=0.0.4').send(metrics.render({ inboxDepth: sink.depth(), temporalUp: sink.temporalUp(), repliesUnapplied: deps.repliesBacklog?.() ?? 0 })),
   );
 
   return app;

@@ -58,6 +58,8 @@ export async function startPresenceEnv(
       token: WEBHOOK_TOKEN,
       relay: { sweepIntervalMs: 200, bucketMs: 1_000, adoptAfterMs: 500, maxBackoffMs: 1_000, disconnectHoldMs: TEST_DISCONNECT_HOLD_MS, ...options.relay },
       campaignRefreshMs: 200,
+      // Replies a stopped adapter left unapplied are taken over quickly (docs/jobs.md).
+      replyApplier: { sweepEveryMs: 1_000, sweepAfterMs: 500 },
       ...overrides,
     });
     adapters.push(adapter);

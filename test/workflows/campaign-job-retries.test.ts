@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { DeviceAgent, DeviceAgentOptions } from '../../examples/device-agent/agent';
 import type { CampaignResultRow } from '../../src/store/campaigns';
 import { JobExecutionStore } from '../../src/store/job-executions';
+import { DeviceReplyStore } from '../../src/store/job-replies';
 import { waitFor } from '../harness';
 import { runCliWith } from '../support/cli-runner';
 import { passwordOf, QUIET_ALARMS, useJobTestEnv } from '../support/job-env';
@@ -113,6 +114,9 @@ describe('job retries per failure type', () => {
     ];
     const posted = await postEvents(jobEnv.env.adapterUrl, late, { authorization: `Bearer ${WEBHOOK_TOKEN}` }, '/emqx/replies');
     expect(posted.status).toBe(200);
+    expect(posted.body).toMatchObject({ stored: 3 });
+    // The late reports are applied in the background: wait until none is pending, then nothing moved.
+    await waitFor(async () => (await new DeviceReplyStore(env.history.db).countUnapplied()) === 0, { what: 'the late reports applied' });
     expect(await executions.get('fw-retry', 'rt-flaky')).toEqual(before);
   });
 });

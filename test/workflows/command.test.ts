@@ -311,6 +311,8 @@ describe('job statuses', () => {
     const again = await postEvents(env.adapterUrl, [event], { authorization: `Bearer ${WEBHOOK_TOKEN}` }, '/emqx/replies');
     expect(first).toEqual({ status: 200, body: { replies: 1, stored: 1, refused: 0, ignored: 0 } });
     expect(again).toEqual({ status: 200, body: { replies: 1, stored: 0, refused: 0, ignored: 0 } });
+    // Applied in the background, once: the stored reply is no longer pending and moved the execution one step.
+    await waitFor(async () => (await replies.countUnapplied()) === 0, { what: 'the reply applied' });
     expect(await executions.get('j2', 'job-twice')).toMatchObject({ status: 'IN_PROGRESS', progress: 10, updates: 1 });
   });
 });
