@@ -116,7 +116,7 @@ describe('job retries per failure type', () => {
     expect(posted.status).toBe(200);
     expect(posted.body).toMatchObject({ stored: 3 });
     // The late reports are applied in the background: wait until none is pending, then nothing moved.
-    await waitFor(async () => (await new DeviceReplyStore(env.history.db).countUnapplied()) === 0, { what: 'the late reports applied' });
+    await waitFor(async () => (await new DeviceReplyStore(jobEnv.env.history.db).countUnapplied()) === 0, { what: 'the late reports applied' });
     expect(await executions.get('fw-retry', 'rt-flaky')).toEqual(before);
   });
 });
