@@ -8,7 +8,7 @@ import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, t
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../store';
 import type { JobExecution, JobRetrySettings, JobStatusCounts } from '../domain/job-status';
-import { CampaignStore, chunkingOf, finalRecord, type CampaignRecord, type WaitingEntry } from '../store/campaigns';
+import { CampaignStore, chunkingOf, finalRecord, type CampaignRecord, type ChunkState, type WaitingEntry } from '../store/campaigns';
 import { rollbackCampaignId } from '../domain/campaign-rollback';
 import { campaignWorkflowId } from '../domain/campaign';
 import { JobExecutionStore } from '../store/job-executions';
@@ -443,8 +443,20 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       // leaves at most one request whose outcome is unknown, and the retried activity knows which.
       for (let from = 0; from < due.length || from === 0; from += requestSize) {
         const group = due.slice(from, from + requestSize);
-        if (group.length > 0) await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), ...(lastBatch ? { lastBatch } : {}), sending: { batch: input.batchId, positions: group } });
-        const outcomes = group.length > 0 ? await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget), policy) : [];
+        const unmarked = (): ChunkState => ({ ledger: ledger.toData(), ...(lastBatch ? { lastBatch } : {}) });
+        let outcomes: AttemptOutcome[] = [];
+        if (group.length > 0) {
+          await storeOf().writeChunkState(campaignId, chunk, { ...unmarked(), sending: { batch: input.batchId, positions: group } });
+          try {
+            outcomes = await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget), policy);
+          } catch (err) {
+            // An ApplicationFailure here is an answer that the request was not applied (EMQX
+            // refused it, or there is no publisher): no doubt is left, so the mark goes and the
+            // targets stay due. Anything else leaves the mark: the outcome is unknown.
+            if (err instanceof ApplicationFailure) await storeOf().writeChunkState(campaignId, chunk, unmarked());
+            throw err;
+          }
+        }
         heartbeat();
         await settle(group, outcomes);
       }
