@@ -8,7 +8,7 @@ import { EmqxBadRequestError, EmqxError, type EmqxClient, type PublishMessage, t
 import type { MqttPublisher } from '../emqx/mqtt-publisher';
 import type { History } from '../store';
 import type { JobExecution, JobRetrySettings, JobStatusCounts } from '../domain/job-status';
-import { CampaignStore, chunkingOf, finalRecord, type CampaignRecord, type ChunkState, type WaitingEntry } from '../store/campaigns';
+import { CampaignStore, chunkingOf, finalRecord, type CampaignRecord, type WaitingEntry } from '../store/campaigns';
 import { rollbackCampaignId } from '../domain/campaign-rollback';
 import { campaignWorkflowId } from '../domain/campaign';
 import { JobExecutionStore } from '../store/job-executions';
@@ -383,7 +383,6 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       const ledger = new ChunkLedger(targets.length, stored.ledger);
       let published = 0;
       let delivered = 0;
-      let lastBatch = stored.lastBatch;
       /** Applies a request's outcomes and writes them (which also clears the request's sending mark). */
       const settle = async (group: number[], outcomes: AttemptOutcome[]): Promise<void> => {
         const after = Date.now();
@@ -412,8 +411,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         await storeOf().recordFinalTargets(finalRecords(campaignId, targets, finals));
         await storeOf().recordWaiting(newlyWaiting);
         for (const entry of await backAlready(newlyWaiting)) ledger.set(entry.index, retryNow(ledger.stateAt(entry.index), after));
-        lastBatch = { id: input.batchId, published, delivered };
-        await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch });
+        await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
       };
 
       // An earlier attempt of this activity died with a request in flight: EMQX may have published
@@ -443,17 +441,16 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
       // leaves at most one request whose outcome is unknown, and the retried activity knows which.
       for (let from = 0; from < due.length || from === 0; from += requestSize) {
         const group = due.slice(from, from + requestSize);
-        const unmarked = (): ChunkState => ({ ledger: ledger.toData(), ...(lastBatch ? { lastBatch } : {}) });
         let outcomes: AttemptOutcome[] = [];
         if (group.length > 0) {
-          await storeOf().writeChunkState(campaignId, chunk, { ...unmarked(), sending: { batch: input.batchId, positions: group } });
+          await storeOf().markSending(campaignId, chunk, { batch: input.batchId, positions: group });
           try {
             outcomes = await publishTargets(input.transport, template, group.map((i) => targets[i] as CampaignTarget), policy);
           } catch (err) {
             // An ApplicationFailure here is an answer that the request was not applied (EMQX
             // refused it, or there is no publisher): no doubt is left, so the mark goes and the
             // targets stay due. Anything else leaves the mark: the outcome is unknown.
-            if (err instanceof ApplicationFailure) await storeOf().writeChunkState(campaignId, chunk, unmarked());
+            if (err instanceof ApplicationFailure) await storeOf().markSending(campaignId, chunk, null);
             throw err;
           }
         }

@@ -399,6 +399,14 @@ export class CampaignStore {
     );
   }
 
+  /**
+   * Marks (or, with null, unmarks) the request a batch is about to send, leaving the rest of the
+   * chunk state as it is; the next writeChunkState replaces the whole state and so clears it.
+   */
+  async markSending(campaignId: string, chunk: number, mark: SendingMark | null): Promise<void> {
+    await this.chunkStates.updateOne({ _id: chunkKey(campaignId, chunk) }, mark ? { $set: { sending: mark } } : { $unset: { sending: '' } });
+  }
+
   // ---- continuous campaigns ----
 
   /** Open continuous campaigns and their selectors (what a newly provisioned or tagged device is matched against). */
