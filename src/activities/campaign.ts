@@ -136,9 +136,10 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
   let executionStore: JobExecutionStore | undefined;
   const executionsOf = (): JobExecutionStore => (executionStore ??= new JobExecutionStore(deps.history.db));
 
-  /** Ends the job's open executions (delivered at or before `queuedBefore` when given), a batch at a time. */
-  async function endExecutions(jobId: string, status: 'TIMED_OUT' | 'CANCELED', queuedBefore?: number): Promise<void> {
-    while ((await executionsOf().endOpen(jobId, status, END_EXECUTIONS_BATCH, queuedBefore)) === END_EXECUTIONS_BATCH) heartbeat();
+  /** Ends the job's open executions (with a reply timeout: those delivered that long ago), a batch at a time. */
+  async function endExecutions(jobId: string, status: 'TIMED_OUT' | 'CANCELED', replyTimeoutMs?: number): Promise<void> {
+    const timeout = replyTimeoutMs !== undefined ? { now: Date.now(), timeoutMs: replyTimeoutMs } : undefined;
+    while ((await executionsOf().endOpen(jobId, status, END_EXECUTIONS_BATCH, timeout)) === END_EXECUTIONS_BATCH) heartbeat();
   }
   /**
    * Publishes the retries that are due (up to RETRY_BATCH), same job id: each attempt is begun
@@ -531,7 +532,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
      * without a final answer, then counts the executions by state (docs/jobs.md).
      */
     async pollCampaignReplies(input: PollRepliesInput): Promise<ReplyTally> {
-      await endExecutions(input.campaignId, 'TIMED_OUT', Date.now() - input.timeoutMs);
+      await endExecutions(input.campaignId, 'TIMED_OUT', input.timeoutMs);
       if (!input.retry || !input.transport || !input.policy) return executionsOf().counts(input.campaignId);
       while ((await executionsOf().scheduleRetries(input.campaignId, input.retry, RETRY_BATCH, Date.now())) === RETRY_BATCH) heartbeat();
       await publishRetries(input.campaignId, input.transport, input.policy);

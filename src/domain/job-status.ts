@@ -79,6 +79,11 @@ export interface JobExecution {
   previousStatus?: 'FAILED' | 'TIMED_OUT';
   /** Ended (TIMED_OUT, CANCELED) from outside while IN_PROGRESS: a rollback goes to it. */
   wasInProgress?: boolean;
+  /**
+   * TIMED_OUT: the moment the execution ran out of time (its reply deadline, or the campaign's).
+   * A verdict EMQX received before it still stands when it is applied later (see applyJobReport).
+   */
+  timedOutAt?: number;
 }
 
 /** Retries per failure type of a job's executions, as AWS IoT Jobs' retry criteria (0-10 each). */
@@ -107,6 +112,7 @@ export function newJobExecution(jobId: string, clientId: string, queuedAt?: numb
 export function applyJobReport(current: JobExecution, report: JobStatusReport): { next: JobExecution; outcome: ApplyOutcome } {
   if (current.messageId === report.messageId) return { next: current, outcome: 'duplicate' };
   if (current.attemptStartedAt !== undefined && report.at < current.attemptStartedAt) return { next: current, outcome: 'earlier-attempt' };
+  if (answeredInTime(current, report)) return { next: reported(current, report), outcome: 'applied' };
   if (isFinalJobStatus(current.status) && !(isReportedFinal(current) && isFinalJobStatus(report.status) && report.at < (current.reportedAt ?? 0))) {
     return { next: current, outcome: 'final' };
   }
@@ -115,7 +121,28 @@ export function applyJobReport(current: JobExecution, report: JobStatusReport): 
     // The device said the same again (a repeat, not EMQX's redelivery): nothing to record.
     if ((report.progress ?? current.progress) === current.progress && (report.details ?? current.details) === current.details) return { next: current, outcome: 'duplicate' };
   }
-  const next: JobExecution = {
+  return { next: reported(current, report), outcome: 'applied' };
+}
+
+/**
+ * A verdict (SUCCEEDED, FAILED, REJECTED) EMQX received before the execution timed out, applied
+ * after the timeout was: the device answered in time, and only the report's way through the
+ * adapter was late (a backlog of replies, an adapter restart), so its verdict replaces TIMED_OUT.
+ * Not once a retry of the timed-out attempt is scheduled: that retry is the execution now.
+ */
+function answeredInTime(current: JobExecution, report: JobStatusReport): boolean {
+  return (
+    current.status === 'TIMED_OUT' &&
+    current.timedOutAt !== undefined &&
+    current.retryAt === undefined &&
+    report.status !== 'IN_PROGRESS' &&
+    report.at <= current.timedOutAt
+  );
+}
+
+/** The execution as `report` leaves it. */
+function reported(current: JobExecution, report: JobStatusReport): JobExecution {
+  return {
     jobId: current.jobId,
     clientId: current.clientId,
     status: report.status,
@@ -126,7 +153,6 @@ export function applyJobReport(current: JobExecution, report: JobStatusReport): 
     updates: current.updates + 1,
     ...bookkeeping(current),
   };
-  return { next, outcome: 'applied' };
 }
 
 /** What an execution keeps whatever a report says: delivery, chunk and attempt. */
@@ -153,11 +179,18 @@ function isNewer(report: JobStatusReport, current: JobExecution): boolean {
   return (report.progress ?? -1) > (current.progress ?? -1);
 }
 
-/** The outcome of ending an execution from outside (a deadline, a cancel): only an open one ends. */
-export function endJobExecution(current: JobExecution, status: 'TIMED_OUT' | 'CANCELED'): { next: JobExecution; outcome: ApplyOutcome } {
+/**
+ * The outcome of ending an execution from outside (a deadline, a cancel): only an open one ends.
+ * `at`: when a TIMED_OUT execution ran out of time (its reply deadline); verdicts EMQX received
+ * until then still count when they arrive (applyJobReport).
+ */
+export function endJobExecution(current: JobExecution, status: 'TIMED_OUT' | 'CANCELED', at?: number): { next: JobExecution; outcome: ApplyOutcome } {
   if (isFinalJobStatus(current.status)) return { next: current, outcome: 'final' };
   const { retryAt: _due, ...rest } = current;
-  return { next: { ...rest, status, updates: current.updates + 1, ...(current.status === 'IN_PROGRESS' ? { wasInProgress: true } : {}) }, outcome: 'applied' };
+  return {
+    next: { ...rest, status, updates: current.updates + 1, ...(current.status === 'IN_PROGRESS' ? { wasInProgress: true } : {}), ...(status === 'TIMED_OUT' && at !== undefined ? { timedOutAt: at } : {}) },
+    outcome: 'applied',
+  };
 }
 
 /** The retry rule for an execution's state, and how many retries of that type it had. */

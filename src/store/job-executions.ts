@@ -122,14 +122,19 @@ export class JobExecutionStore {
   }
 
   /**
-   * Ends up to `limit` open executions of the job as `status`, those delivered at or before
-   * `queuedBefore` when given (a reply timeout), else all (a deadline, a cancel). Returns how many
-   * it looked at: fewer than `limit` means none is left.
+   * Ends up to `limit` open executions of the job as `status`: with a reply timeout, those
+   * delivered at least `timeoutMs` before `now` (each timed out at its delivery + `timeoutMs`),
+   * else all (a deadline, a cancel: at `now`). Returns how many it looked at: fewer than `limit`
+   * means none is left.
    */
-  async endOpen(jobId: string, status: 'TIMED_OUT' | 'CANCELED', limit: number, queuedBefore?: number): Promise<number> {
-    const filter = { jobId, status: { $in: ['QUEUED' as const, 'IN_PROGRESS' as const] }, ...(queuedBefore !== undefined ? { queuedAt: { $lte: queuedBefore } } : {}) };
-    const open = await this.executions.find(filter, { projection: { clientId: 1 } }).limit(limit).toArray();
-    for (const { clientId } of open) await this.end(jobId, clientId, status);
+  async endOpen(jobId: string, status: 'TIMED_OUT' | 'CANCELED', limit: number, replyTimeout?: { now: number; timeoutMs: number }): Promise<number> {
+    const now = replyTimeout?.now ?? Date.now();
+    const filter = { jobId, status: { $in: ['QUEUED' as const, 'IN_PROGRESS' as const] }, ...(replyTimeout ? { queuedAt: { $lte: now - replyTimeout.timeoutMs } } : {}) };
+    const open = await this.executions.find(filter, { projection: { clientId: 1, queuedAt: 1 } }).limit(limit).toArray();
+    for (const { clientId, queuedAt } of open) {
+      const at = replyTimeout && queuedAt !== undefined ? queuedAt + replyTimeout.timeoutMs : now;
+      await this.transition(jobId, clientId, (current) => endJobExecution(current, status, at));
+    }
     return open.length;
   }
 

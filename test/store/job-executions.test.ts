@@ -36,10 +36,16 @@ describe('job executions', () => {
     expect(await store.apply('job-t', 'early-1', report('t1', 'IN_PROGRESS', 1_500, 10))).toMatchObject({ execution: { status: 'IN_PROGRESS', queuedAt: 1_000 } });
     await store.apply('job-t', 'answered', report('t2', 'SUCCEEDED', 1_600));
     // A batch of 2 of the 3 overdue ones (early-1 in progress, early-2, early-3), then the last.
-    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, 2_000)).toBe(2);
-    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, 2_000)).toBe(1);
-    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, 2_000)).toBe(0);
+    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, { now: 3_000, timeoutMs: 1_000 })).toBe(2);
+    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, { now: 3_000, timeoutMs: 1_000 })).toBe(1);
+    expect(await store.endOpen('job-t', 'TIMED_OUT', 2, { now: 3_000, timeoutMs: 1_000 })).toBe(0);
     expect(await store.counts('job-t')).toMatchObject({ QUEUED: 1, IN_PROGRESS: 0, SUCCEEDED: 1, TIMED_OUT: 3 });
+    // Each timed out at its delivery + the timeout (2,000): a verdict EMQX received by then, applied
+    // only now, still counts; one received after it does not.
+    expect(await store.get('job-t', 'early-2')).toMatchObject({ status: 'TIMED_OUT', timedOutAt: 2_000 });
+    expect(await store.apply('job-t', 'early-2', report('t3', 'SUCCEEDED', 1_900))).toMatchObject({ outcome: 'applied', execution: { status: 'SUCCEEDED' } });
+    expect(await store.apply('job-t', 'early-3', report('t4', 'SUCCEEDED', 2_100))).toMatchObject({ outcome: 'final', execution: { status: 'TIMED_OUT' } });
+    expect(await store.counts('job-t')).toMatchObject({ SUCCEEDED: 2, TIMED_OUT: 2 });
     // Without a cut-off (a cancel) every open one ends.
     expect(await store.endOpen('job-t', 'CANCELED', 10)).toBe(1);
     const found = await store.many('job-t', ['early-1', 'answered', 'recent', 'unknown']);

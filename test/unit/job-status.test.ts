@@ -97,6 +97,30 @@ describe('job execution rules', () => {
     const timedOut = endJobExecution(queued, 'TIMED_OUT').next;
     expect(applyJobReport(timedOut, report('SUCCEEDED', 2)).outcome).toBe('final');
   });
+
+  it('a verdict EMQX received before the timeout replaces TIMED_OUT when it is applied late; a later one, IN_PROGRESS or a scheduled retry does not', () => {
+    const started = applyAll([report('IN_PROGRESS', 100, { progress: 40 })]);
+    const timedOut = endJobExecution(started, 'TIMED_OUT', 1_000).next;
+    expect(timedOut).toMatchObject({ status: 'TIMED_OUT', timedOutAt: 1_000, wasInProgress: true });
+    // Received at the deadline itself, applied after it: the device answered in time.
+    const answered = applyJobReport(timedOut, report('SUCCEEDED', 1_000, { details: '{"v":2}' }));
+    expect(answered.outcome).toBe('applied');
+    expect(answered.next).toMatchObject({ status: 'SUCCEEDED', progress: 100, reportedAt: 1_000, details: '{"v":2}' });
+    expect(answered.next.timedOutAt).toBeUndefined();
+    expect(answered.next.wasInProgress).toBeUndefined();
+    expect(applyJobReport(timedOut, report('FAILED', 999)).next.status).toBe('FAILED');
+    // Received after the deadline: too late.
+    expect(applyJobReport(timedOut, report('SUCCEEDED', 1_001)).outcome).toBe('final');
+    // A progress report changes nothing once the time is up.
+    expect(applyJobReport(timedOut, report('IN_PROGRESS', 900, { progress: 90 })).outcome).toBe('final');
+    // A timeout without its moment (the campaign's deadline before this rule) stays as it is.
+    expect(applyJobReport(endJobExecution(started, 'TIMED_OUT').next, report('SUCCEEDED', 1)).outcome).toBe('final');
+    // Once its retry is scheduled, the retry is the execution: the answer was to an earlier attempt.
+    const retrying = scheduleJobRetry(timedOut, { timedOut: { retries: 1, backoffMs: 1_000, backoffCoefficient: 1, maximumBackoffMs: 1_000 } }, 1_500).next;
+    expect(applyJobReport(retrying, report('SUCCEEDED', 900)).outcome).toBe('earlier-attempt');
+    // A cancel keeps no such moment.
+    expect(applyJobReport(endJobExecution(started, 'CANCELED', 1_000).next, report('SUCCEEDED', 500)).outcome).toBe('final');
+  });
 });
 
 describe('job execution retries', () => {
