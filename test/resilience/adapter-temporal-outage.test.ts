@@ -1,5 +1,6 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { presenceWorkflowId } from '../../src/contracts/presence';
 import { ownTemporal, waitFor, waitForProgress, type OwnServer } from '../harness';
 import { connectedEvent, disconnectedEvent, postEvents, recordDevices, startPresenceEnv, type PresenceTestEnv } from '../support/presence-env';
 
@@ -83,17 +84,49 @@ async function delivery(ids: string[], rounds: number): Promise<{ done: boolean;
   }
   if (behind.length === 0) return { done: true, progress, detail: '' };
   const health = await healthz().catch((err: unknown) => ({ error: String(err) }));
+  const mainHealth = await healthz(env.adapterUrl).catch((err: unknown) => ({ error: String(err) }));
   const server = temporal.exitStatus();
   return {
     done: false,
     progress,
-    detail: `${behind.length}/${ids.length} devices behind ${rounds} rounds (${behind.slice(0, 3).join('; ')}); adapter /healthz ${JSON.stringify(health)}${server ? `; the Temporal server exited ${JSON.stringify(server)}:\n${temporal.logTail()}` : ''}`,
+    detail: [
+      `${behind.length}/${ids.length} devices behind ${rounds} rounds (${behind.slice(0, 3).join('; ')})`,
+      `storm adapter /healthz ${JSON.stringify(health)}, the env's adapter /healthz ${JSON.stringify(mainHealth)}`,
+      `workers: ${env.workerStates().join('; ')}`,
+      `inbox: ${await env.history.db.collection('presence_inbox_leases').countDocuments().catch(() => -1)} leases, ${await inboxEvents(ids)} of these devices' events still in buckets`,
+      `workflow of ${ids[0] as string}: ${await describeWorkflow(ids[0] as string)}`,
+      server ? `the Temporal server exited ${JSON.stringify(server)}:\n${temporal.logTail()}` : 'the Temporal server is running',
+    ].join('\n'),
   };
 }
 
-async function healthz(): Promise<{ status: string; temporal: string; inboxDepth: number }> {
-  const res = await request(`${adapterUrl}/healthz`);
+async function healthz(url = adapterUrl): Promise<{ status: string; temporal: string; inboxDepth: number }> {
+  const res = await request(`${url}/healthz`);
   return (await res.body.json()) as { status: string; temporal: string; inboxDepth: number };
+}
+
+/** How many of these devices' events the inbox buckets still hold (delivered or not). */
+async function inboxEvents(ids: string[]): Promise<number> {
+  const wanted = new Set(ids);
+  let count = 0;
+  for (const name of await env.history.db.listCollections({}, { nameOnly: true }).toArray()) {
+    if (!name.name.startsWith('presence_inbox_') || name.name.endsWith('leases')) continue;
+    for (const doc of await env.history.db.collection<{ events?: { clientId: string }[] }>(name.name).find({}).toArray()) {
+      count += (doc.events ?? []).filter((e) => wanted.has(e.clientId)).length;
+    }
+  }
+  return count;
+}
+
+/** A device workflow as the Temporal server sees it: status, history length, pending task. */
+async function describeWorkflow(clientId: string): Promise<string> {
+  try {
+    const description = await env.temporal.workflow.getHandle(presenceWorkflowId(clientId)).describe();
+    const pending = description.raw.pendingWorkflowTask;
+    return `${description.status.name}, ${description.historyLength} events, pending workflow task ${pending ? `${String(pending.state)} attempt ${pending.attempt ?? 0}` : 'none'}`;
+  } catch (err) {
+    return `describe failed: ${String(err)}`;
+  }
 }
 
 async function outage(label: string, outageMs: number): Promise<void> {

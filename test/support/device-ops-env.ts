@@ -33,6 +33,8 @@ export interface DeviceOpsTestEnv {
    * (e.g. a faulty one). `stop` rejects if the worker failed.
    */
   extraWorker(emqx: EmqxClient, options?: { taskQueue?: string }): Promise<{ ops: DeviceOps; stop(): Promise<void> }>;
+  /** Each worker's task queue and state, with the error it failed with (for failure messages). */
+  workerStates(): string[];
   close(): Promise<void>;
 }
 
@@ -65,7 +67,7 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
   const { connection: clientConnection, close: closeClient } = await temporalClient(options.temporalAddress);
   const temporal = new Client({ connection: clientConnection, namespace: stackEndpoints().namespace, dataConverter });
 
-  const running: { worker: Worker; run: Promise<void> }[] = [];
+  const running: { worker: Worker; taskQueue: string; run: Promise<void>; failure?: string }[] = [];
   // Bundled once for every worker of the file.
   const bundle = await sharedWorkflowBundle();
   const launch = async (taskQueue: string, workerEmqx: EmqxClient, limits: Partial<WorkerOptions> = {}): Promise<() => Promise<void>> => {
@@ -77,7 +79,10 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
       dataConverter,
       overrides: { ...bundle, ...limits },
     });
-    const entry = { worker, run: worker.run() };
+    const entry: (typeof running)[number] = { worker, taskQueue, run: worker.run() };
+    entry.run.catch((err: unknown) => {
+      entry.failure = String(err);
+    });
     running.push(entry);
     return async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
@@ -106,6 +111,9 @@ export async function startDeviceOpsEnv(options: { presence?: PresenceSettings; 
       const queue = extra.taskQueue ?? uniqueName('device-ops-extra');
       const stop = await launch(queue, workerEmqx);
       return { ops: new DeviceOps({ temporal, taskQueue: queue, emqx: workerEmqx, history }), stop };
+    },
+    workerStates() {
+      return running.map((r) => `${r.taskQueue}: ${r.worker.getState()}${r.failure ? ` (${r.failure})` : ''}`);
     },
     async close() {
       for (const { worker } of running) if (worker.getState() === 'RUNNING') worker.shutdown();
