@@ -79,7 +79,10 @@ async function delivery(ids: string[], rounds: number): Promise<{ done: boolean;
     const view = await env.ops.presenceOf(id);
     progress += (view?.counters.sessionsStarted ?? 0) + (view?.counters.sessionsEnded ?? 0);
     if (view?.counters.sessionsStarted !== rounds || view.counters.sessionsEnded !== rounds || view.presence !== 'offline') {
-      behind.push(`${id}: ${view ? `${view.counters.sessionsStarted}/${view.counters.sessionsEnded} ${view.presence}` : 'no workflow'}`);
+      const c = view?.counters;
+      behind.push(
+        `${id}: ${view && c ? `${c.sessionsStarted}/${c.sessionsEnded} ${view.presence} (events ${c.events}, stale ${c.stale}, duplicates ${c.duplicates}, coalesced ${c.coalesced}, runs ${c.runs})` : 'no workflow'}`,
+      );
     }
   }
   if (behind.length === 0) return { done: true, progress, detail: '' };
