@@ -1,4 +1,4 @@
-import { ApplicationFailure, getClient, heartbeat, log } from '@temporalio/activity';
+import { ApplicationFailure, Context, getClient, heartbeat, log } from '@temporalio/activity';
 import { chunkSizeFor, isFinal, isFinalCampaignState, type CampaignState, type CampaignTarget, type ChunkReport, type MessageTemplate, type Rollout, type TargetChunking, type TargetCounts, type TargetPolicy, type TargetSelector, type Transport } from '../domain/schemas/campaign';
 import { renderMessage, type RenderedMessage } from '../domain/schemas/campaign-message';
 import { ChunkLedger } from '../domain/campaign-chunk';
@@ -69,7 +69,18 @@ export interface PollRepliesInput {
   /** How retries are published: the campaign's transport and target policy. */
   transport?: Transport;
   policy?: TargetPolicy;
+  /**
+   * Without retries: wait up to this long for the open executions to settle before answering, so
+   * the poll interval passes inside the activity, not in a workflow timer, and a job whose devices
+   * all answered ends as soon as their reports are applied (docs/jobs.md).
+   */
+  settleWithinMs?: number;
 }
+
+/** Longest a reply poll waits for the open executions to settle (well within the heartbeat timeout). */
+const SETTLE_WAIT_MAX_MS = 30_000;
+/** How often a waiting reply poll reads the counts again. */
+const SETTLE_CHECK_MS = 500;
 
 /** Execution counts as a campaign reads them; `retries`: retries so far, with retry settings only. */
 export type ReplyTally = JobStatusCounts & { retries?: number };
@@ -140,6 +151,16 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
   async function endExecutions(jobId: string, status: 'TIMED_OUT' | 'CANCELED', replyTimeoutMs?: number): Promise<void> {
     const timeout = replyTimeoutMs !== undefined ? { now: Date.now(), timeoutMs: replyTimeoutMs } : undefined;
     while ((await executionsOf().endOpen(jobId, status, END_EXECUTIONS_BATCH, timeout)) === END_EXECUTIONS_BATCH) heartbeat();
+  }
+  /** The job's counts once no execution is open, or after `withinMs` (capped), whichever comes first. */
+  async function countsOnceSettled(jobId: string, withinMs: number): Promise<JobStatusCounts> {
+    const until = Date.now() + Math.min(withinMs, SETTLE_WAIT_MAX_MS);
+    for (;;) {
+      const counts = await executionsOf().counts(jobId);
+      if (counts.QUEUED + counts.IN_PROGRESS === 0 || Date.now() + SETTLE_CHECK_MS > until) return counts;
+      heartbeat();
+      await Context.current().sleep(SETTLE_CHECK_MS);
+    }
   }
   /**
    * Publishes the retries that are due (up to RETRY_BATCH), same job id: each attempt is begun
@@ -533,7 +554,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
      */
     async pollCampaignReplies(input: PollRepliesInput): Promise<ReplyTally> {
       await endExecutions(input.campaignId, 'TIMED_OUT', input.timeoutMs);
-      if (!input.retry || !input.transport || !input.policy) return executionsOf().counts(input.campaignId);
+      if (!input.retry || !input.transport || !input.policy) return countsOnceSettled(input.campaignId, input.settleWithinMs ?? 0);
       while ((await executionsOf().scheduleRetries(input.campaignId, input.retry, RETRY_BATCH, Date.now())) === RETRY_BATCH) heartbeat();
       await publishRetries(input.campaignId, input.transport, input.policy);
       // Counted after the retries were scheduled; a FAILED or TIMED_OUT reported since, with a

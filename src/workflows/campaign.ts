@@ -304,7 +304,10 @@ function pollReplies(s: Scheduler, settings: CampaignSettings): void {
   const timeoutMs = s.replies?.timeoutMs ?? 0;
   const retry = s.replies?.retry;
   beginReplyPoll(s, Date.now());
-  bookkeeping.pollCampaignReplies({ campaignId: s.campaignId, timeoutMs, ...(retry ? { retry, transport: settings.transport, policy: settings.policy } : {}) }).then(
+  // Without retries the activity waits (up to the interval) for the open executions to settle: the
+  // interval passes there, and the next poll is due when it answers, with no timer in between.
+  const wait = retry ? { retry, transport: settings.transport, policy: settings.policy } : { settleWithinMs: s.replies?.pollMs ?? 0 };
+  bookkeeping.pollCampaignReplies({ campaignId: s.campaignId, timeoutMs, ...wait }).then(
     (counts) => replyPollDone(s, replyCountsOf(counts)),
     (err: unknown) => {
       log.warn('could not read the execution counts', { campaignId: s.campaignId, error: failureMessage(err) });

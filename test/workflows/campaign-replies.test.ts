@@ -1,6 +1,7 @@
 import type mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import type { DeviceAgent, DeviceAgentOptions } from '../../examples/device-agent/agent';
+import { campaignWorkflowId } from '../../src/contracts/campaign';
 import { DEFAULT_DEVICE_TOPICS } from '../../src/domain/device-topics';
 import type { CampaignResultRow } from '../../src/store/campaigns';
 import { waitFor } from '../harness';
@@ -136,6 +137,30 @@ describe('campaigns with device-reported execution', () => {
     // The MQTT 3.1.1 device got no properties and answered on the status topic convention.
     expect(v4.jobs).toEqual(['job-v5']);
     expect(v4.published.map((p) => p.topic)).toEqual(['devices/job4-dev/jobs/job-v5/status', 'devices/job4-dev/jobs/job-v5/status']);
+
+  }, 120_000);
+
+  it('waits for late answers inside the reply poll, not in a workflow timer between polls, and ends once they are applied', async () => {
+    await jobEnv.env.ops.provision({ clientId: 'job-slow', password: passwordOf('job-slow'), jobs: true, alarmPolicy: QUIET_ALARMS });
+    // Answers 2 s after the job arrives: after the first poll, which runs as soon as the job is delivered.
+    const slow = await agent('job-slow', { delayMs: 2_000 });
+    await jobEnv.env.ops.campaigns.start({
+      campaignId: 'job-slow-1',
+      targets: { list: [{ clientId: 'job-slow' }] },
+      message: { topic: 'devices/${clientid}/jobs/${jobid}', payload: { format: 'json', text: '{"job":"${jobid}"}' } },
+      expectReply: { timeoutMs: 60_000 },
+    });
+    const summary = await jobEnv.env.ops.campaigns.handle('job-slow-1').result();
+    expect(summary.replies).toMatchObject({ succeeded: 1, queued: 0, inProgress: 0 });
+    expect(slow.jobs).toEqual(['job-slow-1']);
+    // The poll interval (5 s) passed inside the poll activity: no timer as short as it, and the
+    // answer was seen by the poll that was waiting for it.
+    const events = (await jobEnv.env.temporal.workflow.getHandle(campaignWorkflowId('job-slow-1')).fetchHistory()).events ?? [];
+    const shortTimers = events.filter((e) => e.timerStartedEventAttributes && Number(e.timerStartedEventAttributes.startToFireTimeout?.seconds ?? 0) <= 5);
+    expect(shortTimers).toEqual([]);
+    const polls = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'pollCampaignReplies');
+    expect(polls.length).toBeGreaterThanOrEqual(1);
+    expect(polls.length).toBeLessThanOrEqual(2);
   }, 120_000);
 
   it('aborts the rollout when the share of devices reporting FAILED reaches the criterion, leaving no execution open', async () => {
