@@ -126,7 +126,15 @@ async function describeWorkflow(clientId: string): Promise<string> {
   try {
     const description = await env.temporal.workflow.getHandle(presenceWorkflowId(clientId)).describe();
     const pending = description.raw.pendingWorkflowTask;
-    return `${description.status.name}, ${description.historyLength} events, pending workflow task ${pending ? `${String(pending.state)} attempt ${pending.attempt ?? 0}` : 'none'}`;
+    const activities = (description.raw.pendingActivities ?? []).map(
+      (a) => `${a.activityType?.name ?? '?'} ${String(a.state)} attempt ${a.attempt ?? 0}${a.lastFailure?.message ? ` (${a.lastFailure.message})` : ''}`,
+    );
+    const history = await env.temporal.workflow.getHandle(presenceWorkflowId(clientId)).fetchHistory();
+    const tail = (history.events ?? []).slice(-10).map((e) => {
+      const failure = e.workflowTaskFailedEventAttributes?.failure?.message;
+      return `${String(e.eventType)}${failure ? ` (${failure.slice(0, 300)})` : ''}`;
+    });
+    return `${description.status.name}, ${description.historyLength} events (last: ${tail.join(', ')}), pending workflow task ${pending ? `${String(pending.state)} attempt ${pending.attempt ?? 0}` : 'none'}, pending activities: ${activities.join('; ') || 'none'}`;
   } catch (err) {
     return `describe failed: ${String(err)}`;
   }
