@@ -62,7 +62,7 @@ export class InboxSink implements EventSink {
 
   private async write(writes: Write[]): Promise<{ fresh: Set<string> }> {
     const connections = writes.flatMap((w) => w.connections);
-    const bucket = this.relay.beginWrite();
+    const bucket = await this.relay.beginWrite();
     try {
       const result = await this.inbox.store(bucket, connections, writes.flatMap((w) => w.deviceEvents));
       this.relay.finishWrite(bucket, connections.filter((e) => result.fresh.has(e.key)));

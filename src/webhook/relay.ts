@@ -98,6 +98,8 @@ interface Bucket {
   readBack: boolean;
   /** Events known to be undelivered (for the depth gauge). */
   unsent: number;
+  /** Its collection exists and this process holds its lease (no other adapter may adopt it). */
+  leased: boolean;
 }
 
 interface Queued {
@@ -201,9 +203,7 @@ export class PresenceRelay {
     if (this.prepared === next) return;
     try {
       // Known before they exist, so an unused bucket is dropped after its window like any other.
-      const names = [this.bucketOf(start).name, this.bucketOf(start + this.options.bucketMs).name];
-      for (const name of names) await this.deps.inbox.createBucket(name);
-      await this.deps.inbox.holdLeases(this.instance, names, now, this.options.adoptAfterMs);
+      await this.lease([this.bucketOf(start), this.bucketOf(start + this.options.bucketMs)], now);
       this.prepared = next;
     } catch (err) {
       this.deps.logger.warn({ err: (err as Error).message }, 'could not create the next inbox bucket');
@@ -221,10 +221,36 @@ export class PresenceRelay {
     return this.lastSignalOk;
   }
 
-  /** Opens a write: returns the bucket it must go to. Close it with `finishWrite`. */
-  beginWrite(now = Date.now()): string {
+  /** Creates the buckets' collections and takes their leases. */
+  private async lease(buckets: Bucket[], now: number): Promise<void> {
+    const names = buckets.map((b) => b.name);
+    for (const name of names) await this.deps.inbox.createBucket(name);
+    const held = await this.deps.inbox.holdLeases(this.instance, names, now, this.options.adoptAfterMs);
+    for (const bucket of buckets) if (held.has(bucket.name)) bucket.leased = true;
+  }
+
+  /**
+   * Opens a write: returns the bucket it must go to, its collection created and its lease held.
+   * Close it with `finishWrite`. Normally the sweep prepared it ahead; when the sweep is late (a long
+   * read-back after an outage), the write takes the lease itself, or another adapter could adopt
+   * the bucket once its window is over and deliver its newer events ahead of this adapter's parked
+   * older ones (the device workflow would then ignore those as stale).
+   */
+  async beginWrite(now = Date.now()): Promise<string> {
     const bucket = this.bucketOf(now - (now % this.options.bucketMs));
     bucket.writes++;
+    if (!bucket.leased) {
+      try {
+        await this.lease([bucket], now);
+      } catch (err) {
+        bucket.writes--;
+        throw err;
+      }
+      if (!bucket.leased) {
+        bucket.writes--;
+        throw new Error(`inbox bucket ${bucket.name}: another adapter holds its lease`);
+      }
+    }
     return bucket.name;
   }
 
@@ -232,7 +258,7 @@ export class PresenceRelay {
     const name = inboxBucketName(this.instance, windowStart);
     let bucket = this.buckets.get(name);
     if (!bucket) {
-      bucket = { name, endsAt: windowStart + this.options.bucketMs, pending: 0, writes: 0, readBack: false, unsent: 0 };
+      bucket = { name, endsAt: windowStart + this.options.bucketMs, pending: 0, writes: 0, readBack: false, unsent: 0, leased: false };
       this.buckets.set(name, bucket);
     }
     return bucket;
@@ -510,7 +536,7 @@ export class PresenceRelay {
     if (candidates.length > 0) {
       for (const name of await this.deps.inbox.holdLeases(this.instance, candidates, now, this.options.adoptAfterMs)) {
         const start = bucketWindowStart(name) as number;
-        this.buckets.set(name, { name, endsAt: start + this.options.bucketMs, pending: 0, writes: 0, readBack: true, unsent: 0 });
+        this.buckets.set(name, { name, endsAt: start + this.options.bucketMs, pending: 0, writes: 0, readBack: true, unsent: 0, leased: true });
         this.deps.logger.info({ bucket: name }, 'adopting an inbox bucket whose lease expired');
       }
     }

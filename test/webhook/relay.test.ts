@@ -4,7 +4,7 @@ import type { PresenceEvent } from '../../src/domain/presence';
 import { presenceEventKey } from '../../src/domain/presence';
 import { EventInbox, inboxBucketName, type StoredConnectionEvent } from '../../src/store/event-inbox';
 import { WebhookMetrics } from '../../src/webhook/metrics';
-import { DEFAULT_RELAY_OPTIONS, isRejectedBatch, PresenceRelay } from '../../src/webhook/relay';
+import { DEFAULT_RELAY_OPTIONS, type RelayOptions, isRejectedBatch, PresenceRelay } from '../../src/webhook/relay';
 import { freshDatabase, waitFor } from '../harness';
 
 /**
@@ -75,7 +75,7 @@ describe('PresenceRelay', () => {
       const a = Array.from({ length: 20 }, (_, i) => connected('dl-a', 1_000 + i));
       const b = Array.from({ length: 5 }, (_, i) => connected('dl-b', 1_000 + i));
       const events = [...a, ...b];
-      const bucket = relay.beginWrite();
+      const bucket = await relay.beginWrite();
       const { fresh } = await inbox.store(bucket, events, []);
       relay.finishWrite(bucket, events.filter((e) => fresh.has(e.key)));
 
@@ -100,13 +100,13 @@ describe('PresenceRelay', () => {
     const silent = pino({ level: 'silent' });
 
     /** A relay whose deliveries are recorded (or refused while `down()`), with the time of each. */
-    function recordingRelay(name: string, log: { relay: string; key: string; at: number }[], down: () => boolean = () => false): PresenceRelay {
+    function recordingRelay(name: string, log: { relay: string; key: string; at: number }[], down: () => boolean = () => false, options: Partial<RelayOptions> = {}): PresenceRelay {
       const deliver = (_clientId: string, events: PresenceEvent[]): Promise<void> => {
         if (down()) return Promise.reject(new Error(`${name}: 14 UNAVAILABLE`));
         for (const e of events) log.push({ relay: name, key: e.key, at: Date.now() });
         return Promise.resolve();
       };
-      return new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: silent }, quick);
+      return new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: silent }, { ...quick, ...options });
     }
 
     it('an owner racing itself for a new lease holds it; another owner does not get it until it expires', async () => {
@@ -142,6 +142,39 @@ describe('PresenceRelay', () => {
       }
     });
 
+    it('a write into a bucket the sweep has not prepared takes its lease, so a live adapter keeps it (another would deliver its newer events ahead of the parked older ones)', async () => {
+      const log: { relay: string; key: string; at: number }[] = [];
+      // A's sweep is late, as during a long read-back after an outage: after its first it prepares
+      // no bucket for a minute. Its leases are long (15 s, renewed every 5 s, the first renewal 5 s
+      // after start): a bucket it did not lease when writing would be B's before that renewal.
+      // Its events stay parked (Temporal down).
+      const a = recordingRelay('a', log, () => true, { sweepIntervalMs: 60_000, adoptAfterMs: 15_000 });
+      const b = recordingRelay('b', log);
+      a.start();
+      b.start();
+      try {
+        // Two windows later: the current window is one A's sweep never prepared.
+        await new Promise((r) => setTimeout(r, 2 * quick.bucketMs + 50));
+        const events = Array.from({ length: 8 }, (_, i) => connected(`late-sweep-${i % 4}`, 7_000 + i));
+        const name = await a.beginWrite();
+        const { fresh } = await inbox.store(name, events, []);
+        a.finishWrite(name, events.filter((e) => fresh.has(e.key)));
+        // Window over, the settle time, and four lease lengths: an unleased bucket would be B's by now.
+        const windowEnd = Date.now() + quick.bucketMs;
+        await waitFor(() => Date.now() > windowEnd + 2_000 + 4 * quick.adoptAfterMs, { timeoutMs: 15_000, intervalMs: 100, what: 'four lease lengths after the window' });
+        expect(log).toEqual([]);
+        expect(b.heldBuckets()).not.toContain(name);
+        expect(a.heldBuckets()).toContain(name);
+        // A dies: B adopts the bucket once the lease A took runs out, and delivers each event once.
+        await a.stop();
+        await waitFor(async () => !(await inbox.listBuckets()).includes(name), { timeoutMs: 40_000, what: "A's bucket delivered by B" });
+        expect(log.map((d) => d.key).sort()).toEqual(events.map((e) => e.key).sort());
+        expect(new Set(log.map((d) => d.relay))).toEqual(new Set(['b']));
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    });
+
     it("a live adapter's parked bucket stays its own while it renews the lease, and is adopted once it stops", async () => {
       const log: { relay: string; key: string; at: number }[] = [];
       // Adapter A cannot reach Temporal: its events stay parked in its bucket, well past the lease length.
@@ -151,7 +184,7 @@ describe('PresenceRelay', () => {
       b.start();
       try {
         const events = Array.from({ length: 12 }, (_, i) => connected(`parked-${i % 4}`, 9_000 + i));
-        const name = a.beginWrite();
+        const name = await a.beginWrite();
         const { fresh } = await inbox.store(name, events, []);
         a.finishWrite(name, events.filter((e) => fresh.has(e.key)));
         // Window over, plus four lease lengths: with an unrenewed lease B would have taken it by now.
@@ -182,7 +215,7 @@ describe('PresenceRelay', () => {
     const holdMs = 4_000;
     const relay = new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: pino({ level: 'silent' }) }, { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, disconnectHoldMs: holdMs });
     const write = async (events: StoredConnectionEvent[]): Promise<number> => {
-      const bucket = relay.beginWrite();
+      const bucket = await relay.beginWrite();
       const { fresh } = await inbox.store(bucket, events, []);
       relay.finishWrite(bucket, events.filter((e) => fresh.has(e.key)));
       return Date.now();
@@ -232,7 +265,7 @@ describe('PresenceRelay', () => {
       while (Date.now() - start < 3 * holdMs) {
         const at = Date.now();
         const events = [connected('hold-flapper', at), disconnected('hold-flapper', at, at + 5)];
-        const bucket = relay.beginWrite();
+        const bucket = await relay.beginWrite();
         const { fresh } = await inbox.store(bucket, events, []);
         relay.finishWrite(bucket, events.filter((e) => fresh.has(e.key)));
         await new Promise((resolve) => setTimeout(resolve, 250));
