@@ -109,6 +109,14 @@ describe('PresenceRelay', () => {
       return new PresenceRelay({ deliver, inbox, metrics: new WebhookMetrics(), logger: silent }, { ...quick, ...options });
     }
 
+    /** Stops relay A, then waits until relay B has adopted A's bucket, delivered each of its events once and dropped it. */
+    async function diesAndIsAdoptedByB(a: PresenceRelay, name: string, events: StoredConnectionEvent[], log: { relay: string; key: string }[], timeoutMs: number): Promise<void> {
+      await a.stop();
+      await waitFor(async () => !(await inbox.listBuckets()).includes(name), { timeoutMs, what: "A's bucket delivered by B" });
+      expect(log.map((d) => d.key).sort()).toEqual(events.map((e) => e.key).sort());
+      expect(new Set(log.map((d) => d.relay))).toEqual(new Set(['b']));
+    }
+
     it('an owner racing itself for a new lease holds it; another owner does not get it until it expires', async () => {
       const bucket = inboxBucketName('racer', Date.now());
       const now = Date.now();
@@ -166,10 +174,7 @@ describe('PresenceRelay', () => {
         expect(b.heldBuckets()).not.toContain(name);
         expect(a.heldBuckets()).toContain(name);
         // A dies: B adopts the bucket once the lease A took runs out, and delivers each event once.
-        await a.stop();
-        await waitFor(async () => !(await inbox.listBuckets()).includes(name), { timeoutMs: 40_000, what: "A's bucket delivered by B" });
-        expect(log.map((d) => d.key).sort()).toEqual(events.map((e) => e.key).sort());
-        expect(new Set(log.map((d) => d.relay))).toEqual(new Set(['b']));
+        await diesAndIsAdoptedByB(a, name, events, log, 40_000);
       } finally {
         await Promise.all([a.stop(), b.stop()]);
       }
@@ -196,10 +201,7 @@ describe('PresenceRelay', () => {
         expect(b.heldBuckets()).not.toContain(name);
 
         // A dies (stops renewing): B adopts its bucket and delivers every event once.
-        await a.stop();
-        await waitFor(async () => !(await inbox.listBuckets()).includes(name), { timeoutMs: 20_000, what: "A's bucket delivered by B" });
-        expect(log.map((d) => d.key).sort()).toEqual(events.map((e) => e.key).sort());
-        expect(new Set(log.map((d) => d.relay))).toEqual(new Set(['b']));
+        await diesAndIsAdoptedByB(a, name, events, log, 20_000);
       } finally {
         await Promise.all([a.stop(), b.stop()]);
       }
