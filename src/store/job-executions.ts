@@ -133,7 +133,7 @@ export class JobExecutionStore {
     const open = await this.executions.find(filter, { projection: { clientId: 1, queuedAt: 1 } }).limit(limit).toArray();
     for (const { clientId, queuedAt } of open) {
       const at = replyTimeout && queuedAt !== undefined ? queuedAt + replyTimeout.timeoutMs : now;
-      await this.transition(jobId, clientId, (current) => endJobExecution(current, status, at));
+      await this.end(jobId, clientId, status, at);
     }
     return open.length;
   }
@@ -149,9 +149,9 @@ export class JobExecutionStore {
     return this.transition(jobId, clientId, (current) => applyJobReport(current, report));
   }
 
-  /** Ends an open execution (TIMED_OUT, CANCELED); a final one stays as it is. */
-  async end(jobId: string, clientId: string, status: 'TIMED_OUT' | 'CANCELED'): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
-    return this.transition(jobId, clientId, (current) => endJobExecution(current, status));
+  /** Ends an open execution (TIMED_OUT, CANCELED; `at`: when it timed out); a final one stays as it is. */
+  async end(jobId: string, clientId: string, status: 'TIMED_OUT' | 'CANCELED', at?: number): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
+    return this.transition(jobId, clientId, (current) => endJobExecution(current, status, at));
   }
 
   async get(jobId: string, clientId: string): Promise<JobExecution | null> {

@@ -409,26 +409,19 @@ export function registerCampaignCommands(program: Command, io: CliIo): void {
       });
     });
 
-  for (const action of ['pause', 'resume'] as const) {
-    campaign
-      .command(action)
-      .argument('<campaignId>')
-      .option('--json', 'print JSON')
-      .action(async (campaignId: string, opts: { json?: boolean }) => {
-        const progress = await withCampaigns((ops) => (action === 'pause' ? ops.pause(campaignId) : ops.resume(campaignId)));
-        print(opts.json, progress, () => describeProgress(progress));
-      });
-  }
-
-  campaign
-    .command('close')
-    .argument('<campaignId>')
-    .description('a continuous campaign takes no more devices; it completes once its targets are final')
-    .option('--json', 'print JSON')
-    .action(async (campaignId: string, opts: { json?: boolean }) => {
-      const progress = await withCampaigns((ops) => ops.close(campaignId));
+  const controls = {
+    pause: '',
+    resume: '',
+    close: 'a continuous campaign takes no more devices; it completes once its targets are final',
+  } as const;
+  for (const [action, description] of Object.entries(controls) as [keyof typeof controls, string][]) {
+    const command = campaign.command(action).argument('<campaignId>');
+    if (description) command.description(description);
+    command.option('--json', 'print JSON').action(async (campaignId: string, opts: { json?: boolean }) => {
+      const progress = await withCampaigns((ops) => ops[action](campaignId));
       print(opts.json, progress, () => describeProgress(progress));
     });
+  }
 
   campaign
     .command('cancel')
