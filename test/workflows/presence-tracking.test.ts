@@ -81,6 +81,8 @@ describe('presence tracking policy', () => {
     expect(withWorkflow).toEqual([]);
     expect(await env.history.db.collection('alarms').countDocuments({ clientId: { $in: unknown } })).toBe(0);
     expect(env.notifications.filter((n) => unknown.includes(n.clientId))).toEqual([]);
+    // The notification goes out after the alarm is recorded, from an activity of its own.
+    await waitFor(() => env.notifications.some((n) => n.clientId === device), { what: `${device} alarm notification`, timeoutMs: 20_000 });
     expect(env.notifications.filter((n) => n.clientId === device).map((n) => `${n.kind}:${n.change}`)).toEqual(['offline:raised']);
     // The history still has every client.
     expect(await env.ops.history('pt-unknown-007')).toHaveLength(2);
