@@ -96,7 +96,9 @@ describe('PresenceRelay', () => {
   });
 
   describe('several adapters on one inbox (leases)', () => {
-    const quick = { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, adoptAfterMs: 600 };
+    // Leases of 1.5 s, renewed every 0.5 s: short for a quick test, yet long enough that a renewal
+    // delayed by a loaded machine (the whole suite on 2 cores) does not lose a lease mid-delivery.
+    const quick = { ...DEFAULT_RELAY_OPTIONS, sweepIntervalMs: 100, bucketMs: 500, adoptAfterMs: 1_500 };
     const silent = pino({ level: 'silent' });
 
     /** A relay whose deliveries are recorded (or refused while `down()`), with the time of each. */
