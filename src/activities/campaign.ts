@@ -444,11 +444,15 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
         await storeOf().writeChunkState(campaignId, chunk, { ledger: ledger.toData(), lastBatch: { id: input.batchId, published, delivered } });
       };
 
-      // An earlier attempt of this activity died with a request in flight: EMQX may have published
-      // its messages, so they are an unknown outcome (retry.unknownOutcome: give up, the default,
-      // or send again), never a silent second send.
-      const cut = stored.sending?.batch === input.batchId ? stored.sending.positions.filter((i) => i < targets.length && ledger.isOpen(i)) : [];
-      const settleCut = (): Promise<void> => settle(cut, cut.map(() => ({ kind: 'unknown', error: 'the worker stopped while the request was on its way to EMQX' })));
+      // An earlier attempt of this activity died with a request in flight. If EMQX's answer was
+      // recorded, it is applied now. Otherwise EMQX may have published its messages, so they are an
+      // unknown outcome (retry.unknownOutcome: give up, the default, or send again), never a silent
+      // second send.
+      const sending = stored.sending?.batch === input.batchId ? stored.sending : undefined;
+      const cutAt = (sending?.positions ?? []).flatMap((position, k) => (position < targets.length && ledger.isOpen(position) ? [{ position, k }] : []));
+      const cut = cutAt.map((c) => c.position);
+      const lost: AttemptOutcome = { kind: 'unknown', error: 'the worker stopped while the request was on its way to EMQX' };
+      const settleCut = (): Promise<void> => settle(cut, cutAt.map(({ k }) => sending?.answered?.[k] ?? lost));
       if (stored.lastBatch?.id === input.batchId) {
         // An earlier attempt of this activity applied part or all of this batch: report it again
         // and publish nothing more (what it did not reach is due for the next batch).
@@ -485,6 +489,7 @@ export function createCampaignActivities(deps: CampaignActivityDeps) {
           }
         }
         heartbeat();
+        if (group.length > 0) await storeOf().markAnswered(campaignId, chunk, outcomes);
         await settle(group, outcomes);
       }
       return reportOf(chunk, ledger, published, delivered);

@@ -11,7 +11,7 @@ import {
 } from '../domain/schemas/campaign';
 import { ChunkLedger, type ChunkLedgerData, type Effort } from '../domain/campaign-chunk';
 import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
-import { NO_SUBSCRIBER_ERROR, type DeviceDelivery, type TargetState } from '../domain/campaign-target-state';
+import { NO_SUBSCRIBER_ERROR, type AttemptOutcome, type DeviceDelivery, type TargetState } from '../domain/campaign-target-state';
 
 /**
  * Campaign storage. Targets live here, not in workflow input, in chunks of one size per campaign
@@ -140,11 +140,14 @@ export interface BatchMark {
 /**
  * A request on its way to EMQX, written before it is sent: if the activity's worker dies before
  * the request's outcome is written, the retried activity (same batch id) finds these positions and
- * knows EMQX may have published their messages (an unknown outcome, not a fresh try).
+ * knows EMQX may have published their messages (an unknown outcome, not a fresh try). Once EMQX
+ * has answered, its answer is added (`answered`, one outcome per position), so a worker that dies
+ * while writing the outcomes leaves the answer behind, and the retry applies it instead of giving up.
  */
 export interface SendingMark {
   batch: string;
   positions: number[];
+  answered?: AttemptOutcome[];
 }
 
 /** A chunk's stored working state. */
@@ -405,6 +408,13 @@ export class CampaignStore {
    */
   async markSending(campaignId: string, chunk: number, mark: SendingMark | null): Promise<void> {
     await this.chunkStates.updateOne({ _id: chunkKey(campaignId, chunk) }, mark ? { $set: { sending: mark } } : { $unset: { sending: '' } });
+  }
+
+  /** Adds EMQX's answer to the request marked as sending (see SendingMark). */
+  async markAnswered(campaignId: string, chunk: number, answered: AttemptOutcome[]): Promise<void> {
+    // Through JSON: an absent field stays absent (the driver would store `undefined` as null).
+    const stored = JSON.parse(JSON.stringify(answered)) as AttemptOutcome[];
+    await this.chunkStates.updateOne({ _id: chunkKey(campaignId, chunk) }, { $set: { 'sending.answered': stored } });
   }
 
   // ---- continuous campaigns ----

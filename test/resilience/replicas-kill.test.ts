@@ -10,6 +10,7 @@ import type { AppProcesses } from '../../devstack/app-processes';
 import { startBroker, type RunningBroker } from '../../devstack/broker';
 import { freePort, type ServiceProcess } from '../../devstack/services';
 import { createDataConverter } from '../../src/codec/data-converter';
+import { UNKNOWN_OUTCOME_ERROR } from '../../src/domain/campaign-target-state';
 import { createEmqxClient, type EmqxClient } from '../../src/emqx';
 import { History } from '../../src/store';
 import { DeviceOps } from '../../src/starter/client';
@@ -31,6 +32,7 @@ const DEVICES = Number(process.env.REPLICAS_KILL_DEVICES ?? 200);
 /** These drop in the storm and stay away: each must get exactly one offline alarm. */
 const STAY_OFFLINE = Math.max(5, Math.round(DEVICES / 50));
 const CAMPAIGN_TARGETS = Math.min(500, DEVICES / 4);
+const RATE_PER_MINUTE = 1_200;
 const API_KEY = 'replicas-key';
 const API_SECRET = 'replicas-secret-000000';
 
@@ -188,7 +190,7 @@ describe('two adapters and two workers, one of each killed', () => {
         targets: { list: targets.map((clientId) => ({ clientId })) },
         message: { topic: 'rk/${clientid}/cmd', payload: { format: 'text', text: 'update' }, qos: 1 },
         // Long enough to kill a worker mid-way: about 25 s.
-        rollout: { maximumPerMinute: 1_200 },
+        rollout: { maximumPerMinute: RATE_PER_MINUTE },
       },
       { taskQueue: operationsQueue },
     );
@@ -197,14 +199,22 @@ describe('two adapters and two workers, one of each killed', () => {
     await Promise.all([killAndAwaitRestart(apps.workers[1]!, 'worker-2'), killAndAwaitRestart(apps.adapters[1]!, 'webhook-2')]);
 
     const summary = await ops.campaigns.handle(campaignId).result();
-    expect(summary).toMatchObject({ state: 'completed', counts: { total: CAMPAIGN_TARGETS, delivered: CAMPAIGN_TARGETS, pending: 0 } });
     const records = await ops.campaigns.finalRecords(campaignId);
     expect(records).toHaveLength(CAMPAIGN_TARGETS);
     expect(new Set(records.map((r) => r.clientId)).size).toBe(CAMPAIGN_TARGETS);
+    // A kill that lands while a bulk request is on its way to EMQX (between its sending mark and
+    // EMQX's answer, a few milliseconds of each batch) leaves that request's outcome unknown: its
+    // targets end failed and are not sent again (retry.unknownOutcome "give-up", the default;
+    // workflows/campaign-crash.test.ts). At most one request, of one second's worth at the rate.
+    // Every other target is delivered, the killed worker's answered requests included.
+    const unknown = records.filter((r) => r.status !== 'delivered');
+    expect(unknown.filter((r) => r.status !== 'failed' || !r.lastError?.startsWith(UNKNOWN_OUTCOME_ERROR)), JSON.stringify(unknown)).toEqual([]);
+    expect(unknown.length).toBeLessThanOrEqual(Math.ceil(RATE_PER_MINUTE / 60));
+    expect(summary).toMatchObject({ state: 'completed', counts: { total: CAMPAIGN_TARGETS, delivered: CAMPAIGN_TARGETS - unknown.length, failed: unknown.length, pending: 0 } });
 
     const received = await counts();
-    const copies = targets.map((id) => received[id]?.messages ?? 0);
-    expect(copies.filter((n) => n === 0)).toEqual([]);
+    const unreached = targets.filter((id) => (received[id]?.messages ?? 0) === 0);
+    expect(unreached.filter((id) => !unknown.some((r) => r.clientId === id))).toEqual([]);
     // A second first copy (not a DUP redelivery) would mean the campaign published twice.
     expect(targets.filter((id) => (received[id]?.messages ?? 0) > 1)).toEqual([]);
     expect(gaveUp).toEqual([]);

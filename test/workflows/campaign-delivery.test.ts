@@ -1,7 +1,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { connectAsync, type IPublishPacket } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createCampaignActivities } from '../../src/activities/campaign';
 import { createDataConverter } from '../../src/codec/data-converter';
 import { CampaignRequest, type ChunkReport, type TargetPolicy } from '../../src/domain/schemas/campaign';
@@ -302,6 +302,48 @@ describe('campaign delivery', () => {
     await waitFor(() => targets.every((id) => devices.received(id).length > 0), { what: 'every device reached' });
     for (const id of targets) expect(devices.received(id).map((a) => a.payload), id).toEqual(['req']);
     expect(await store.targetRecords(campaignId)).toHaveLength(10);
+  });
+
+  it('a batch whose worker dies after EMQX answered applies that answer on retry: delivered, not an unknown outcome, and not sent again', async () => {
+    const targets = ids('answered', 4);
+    await registerDevices(env.emqx, targets);
+    await devices.connectAll(targets);
+    const campaignId = uniqueName('answered');
+    const store = new CampaignStore(env.history.db);
+    await store.createCampaign(
+      { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline: false, createdAt: new Date().toISOString(), startAttempt: 'a1', targets: { source: 'list' } },
+      { topic: TOPIC, payload: { format: 'text', text: 'answered' }, qos: 1, retain: false },
+    );
+    await store.writeChunks(campaignId, targets.map((clientId) => ({ clientId })));
+    const policy = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'x' } } });
+    let requests = 0;
+    const run = batchRunner(
+      campaignId,
+      (messages, opts) => {
+        requests += 1;
+        return env.emqx.publishBulk(messages, opts);
+      },
+      { retry: policy.retry, offline: policy.offline },
+      { limit: 4 },
+    );
+    // The first write after EMQX's answer fails as a dying worker's would: not an answer from EMQX.
+    const recordFinals = vi.spyOn(CampaignStore.prototype, 'recordFinalTargets').mockRejectedValueOnce(new Error('worker stopped'));
+    try {
+      await expect(run('batch-1')).rejects.toThrow('worker stopped');
+    } finally {
+      recordFinals.mockRestore();
+    }
+    expect(requests).toBe(1);
+    expect((await store.readChunkState(campaignId, 0)).sending).toMatchObject({ batch: 'batch-1', positions: [0, 1, 2, 3], answered: targets.map(() => ({ kind: 'delivered' })) });
+
+    expect(await run('batch-1')).toMatchObject({ delivered: 4, counts: { delivered: 4, pending: 0 }, nextDueAt: null });
+    expect(requests).toBe(1);
+    const records = await store.targetRecords(campaignId);
+    expect(records.map((r) => [r.clientId, r.status, r.attempts, r.lastError])).toEqual(targets.map((id) => [id, 'delivered', 1, undefined]));
+    expect(records.every((r) => /^[0-9A-F]+$/.test(r.messageId ?? ''))).toBe(true);
+    expect((await store.readChunkState(campaignId, 0)).sending).toBeUndefined();
+    await waitFor(() => targets.every((id) => devices.received(id).length > 0), { what: 'every device reached' });
+    for (const id of targets) expect(devices.received(id).map((a) => a.payload), id).toEqual(['answered']);
   });
 
   it('tries a target again at once when its device subscribed between the "no subscriber" answer and its waiting record', async () => {
