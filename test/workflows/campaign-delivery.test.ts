@@ -43,6 +43,18 @@ function batchRunner(campaignId: string, publishBulk: EmqxClient['publishBulk'],
     new MockActivityEnvironment().run(activities.publishCampaignBatch, { campaignId, chunk: 0, ...sizes, transport: 'rest' as const, policy, batchId });
 }
 
+/** A running campaign of `targets` (one chunk) written straight to the store, for batchRunner; returns its id and the store. */
+async function seedCampaign(prefix: string, targets: string[], text: string, waitOffline = false): Promise<{ campaignId: string; store: CampaignStore }> {
+  const campaignId = uniqueName(prefix);
+  const store = new CampaignStore(env.history.db);
+  await store.createCampaign(
+    { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline, createdAt: new Date().toISOString(), startAttempt: 'a1', targets: { source: 'list' } },
+    { topic: TOPIC, payload: { format: 'text', text }, qos: 1, retain: false },
+  );
+  await store.writeChunks(campaignId, targets.map((clientId) => ({ clientId })));
+  return { campaignId, store };
+}
+
 describe('campaign delivery', () => {
   it('delivers once to online devices, to returning devices on their reconnect signal, and ends the others offline at the deadline', async () => {
     const online = ids('on', 10);
@@ -269,13 +281,7 @@ describe('campaign delivery', () => {
     const targets = ids('req', 10);
     await registerDevices(env.emqx, targets);
     await devices.connectAll(targets);
-    const campaignId = uniqueName('requests');
-    const store = new CampaignStore(env.history.db);
-    await store.createCampaign(
-      { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline: false, createdAt: new Date().toISOString(), startAttempt: 'a1', targets: { source: 'list' } },
-      { topic: TOPIC, payload: { format: 'text', text: 'req' }, qos: 1, retain: false },
-    );
-    await store.writeChunks(campaignId, targets.map((clientId) => ({ clientId })));
+    const { campaignId, store } = await seedCampaign('requests', targets, 'req');
     const policy = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'x' } } });
 
     // EMQX answers the first two bulk requests, then fails in a way retrying cannot fix.
@@ -308,13 +314,7 @@ describe('campaign delivery', () => {
     const targets = ids('answered', 4);
     await registerDevices(env.emqx, targets);
     await devices.connectAll(targets);
-    const campaignId = uniqueName('answered');
-    const store = new CampaignStore(env.history.db);
-    await store.createCampaign(
-      { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline: false, createdAt: new Date().toISOString(), startAttempt: 'a1', targets: { source: 'list' } },
-      { topic: TOPIC, payload: { format: 'text', text: 'answered' }, qos: 1, retain: false },
-    );
-    await store.writeChunks(campaignId, targets.map((clientId) => ({ clientId })));
+    const { campaignId, store } = await seedCampaign('answered', targets, 'answered');
     const policy = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'x' } } });
     let requests = 0;
     const run = batchRunner(
@@ -352,13 +352,7 @@ describe('campaign delivery', () => {
     // device's session after the write. The device connects inside that window here, every time.
     const [device] = ids(uniqueName('window'), 1) as [string];
     await registerDevices(env.emqx, [device]);
-    const campaignId = uniqueName('window');
-    const store = new CampaignStore(env.history.db);
-    await store.createCampaign(
-      { campaignId, workflowId: `campaign/${campaignId}`, state: 'running', active: true, transport: 'rest', waitOffline: true, createdAt: new Date().toISOString(), startAttempt: 'a1', targets: { source: 'list' } },
-      { topic: TOPIC, payload: { format: 'text', text: 'window' }, qos: 1, retain: false },
-    );
-    await store.writeChunks(campaignId, [{ clientId: device }]);
+    const { campaignId, store } = await seedCampaign('window', [device], 'window', true);
     const request = CampaignRequest.parse({
       targets: { list: [{ clientId: 'x' }] },
       message: { topic: 't', payload: { format: 'text', text: 'x' } },
