@@ -493,6 +493,23 @@ export const FERRETDB_PATCHES: GoPatch[] = [
     ],
     append: ID_WHERE_HELPER,
   },
+  {
+    // FerretDB's `update` command keeps the query of each of its updates open (a deferred close in
+    // the loop over them) until the whole command ends, and each open query holds one of the
+    // SQLite pool's 100 connections. A bulk of more updates than that (bulkWrite of replaceOne or
+    // updateOne) waits forever for a connection, and every other client with it, once the waiting
+    // update holds the metadata lock (seen: a bulk of 250 replaces hung FerretDB). Closed after
+    // each update instead, as its `delete` command does.
+    module: 'github.com/FerretDB/FerretDB',
+    file: 'internal/handler/msg_update.go',
+    edits: [
+      { from: '\t\tcloser := iterator.NewMultiCloser()\n\t\tdefer closer.Close()\n', to: '\t\tcloser := iterator.NewMultiCloser()\n' },
+      {
+        from: '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n',
+        to: '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n\t\t// This update\'s query closed now, not when the command ends (patch of emqx-device-ops\' dev stack).\n\t\tcloser.Close()\n',
+      },
+    ],
+  },
 ];
 
 /** FERRETDB_PATH, else our FerretDB build from the cache, else `go build` it there. */

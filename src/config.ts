@@ -103,7 +103,7 @@ const sections = {
     /** A request whose events MongoDB has not stored within this is answered 503 (EMQX retries). */
     WEBHOOK_STORE_TIMEOUT: Duration.default(5_000),
     /** Devices whose stored replies the adapter applies at once (docs/jobs.md). */
-    WEBHOOK_REPLY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+    WEBHOOK_REPLY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
     /** Connections and their timeouts (docs/webhook-adapter.md). */
     WEBHOOK_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(100_000).default(512),
     WEBHOOK_IDLE_TIMEOUT: Duration.default(10_000),

@@ -3,6 +3,14 @@ import { MongoBulkWriteError, type WriteError, type AnyBulkWriteOperation, type 
 export const DUPLICATE_KEY = 11000;
 
 /**
+ * Most updates (replaceOne, updateOne) sent in one bulk command. FerretDB 1.24's `update` command
+ * holds one of its SQLite pool's 100 connections per update until the command ends, so an
+ * unpatched FerretDB hangs on a bulk of more than 100 (docs/mongodb.md); 40 leaves room for two
+ * such commands at once and for other clients. MongoDB gains little from larger ones.
+ */
+export const UPDATES_PER_COMMAND = 40;
+
+/**
  * Inserts the documents whose `_id` is not taken yet and returns the positions of those it inserted:
  * the others exist already (a retried write, a duplicate delivery). Any other failure throws,
  * including a bulk error without write errors (the driver's wrapping of a connection or
@@ -46,6 +54,6 @@ export async function upsertMany<T extends Document & { _id: string }>(collectio
       const { _id, ...replacement } = doc;
       return { replaceOne: { filter: { _id }, replacement, upsert: true } } as unknown as AnyBulkWriteOperation<T>;
     });
-    await collection.bulkWrite(ops, { ordered: false });
+    for (let from = 0; from < ops.length; from += UPDATES_PER_COMMAND) await collection.bulkWrite(ops.slice(from, from + UPDATES_PER_COMMAND), { ordered: false });
   }
 }

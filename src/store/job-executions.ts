@@ -1,4 +1,5 @@
-import type { Collection, Db } from 'mongodb';
+import { randomUUID } from 'node:crypto';
+import { MongoBulkWriteError, type AnyBulkWriteOperation, type Collection, type Db, type WriteError } from 'mongodb';
 import {
   applyJobReport,
   beginJobAttempt,
@@ -14,7 +15,7 @@ import {
   type JobStatusCounts,
   type JobStatusReport,
 } from '../domain/job-status';
-import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
+import { DUPLICATE_KEY, insertNew, UPDATES_PER_COMMAND } from './bulk-upsert';
 
 /**
  * Per-target job executions (`job_executions`, one document per job and device, `_id`
@@ -34,6 +35,15 @@ import { DUPLICATE_KEY, insertNew } from './bulk-upsert';
 interface StoredExecution extends JobExecution {
   _id: string;
   version: number;
+  /** The batch of applyMany that wrote this version: how a batch tells the writes it lost. */
+  writer?: string;
+}
+
+/** A device report for applyMany: the job, the target and what it said. */
+export interface TargetReport {
+  jobId: string;
+  clientId: string;
+  report: JobStatusReport;
 }
 
 /** Compare-and-set attempts before giving up (each loss means another report of the same target was applied). */
@@ -149,6 +159,76 @@ export class JobExecutionStore {
     return this.transition(jobId, clientId, (current) => applyJobReport(current, report));
   }
 
+  /**
+   * Applies many device reports at once, each target's in the order given (EMQX receive order):
+   * one read of all their executions, the rules applied in memory, and one bulk write of the
+   * changed ones, each conditional on the version it read. A target whose write lost (another
+   * writer moved it meanwhile) has its reports applied again one by one, as `apply` does.
+   * Same outcome as `apply` for each report in turn, with one read and a bulk write per 40 changed targets instead of two round trips per report.
+   */
+  async applyMany(reports: readonly TargetReport[]): Promise<void> {
+    const byTarget = new Map<string, TargetReport[]>();
+    for (const r of reports) {
+      const _id = jobExecutionKey(r.jobId, r.clientId);
+      const list = byTarget.get(_id);
+      if (list) list.push(r);
+      else byTarget.set(_id, [r]);
+    }
+    if (byTarget.size === 0) return;
+    // Applies of this store already under way for these targets finish first (see transition).
+    await Promise.all([...byTarget.keys()].map((_id) => this.running.get(_id) ?? Promise.resolve()));
+    const stored = new Map((await this.executions.find({ _id: { $in: [...byTarget.keys()] } }).toArray()).map((doc) => [doc._id, doc]));
+    const writer = randomUUID();
+    const writes: { _id: string; op: AnyBulkWriteOperation<StoredExecution> }[] = [];
+    for (const [_id, list] of byTarget) {
+      const doc = stored.get(_id);
+      let current = doc ? withoutBookkeeping(doc) : newJobExecution((list[0] as TargetReport).jobId, (list[0] as TargetReport).clientId);
+      let changed = false;
+      for (const { report } of list) {
+        const { next, outcome } = applyJobReport(current, report);
+        if (outcome === 'applied') [current, changed] = [next, true];
+      }
+      if (!changed) continue;
+      const op: AnyBulkWriteOperation<StoredExecution> = doc
+        ? { replaceOne: { filter: { _id, version: doc.version }, replacement: { ...current, version: doc.version + 1, writer } } }
+        : { insertOne: { document: { _id, ...current, version: 1, writer } } };
+      writes.push({ _id, op });
+    }
+    const lost = await this.bulkWriteLosers(writes, writer);
+    for (const _id of lost) {
+      for (const { jobId, clientId, report } of byTarget.get(_id) ?? []) await this.apply(jobId, clientId, report);
+    }
+  }
+
+  /** Runs the conditional writes of one applyMany batch; returns the `_id`s whose write did not win. */
+  private async bulkWriteLosers(writes: readonly { _id: string; op: AnyBulkWriteOperation<StoredExecution> }[], writer: string): Promise<string[]> {
+    const lost = new Set<string>();
+    let settled = 0;
+    for (let from = 0; from < writes.length; from += UPDATES_PER_COMMAND) {
+      const slice = writes.slice(from, from + UPDATES_PER_COMMAND);
+      try {
+        const result = await this.executions.bulkWrite(slice.map((w) => w.op), { ordered: false });
+        settled += result.insertedCount + result.modifiedCount;
+      } catch (err) {
+        if (!(err instanceof MongoBulkWriteError)) throw err;
+        const raw = err.writeErrors as WriteError | WriteError[] | undefined;
+        const errors = raw === undefined ? [] : ([] as WriteError[]).concat(raw);
+        // A duplicate key: another writer inserted the target's first version meanwhile.
+        if (errors.length === 0 || errors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+        for (const e of errors) lost.add((slice[e.index] as { _id: string })._id);
+        // How many of the others won is read back below.
+        settled = -Infinity;
+      }
+    }
+    if (settled === writes.length) return [];
+    // Some conditional replace found another version: read back which writes are not ours.
+    const candidates = writes.map((w) => w._id).filter((_id) => !lost.has(_id));
+    const ours = await this.executions.find({ _id: { $in: candidates }, writer }, { projection: { _id: 1 } }).toArray();
+    const won = new Set(ours.map((d) => d._id));
+    for (const _id of candidates) if (!won.has(_id)) lost.add(_id);
+    return [...lost];
+  }
+
   /** Ends an open execution (TIMED_OUT, CANCELED; `at`: when it timed out); a final one stays as it is. */
   async end(jobId: string, clientId: string, status: 'TIMED_OUT' | 'CANCELED', at?: number): Promise<{ execution: JobExecution; outcome: ApplyOutcome }> {
     return this.transition(jobId, clientId, (current) => endJobExecution(current, status, at));
@@ -231,6 +311,6 @@ function retryableFilter(jobId: string, settings: JobRetrySettings): Record<stri
 }
 
 function withoutBookkeeping(doc: StoredExecution): JobExecution {
-  const { _id: _key, version: _version, ...execution } = doc;
+  const { _id: _key, version: _version, writer: _writer, ...execution } = doc;
   return execution;
 }

@@ -17,7 +17,7 @@ import { JobExecutionStore } from '../store/job-executions';
 import { DeviceReplyStore } from '../store/job-replies';
 import { WaitingCommands } from '../store/waiting-commands';
 import { wakeCommands } from '../temporal/command-wake';
-import { DeviceReplies, replyApply } from './replies';
+import { DeviceReplies, replyApplyBatch } from './replies';
 import { ReplyApplier, type ReplyApplierOptions } from './reply-applier';
 
 /** Deadline of one signal-with-start: a hung Temporal call must not hold a device's queue. */
@@ -118,7 +118,7 @@ export function createWebhookAdapter(options: WebhookAdapterOptions): WebhookAda
   });
   const replyStore = new DeviceReplyStore(options.history.db);
   const applier = new ReplyApplier(
-    { store: replyStore, apply: replyApply({ replies: replyStore, executions: new JobExecutionStore(options.history.db), temporal: options.temporal }), logger },
+    { store: replyStore, apply: replyApplyBatch({ replies: replyStore, executions: new JobExecutionStore(options.history.db), temporal: options.temporal }), logger },
     options.replyApplier,
   );
   const app = buildServer({

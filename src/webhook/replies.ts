@@ -3,7 +3,9 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { commandReplySignal, commandWorkflowId } from '../contracts/command';
 import { classifyReply, type DeviceReply } from '../domain/schemas/device-reply';
 import type { DeviceTopics } from '../domain/device-topics';
+import type { JobStatusReport } from '../domain/job-status';
 import type { JobExecutionStore } from '../store/job-executions';
+import { mapPooled } from '../activities/failures';
 import { DeviceReplyStore, type StoredDeviceReply } from '../store/job-replies';
 import { InvalidEventError, parseEventBody } from './emqx-events';
 import { SinkUnavailableError } from './event-sink';
@@ -98,36 +100,63 @@ export interface ReplyApplyDeps {
   temporal: Client;
 }
 
+/** What a batch of replies came to: the keys of those not applied (they stay pending), and why. */
+export interface BatchApplyResult {
+  failed: Set<string>;
+  error?: unknown;
+}
+
+/** Command replies are applied this many devices at once (each device's one after another). */
+const COMMAND_DEVICES_AT_ONCE = 8;
+
+type AcceptedReply<K extends DeviceReply['kind']> = StoredDeviceReply & { kind: K; accepted: true };
+
 /**
- * Applies one accepted reply: a job status to its target's execution, a command reply to the
- * command's record and its workflow. Throws when it could not (the reply stays pending).
+ * Applies a batch of accepted replies (ReplyApplier): the job statuses to their targets' executions
+ * in one JobExecutionStore.applyMany, each command reply to the command's record and its workflow.
  */
-export function replyApply(deps: ReplyApplyDeps): (reply: DeviceReply) => Promise<void> {
-  return async (reply) => {
-    if (!reply.accepted) return;
-    if (reply.kind === 'job') {
-      const { status, progress, details } = reply;
-      await deps.executions.apply(reply.jobId, reply.clientId, {
-        status,
-        ...(progress !== undefined ? { progress } : {}),
-        ...(details !== undefined ? { details } : {}),
-        at: reply.at,
-        messageId: reply.messageId,
-      });
-      return;
+export function replyApplyBatch(deps: ReplyApplyDeps): (replies: readonly StoredDeviceReply[]) => Promise<BatchApplyResult> {
+  return async (replies) => {
+    const result: BatchApplyResult = { failed: new Set() };
+    const failedAll = (list: readonly StoredDeviceReply[], err: unknown): void => {
+      for (const reply of list) result.failed.add(reply.key);
+      result.error ??= err;
+    };
+    const jobs = replies.filter((r): r is AcceptedReply<'job'> => r.accepted && r.kind === 'job');
+    const commands = new Map<string, AcceptedReply<'command'>[]>();
+    for (const r of replies) {
+      if (!r.accepted || r.kind !== 'command') continue;
+      commands.set(r.clientId, [...(commands.get(r.clientId) ?? []), r]);
     }
-    const message = { status: reply.status, ...(reply.result !== undefined ? { result: reply.result } : {}), messageId: reply.messageId, at: reply.at };
-    await deps.replies.saveCommandReply({ clientId: reply.clientId, commandId: reply.commandId, ...message });
-    try {
-      // A deadline: a hung Temporal call must not hold one of the applier's few slots.
-      await deps.temporal.withDeadline(Date.now() + COMMAND_SIGNAL_DEADLINE_MS, () =>
-        deps.temporal.workflow.getHandle(commandWorkflowId(reply.clientId, reply.commandId)).signal(commandReplySignal, message),
-      );
-    } catch (err) {
-      // No such command running (unknown, or already ended): the reply stays recorded.
-      if (!(err instanceof WorkflowNotFoundError)) throw err;
-    }
+    const applyingJobs = deps.executions
+      .applyMany(jobs.map((r) => ({ jobId: r.jobId, clientId: r.clientId, report: jobReport(r) })))
+      .catch((err: unknown) => failedAll(jobs, err));
+    await mapPooled([...commands.values()], COMMAND_DEVICES_AT_ONCE, async (list) => {
+      for (const reply of list) await applyCommandReply(deps, reply).catch((err: unknown) => failedAll([reply], err));
+    });
+    await applyingJobs;
+    return result;
   };
+}
+
+function jobReport(reply: AcceptedReply<'job'>): JobStatusReport {
+  const { status, progress, details } = reply;
+  return { status, ...(progress !== undefined ? { progress } : {}), ...(details !== undefined ? { details } : {}), at: reply.at, messageId: reply.messageId };
+}
+
+/** A command reply to the command's record and its workflow; throws when it could not (the reply stays pending). */
+async function applyCommandReply(deps: ReplyApplyDeps, reply: AcceptedReply<'command'>): Promise<void> {
+  const message = { status: reply.status, ...(reply.result !== undefined ? { result: reply.result } : {}), messageId: reply.messageId, at: reply.at };
+  await deps.replies.saveCommandReply({ clientId: reply.clientId, commandId: reply.commandId, ...message });
+  try {
+    // A deadline: a hung Temporal call must not hold the applier's batch.
+    await deps.temporal.withDeadline(Date.now() + COMMAND_SIGNAL_DEADLINE_MS, () =>
+      deps.temporal.workflow.getHandle(commandWorkflowId(reply.clientId, reply.commandId)).signal(commandReplySignal, message),
+    );
+  } catch (err) {
+    // No such command running (unknown, or already ended): the reply stays recorded.
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
 }
 
 /** Registers the route on the adapter's server, behind the same token check as `/emqx/events`. */

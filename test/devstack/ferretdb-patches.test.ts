@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyGoPatch, FERRETDB_PATCHES, type GoPatch } from '../../devstack/binaries';
-import { freshDatabase } from '../harness';
+import { MongoClient } from 'mongodb';
+import { freshDatabase, ownFerretDb } from '../harness';
 
 /**
  * The dev stack's FerretDB is built with FERRETDB_PATCHES (devstack/binaries.ts) so that lookups by
@@ -62,6 +63,29 @@ describe("the dev stack's FerretDB build", () => {
   });
 });
 
+describe("the dev stack's FerretDB build, on a server of its own (unpatched, this test hangs it)", () => {
+  it('runs a bulk of 300 replaces in one update command: each update\'s query is closed before the next', async () => {
+    const ferret = await ownFerretDb();
+    const client = new MongoClient(ferret.address, { serverSelectionTimeoutMS: 10_000, socketTimeoutMS: 60_000 });
+    try {
+      const docs = client.db('bulk').collection<{ _id: string; version: number }>('docs');
+      const ids = Array.from({ length: 300 }, (_, i) => `d-${i}`);
+      await docs.insertMany(ids.map((_id) => ({ _id, version: 1 })));
+      // Unpatched, the 101st update waits for a SQLite connection forever (the pool holds 100).
+      const result = await docs.bulkWrite(
+        ids.map((_id) => ({ replaceOne: { filter: { _id, version: 1 }, replacement: { version: 2 } } })),
+        { ordered: false },
+      );
+      expect(result.modifiedCount).toBe(300);
+      // The server still answers others.
+      expect(await docs.countDocuments({ version: 2 })).toBe(300);
+    } finally {
+      await client.close();
+      await ferret.stop();
+    }
+  }, 120_000);
+});
+
 describe('applyGoPatch', () => {
   const patch: GoPatch = { module: 'example.com/m', file: 'a.go', edits: [{ from: 'x == 1', to: 'ok(x)', count: 2 }], append: 'func ok(x int) bool { return x > 0 }\n' };
 
@@ -73,7 +97,7 @@ describe('applyGoPatch', () => {
     expect(() => applyGoPatch(patch, 'if x == 1 {}\n')).toThrow(/expected 2 occurrence\(s\) of "x == 1", found 1/);
   });
 
-  it('has patches for the two FerretDB files', () => {
-    expect(FERRETDB_PATCHES.map((p) => p.file)).toEqual(['internal/backends/sqlite/metadata/metadata.go', 'internal/backends/sqlite/collection.go']);
+  it('has patches for the three FerretDB files', () => {
+    expect(FERRETDB_PATCHES.map((p) => p.file)).toEqual(['internal/backends/sqlite/metadata/metadata.go', 'internal/backends/sqlite/collection.go', 'internal/handler/msg_update.go']);
   });
 });

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Collection } from 'mongodb';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { JobStatusReport } from '../../src/domain/job-status';
 import { JobExecutionStore } from '../../src/store/job-executions';
 import { WaitingCommands } from '../../src/store/waiting-commands';
@@ -117,6 +118,62 @@ describe('job executions', () => {
     // An abort cancels the open ones: the one in progress is a rollback target, with the one that succeeded.
     await store.endOpen('job-r', 'CANCELED', 10);
     expect(await store.rollbackTargets('job-r')).toEqual(['busy', 'ok']);
+  });
+
+  it('applies a batch of reports in one read and one write: each target\'s in order, duplicates and stale ones changing nothing, new targets created', async () => {
+    await store.queue('job-m', ['m1', 'm2', 'm3'], 1_000);
+    await store.apply('job-m', 'm3', report('m3-ok', 'SUCCEEDED', 1_100));
+    const bulk = vi.spyOn(Collection.prototype, 'bulkWrite');
+    try {
+      await store.applyMany([
+        { jobId: 'job-m', clientId: 'm1', report: report('m1-p', 'IN_PROGRESS', 1_200, 40) },
+        { jobId: 'job-m', clientId: 'm1', report: report('m1-ok', 'SUCCEEDED', 1_300) },
+        // Received later but earlier at EMQX: stale after the verdict.
+        { jobId: 'job-m', clientId: 'm1', report: report('m1-late', 'IN_PROGRESS', 1_250, 60) },
+        { jobId: 'job-m', clientId: 'm2', report: report('m2-f', 'FAILED', 1_200) },
+        { jobId: 'job-m', clientId: 'm3', report: report('m3-ok', 'SUCCEEDED', 1_100) },
+        // No record yet (the report beat the QUEUED write).
+        { jobId: 'job-m', clientId: 'm4', report: report('m4-p', 'IN_PROGRESS', 1_200, 10) },
+      ]);
+      expect(bulk).toHaveBeenCalledTimes(1);
+      // m3 said nothing new: only m1, m2 and m4 were written.
+      expect(bulk.mock.calls[0]?.[0]).toHaveLength(3);
+    } finally {
+      bulk.mockRestore();
+    }
+    const found = await store.many('job-m', ['m1', 'm2', 'm3', 'm4']);
+    expect(found.get('m1')).toMatchObject({ status: 'SUCCEEDED', progress: 100, messageId: 'm1-ok', queuedAt: 1_000, updates: 2 });
+    expect(found.get('m2')).toMatchObject({ status: 'FAILED', messageId: 'm2-f' });
+    expect(found.get('m3')).toMatchObject({ status: 'SUCCEEDED', messageId: 'm3-ok', updates: 1 });
+    expect(found.get('m4')).toMatchObject({ status: 'IN_PROGRESS', progress: 10 });
+    expect(found.get('m4')).not.toHaveProperty('writer');
+    expect(await store.counts('job-m')).toMatchObject({ SUCCEEDED: 2, FAILED: 1, IN_PROGRESS: 1 });
+  });
+
+  it('a batch write that loses a target to another writer applies that target\'s reports again on what won', async () => {
+    await store.queue('job-c', ['c1', 'c2'], 1_000);
+    const other = new JobExecutionStore(database.db);
+    const original = Collection.prototype.bulkWrite;
+    const bulk = vi.spyOn(Collection.prototype, 'bulkWrite').mockImplementationOnce(async function (this: Collection, ...args: Parameters<Collection['bulkWrite']>) {
+      // Between the batch's read and its write, another writer moves c1 and creates c3.
+      await other.apply('job-c', 'c1', report('c1-p', 'IN_PROGRESS', 1_100, 30));
+      await other.apply('job-c', 'c3', report('c3-other', 'IN_PROGRESS', 1_050, 5));
+      return original.apply(this, args);
+    });
+    try {
+      await store.applyMany([
+        { jobId: 'job-c', clientId: 'c1', report: report('c1-ok', 'SUCCEEDED', 1_200) },
+        { jobId: 'job-c', clientId: 'c2', report: report('c2-ok', 'SUCCEEDED', 1_200) },
+        { jobId: 'job-c', clientId: 'c3', report: report('c3-ok', 'SUCCEEDED', 1_200) },
+      ]);
+    } finally {
+      bulk.mockRestore();
+    }
+    const found = await store.many('job-c', ['c1', 'c2', 'c3']);
+    // c1 and c3: both writers' reports count (two updates each), the verdict last.
+    expect(found.get('c1')).toMatchObject({ status: 'SUCCEEDED', progress: 100, messageId: 'c1-ok', updates: 2 });
+    expect(found.get('c3')).toMatchObject({ status: 'SUCCEEDED', progress: 100, messageId: 'c3-ok', updates: 2 });
+    expect(found.get('c2')).toMatchObject({ status: 'SUCCEEDED', messageId: 'c2-ok', updates: 1 });
   });
 
   it('ends open executions (deadline, cancel) and counts them', async () => {
