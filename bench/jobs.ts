@@ -113,6 +113,7 @@ async function campaignRun(stack: BenchStack, apps: Apps, fleets: Fleet[], ids: 
   };
   const sampler = setInterval(sample, 200);
   const t0 = performance.now();
+  const startedAt = Date.now();
   let summary: CampaignSummary;
   let started: { workflowId: string; runId: string };
   try {
@@ -138,6 +139,12 @@ async function campaignRun(stack: BenchStack, apps: Apps, fleets: Fleet[], ids: 
   // The broker's side of the replies: what its HTTP action sent to the adapter, retried, dropped (request_ttl expiry).
   const replyAction = stack.broker.webhookMetrics()['http:device_ops_replies'];
   const storedReplies = await stack.history.db.collection('device_replies').countDocuments({ jobId });
+  // Where the job's time went: the last reply at the broker (EMQX receive time) and stored by the adapter.
+  const [last] = await stack.history.db
+    .collection('device_replies')
+    .aggregate<{ at: number; receivedAt: string }>([{ $match: { jobId } }, { $group: { _id: null, at: { $max: '$at' }, receivedAt: { $max: '$receivedAt' } } }])
+    .toArray();
+  const timeline = last ? { lastReplyAtBrokerSeconds: round((last.at - startedAt) / 1000), lastReplyStoredSeconds: round((Date.parse(last.receivedAt) - startedAt) / 1000) } : null;
   const executions = await stack.history.db
     .collection('job_executions')
     .aggregate<{ _id: string; n: number }>([{ $match: { jobId } }, { $group: { _id: '$status', n: { $sum: 1 } } }])
@@ -152,6 +159,7 @@ async function campaignRun(stack: BenchStack, apps: Apps, fleets: Fleet[], ids: 
           replies: summary.replies,
           executions: Object.fromEntries(executions.map((e) => [e._id, e.n])),
           repliesStoredByAdapter: storedReplies,
+          timeline,
           brokerRepliesAction: replyAction
             ? { matched: replyAction.matched, success: replyAction.success, failed: replyAction.failed, retried: replyAction.retried, dropped: replyAction.dropped, droppedExpired: replyAction['dropped.expired'], droppedQueueFull: replyAction['dropped.queue_full'] }
             : null,
