@@ -140,11 +140,12 @@ async function campaignRun(stack: BenchStack, apps: Apps, fleets: Fleet[], ids: 
   const replyAction = stack.broker.webhookMetrics()['http:device_ops_replies'];
   const storedReplies = await stack.history.db.collection('device_replies').countDocuments({ jobId });
   // Where the job's time went: the last reply at the broker (EMQX receive time) and stored by the adapter.
-  const [last] = await stack.history.db
-    .collection('device_replies')
-    .aggregate<{ at: number; receivedAt: string }>([{ $match: { jobId } }, { $group: { _id: null, at: { $max: '$at' }, receivedAt: { $max: '$receivedAt' } } }])
-    .toArray();
-  const timeline = last ? { lastReplyAtBrokerSeconds: round((last.at - startedAt) / 1000), lastReplyStoredSeconds: round((Date.parse(last.receivedAt) - startedAt) / 1000) } : null;
+  // (FerretDB has no $max accumulator: the newest by each field.)
+  const newest = (field: 'at' | 'receivedAt') =>
+    stack.history.db.collection<{ at: number; receivedAt: string }>('device_replies').findOne({ jobId }, { sort: { [field]: -1 }, projection: { at: 1, receivedAt: 1 } });
+  const [lastAt, lastStored] = await Promise.all([newest('at'), newest('receivedAt')]);
+  const timeline =
+    lastAt && lastStored ? { lastReplyAtBrokerSeconds: round((lastAt.at - startedAt) / 1000), lastReplyStoredSeconds: round((Date.parse(lastStored.receivedAt) - startedAt) / 1000) } : null;
   const executions = await stack.history.db
     .collection('job_executions')
     .aggregate<{ _id: string; n: number }>([{ $match: { jobId } }, { $group: { _id: '$status', n: { $sum: 1 } } }])
