@@ -5,28 +5,28 @@ import { answerParentCommands } from './child-commands';
 /**
  * Device agents (examples/device-agent/agent.ts) for bench/jobs.ts, in a process of their own
  * (forked with an IPC channel; the benchmark spreads its fleet over several, so one event loop
- * does not hold every connection). Each agent answers a job IN_PROGRESS (50 %) and then
- * SUCCEEDED, except jobs whose id starts with `silentPrefix`, which it takes without answering
- * (the fire-and-forget run).
+ * does not hold every connection). Each agent answers a job IN_PROGRESS at each of the `progress`
+ * steps it is given (none: straight away) and then SUCCEEDED, except jobs whose id starts with
+ * `silentPrefix`, which it takes without answering (the fire-and-forget run).
  * Commands: connect (every id, password `<id>-pw`), jobs (the job messages each agent received:
  * first copies and repeats apart, and the reports it published), close.
  */
 
-type Command = { cmd: 'connect'; url: string; ids: string[]; silentPrefix: string } | { cmd: 'jobs' } | { cmd: 'close' };
+type Command = { cmd: 'connect'; url: string; ids: string[]; silentPrefix: string; progress: number[] } | { cmd: 'jobs' } | { cmd: 'close' };
 
 let agents: DeviceAgent[] = [];
 
 /** A connect that fails (CONNACK late on a loaded machine) is tried again this many times. */
 const CONNECT_ATTEMPTS = 5;
 
-async function connectOne(url: string, id: string, silentPrefix: string): Promise<DeviceAgent> {
+async function connectOne(url: string, id: string, silentPrefix: string, progress: number[]): Promise<DeviceAgent> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await startDeviceAgent({
         url,
         clientId: id,
         password: `${id}-pw`,
-        jobs: { behaviour: (jobId) => (jobId.startsWith(silentPrefix) ? 'ignore' : 'succeed'), progress: [50] },
+        jobs: { behaviour: (jobId) => (jobId.startsWith(silentPrefix) ? 'ignore' : 'succeed'), progress },
       });
     } catch (err) {
       if (attempt >= CONNECT_ATTEMPTS) throw err;
@@ -39,7 +39,7 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
   let extra: Record<string, unknown> = {};
   switch (command.cmd) {
     case 'connect':
-      agents = await mapPooled(command.ids, 100, (id) => connectOne(command.url, id, command.silentPrefix));
+      agents = await mapPooled(command.ids, 100, (id) => connectOne(command.url, id, command.silentPrefix, command.progress));
       break;
     case 'jobs': {
       // Per job id: agents that got it, extra copies (QoS 1 redeliveries), reports published.

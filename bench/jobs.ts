@@ -25,7 +25,8 @@ import { nonZero, totalActions } from './temporal-actions';
  * workflows are created (the connect wave) and settled before the campaigns start.
  *
  * Then, in order: the fire-and-forget campaign (the same job message on each device's job topic; the
- * agents take it without answering), and the job, each agent answering IN_PROGRESS then SUCCEEDED.
+ * agents take it without answering), and the job, each agent answering SUCCEEDED (after an
+ * IN_PROGRESS for each JOBS_BENCH_PROGRESS step).
  * For each: seconds from `campaigns.start` to the result (for the job: every target final),
  * targets/min, Temporal history events per 1,000 targets (the server's own histories, every run),
  * Temporal actions, worker RSS (peak during the run), CPU seconds per process, and what the
@@ -44,6 +45,17 @@ function positiveInt(name: string, fallback: number): number {
   const value = raw === undefined ? fallback : Number(raw);
   if (!Number.isInteger(value) || value <= 0) throw new Error(`${name}: "${raw}" must be a positive integer`);
   return value;
+}
+
+/**
+ * JOBS_BENCH_PROGRESS: the IN_PROGRESS reports each agent sends before SUCCEEDED, as progress
+ * steps (e.g. `50` or `25,75`); default none, the issue's "agents answering SUCCEEDED".
+ */
+function progressSteps(): number[] {
+  const raw = process.env.JOBS_BENCH_PROGRESS ?? '';
+  const steps = raw.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (steps.some((n) => !Number.isInteger(n) || n < 0 || n > 100)) throw new Error(`JOBS_BENCH_PROGRESS: "${raw}" must be a comma-separated list of integers 0-100`);
+  return steps;
 }
 
 /** JOBS_BENCH_REPLY_TIMEOUT_S (default 600, the CLI's default): a target without a final answer this long after delivery ends TIMED_OUT. */
@@ -200,7 +212,8 @@ export async function benchJobs(): Promise<Record<string, unknown>> {
     const perProcess = Math.ceil(devices / processes);
     const slices = Array.from({ length: processes }, (_, p) => ids.slice(p * perProcess, (p + 1) * perProcess)).filter((s) => s.length > 0);
     for (let p = 0; p < slices.length; p++) fleets.push(startFleet('job-agents.ts'));
-    await Promise.all(slices.map((slice, p) => (fleets[p] as Fleet).send({ cmd: 'connect', url: stack.broker.mqttUrl, ids: slice, silentPrefix: 'ff-' })));
+    const progressReports = progressSteps();
+    await Promise.all(slices.map((slice, p) => (fleets[p] as Fleet).send({ cmd: 'connect', url: stack.broker.mqttUrl, ids: slice, silentPrefix: 'ff-', progress: progressReports })));
     const connectSeconds = round((performance.now() - connectStart) / 1000);
     progress(`${devices} agents connected and subscribed in ${connectSeconds} s over ${slices.length} processes`);
     // The connect wave: every device's presence workflow created and online before the campaigns.
@@ -217,6 +230,7 @@ export async function benchJobs(): Promise<Record<string, unknown>> {
     return {
       devices,
       agentProcesses: slices.length,
+      reportsPerAgent: [...progressReports.map((p) => `IN_PROGRESS ${p}`), 'SUCCEEDED'],
       cpus: os.cpus().length,
       loadAverage: os.loadavg().map(round),
       provisionSeconds,
