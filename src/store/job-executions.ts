@@ -66,6 +66,8 @@ export class JobExecutionStore {
 
   async ensureIndexes(): Promise<void> {
     await this.executions.createIndex({ jobId: 1, status: 1 });
+    // Retries due (dueRetries).
+    await this.executions.createIndex({ jobId: 1, retryAt: 1 });
   }
 
   /**

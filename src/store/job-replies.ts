@@ -45,6 +45,10 @@ export class DeviceReplyStore {
 
   async ensureIndexes(): Promise<void> {
     await this.replies.createIndex({ clientId: 1, at: -1 });
+    // Retention (src/store/retention.ts) deletes by the receive time.
+    await this.replies.createIndex({ receivedAt: 1 });
+    // The sweep walks the backlog in receive order (unapplied).
+    await this.backlog.createIndex({ at: 1, messageId: 1 });
   }
 
   /** The document of a reply received at `receivedAt`. */

@@ -5,11 +5,12 @@ import type { Db } from 'mongodb';
  * sweep deletes what is older than each collection's retention, by a time field that has an index
  * (History.ensureIndexes) so that on MongoDB the delete is a range on that index, not a scan. The
  * inbox needs none: its buckets are dropped whole once delivered (event-inbox.ts).
- * Kept for good: devices, audit (the operator's trail), alarms, campaigns and fleet results.
+ * Kept for good: devices, audit (the operator's trail), alarms, campaigns (with their job executions
+ * and command replies) and fleet results.
  */
 
 export interface RetentionPolicy {
-  /** connection_events and device_events (RETENTION_EVENTS); 0 keeps them for good. */
+  /** connection_events, device_events and device_replies (RETENTION_EVENTS); 0 keeps them for good. */
   eventsMs: number;
   /** stats_snapshots (RETENTION_STATS). */
   statsMs: number;
@@ -21,6 +22,7 @@ export interface RetentionPolicy {
 export const RETAINED_COLLECTIONS: readonly { collection: string; field: string; policy: keyof RetentionPolicy }[] = [
   { collection: 'connection_events', field: 'at', policy: 'eventsMs' },
   { collection: 'device_events', field: 'at', policy: 'eventsMs' },
+  { collection: 'device_replies', field: 'receivedAt', policy: 'eventsMs' },
   { collection: 'stats_snapshots', field: 'at', policy: 'statsMs' },
   { collection: 'presence_dead_letters', field: 'deadLetteredAt', policy: 'deadLettersMs' },
 ];

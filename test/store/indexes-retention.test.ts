@@ -38,6 +38,11 @@ const EXPECTED: [string, Record<string, 1 | -1>][] = [
   ['stats_snapshots', { at: -1 }],
   ['campaigns', { active: 1 }],
   ['campaign_waiting', { clientId: 1 }],
+  ['job_executions', { jobId: 1, status: 1 }],
+  ['job_executions', { jobId: 1, retryAt: 1 }],
+  ['device_replies', { clientId: 1, at: -1 }],
+  ['device_replies', { receivedAt: 1 }],
+  ['reply_backlog', { at: 1, messageId: 1 }],
 ];
 
 describe('indexes at start', () => {
@@ -64,6 +69,7 @@ describe('retention sweep', () => {
     };
     await seed('connection_events', [1, 29, 31, 400]);
     await seed('device_events', [2, 45]);
+    await seed('device_replies', [29, 31]);
     await seed('stats_snapshots', [10, 89, 91]);
     await seed('presence_dead_letters', [3, 8]);
 
@@ -75,9 +81,10 @@ describe('retention sweep', () => {
     expect(await kept('connection_events')).toHaveLength(4);
 
     const deleted = await sweepRetention(database.db, { eventsMs: 30 * day, statsMs: 90 * day, deadLettersMs: 7 * day }, now);
-    expect(deleted).toEqual({ connection_events: 2, device_events: 1, stats_snapshots: 1, presence_dead_letters: 1 });
+    expect(deleted).toEqual({ connection_events: 2, device_events: 1, device_replies: 1, stats_snapshots: 1, presence_dead_letters: 1 });
     expect(await kept('connection_events')).toEqual(['connection_events-1', 'connection_events-29']);
     expect(await kept('device_events')).toEqual(['device_events-2']);
+    expect(await kept('device_replies')).toEqual(['device_replies-29']);
     expect(await kept('stats_snapshots')).toEqual(['stats_snapshots-10', 'stats_snapshots-89']);
     expect(await kept('presence_dead_letters')).toEqual(['presence_dead_letters-3']);
   });
