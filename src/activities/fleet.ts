@@ -25,12 +25,14 @@ async function inSlices<T>(items: T[], write: (slice: T[]) => Promise<void>): Pr
  * 429, timeouts), so one failing request never fails or repeats a whole chunk. Backoff 100 ms
  * doubling to 3 s; a non-retryable error ends at once.
  */
-async function retried<T>(request: () => Promise<T>): Promise<T> {
+async function retried<T>(request: () => Promise<T>, alive: () => void = () => heartbeat()): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await request();
     } catch (err) {
       if (!(err instanceof EmqxError) || !err.retryable || attempt >= DEVICE_ATTEMPTS) throw err;
+      // Still working: a chunk whose devices all retry for a while must not miss its heartbeat timeout.
+      alive();
       await new Promise((resolve) => setTimeout(resolve, Math.min(3_000, 100 * 2 ** (attempt - 1))));
     }
   }
@@ -61,13 +63,14 @@ export function createFleetActivities(deps: { emqx: EmqxClient; history: History
     let done = 0;
     const outcomes = await mapPooled(entries, CONCURRENCY, async (entry) => {
       try {
-        await retried(() => request(entry));
+        await retried(() => request(entry), () => heartbeat({ done }));
         return null;
       } catch (err) {
         return { clientId: entry.clientId, error: messageOf(err) };
       } finally {
         done += 1;
-        if (done % 50 === 0) heartbeat({ done });
+        // The SDK sends heartbeats throttled (at most one per 0.8 of the heartbeat timeout).
+        heartbeat({ done });
       }
     });
     return outcomes.filter((o): o is FleetDeviceFailure => o !== null);
