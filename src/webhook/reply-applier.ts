@@ -9,7 +9,7 @@ import { GroupCommit } from './group-commit';
  *
  * Replies are applied in batches: up to `batchSize` devices at once, each with every reply it has
  * waiting, in EMQX receive order (`at`, then the message id). The job statuses of a batch are one
- * read and one bulk write (JobExecutionStore.applyMany), not two round trips per reply. A device is
+ * read and bulk writes of 40 (JobExecutionStore.applyMany), not two round trips per reply. A device is
  * in one batch at a time: on FerretDB two concurrent applies to one execution can both win (the
  * class comment of src/store/job-executions.ts). At most `concurrency` batches run at once.
  *
