@@ -102,7 +102,7 @@ const sections = {
     WEBHOOK_DISCONNECT_HOLD: Duration.pipe(z.number().max(60_000, 'must be at most 1m')).default(3_000),
     /** A request whose events MongoDB has not stored within this is answered 503 (EMQX retries). */
     WEBHOOK_STORE_TIMEOUT: Duration.default(5_000),
-    /** Devices whose stored replies the adapter applies at once (docs/jobs.md). */
+    /** Batches of stored replies (up to 250 devices each) the adapter applies at once (docs/jobs.md). */
     WEBHOOK_REPLY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
     /** Connections and their timeouts (docs/webhook-adapter.md). */
     WEBHOOK_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(100_000).default(512),

@@ -9,7 +9,7 @@ import { tellContinuousCampaignsOf } from './campaign-join';
 const CONCURRENCY = 32;
 /** Users per `import_users` request. */
 const IMPORT_SLICE = 100;
-/** Tries per device request before that device is reported failed: at a 30% error rate 0.3^12 ≈ 5e-7 per request (8 tries left about 1 run in 16 of 300 devices with a failed device); at most about 20 s of backoff. */
+/** Tries per device request before that device is reported failed: at a 30% error rate 0.3^12 ≈ 5e-7 per request; at most about 20 s of backoff. */
 const DEVICE_ATTEMPTS = 12;
 
 /** Writes in slices of 100 with a heartbeat after each, so a slow store shows progress, not a hung activity. */

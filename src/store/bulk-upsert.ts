@@ -22,13 +22,23 @@ export async function insertNew<T extends Document & { _id: string }>(collection
     await collection.insertMany(docs as unknown as OptionalUnlessRequiredId<T>[], { ordered: false });
     return docs.map((_, i) => i);
   } catch (err) {
-    if (!(err instanceof MongoBulkWriteError)) throw err;
-    const raw = err.writeErrors as WriteError | WriteError[] | undefined;
-    const errors = raw === undefined ? [] : ([] as WriteError[]).concat(raw);
-    if (errors.length === 0 || errors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
-    const taken = new Set(errors.map((e) => e.index));
+    const taken = duplicateKeyPositions(err);
     return docs.flatMap((_, i) => (taken.has(i) ? [] : [i]));
   }
+}
+
+/**
+ * The positions in an unordered bulk write that failed on a duplicate `_id` (the others were
+ * written). Rethrows `err` unless it is a bulk error whose write errors are all duplicate keys: a
+ * bulk error without write errors is the driver's wrapping of a connection or write-concern
+ * failure, where nothing is known to be stored.
+ */
+export function duplicateKeyPositions(err: unknown): Set<number> {
+  if (!(err instanceof MongoBulkWriteError)) throw err;
+  const raw = err.writeErrors as WriteError | WriteError[] | undefined;
+  const errors = raw === undefined ? [] : ([] as WriteError[]).concat(raw);
+  if (errors.length === 0 || errors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+  return new Set(errors.map((e) => e.index));
 }
 
 /**

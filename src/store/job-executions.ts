@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { MongoBulkWriteError, type AnyBulkWriteOperation, type Collection, type Db, type WriteError } from 'mongodb';
+import type { AnyBulkWriteOperation, Collection, Db } from 'mongodb';
 import {
   applyJobReport,
   beginJobAttempt,
@@ -15,7 +15,7 @@ import {
   type JobStatusCounts,
   type JobStatusReport,
 } from '../domain/job-status';
-import { DUPLICATE_KEY, insertNew, UPDATES_PER_COMMAND } from './bulk-upsert';
+import { DUPLICATE_KEY, duplicateKeyPositions, insertNew, UPDATES_PER_COMMAND } from './bulk-upsert';
 
 /**
  * Per-target job executions (`job_executions`, one document per job and device, `_id`
@@ -163,10 +163,10 @@ export class JobExecutionStore {
 
   /**
    * Applies many device reports at once, each target's in the order given (EMQX receive order):
-   * one read of all their executions, the rules applied in memory, and one bulk write of the
-   * changed ones, each conditional on the version it read. A target whose write lost (another
-   * writer moved it meanwhile) has its reports applied again one by one, as `apply` does.
-   * Same outcome as `apply` for each report in turn, with one read and a bulk write per 40 changed targets instead of two round trips per report.
+   * one read of all their executions, the rules applied in memory, and bulk writes of the changed
+   * ones (UPDATES_PER_COMMAND per command), each conditional on the version it read. A target whose
+   * write lost (another writer moved it meanwhile) has its reports applied again one by one, as
+   * `apply` does. Same outcome as `apply` for each report in turn, without two round trips per report.
    */
   async applyMany(reports: readonly TargetReport[]): Promise<void> {
     const byTarget = new Map<string, TargetReport[]>();
@@ -205,25 +205,22 @@ export class JobExecutionStore {
   /** Runs the conditional writes of one applyMany batch; returns the `_id`s whose write did not win. */
   private async bulkWriteLosers(writes: readonly { _id: string; op: AnyBulkWriteOperation<StoredExecution> }[], writer: string): Promise<string[]> {
     const lost = new Set<string>();
-    let settled = 0;
+    // Whether some write may have lost without saying so: a conditional replace that matched no
+    // document counts as neither inserted nor modified.
+    let unsure = false;
     for (let from = 0; from < writes.length; from += UPDATES_PER_COMMAND) {
       const slice = writes.slice(from, from + UPDATES_PER_COMMAND);
       try {
         const result = await this.executions.bulkWrite(slice.map((w) => w.op), { ordered: false });
-        settled += result.insertedCount + result.modifiedCount;
+        if (result.insertedCount + result.modifiedCount < slice.length) unsure = true;
       } catch (err) {
-        if (!(err instanceof MongoBulkWriteError)) throw err;
-        const raw = err.writeErrors as WriteError | WriteError[] | undefined;
-        const errors = raw === undefined ? [] : ([] as WriteError[]).concat(raw);
-        // A duplicate key: another writer inserted the target's first version meanwhile.
-        if (errors.length === 0 || errors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
-        for (const e of errors) lost.add((slice[e.index] as { _id: string })._id);
-        // How many of the others won is read back below.
-        settled = -Infinity;
+        // A duplicate key: another writer inserted the target's first version meanwhile. The
+        // driver reports no counts for the rest of the slice, so they are read back too.
+        for (const i of duplicateKeyPositions(err)) lost.add((slice[i] as { _id: string })._id);
+        unsure = true;
       }
     }
-    if (settled === writes.length) return [];
-    // Some conditional replace found another version: read back which writes are not ours.
+    if (!unsure) return [];
     const candidates = writes.map((w) => w._id).filter((_id) => !lost.has(_id));
     const ours = await this.executions.find({ _id: { $in: candidates }, writer }, { projection: { _id: 1 } }).toArray();
     const won = new Set(ours.map((d) => d._id));

@@ -126,7 +126,9 @@ export function replyApplyBatch(deps: ReplyApplyDeps): (replies: readonly Stored
     const commands = new Map<string, AcceptedReply<'command'>[]>();
     for (const r of replies) {
       if (!r.accepted || r.kind !== 'command') continue;
-      commands.set(r.clientId, [...(commands.get(r.clientId) ?? []), r]);
+      const list = commands.get(r.clientId);
+      if (list) list.push(r);
+      else commands.set(r.clientId, [r]);
     }
     const applyingJobs = deps.executions
       .applyMany(jobs.map((r) => ({ jobId: r.jobId, clientId: r.clientId, report: jobReport(r) })))

@@ -55,6 +55,16 @@ async function seedCampaign(prefix: string, targets: string[], text: string, wai
   return { campaignId, store };
 }
 
+/** `count` registered, connected devices and a running campaign to them (seedCampaign), with the default target policy. */
+async function connectedCampaign(prefix: string, count: number, text: string): Promise<{ targets: string[]; campaignId: string; store: CampaignStore; policy: TargetPolicy }> {
+  const targets = ids(prefix, count);
+  await registerDevices(env.emqx, targets);
+  await devices.connectAll(targets);
+  const { campaignId, store } = await seedCampaign(prefix, targets, text);
+  const defaults = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'x' } } });
+  return { targets, campaignId, store, policy: { retry: defaults.retry, offline: defaults.offline } };
+}
+
 describe('campaign delivery', () => {
   it('delivers once to online devices, to returning devices on their reconnect signal, and ends the others offline at the deadline', async () => {
     const online = ids('on', 10);
@@ -278,11 +288,7 @@ describe('campaign delivery', () => {
   });
 
   it('a batch sends bulk requests of the batch size and records progress after each; a retried batch never re-sends what was recorded', async () => {
-    const targets = ids('req', 10);
-    await registerDevices(env.emqx, targets);
-    await devices.connectAll(targets);
-    const { campaignId, store } = await seedCampaign('requests', targets, 'req');
-    const policy = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'x' } } });
+    const { targets, campaignId, store, policy } = await connectedCampaign('req', 10, 'req');
 
     // EMQX answers the first two bulk requests, then fails in a way retrying cannot fix.
     const sizes: number[] = [];
@@ -293,7 +299,7 @@ describe('campaign delivery', () => {
         if (sizes.length === 3) return Promise.reject(new EmqxError('EMQX answered 401', { status: 401, code: 'BAD_API_KEY_OR_SECRET' }));
         return env.emqx.publishBulk(messages, opts);
       },
-      { retry: policy.retry, offline: policy.offline },
+      policy,
       { limit: 10, requestSize: 4 },
     );
     await expect(run('batch-1')).rejects.toThrow(/401/);
@@ -311,11 +317,7 @@ describe('campaign delivery', () => {
   });
 
   it('a batch whose worker dies after EMQX answered applies that answer on retry: delivered, not an unknown outcome, and not sent again', async () => {
-    const targets = ids('answered', 4);
-    await registerDevices(env.emqx, targets);
-    await devices.connectAll(targets);
-    const { campaignId, store } = await seedCampaign('answered', targets, 'answered');
-    const policy = CampaignRequest.parse({ targets: { list: [{ clientId: 'x' }] }, message: { topic: 't', payload: { format: 'text', text: 'x' } } });
+    const { targets, campaignId, store, policy } = await connectedCampaign('answered', 4, 'answered');
     let requests = 0;
     const run = batchRunner(
       campaignId,
@@ -323,7 +325,7 @@ describe('campaign delivery', () => {
         requests += 1;
         return env.emqx.publishBulk(messages, opts);
       },
-      { retry: policy.retry, offline: policy.offline },
+      policy,
       { limit: 4 },
     );
     // The first write after EMQX's answer fails as a dying worker's would: not an answer from EMQX.
